@@ -1,0 +1,46 @@
+# The two commands of the README:  make train  (prepare the default data, train)  and  make test.
+CC ?= cc
+CFLAGS ?= -std=c11 -O3 -Wall -Wextra
+# -march=native and OpenMP where the compiler supports them (the trainer also builds without)
+NATIVE := $(shell $(CC) -march=native -x c -c /dev/null -o /dev/null 2>/dev/null && echo -march=native)
+OPENMP := $(shell printf 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo -fopenmp)
+LDLIBS = -lm
+PYTHON ?= /usr/bin/python3
+DATA = data/bible
+STATES = dev/states
+
+.PHONY: all train test data states clean bench
+all: train_swat test_swat data/prepare_text
+
+train_swat: train_swat.c
+	$(CC) $(CFLAGS) $(NATIVE) $(OPENMP) -o $@ $< $(LDLIBS)
+
+test_swat: test_swat.c train_swat.c
+	$(CC) $(CFLAGS) $(NATIVE) $(OPENMP) -o $@ test_swat.c $(LDLIBS)
+
+data/prepare_text: data/prepare_text.c
+	$(CC) -std=c11 -O2 -Wall -Wextra -o $@ $<
+
+# The default dataset: the King James Bible from Debian's bible-kjv package, as bytes.
+data: $(DATA)/train.bin
+$(DATA)/train.bin: data/prepare_text
+	bash data/get_bible.sh
+	data/prepare_text $(DATA)/kjv.txt $(DATA)
+
+# The default model: 4 layers, width 256, 8 heads, window 64 on sequences of 256 bytes.
+TRAIN_FLAGS ?= --steps 500 --warmup 40 --lr 2e-3
+train: train_swat data
+	./train_swat --train $(DATA)/train.bin --val $(DATA)/val.bin --out out/bible $(TRAIN_FLAGS)
+
+# Debug states of the PyTorch reference (dev/train_swat.py) for the cross-check in test_swat.
+# Without PyTorch the cross-check reports SKIPPED; as root the script installs it.
+states:
+	@bash dev/make_states.sh $(PYTHON) $(STATES)
+
+# Every suite prints "N passed, M failed[, K skipped]"; the last line adds them up.
+test: train_swat test_swat data/prepare_text states
+	@bash dev/run_tests.sh "./test_swat" "bash data/test_prepare.sh"
+
+clean:
+	rm -f train_swat test_swat data/prepare_text
+	rm -rf $(STATES)

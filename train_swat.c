@@ -1,0 +1,1699 @@
+/*
+ * train_swat.c: Sliding Window Attention Training (SWAT, Fu et al. 2025, arXiv 2502.18845)
+ * in one C file, on the CPU. Read it top to bottom:
+ *
+ *   1. utilities            errors, checked allocation, a seeded random number generator
+ *   2. config               the model's shape and the attention variant
+ *   3. parameters           one float block, the tensors in checkpoint order
+ *   4. layers               each forward next to its backward, with the math
+ *                           matmul, embedding, RMSNorm, RoPE, SWAT attention, SwiGLU, loss
+ *   5. the model            forward and backward of the whole network
+ *   6. the optimizer        AdamW, warmup + cosine schedule, global-norm clipping
+ *   7. data                 token shards and the batch order
+ *   8. checkpoints          save and load (the format of SWAT_SPEC.md section 3)
+ *   9. inference            a ring buffer of w keys and values per layer: constant memory
+ *  10. evaluation           the spec's chunked evaluation
+ *  11. main                 the command line and the training loop
+ *
+ * SWAT in one paragraph: every attention layer looks at the last w tokens only, and it is
+ * trained on sequences longer than w. Softmax attention over a short window puts a large
+ * weight on whatever token happens to be first ("attention sink"), so SWAT replaces the
+ * softmax with an element-wise sigmoid: a(m,n) = sigmoid(q_m.k_n/sqrt(D) + slope_h*(m-n)).
+ * The ALiBi term is "balanced": half of the heads get negative slopes (they prefer recent
+ * tokens), half positive ones (they prefer older tokens in the window). RoPE rotates q and
+ * k by their position so that q.k depends on the distance m-n. Information from beyond the
+ * window still reaches a token through the layers: 1 + (w-1)*l positions after l layers.
+ *
+ * Conventions: weights are [out, in] and y = x W^T; activations are row-major (B, T, C);
+ * every backward function ADDS into the gradients it is given (so residual branches just
+ * add up), and the caller zeroes them when needed.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <float.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#ifndef M_PI
+#define M_PI 3.14159265358979323846
+#endif
+
+/* ------------------------------------------------------------------------------------ */
+/* 1. utilities                                                                          */
+/* ------------------------------------------------------------------------------------ */
+
+/* Every error is one line on stderr and a non-zero exit. Tests that include this file can
+ * redirect errors by defining SWAT_DIE_HOOK before including it. */
+#ifndef SWAT_DIE_HOOK
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+#else
+#define die SWAT_DIE_HOOK
+#endif
+
+static void *xcalloc(size_t count, size_t size, const char *what) {
+    if (count == 0) count = 1;
+    if (size && count > SIZE_MAX / size) die("%s: allocation too large", what);
+    void *p = calloc(count, size);
+    if (!p) die("%s: out of memory (%.1f MB)", what, (double)count * size / 1e6);
+    return p;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* splitmix64: a tiny, well-mixed generator. The whole run is a function of --seed. */
+static uint64_t rng_next(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static double rng_uniform(uint64_t *state) { return (rng_next(state) >> 11) * 0x1.0p-53; } /* [0,1) */
+static double rng_normal(uint64_t *state) {                                               /* Box-Muller */
+    double u1 = rng_uniform(state), u2 = rng_uniform(state);
+    return sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * M_PI * u2);
+}
+
+static int num_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* 2. config                                                                             */
+/* ------------------------------------------------------------------------------------ */
+
+enum { ATTN_SIGMOID = 0, ATTN_SOFTMAX = 1 };
+
+typedef struct {
+    int V;          /* vocabulary size (256 for bytes) */
+    int L;          /* layers */
+    int H;          /* attention heads */
+    int C;          /* model width; head width D = C/H */
+    int F;          /* SwiGLU hidden width */
+    int window;     /* w: each query sees keys m-w+1..m (the training window) */
+    int attn;       /* ATTN_SIGMOID (SWAT) or ATTN_SOFTMAX */
+    int alibi_neg;  /* heads 0..NEG-1 get slope -2^-(h+1) */
+    int alibi_pos;  /* heads NEG..NEG+POS-1 get slope +2^-(h-NEG+1) */
+    int rope;       /* 1: rotate q and k by position */
+    int rope_theta; /* RoPE base, 10000 */
+    int seq_len;    /* training sequence length T (informational) */
+} ModelConfig;
+
+/* Returns NULL if the configuration is valid, else what is wrong with it. */
+static const char *config_problem(const ModelConfig *c) {
+    if (c->V < 1 || c->V > 65536) return "vocabulary size must be in 1..65536 (tokens are uint16)";
+    if (c->L < 1 || c->L > 4096) return "layers must be in 1..4096";
+    if (c->H < 1 || c->H > 4096) return "heads must be in 1..4096";
+    if (c->C < 1 || c->C > 65536) return "model width must be in 1..65536";
+    if (c->C % c->H != 0) return "model width C must be divisible by the number of heads H";
+    if (c->rope && (c->C / c->H) % 2 != 0) return "RoPE needs an even head width C/H";
+    if (c->F < 1 || c->F > 1 << 20) return "ffn width must be in 1..1048576";
+    if (c->window < 1) return "window must be >= 1";
+    if (c->attn != ATTN_SIGMOID && c->attn != ATTN_SOFTMAX) return "attention must be sigmoid or softmax";
+    if (c->alibi_neg < 0 || c->alibi_pos < 0 || c->alibi_neg > c->H - c->alibi_pos)
+        return "ALiBi NEG:POS must be non-negative with NEG+POS <= heads";
+    if (c->rope != 0 && c->rope != 1) return "rope must be on or off";
+    if (c->rope_theta < 1) return "rope theta must be >= 1";
+    if (c->seq_len < 0) return "sequence length must be >= 0";
+    return NULL;
+}
+
+/* The ALiBi slope of each head (spec section 2: "balanced ALiBi"). */
+static void alibi_slopes(const ModelConfig *c, float *slopes) {
+    for (int h = 0; h < c->H; h++) {
+        if (h < c->alibi_neg) slopes[h] = -ldexpf(1.0f, -(h + 1));
+        else if (h < c->alibi_neg + c->alibi_pos) slopes[h] = ldexpf(1.0f, -(h - c->alibi_neg + 1));
+        else slopes[h] = 0.0f;
+    }
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* 3. parameters                                                                         */
+/* ------------------------------------------------------------------------------------ */
+
+/* The tensors in checkpoint order. Each is one contiguous slice of a single float block,
+ * so the optimizer and the checkpoint code treat "all parameters" as one array. */
+#define NUM_PARAM_TENSORS 12
+typedef struct {
+    float *wte;        /* (V, C)    token embedding */
+    float *attn_norm;  /* (L, C)    RMSNorm gain before attention */
+    float *wq, *wk, *wv, *wo; /* (L, C, C) */
+    float *mlp_norm;   /* (L, C)    RMSNorm gain before the MLP */
+    float *w_gate;     /* (L, F, C) */
+    float *w_up;       /* (L, F, C) */
+    float *w_down;     /* (L, C, F) */
+    float *final_norm; /* (C) */
+    float *lm_head;    /* (V, C)    not tied to wte */
+} ParamTensors;
+
+static const char *param_names[NUM_PARAM_TENSORS] = {
+    "wte", "attn_norm", "wq", "wk", "wv", "wo", "mlp_norm", "w_gate", "w_up", "w_down", "final_norm", "lm_head"};
+
+static void param_sizes(const ModelConfig *c, size_t sizes[NUM_PARAM_TENSORS]) {
+    size_t V = c->V, L = c->L, C = c->C, F = c->F;
+    size_t s[NUM_PARAM_TENSORS] = {V * C, L * C, L * C * C, L * C * C, L * C * C, L * C * C,
+                                   L * C, L * F * C, L * F * C, L * C * F, C, V * C};
+    memcpy(sizes, s, sizeof(s));
+}
+
+static size_t param_count(const ModelConfig *c) {
+    size_t sizes[NUM_PARAM_TENSORS], n = 0;
+    param_sizes(c, sizes);
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) n += sizes[i];
+    return n;
+}
+
+/* Point the tensors into a block of param_count() floats. */
+static ParamTensors param_tensors(const ModelConfig *c, float *block) {
+    size_t sizes[NUM_PARAM_TENSORS];
+    param_sizes(c, sizes);
+    float **ptrs[NUM_PARAM_TENSORS];
+    ParamTensors t;
+    ptrs[0] = &t.wte; ptrs[1] = &t.attn_norm; ptrs[2] = &t.wq; ptrs[3] = &t.wk;
+    ptrs[4] = &t.wv; ptrs[5] = &t.wo; ptrs[6] = &t.mlp_norm; ptrs[7] = &t.w_gate;
+    ptrs[8] = &t.w_up; ptrs[9] = &t.w_down; ptrs[10] = &t.final_norm; ptrs[11] = &t.lm_head;
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) { *ptrs[i] = block; block += sizes[i]; }
+    return t;
+}
+
+/* Weight decay applies to matrices (embeddings included), not to the norm gains. */
+static int param_is_decayed(int tensor) { return tensor != 1 && tensor != 6 && tensor != 10; }
+
+/* Initialisation: N(0, 0.02) for matrices, with the two projections that write into the
+ * residual stream (wo, w_down) scaled by 1/sqrt(2L) so the stream's variance does not grow
+ * with depth (GPT-2); norm gains start at 1. */
+static void param_init(const ModelConfig *c, float *block, uint64_t seed) {
+    size_t sizes[NUM_PARAM_TENSORS];
+    param_sizes(c, sizes);
+    uint64_t rng = seed ^ 0x5357415453574154ull;
+    float *p = block;
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
+        double std = 0.02;
+        if (i == 5 || i == 9) std /= sqrt(2.0 * c->L);
+        for (size_t j = 0; j < sizes[i]; j++)
+            p[j] = param_is_decayed(i) ? (float)(std * rng_normal(&rng)) : 1.0f;
+        p += sizes[i];
+    }
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* 4. layers                                                                             */
+/* ------------------------------------------------------------------------------------ */
+
+/* ---- 4.1 matrix multiplication ------------------------------------------------------
+ * Almost all of the FLOPs are in three products per linear layer y = x W^T:
+ *   forward        y  = x W^T      (N, OUT) = (N, IN) (IN, OUT)
+ *   backward       dx += dy W      (N, IN)  = (N, OUT) (OUT, IN)
+ *                  dW += dy^T x    (OUT, IN) = (OUT, N) (N, IN)
+ * One routine does all three: Cm (+)= A B, where A and B are read through strides so that
+ * a transpose is only a different stride. It is blocked the classic way (GotoBLAS): a slab
+ * of KC rows of B is packed into contiguous panels of NR columns that stay in cache, and a
+ * register tile of MR x NR outputs accumulates over the slab. The tile is plain C that the
+ * compiler turns into vector FMAs. Threads split the output rows, and every output sums
+ * over k in the same order, so the result does not depend on the thread count. */
+#if defined(__AVX512F__)
+#define GEMM_MR 8
+#define GEMM_NR 32
+#else
+#define GEMM_MR 6
+#define GEMM_NR 16
+#endif
+#define GEMM_KC 256
+#define GEMM_NC 1024
+
+/* acc[MR][NR] = sum over kc of A(row r, k) * Bp[k][0..NR), then store or add into Cm. */
+static inline void gemm_tile(int kc, const float *const *arow, long aks, const float *Bp,
+                             float *Cm, long ldc, int mr, int nr, int add) {
+    float acc[GEMM_MR][GEMM_NR];
+    for (int r = 0; r < GEMM_MR; r++)
+        for (int j = 0; j < GEMM_NR; j++) acc[r][j] = 0.0f;
+    for (int k = 0; k < kc; k++) {
+        const float *b = Bp + (long)k * GEMM_NR;
+        for (int r = 0; r < GEMM_MR; r++) {
+            float a = arow[r][k * aks];
+            for (int j = 0; j < GEMM_NR; j++) acc[r][j] += a * b[j];
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        float *c = Cm + r * ldc;
+        if (add) for (int j = 0; j < nr; j++) c[j] += acc[r][j];
+        else     for (int j = 0; j < nr; j++) c[j] = acc[r][j];
+    }
+}
+
+static float *gemm_pack_buffer(void) {
+    static float *buf = NULL; /* one KC x NC slab, shared by the threads of a call */
+    if (!buf) buf = xcalloc((size_t)GEMM_KC * (GEMM_NC + GEMM_NR), sizeof(float), "matmul buffer");
+    return buf;
+}
+
+/* Cm[m*ldc + n] (+)= sum_k A[m*ars + k*aks] * B[k*bks + n*bns], for m < M, n < N, k < K.
+ * With add = 0 the old contents of Cm are overwritten. */
+static void gemm(float *Cm, long ldc, const float *A, long ars, long aks, const float *B,
+                 long bks, long bns, int M, int N, int K, int add) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) { /* empty sum */
+        if (!add) for (int m = 0; m < M; m++) memset(Cm + m * ldc, 0, N * sizeof(float));
+        return;
+    }
+    float *Bp = gemm_pack_buffer();
+    for (int n0 = 0; n0 < N; n0 += GEMM_NC) {
+        int nc = N - n0 < GEMM_NC ? N - n0 : GEMM_NC;
+        int panels = (nc + GEMM_NR - 1) / GEMM_NR;
+        for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+            int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+            int add_here = add || k0 > 0;
+            #pragma omp parallel
+            {
+                /* pack B[k0:k0+kc, n0:n0+nc] as panels [panel][k][NR], zero-padded */
+                #pragma omp for schedule(static)
+                for (int p = 0; p < panels; p++) {
+                    float *dst = Bp + (long)p * kc * GEMM_NR;
+                    for (int k = 0; k < kc; k++)
+                        for (int j = 0; j < GEMM_NR; j++) {
+                            int n = n0 + p * GEMM_NR + j;
+                            dst[k * GEMM_NR + j] = n < n0 + nc ? B[(long)(k0 + k) * bks + (long)n * bns] : 0.0f;
+                        }
+                }
+                /* the implicit barrier above: the slab is packed */
+                int mtiles = (M + GEMM_MR - 1) / GEMM_MR;
+                #pragma omp for schedule(static)
+                for (int t = 0; t < mtiles; t++) {
+                    int m0 = t * GEMM_MR, mr = M - m0 < GEMM_MR ? M - m0 : GEMM_MR;
+                    const float *arow[GEMM_MR];
+                    for (int r = 0; r < GEMM_MR; r++) /* rows past M repeat the last row */
+                        arow[r] = A + (long)(m0 + (r < mr ? r : mr - 1)) * ars + (long)k0 * aks;
+                    for (int p = 0; p < panels; p++) {
+                        int nr = nc - p * GEMM_NR < GEMM_NR ? nc - p * GEMM_NR : GEMM_NR;
+                        gemm_tile(kc, arow, aks, Bp + (long)p * kc * GEMM_NR,
+                                  Cm + (long)m0 * ldc + n0 + p * GEMM_NR, ldc, mr, nr, add_here);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* out (N, OUT) = inp (N, IN) W^T, with W stored (OUT, IN). */
+static void matmul_forward(float *out, const float *inp, const float *W, int N, int IN, int OUT) {
+    gemm(out, OUT, inp, IN, 1, W, 1, IN, N, OUT, IN, 0);
+}
+
+/* dinp += dout W ; dW += dout^T inp. Either output may be NULL. */
+static void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp,
+                            const float *W, int N, int IN, int OUT) {
+    if (dinp) gemm(dinp, IN, dout, OUT, 1, W, IN, 1, N, IN, OUT, 1);
+    if (dW) gemm(dW, IN, dout, 1, OUT, inp, IN, 1, OUT, IN, N, 1);
+}
+
+/* ---- 4.2 token embedding ------------------------------------------------------------
+ * forward: x[t] = wte[token[t]]   backward: dwte[token[t]] += dx[t]
+ * The backward parallelises over channels, so no two threads write the same float. */
+static void embedding_forward(float *out, const int *tokens, const float *wte, int N, int C) {
+    #pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; t++) memcpy(out + (long)t * C, wte + (long)tokens[t] * C, C * sizeof(float));
+}
+
+static void embedding_backward(float *dwte, const float *dout, const int *tokens, int N, int C) {
+    #pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++)
+        for (int t = 0; t < N; t++) dwte[(long)tokens[t] * C + c] += dout[(long)t * C + c];
+}
+
+/* ---- 4.3 RMSNorm ---------------------------------------------------------------------
+ * y = x * r * g with r = 1/sqrt(mean(x^2) + eps). With xhat = x*r:
+ *   dg += sum_t dy * xhat
+ *   dx  = r * (dy*g - xhat * mean(dy*g*xhat))
+ * (the second term removes the part of dy*g that would change the norm of x). */
+#define RMSNORM_EPS 1e-5f
+
+static void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *g, int N, int C) {
+    #pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; t++) {
+        const float *x = inp + (long)t * C;
+        float *y = out + (long)t * C;
+        float ss = 0.0f;
+        for (int c = 0; c < C; c++) ss += x[c] * x[c];
+        float r = 1.0f / sqrtf(ss / C + RMSNORM_EPS);
+        for (int c = 0; c < C; c++) y[c] = x[c] * r * g[c];
+        if (rstd) rstd[t] = r;
+    }
+}
+
+static void rmsnorm_backward(float *dinp, float *dg, const float *dout, const float *inp,
+                             const float *g, const float *rstd, int N, int C) {
+    #pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; t++) {
+        const float *x = inp + (long)t * C, *dy = dout + (long)t * C;
+        float *dx = dinp + (long)t * C, r = rstd[t];
+        float dot = 0.0f; /* sum_c dy*g*xhat */
+        for (int c = 0; c < C; c++) dot += dy[c] * g[c] * x[c] * r;
+        dot /= C;
+        for (int c = 0; c < C; c++) dx[c] += r * (dy[c] * g[c] - x[c] * r * dot);
+    }
+    /* dg sums over all positions: parallel over channels keeps the order fixed */
+    #pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        float acc = 0.0f;
+        for (int t = 0; t < N; t++) acc += dout[(long)t * C + c] * inp[(long)t * C + c] * rstd[t];
+        dg[c] += acc;
+    }
+}
+
+/* ---- 4.4 RoPE -------------------------------------------------------------------------
+ * Each pair (x[2i], x[2i+1]) of a head vector at position p is rotated by the angle
+ * a = p * theta^(-2i/D). Then q_m.k_n depends on the positions only through m-n. A
+ * rotation's inverse is its transpose, so the backward rotates the gradient by -a.
+ * The tables hold cos a and sin a for positions 0..T-1 (computed in double). */
+static void rope_tables(float *cos_t, float *sin_t, int T, int D, int theta, long first_pos) {
+    for (int p = 0; p < T; p++)
+        for (int i = 0; i < D / 2; i++) {
+            double a = (double)(first_pos + p) * pow((double)theta, -2.0 * i / D);
+            cos_t[p * (D / 2) + i] = (float)cos(a);
+            sin_t[p * (D / 2) + i] = (float)sin(a);
+        }
+}
+
+/* x (B, T, C) rotated in place, every head the same way; sign = +1 forward, -1 backward. */
+static void rope_rotate(float *x, const float *cos_t, const float *sin_t, int B, int T, int C, int H, float sign) {
+    int D = C / H;
+    #pragma omp parallel for schedule(static)
+    for (long bt = 0; bt < (long)B * T; bt++) {
+        const float *cs = cos_t + (bt % T) * (D / 2), *sn = sin_t + (bt % T) * (D / 2);
+        for (int h = 0; h < H; h++) {
+            float *v = x + bt * C + h * D;
+            for (int i = 0; i < D / 2; i++) {
+                float x0 = v[2 * i], x1 = v[2 * i + 1], c = cs[i], s = sign * sn[i];
+                v[2 * i] = x0 * c - x1 * s;
+                v[2 * i + 1] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+static void rope_forward(float *x, const float *cos_t, const float *sin_t, int B, int T, int C, int H) {
+    rope_rotate(x, cos_t, sin_t, B, T, C, H, 1.0f);
+}
+static void rope_backward(float *dx, const float *cos_t, const float *sin_t, int B, int T, int C, int H) {
+    rope_rotate(dx, cos_t, sin_t, B, T, C, H, -1.0f);
+}
+
+/* ---- 4.5 SWAT attention ---------------------------------------------------------------
+ * For query m of head h and keys n = m-d, d = 0 .. min(m, w-1) (d is the distance):
+ *   s(m,d) = q_m.k_n / sqrt(D) + slope_h * d
+ *   sigmoid: a = sigmoid(s)          softmax: a = exp(s) / sum_d exp(s)
+ *   o_m = sum_d a(m,d) v_n
+ * Only the band of w keys is touched, and only the band is saved: att is (B, H, T, Wb)
+ * with Wb = min(w, T), att[..., m, d] the weight of key m-d (0 where m-d < 0).
+ * Backward, with da = do_m . v_n:
+ *   dv_n += a * do_m
+ *   sigmoid: ds = da * a * (1 - a)      softmax: ds = a * (da - sum_d a*da)
+ *   dq_m += ds * k_n / sqrt(D)          dk_n += ds * q_m / sqrt(D)
+ * Heads and sequences are independent, so threads take whole (b, h) pairs. */
+static int band_width(int window, int T) { return window < T ? window : T; }
+
+static void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                              const float *slopes, int B, int T, int C, int H, int window, int mode) {
+    int D = C / H, Wb = band_width(window, T);
+    float scale = 1.0f / sqrtf((float)D);
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int m = 0; m < T; m++) {
+                const float *qm = q + ((long)b * T + m) * C + h * D;
+                float *a = att + (((long)b * H + h) * T + m) * Wb;
+                int nd = m + 1 < Wb ? m + 1 : Wb; /* keys in the band */
+                float maxs = -FLT_MAX;
+                for (int d = 0; d < nd; d++) {
+                    const float *kn = k + ((long)b * T + m - d) * C + h * D;
+                    float s = 0.0f;
+                    for (int i = 0; i < D; i++) s += qm[i] * kn[i];
+                    s = s * scale + slopes[h] * d;
+                    a[d] = s;
+                    if (s > maxs) maxs = s;
+                }
+                if (mode == ATTN_SIGMOID) {
+                    for (int d = 0; d < nd; d++) a[d] = 1.0f / (1.0f + expf(-a[d]));
+                } else {
+                    float sum = 0.0f;
+                    for (int d = 0; d < nd; d++) { a[d] = expf(a[d] - maxs); sum += a[d]; }
+                    for (int d = 0; d < nd; d++) a[d] /= sum;
+                }
+                for (int d = nd; d < Wb; d++) a[d] = 0.0f;
+                float *om = out + ((long)b * T + m) * C + h * D;
+                for (int i = 0; i < D; i++) om[i] = 0.0f;
+                for (int d = 0; d < nd; d++) {
+                    const float *vn = v + ((long)b * T + m - d) * C + h * D;
+                    for (int i = 0; i < D; i++) om[i] += a[d] * vn[i];
+                }
+            }
+}
+
+static void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
+                               const float *q, const float *k, const float *v,
+                               int B, int T, int C, int H, int window, int mode) {
+    int D = C / H, Wb = band_width(window, T);
+    float scale = 1.0f / sqrtf((float)D);
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            float *ds = xcalloc(Wb, sizeof(float), "attention scratch");
+            for (int m = 0; m < T; m++) {
+                long qrow = ((long)b * T + m) * C + h * D;
+                const float *a = att + (((long)b * H + h) * T + m) * Wb, *dom = dout + qrow;
+                int nd = m + 1 < Wb ? m + 1 : Wb;
+                float dot = 0.0f; /* softmax: sum_d a*da */
+                for (int d = 0; d < nd; d++) {
+                    long nrow = qrow - (long)d * C;
+                    float da = 0.0f;
+                    for (int i = 0; i < D; i++) {
+                        da += dom[i] * v[nrow + i];
+                        dv[nrow + i] += a[d] * dom[i];
+                    }
+                    ds[d] = da;
+                    dot += a[d] * da;
+                }
+                for (int d = 0; d < nd; d++) {
+                    float g = mode == ATTN_SIGMOID ? ds[d] * a[d] * (1.0f - a[d]) : a[d] * (ds[d] - dot);
+                    g *= scale;
+                    long nrow = qrow - (long)d * C;
+                    for (int i = 0; i < D; i++) {
+                        dq[qrow + i] += g * k[nrow + i];
+                        dk[nrow + i] += g * q[qrow + i];
+                    }
+                }
+            }
+            free(ds);
+        }
+}
+
+/* ---- 4.6 SwiGLU -----------------------------------------------------------------------
+ * y = silu(g) * u with silu(g) = g * sigmoid(g), sigmoid'(g) = sigmoid(g)(1-sigmoid(g)):
+ *   du += dy * silu(g)      dg += dy * u * sigmoid(g) * (1 + g*(1 - sigmoid(g))) */
+static void swiglu_forward(float *out, const float *gate, const float *up, long N) {
+    #pragma omp parallel for schedule(static)
+    for (long i = 0; i < N; i++) {
+        float sg = 1.0f / (1.0f + expf(-gate[i]));
+        out[i] = gate[i] * sg * up[i];
+    }
+}
+
+static void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                            const float *up, long N) {
+    #pragma omp parallel for schedule(static)
+    for (long i = 0; i < N; i++) {
+        float g = gate[i], sg = 1.0f / (1.0f + expf(-g));
+        dup[i] += dout[i] * g * sg;
+        dgate[i] += dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
+    }
+}
+
+/* ---- 4.7 cross-entropy ----------------------------------------------------------------
+ * loss_t = logsumexp(logits_t) - logits_t[target]; the mean over N positions is the loss.
+ * d loss / d logits_t = (softmax(logits_t) - onehot(target)) * dloss, with dloss = 1/N. */
+static void crossentropy_forward(float *losses, const float *logits, const int *targets, int N, int V) {
+    #pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; t++) {
+        const float *z = logits + (long)t * V;
+        float maxz = -FLT_MAX;
+        for (int i = 0; i < V; i++) if (z[i] > maxz) maxz = z[i];
+        double sum = 0.0;
+        for (int i = 0; i < V; i++) sum += expf(z[i] - maxz);
+        losses[t] = (float)(log(sum) + maxz - z[targets[t]]);
+    }
+}
+
+static void crossentropy_backward(float *dlogits, const float *logits, const int *targets,
+                                  float dloss, int N, int V) {
+    #pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; t++) {
+        const float *z = logits + (long)t * V;
+        float *dz = dlogits + (long)t * V;
+        float maxz = -FLT_MAX;
+        for (int i = 0; i < V; i++) if (z[i] > maxz) maxz = z[i];
+        float sum = 0.0f;
+        for (int i = 0; i < V; i++) sum += expf(z[i] - maxz);
+        for (int i = 0; i < V; i++) dz[i] += (expf(z[i] - maxz) / sum - (i == targets[t])) * dloss;
+    }
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* 5. the model                                                                          */
+/* ------------------------------------------------------------------------------------ */
+
+/* What the forward pass keeps for the backward pass, for B sequences of T tokens. Per
+ * layer l the arrays hold L slices of the sizes noted. */
+typedef struct {
+    int B, T, Wb;         /* the shape they were allocated for (Wb = band width) */
+    int window;           /* the attention window of the last forward */
+    float *x;             /* (L+1, B*T, C) residual stream entering each layer; x[L] the final one */
+    float *h_attn;        /* (L, B*T, C) RMSNorm(x) before attention */
+    float *rstd_attn;     /* (L, B*T) */
+    float *q, *k, *v;     /* (L, B*T, C) projections, q and k after RoPE */
+    float *att;           /* (L, B, H, T, Wb) attention weights over the band */
+    float *o;             /* (L, B*T, C) attention output before Wo */
+    float *x_mid;         /* (L, B*T, C) residual stream after the attention block */
+    float *h_mlp;         /* (L, B*T, C) RMSNorm(x_mid) */
+    float *rstd_mlp;      /* (L, B*T) */
+    float *gate, *up;     /* (L, B*T, F) */
+    float *act;           /* (L, B*T, F) silu(gate) * up */
+    float *h_final;       /* (B*T, C) */
+    float *rstd_final;    /* (B*T) */
+    float *logits;        /* (B*T, V) */
+    float *losses;        /* (B*T) */
+    float *rope_cos, *rope_sin; /* (T, D/2) */
+    /* gradient scratch for one layer at a time */
+    float *dx, *dh, *dq, *dk, *dv, *dgate, *dup, *dact, *dlogits;
+    int *inputs, *targets;
+} Activations;
+
+typedef struct {
+    ModelConfig cfg;
+    size_t num_params;
+    float *params, *grads;    /* num_params each */
+    float *adam_m, *adam_v;   /* AdamW moments, allocated by the optimizer */
+    ParamTensors p, g;
+    float *slopes;            /* (H) ALiBi slopes */
+    Activations a;
+    int has_targets;          /* the last forward had targets: backward is possible */
+    float loss;               /* mean loss of the last forward with targets */
+} Model;
+
+static void model_create(Model *m, const ModelConfig *cfg) {
+    memset(m, 0, sizeof(*m));
+    const char *problem = config_problem(cfg);
+    if (problem) die("invalid model configuration: %s", problem);
+    m->cfg = *cfg;
+    m->num_params = param_count(cfg);
+    m->params = xcalloc(m->num_params, sizeof(float), "parameters");
+    m->grads = xcalloc(m->num_params, sizeof(float), "gradients");
+    m->p = param_tensors(cfg, m->params);
+    m->g = param_tensors(cfg, m->grads);
+    m->slopes = xcalloc(cfg->H, sizeof(float), "slopes");
+    alibi_slopes(cfg, m->slopes);
+}
+
+static void activations_free(Activations *a) {
+    float **f[] = {&a->x, &a->h_attn, &a->rstd_attn, &a->q, &a->k, &a->v, &a->att, &a->o, &a->x_mid,
+                   &a->h_mlp, &a->rstd_mlp, &a->gate, &a->up, &a->act, &a->h_final, &a->rstd_final,
+                   &a->logits, &a->losses, &a->rope_cos, &a->rope_sin, &a->dx, &a->dh, &a->dq, &a->dk,
+                   &a->dv, &a->dgate, &a->dup, &a->dact, &a->dlogits};
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) { free(*f[i]); *f[i] = NULL; }
+    free(a->inputs); free(a->targets);
+    a->inputs = a->targets = NULL;
+    a->B = a->T = a->Wb = 0;
+}
+
+static void model_free(Model *m) {
+    activations_free(&m->a);
+    free(m->params); free(m->grads); free(m->adam_m); free(m->adam_v); free(m->slopes);
+    memset(m, 0, sizeof(*m));
+}
+
+/* Bytes of activation memory for (B, T, window): checked before allocating. */
+static double activation_bytes(const ModelConfig *c, int B, int T, int window) {
+    double BT = (double)B * T, L = c->L, C = c->C, F = c->F;
+    double floats = (L + 1) * BT * C + L * BT * (7 * C + 2 + 3 * F) + L * B * c->H * (double)T * band_width(window, T)
+                  + BT * (C + 1 + 2 * c->V + 1) + T * (double)C + BT * (6 * C + 3 * F) + 2 * BT;
+    return floats * 4;
+}
+
+static void activations_ensure(Model *m, int B, int T, int window) {
+    Activations *a = &m->a;
+    int Wb = band_width(window, T);
+    if (a->B == B && a->T == T && a->Wb == Wb) return;
+    activations_free(a);
+    const ModelConfig *c = &m->cfg;
+    double gb = activation_bytes(c, B, T, window) / 1e9;
+    if (gb > 200) die("batch %d x sequence %d needs %.0f GB of activations", B, T, gb);
+    size_t BT = (size_t)B * T, L = c->L, C = c->C, F = c->F, H = c->H, D = C / H;
+    a->B = B; a->T = T; a->Wb = Wb;
+    a->x = xcalloc((L + 1) * BT * C, 4, "activations");
+    a->h_attn = xcalloc(L * BT * C, 4, "activations");
+    a->rstd_attn = xcalloc(L * BT, 4, "activations");
+    a->q = xcalloc(L * BT * C, 4, "activations");
+    a->k = xcalloc(L * BT * C, 4, "activations");
+    a->v = xcalloc(L * BT * C, 4, "activations");
+    a->att = xcalloc(L * B * H * (size_t)T * Wb, 4, "activations");
+    a->o = xcalloc(L * BT * C, 4, "activations");
+    a->x_mid = xcalloc(L * BT * C, 4, "activations");
+    a->h_mlp = xcalloc(L * BT * C, 4, "activations");
+    a->rstd_mlp = xcalloc(L * BT, 4, "activations");
+    a->gate = xcalloc(L * BT * F, 4, "activations");
+    a->up = xcalloc(L * BT * F, 4, "activations");
+    a->act = xcalloc(L * BT * F, 4, "activations");
+    a->h_final = xcalloc(BT * C, 4, "activations");
+    a->rstd_final = xcalloc(BT, 4, "activations");
+    a->logits = xcalloc(BT * c->V, 4, "activations");
+    a->losses = xcalloc(BT, 4, "activations");
+    a->rope_cos = xcalloc((size_t)T * (D / 2 + 1), 4, "activations");
+    a->rope_sin = xcalloc((size_t)T * (D / 2 + 1), 4, "activations");
+    if (c->rope) rope_tables(a->rope_cos, a->rope_sin, T, D, c->rope_theta, 0);
+    a->dx = xcalloc(BT * C, 4, "gradients");
+    a->dh = xcalloc(BT * C, 4, "gradients");
+    a->dq = xcalloc(BT * C, 4, "gradients");
+    a->dk = xcalloc(BT * C, 4, "gradients");
+    a->dv = xcalloc(BT * C, 4, "gradients");
+    a->dgate = xcalloc(BT * F, 4, "gradients");
+    a->dup = xcalloc(BT * F, 4, "gradients");
+    a->dact = xcalloc(BT * F, 4, "gradients");
+    a->dlogits = xcalloc(BT * c->V, 4, "gradients");
+    a->inputs = xcalloc(BT, sizeof(int), "tokens");
+    a->targets = xcalloc(BT, sizeof(int), "tokens");
+}
+
+/* The forward pass of spec section 2 on B sequences of T tokens (positions 0..T-1 each),
+ * with attention window `window` (the training window, or another one for evaluation).
+ * Logits land in m->a.logits. With targets (may be NULL) it returns the mean loss. */
+static float model_forward(Model *m, const int *inputs, const int *targets, int B, int T, int window) {
+    const ModelConfig *c = &m->cfg;
+    activations_ensure(m, B, T, window);
+    Activations *a = &m->a;
+    int N = B * T, C = c->C, F = c->F, V = c->V;
+    long NC = (long)N * C, NF = (long)N * F;
+    for (int i = 0; i < N; i++) {
+        if (inputs[i] < 0 || inputs[i] >= V) die("token %d at position %d is outside the vocabulary (V=%d)", inputs[i], i, V);
+        if (targets && (targets[i] < 0 || targets[i] >= V)) die("target %d at position %d is outside the vocabulary (V=%d)", targets[i], i, V);
+    }
+    a->window = window;
+    memcpy(a->inputs, inputs, N * sizeof(int));
+    if (targets) memcpy(a->targets, targets, N * sizeof(int));
+
+    embedding_forward(a->x, inputs, m->p.wte, N, C);
+    for (int l = 0; l < c->L; l++) {
+        long lC = (long)l * C, lCC = lC * C, lFC = (long)l * F * C;
+        float *x = a->x + l * NC, *h = a->h_attn + l * NC, *q = a->q + l * NC, *k = a->k + l * NC,
+              *v = a->v + l * NC, *o = a->o + l * NC, *xm = a->x_mid + l * NC, *h2 = a->h_mlp + l * NC,
+              *gate = a->gate + l * NF, *up = a->up + l * NF, *act = a->act + l * NF, *xn = a->x + (l + 1) * NC;
+        /* attention block: x_mid = x + Attn(RMSNorm(x)) Wo^T */
+        rmsnorm_forward(h, a->rstd_attn + (long)l * N, x, m->p.attn_norm + lC, N, C);
+        matmul_forward(q, h, m->p.wq + lCC, N, C, C);
+        matmul_forward(k, h, m->p.wk + lCC, N, C, C);
+        matmul_forward(v, h, m->p.wv + lCC, N, C, C);
+        if (c->rope) {
+            rope_forward(q, a->rope_cos, a->rope_sin, B, T, C, c->H);
+            rope_forward(k, a->rope_cos, a->rope_sin, B, T, C, c->H);
+        }
+        attention_forward(o, a->att + (long)l * B * c->H * T * a->Wb, q, k, v, m->slopes, B, T, C, c->H, window, c->attn);
+        matmul_forward(xm, o, m->p.wo + lCC, N, C, C);
+        for (long i = 0; i < NC; i++) xm[i] += x[i];
+        /* MLP block: x_next = x_mid + (silu(h Wgate^T) * h Wup^T) Wdown^T, h = RMSNorm(x_mid) */
+        rmsnorm_forward(h2, a->rstd_mlp + (long)l * N, xm, m->p.mlp_norm + lC, N, C);
+        matmul_forward(gate, h2, m->p.w_gate + lFC, N, C, F);
+        matmul_forward(up, h2, m->p.w_up + lFC, N, C, F);
+        swiglu_forward(act, gate, up, NF);
+        matmul_forward(xn, act, m->p.w_down + lFC, N, F, C);
+        for (long i = 0; i < NC; i++) xn[i] += xm[i];
+    }
+    rmsnorm_forward(a->h_final, a->rstd_final, a->x + c->L * NC, m->p.final_norm, N, C);
+    matmul_forward(a->logits, a->h_final, m->p.lm_head, N, C, V);
+    m->has_targets = targets != NULL;
+    if (!targets) return 0.0f;
+    crossentropy_forward(a->losses, a->logits, targets, N, V);
+    double sum = 0.0; /* fixed order: the same loss for any thread count */
+    for (int i = 0; i < N; i++) sum += a->losses[i];
+    m->loss = (float)(sum / N);
+    return m->loss;
+}
+
+static void model_zero_grad(Model *m) { memset(m->grads, 0, m->num_params * sizeof(float)); }
+
+/* Gradients of the last forward's mean loss, ADDED into m->grads. */
+static void model_backward(Model *m) {
+    if (!m->has_targets) die("model_backward needs a forward pass with targets");
+    const ModelConfig *c = &m->cfg;
+    Activations *a = &m->a;
+    int B = a->B, T = a->T, N = B * T, C = c->C, F = c->F, V = c->V, H = c->H;
+    long NC = (long)N * C, NF = (long)N * F;
+
+    memset(a->dlogits, 0, (size_t)N * V * sizeof(float));
+    crossentropy_backward(a->dlogits, a->logits, a->targets, 1.0f / N, N, V);
+    memset(a->dh, 0, NC * sizeof(float));
+    matmul_backward(a->dh, m->g.lm_head, a->dlogits, a->h_final, m->p.lm_head, N, C, V);
+    memset(a->dx, 0, NC * sizeof(float)); /* dx: gradient of the residual stream */
+    rmsnorm_backward(a->dx, m->g.final_norm, a->dh, a->x + c->L * NC, m->p.final_norm, a->rstd_final, N, C);
+
+    for (int l = c->L - 1; l >= 0; l--) {
+        long lC = (long)l * C, lCC = lC * C, lFC = (long)l * F * C;
+        float *x = a->x + l * NC, *h = a->h_attn + l * NC, *q = a->q + l * NC, *k = a->k + l * NC,
+              *v = a->v + l * NC, *o = a->o + l * NC, *xm = a->x_mid + l * NC, *h2 = a->h_mlp + l * NC,
+              *gate = a->gate + l * NF, *up = a->up + l * NF, *act = a->act + l * NF;
+        /* MLP block; the residual passes dx through unchanged and the branch adds to it */
+        memset(a->dact, 0, NF * sizeof(float));
+        matmul_backward(a->dact, m->g.w_down + lFC, a->dx, act, m->p.w_down + lFC, N, F, C);
+        memset(a->dgate, 0, NF * sizeof(float));
+        memset(a->dup, 0, NF * sizeof(float));
+        swiglu_backward(a->dgate, a->dup, a->dact, gate, up, NF);
+        memset(a->dh, 0, NC * sizeof(float));
+        matmul_backward(a->dh, m->g.w_gate + lFC, a->dgate, h2, m->p.w_gate + lFC, N, C, F);
+        matmul_backward(a->dh, m->g.w_up + lFC, a->dup, h2, m->p.w_up + lFC, N, C, F);
+        rmsnorm_backward(a->dx, m->g.mlp_norm + lC, a->dh, xm, m->p.mlp_norm + lC, a->rstd_mlp + (long)l * N, N, C);
+        /* attention block */
+        memset(a->dh, 0, NC * sizeof(float)); /* dh: gradient of o */
+        matmul_backward(a->dh, m->g.wo + lCC, a->dx, o, m->p.wo + lCC, N, C, C);
+        memset(a->dq, 0, NC * sizeof(float));
+        memset(a->dk, 0, NC * sizeof(float));
+        memset(a->dv, 0, NC * sizeof(float));
+        attention_backward(a->dq, a->dk, a->dv, a->dh, a->att + (long)l * B * H * T * a->Wb, q, k, v,
+                           B, T, C, H, a->window, c->attn);
+        if (c->rope) {
+            rope_backward(a->dq, a->rope_cos, a->rope_sin, B, T, C, H);
+            rope_backward(a->dk, a->rope_cos, a->rope_sin, B, T, C, H);
+        }
+        memset(a->dh, 0, NC * sizeof(float)); /* dh: gradient of RMSNorm(x) */
+        matmul_backward(a->dh, m->g.wq + lCC, a->dq, h, m->p.wq + lCC, N, C, C);
+        matmul_backward(a->dh, m->g.wk + lCC, a->dk, h, m->p.wk + lCC, N, C, C);
+        matmul_backward(a->dh, m->g.wv + lCC, a->dv, h, m->p.wv + lCC, N, C, C);
+        rmsnorm_backward(a->dx, m->g.attn_norm + lC, a->dh, x, m->p.attn_norm + lC, a->rstd_attn + (long)l * N, N, C);
+    }
+    embedding_backward(m->g.wte, a->dx, a->inputs, N, C);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* 6. the optimizer                                                                      */
+/* ------------------------------------------------------------------------------------ */
+
+typedef struct {
+    double lr, min_lr_ratio;    /* peak learning rate; the cosine decays to lr*min_lr_ratio */
+    int warmup;                 /* steps of linear warmup */
+    int steps;                  /* the planned length of the run (the schedule's horizon) */
+    double beta1, beta2, eps, weight_decay, clip;
+} OptimConfig;
+
+/* Linear warmup: step s < warmup uses lr*(s+1)/warmup. Then a cosine from lr down to
+ * lr*min_lr_ratio over the rest of the planned run (with warmup 0 and one step: exactly lr). */
+static double lr_at_step(const OptimConfig *o, int step) {
+    if (step < o->warmup) return o->lr * (step + 1) / o->warmup;
+    int decay_steps = o->steps - o->warmup > 1 ? o->steps - o->warmup : 1;
+    double progress = (double)(step - o->warmup) / decay_steps;
+    if (progress > 1.0) progress = 1.0;
+    double min_lr = o->lr * o->min_lr_ratio; /* written so that progress 0 gives lr exactly */
+    return o->lr - 0.5 * (o->lr - min_lr) * (1.0 - cos(M_PI * progress));
+}
+
+/* The global L2 norm of all gradients, summed in a fixed order (per-thread slices are
+ * summed in double and then added in slice order, so any thread count gives the same). */
+static double grad_norm(const float *g, size_t n) {
+    enum { SLICES = 64 };
+    double part[SLICES];
+    #pragma omp parallel for schedule(static)
+    for (int s = 0; s < SLICES; s++) {
+        size_t lo = n * s / SLICES, hi = n * (s + 1) / SLICES;
+        double acc = 0.0;
+        for (size_t i = lo; i < hi; i++) acc += (double)g[i] * g[i];
+        part[s] = acc;
+    }
+    double total = 0.0;
+    for (int s = 0; s < SLICES; s++) total += part[s];
+    return sqrt(total);
+}
+
+/* One AdamW step with PyTorch's semantics: clip the gradients to a global norm of `clip`
+ * (coefficient clip/(norm+1e-6), as torch.nn.utils.clip_grad_norm_), then per parameter
+ *   p -= lr*wd*p                                  (decoupled decay, matrices only)
+ *   m = b1 m + (1-b1) g ;  v = b2 v + (1-b2) g^2
+ *   p -= lr * (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)   with t = step+1.
+ * `norm` is grad_norm() of the unclipped gradients. */
+static void adamw_step(Model *m, const OptimConfig *o, int step, double lr, double norm) {
+    if (!m->adam_m) {
+        m->adam_m = xcalloc(m->num_params, sizeof(float), "AdamW moments");
+        m->adam_v = xcalloc(m->num_params, sizeof(float), "AdamW moments");
+    }
+    float gscale = 1.0f;
+    if (o->clip > 0 && o->clip / (norm + 1e-6) < 1.0) gscale = (float)(o->clip / (norm + 1e-6));
+    double bc1 = 1.0 - pow(o->beta1, step + 1), bc2 = 1.0 - pow(o->beta2, step + 1);
+    float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
+    float step_size = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
+    size_t sizes[NUM_PARAM_TENSORS], off = 0;
+    param_sizes(&m->cfg, sizes);
+    for (int t = 0; t < NUM_PARAM_TENSORS; t++) {
+        float decay = param_is_decayed(t) ? (float)(1.0 - lr * o->weight_decay) : 1.0f;
+        float *p = m->params + off, *g = m->grads + off, *mm = m->adam_m + off, *vv = m->adam_v + off;
+        #pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < sizes[t]; i++) {
+            float gi = g[i] * gscale;
+            mm[i] = b1 * mm[i] + (1.0f - b1) * gi;
+            vv[i] = b2 * vv[i] + (1.0f - b2) * gi * gi;
+            p[i] = p[i] * decay - step_size * mm[i] / (sqrtf(vv[i]) * inv_sqrt_bc2 + eps);
+        }
+        off += sizes[t];
+    }
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* 7. data                                                                               */
+/* ------------------------------------------------------------------------------------ */
+
+/* A token shard (spec section 4, llm.c's format): 256 int32 header [20240520, 1, N, 0...]
+ * then N uint16 tokens. The whole shard is read into memory and checked. */
+#define SHARD_MAGIC 20240520
+typedef struct {
+    uint16_t *tokens;
+    long n;
+} Shard;
+
+static void shard_load(Shard *s, const char *path, int V) {
+    FILE *f = fopen(path, "rb");
+    if (!f) die("%s: cannot open token shard: %s", path, strerror(errno));
+    int32_t header[256];
+    size_t got = fread(header, sizeof(int32_t), 256, f);
+    if (got == 0) die("%s: token shard is empty", path);
+    if (got < 256) die("%s: token shard is truncated (header is %zu of 1024 bytes)", path, got * 4);
+    if (header[0] != SHARD_MAGIC) die("%s: not a token shard (magic %d, expected %d)", path, header[0], SHARD_MAGIC);
+    if (header[1] != 1) die("%s: unsupported token shard version %d (expected 1)", path, header[1]);
+    if (header[2] < 0) die("%s: negative token count %d", path, header[2]);
+    if (fseek(f, 0, SEEK_END) != 0) die("%s: cannot seek: %s", path, strerror(errno));
+    long size = ftell(f), expect = 1024 + 2L * header[2];
+    if (size != expect) die("%s: file is %ld bytes but its header promises %d tokens (%ld bytes)", path, size, header[2], expect);
+    if (header[2] < 2) die("%s: token shard has %d tokens; at least 2 are needed", path, header[2]);
+    s->n = header[2];
+    s->tokens = xcalloc(s->n, sizeof(uint16_t), path);
+    if (fseek(f, 1024, SEEK_SET) != 0 || fread(s->tokens, 2, s->n, f) != (size_t)s->n)
+        die("%s: read error", path);
+    fclose(f);
+    for (long i = 0; i < s->n; i++)
+        if (s->tokens[i] >= V) die("%s: token %u at index %ld is not below the vocabulary size %d", path, s->tokens[i], i, V);
+}
+
+/* The batch order. Unshuffled (spec section 5): a cursor starts at 0, sequence b of a batch
+ * is t[p+b*T .. p+b*T+T) with targets one to the right, the cursor advances by B*T and
+ * wraps to 0 when fewer than B*T+1 tokens remain. Shuffled: the shard is cut into
+ * floor((N-1)/T) sequences at multiples of T, each epoch visits them in a fresh random
+ * order (a function of the seed and the epoch), B at a time; a partial batch at the end of
+ * an epoch is skipped. The whole state is (cursor, epoch), so a resume can restore it. */
+typedef struct {
+    const Shard *shard;
+    int B, T, shuffle;
+    uint64_t seed;
+    long cursor;        /* unshuffled: token position; shuffled: index into the epoch's order */
+    long epoch;
+    long num_seqs;      /* shuffled: sequences per epoch */
+    long *order;        /* shuffled: the epoch's permutation */
+} Loader;
+
+static void loader_shuffle(Loader *ld) {
+    for (long i = 0; i < ld->num_seqs; i++) ld->order[i] = i;
+    uint64_t rng = ld->seed * 0x2545F4914F6CDD1Dull + (uint64_t)ld->epoch + 1;
+    for (long i = ld->num_seqs - 1; i > 0; i--) { /* Fisher-Yates */
+        long j = (long)(rng_next(&rng) % (uint64_t)(i + 1));
+        long t = ld->order[i]; ld->order[i] = ld->order[j]; ld->order[j] = t;
+    }
+}
+
+static void loader_init(Loader *ld, const Shard *s, int B, int T, int shuffle, uint64_t seed, const char *name) {
+    memset(ld, 0, sizeof(*ld));
+    ld->shard = s; ld->B = B; ld->T = T; ld->shuffle = shuffle; ld->seed = seed;
+    if (s->n < (long)B * T + 1) die("%s: %ld tokens are too few for a batch of %d x %d (+1)", name, s->n, B, T);
+    if (shuffle) {
+        ld->num_seqs = (s->n - 1) / T;
+        ld->order = xcalloc(ld->num_seqs, sizeof(long), "shuffle order");
+        loader_shuffle(ld);
+    }
+}
+
+/* Restore a position saved in a checkpoint. */
+static void loader_seek(Loader *ld, long cursor, long epoch) {
+    long limit = ld->shuffle ? ld->num_seqs : ld->shard->n;
+    if (cursor < 0 || cursor >= limit || epoch < 0) die("checkpoint's data position %ld is outside the training shard", cursor);
+    ld->cursor = cursor;
+    if (ld->shuffle && epoch != ld->epoch) { ld->epoch = epoch; loader_shuffle(ld); }
+}
+
+static void loader_next(Loader *ld, int *inputs, int *targets) {
+    int B = ld->B, T = ld->T;
+    const uint16_t *t = ld->shard->tokens;
+    if (!ld->shuffle) {
+        for (long i = 0; i < (long)B * T; i++) { inputs[i] = t[ld->cursor + i]; targets[i] = t[ld->cursor + i + 1]; }
+        ld->cursor += (long)B * T;
+        if (ld->shard->n - ld->cursor < (long)B * T + 1) ld->cursor = 0;
+        return;
+    }
+    if (ld->cursor + B > ld->num_seqs) { ld->epoch++; ld->cursor = 0; loader_shuffle(ld); }
+    for (int b = 0; b < B; b++) {
+        long start = ld->order[ld->cursor + b] * T;
+        for (int i = 0; i < T; i++) { inputs[b * T + i] = t[start + i]; targets[b * T + i] = t[start + i + 1]; }
+    }
+    ld->cursor += B;
+}
+
+static void loader_free(Loader *ld) { free(ld->order); ld->order = NULL; }
+
+/* ------------------------------------------------------------------------------------ */
+/* 8. checkpoints                                                                        */
+/* ------------------------------------------------------------------------------------ */
+
+/* Spec section 3: 256 int32 header, the parameters as float32 in checkpoint order, and,
+ * when header[15] = 1, the AdamW moments m and v (same layout) and the trainer state:
+ * TRAINER_STATE_INTS int64 then TRAINER_STATE_DOUBLES float64, documented in the README.
+ * A checkpoint is written to PATH.tmp, flushed, fsync'ed and renamed over PATH, so a
+ * complete checkpoint exists at every instant. */
+#define CKPT_MAGIC 0x54415753 /* the bytes "SWAT" */
+#define CKPT_VERSION 1
+#define TRAINER_STATE_MAGIC 0x4E55525454415753ll /* the bytes "SWATTRUN" */
+#define TRAINER_STATE_INTS 16
+#define TRAINER_STATE_DOUBLES 16
+
+/* Everything needed to continue a run exactly where it stopped. */
+typedef struct {
+    OptimConfig opt;
+    int B, T, shuffle, step; /* step: optimizer steps completed */
+    uint64_t seed, sample_rng;
+    long cursor, epoch;      /* the training loader's position */
+} TrainState;
+
+static void config_to_header(const ModelConfig *c, int32_t *h) {
+    memset(h, 0, 256 * sizeof(int32_t));
+    h[0] = CKPT_MAGIC; h[1] = CKPT_VERSION;
+    h[2] = c->V; h[3] = c->L; h[4] = c->H; h[5] = c->C; h[6] = c->F; h[7] = c->window;
+    h[8] = c->attn; h[9] = c->alibi_neg; h[10] = c->alibi_pos; h[11] = c->rope; h[12] = c->rope_theta;
+    h[13] = c->seq_len;
+}
+
+static void checkpoint_save(const char *path, const Model *m, const TrainState *ts) {
+    size_t len = strlen(path);
+    char *tmp = xcalloc(len + 5, 1, "path");
+    memcpy(tmp, path, len); memcpy(tmp + len, ".tmp", 5);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) die("%s: cannot write checkpoint: %s", tmp, strerror(errno));
+    int32_t h[256];
+    config_to_header(&m->cfg, h);
+    h[14] = ts ? ts->step : 0;
+    h[15] = ts && m->adam_m ? 1 : 0;
+    int ok = fwrite(h, 4, 256, f) == 256 && fwrite(m->params, 4, m->num_params, f) == m->num_params;
+    if (ok && h[15]) {
+        int64_t ints[TRAINER_STATE_INTS] = {TRAINER_STATE_MAGIC, ts->opt.steps, ts->opt.warmup, ts->B, ts->T,
+                                            (int64_t)ts->seed, ts->shuffle, ts->cursor, ts->epoch, (int64_t)ts->sample_rng};
+        double dbl[TRAINER_STATE_DOUBLES] = {ts->opt.lr, ts->opt.min_lr_ratio, ts->opt.beta1, ts->opt.beta2,
+                                             ts->opt.eps, ts->opt.weight_decay, ts->opt.clip};
+        ok = fwrite(m->adam_m, 4, m->num_params, f) == m->num_params &&
+             fwrite(m->adam_v, 4, m->num_params, f) == m->num_params &&
+             fwrite(ints, 8, TRAINER_STATE_INTS, f) == TRAINER_STATE_INTS &&
+             fwrite(dbl, 8, TRAINER_STATE_DOUBLES, f) == TRAINER_STATE_DOUBLES;
+    }
+    int err = errno;
+    if (ok && fflush(f) != 0) { ok = 0; err = errno; }
+    if (ok && fsync(fileno(f)) != 0) { ok = 0; err = errno; }
+    if (fclose(f) != 0 && ok) { ok = 0; err = errno; }
+    if (!ok) { unlink(tmp); die("%s: writing the checkpoint failed (%s); any previous checkpoint is intact", path, strerror(err)); }
+    if (rename(tmp, path) != 0) { err = errno; unlink(tmp); die("%s: cannot rename %s into place: %s", path, tmp, strerror(err)); }
+    free(tmp);
+}
+
+/* Load a checkpoint into a freshly created model. If ts is not NULL and the file carries
+ * trainer state, fill it and the AdamW moments and return 1; else return 0. */
+static int checkpoint_load(const char *path, Model *m, TrainState *ts) {
+    FILE *f = fopen(path, "rb");
+    if (!f) die("%s: cannot open checkpoint: %s", path, strerror(errno));
+    int32_t h[256];
+    size_t got = fread(h, 4, 256, f);
+    if (got == 0) die("%s: checkpoint is empty", path);
+    if (got < 256) die("%s: checkpoint is truncated (header is %zu of 1024 bytes)", path, got * 4);
+    if (h[0] != CKPT_MAGIC) die("%s: not a SWAT checkpoint (bad magic 0x%08x)", path, (unsigned)h[0]);
+    if (h[1] != CKPT_VERSION) die("%s: unsupported checkpoint version %d (expected %d)", path, h[1], CKPT_VERSION);
+    ModelConfig c = {.V = h[2], .L = h[3], .H = h[4], .C = h[5], .F = h[6], .window = h[7], .attn = h[8],
+                     .alibi_neg = h[9], .alibi_pos = h[10], .rope = h[11], .rope_theta = h[12], .seq_len = h[13]};
+    const char *problem = config_problem(&c);
+    if (problem) die("%s: bad checkpoint header: %s", path, problem);
+    if (h[14] < 0) die("%s: bad checkpoint header: negative step count %d", path, h[14]);
+    if (h[15] != 0 && h[15] != 1) die("%s: bad checkpoint header: field 15 is %d (expected 0 or 1)", path, h[15]);
+    for (int i = 16; i < 256; i++)
+        if (h[i] != 0) die("%s: bad checkpoint header: reserved field %d is %d (expected 0)", path, i, h[i]);
+    double P = (double)param_count(&c);
+    double expect = 1024.0 + 4 * P + (h[15] ? 8 * P + 8 * (TRAINER_STATE_INTS + TRAINER_STATE_DOUBLES) : 0);
+    if (fseek(f, 0, SEEK_END) != 0) die("%s: cannot seek: %s", path, strerror(errno));
+    double size = (double)ftell(f);
+    if (size != expect) die("%s: checkpoint is %.0f bytes but its header implies %.0f", path, size, expect);
+    model_create(m, &c);
+    fseek(f, 1024, SEEK_SET);
+    if (fread(m->params, 4, m->num_params, f) != m->num_params) die("%s: read error", path);
+    for (size_t i = 0; i < m->num_params; i++)
+        if (!isfinite(m->params[i])) die("%s: parameter %zu is not finite", path, i);
+    int has_state = 0;
+    if (h[15] && ts) {
+        m->adam_m = xcalloc(m->num_params, 4, "AdamW moments");
+        m->adam_v = xcalloc(m->num_params, 4, "AdamW moments");
+        int64_t ints[TRAINER_STATE_INTS];
+        double dbl[TRAINER_STATE_DOUBLES];
+        if (fread(m->adam_m, 4, m->num_params, f) != m->num_params ||
+            fread(m->adam_v, 4, m->num_params, f) != m->num_params ||
+            fread(ints, 8, TRAINER_STATE_INTS, f) != TRAINER_STATE_INTS ||
+            fread(dbl, 8, TRAINER_STATE_DOUBLES, f) != TRAINER_STATE_DOUBLES) die("%s: read error", path);
+        if (ints[0] != TRAINER_STATE_MAGIC) die("%s: trainer state is corrupt (bad magic)", path);
+        for (size_t i = 0; i < m->num_params; i++)
+            if (!isfinite(m->adam_m[i]) || !(m->adam_v[i] >= 0) || !isfinite(m->adam_v[i]))
+                die("%s: AdamW moment %zu is not finite", path, i);
+        memset(ts, 0, sizeof(*ts));
+        ts->opt = (OptimConfig){.lr = dbl[0], .min_lr_ratio = dbl[1], .beta1 = dbl[2], .beta2 = dbl[3], .eps = dbl[4],
+                                .weight_decay = dbl[5], .clip = dbl[6], .steps = (int)ints[1], .warmup = (int)ints[2]};
+        ts->B = (int)ints[3]; ts->T = (int)ints[4]; ts->seed = (uint64_t)ints[5]; ts->shuffle = (int)ints[6];
+        ts->cursor = (long)ints[7]; ts->epoch = (long)ints[8]; ts->sample_rng = (uint64_t)ints[9];
+        ts->step = h[14];
+        if (ints[1] < 0 || ints[1] > INT32_MAX || ints[2] < 0 || ints[2] > INT32_MAX || ints[3] < 1 || ints[3] > INT32_MAX ||
+            ints[4] < 1 || ints[4] > INT32_MAX || (ints[6] != 0 && ints[6] != 1) || ints[7] < 0 || ints[8] < 0)
+            die("%s: trainer state is corrupt (a field is out of range)", path);
+        for (int i = 0; i < 7; i++)
+            if (!isfinite(dbl[i]) || dbl[i] < 0) die("%s: trainer state is corrupt (hyperparameter %d)", path, i);
+        has_state = 1;
+    }
+    fclose(f);
+    return has_state;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* 9. inference: constant memory, token by token                                         */
+/* ------------------------------------------------------------------------------------ */
+
+/* A SWAT layer at position p only needs the keys and values of positions p-w+1..p, so each
+ * layer keeps a ring buffer of w keys (RoPE already applied) and w values: slot p % w holds
+ * position p. A token costs O(L*(C*C + C*F + w*C)) work and the memory never grows. RoPE
+ * makes q.k depend only on m-n, so absolute positions may grow without bound. */
+typedef struct {
+    const Model *m;
+    int window;
+    long pos;              /* tokens consumed so far */
+    float *k_cache, *v_cache;      /* (L, window, C) */
+    float *x, *h, *q, *k, *v, *o, *gate, *up, *scores, *rope_cos, *rope_sin;
+    float *logits;         /* (V) the prediction for the next token */
+} InferState;
+
+static void infer_init(InferState *s, const Model *m, int window) {
+    const ModelConfig *c = &m->cfg;
+    memset(s, 0, sizeof(*s));
+    s->m = m; s->window = window;
+    size_t LWC = (size_t)c->L * window * c->C;
+    s->k_cache = xcalloc(LWC, 4, "KV cache");
+    s->v_cache = xcalloc(LWC, 4, "KV cache");
+    float **vecs[] = {&s->x, &s->h, &s->q, &s->k, &s->v, &s->o};
+    for (int i = 0; i < 6; i++) *vecs[i] = xcalloc(c->C, 4, "inference");
+    s->gate = xcalloc(c->F, 4, "inference");
+    s->up = xcalloc(c->F, 4, "inference");
+    s->scores = xcalloc(window, 4, "inference");
+    s->rope_cos = xcalloc(c->C / c->H / 2 + 1, 4, "inference");
+    s->rope_sin = xcalloc(c->C / c->H / 2 + 1, 4, "inference");
+    s->logits = xcalloc(c->V, 4, "inference");
+}
+
+static void infer_free(InferState *s) {
+    float *all[] = {s->k_cache, s->v_cache, s->x, s->h, s->q, s->k, s->v, s->o, s->gate, s->up,
+                    s->scores, s->rope_cos, s->rope_sin, s->logits};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) free(all[i]);
+    memset(s, 0, sizeof(*s));
+}
+
+/* y (OUT) = W (OUT, IN) x (IN); big layers split their rows over the threads */
+static void matvec(float *y, const float *W, const float *x, int IN, int OUT) {
+    #pragma omp parallel for schedule(static) if ((long)IN * OUT > 65536)
+    for (int o = 0; o < OUT; o++) {
+        const float *w = W + (long)o * IN;
+        float acc = 0.0f;
+        for (int i = 0; i < IN; i++) acc += w[i] * x[i];
+        y[o] = acc;
+    }
+}
+
+/* Consume one token; s->logits then predicts the next one. */
+static void infer_step(InferState *s, int token) {
+    const Model *m = s->m;
+    const ModelConfig *c = &m->cfg;
+    int C = c->C, F = c->F, H = c->H, D = C / H, W = s->window;
+    long p = s->pos;
+    int slot = (int)(p % W), nd = p + 1 < W ? (int)p + 1 : W;
+    float scale = 1.0f / sqrtf((float)D);
+    memcpy(s->x, m->p.wte + (long)token * C, C * sizeof(float));
+    if (c->rope) rope_tables(s->rope_cos, s->rope_sin, 1, D, c->rope_theta, p);
+    for (int l = 0; l < c->L; l++) {
+        long lC = (long)l * C, lCC = lC * C, lFC = (long)l * F * C;
+        float *kc = s->k_cache + (long)l * W * C, *vc = s->v_cache + (long)l * W * C;
+        rmsnorm_forward(s->h, NULL, s->x, m->p.attn_norm + lC, 1, C);
+        matvec(s->q, m->p.wq + lCC, s->h, C, C);
+        matvec(kc + (long)slot * C, m->p.wk + lCC, s->h, C, C);
+        matvec(vc + (long)slot * C, m->p.wv + lCC, s->h, C, C);
+        if (c->rope) {
+            rope_forward(s->q, s->rope_cos, s->rope_sin, 1, 1, C, H);
+            rope_forward(kc + (long)slot * C, s->rope_cos, s->rope_sin, 1, 1, C, H);
+        }
+        for (int h = 0; h < H; h++) { /* the same arithmetic as attention_forward */
+            const float *qh = s->q + h * D;
+            float maxs = -FLT_MAX, *a = s->scores;
+            for (int d = 0; d < nd; d++) {
+                const float *kn = kc + (long)((p - d) % W) * C + h * D;
+                float sc = 0.0f;
+                for (int i = 0; i < D; i++) sc += qh[i] * kn[i];
+                a[d] = sc * scale + m->slopes[h] * d;
+                if (a[d] > maxs) maxs = a[d];
+            }
+            if (c->attn == ATTN_SIGMOID) {
+                for (int d = 0; d < nd; d++) a[d] = 1.0f / (1.0f + expf(-a[d]));
+            } else {
+                float sum = 0.0f;
+                for (int d = 0; d < nd; d++) { a[d] = expf(a[d] - maxs); sum += a[d]; }
+                for (int d = 0; d < nd; d++) a[d] /= sum;
+            }
+            float *oh = s->o + h * D;
+            for (int i = 0; i < D; i++) oh[i] = 0.0f;
+            for (int d = 0; d < nd; d++) {
+                const float *vn = vc + (long)((p - d) % W) * C + h * D;
+                for (int i = 0; i < D; i++) oh[i] += a[d] * vn[i];
+            }
+        }
+        matvec(s->h, m->p.wo + lCC, s->o, C, C);
+        for (int i = 0; i < C; i++) s->x[i] += s->h[i];
+        rmsnorm_forward(s->h, NULL, s->x, m->p.mlp_norm + lC, 1, C);
+        matvec(s->gate, m->p.w_gate + lFC, s->h, C, F);
+        matvec(s->up, m->p.w_up + lFC, s->h, C, F);
+        swiglu_forward(s->gate, s->gate, s->up, F);
+        matvec(s->h, m->p.w_down + lFC, s->gate, F, C);
+        for (int i = 0; i < C; i++) s->x[i] += s->h[i];
+    }
+    rmsnorm_forward(s->h, NULL, s->x, m->p.final_norm, 1, C);
+    matvec(s->logits, m->p.lm_head, s->h, C, c->V);
+    s->pos++;
+}
+
+/* Sample from softmax(logits / temperature), restricted to the top_k largest (0 = all);
+ * temperature 0 takes the argmax. */
+static int sample_token(const float *logits, int V, double temperature, int top_k, uint64_t *rng) {
+    int best = 0;
+    for (int i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
+    if (temperature <= 0) return best;
+    float cutoff = -FLT_MAX;
+    if (top_k > 0 && top_k < V) { /* the k-th largest logit, by repeated selection */
+        float prev = FLT_MAX;
+        for (int j = 0; j < top_k; j++) {
+            float next = -FLT_MAX;
+            for (int i = 0; i < V; i++) if (logits[i] < prev && logits[i] > next) next = logits[i];
+            prev = next;
+        }
+        cutoff = prev;
+    }
+    double sum = 0.0;
+    for (int i = 0; i < V; i++) if (logits[i] >= cutoff) sum += exp((logits[i] - logits[best]) / temperature);
+    double r = rng_uniform(rng) * sum;
+    for (int i = 0; i < V; i++) {
+        if (logits[i] < cutoff) continue;
+        r -= exp((logits[i] - logits[best]) / temperature);
+        if (r <= 0) return i;
+    }
+    return best;
+}
+
+/* Print a byte token as text (control bytes other than newline and tab as '?'); other
+ * vocabularies print token ids. */
+static void print_token(FILE *f, int token, int V) {
+    if (V == 256) fputc(token == '\n' || token == '\t' || token >= 32 ? token : '?', f);
+    else fprintf(f, "%d ", token);
+}
+
+/* Feed a prompt and generate n tokens, writing them to f as they are produced. */
+static void generate(const Model *m, const int *prompt, int prompt_len, int n, double temperature,
+                     int top_k, uint64_t *rng, FILE *f) {
+    InferState s;
+    infer_init(&s, m, m->cfg.window);
+    for (int i = 0; i < prompt_len; i++) infer_step(&s, prompt[i]);
+    for (int i = 0; i < n; i++) {
+        int t = sample_token(s.logits, m->cfg.V, temperature, top_k, rng);
+        print_token(f, t, m->cfg.V);
+        fflush(f);
+        if (i + 1 < n) infer_step(&s, t);
+    }
+    infer_free(&s);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* 10. evaluation                                                                        */
+/* ------------------------------------------------------------------------------------ */
+
+/* Spec section 5: K = min(max_chunks, floor((N-1)/E)) chunks (max_chunks 0: all), chunk c
+ * has inputs t[cE .. cE+E) and targets one to the right, each chunk is its own sequence
+ * (positions 0..E-1) with attention window W; the mean loss over K*E predictions. Chunks
+ * are run `batch` at a time; the sum runs in chunk order, so the result is exact-repeatable. */
+static double evaluate(Model *m, const Shard *s, int E, int W, long max_chunks, int batch, long *chunks_out) {
+    if (E < 1) die("eval length must be >= 1");
+    if (W < 1) die("eval window must be >= 1");
+    long K = (s->n - 1) / E;
+    if (max_chunks > 0 && max_chunks < K) K = max_chunks;
+    if (K < 1) die("the eval shard has %ld tokens, fewer than eval length %d + 1", s->n, E);
+    if (batch < 1) batch = 1;
+    if (batch > K) batch = (int)K;
+    int *in = xcalloc((size_t)batch * E, sizeof(int), "eval tokens");
+    int *tg = xcalloc((size_t)batch * E, sizeof(int), "eval tokens");
+    double total = 0.0;
+    for (long c0 = 0; c0 < K; c0 += batch) {
+        int nb = K - c0 < batch ? (int)(K - c0) : batch;
+        for (long i = 0; i < (long)nb * E; i++) { in[i] = s->tokens[c0 * E + i]; tg[i] = s->tokens[c0 * E + i + 1]; }
+        model_forward(m, in, tg, nb, E, W);
+        for (long i = 0; i < (long)nb * E; i++) total += m->a.losses[i];
+    }
+    free(in); free(tg);
+    if (chunks_out) *chunks_out = K;
+    return total / ((double)K * E);
+}
+
+/* Streaming evaluation: the whole shard as one sequence, token by token through the ring
+ * buffers; memory does not depend on the shard's length. */
+static double evaluate_stream(const Model *m, const Shard *s, int W, long max_tokens) {
+    long n = s->n - 1;
+    if (max_tokens > 0 && max_tokens < n) n = max_tokens;
+    InferState st;
+    infer_init(&st, m, W);
+    double total = 0.0;
+    for (long i = 0; i < n; i++) {
+        infer_step(&st, s->tokens[i]);
+        const float *z = st.logits;
+        float maxz = -FLT_MAX;
+        for (int v = 0; v < m->cfg.V; v++) if (z[v] > maxz) maxz = z[v];
+        double sum = 0.0;
+        for (int v = 0; v < m->cfg.V; v++) sum += expf(z[v] - maxz);
+        total += log(sum) + maxz - z[s->tokens[i + 1]];
+    }
+    infer_free(&st);
+    return total / n;
+}
+
+/* FLOPs per token of one training step (forward + backward = 3x the forward): 2 per
+ * multiply-add of every matrix, and 4*C per key in the band for attention (q.k and a*v). */
+static double flops_per_token(const ModelConfig *c, int T, int window) {
+    double band = 0.0; /* mean number of keys a query sees */
+    for (int m = 0; m < T; m++) band += m + 1 < window ? m + 1 : window;
+    band /= T > 0 ? T : 1;
+    double matmul = (double)c->L * (4.0 * c->C * c->C + 3.0 * c->C * c->F) + (double)c->V * c->C;
+    return 3.0 * (2.0 * matmul + 4.0 * c->L * band * c->C);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* 11. main: the command line and the training loop                                      */
+/* ------------------------------------------------------------------------------------ */
+#ifndef TESTING
+
+static const char *usage_text =
+"usage: train_swat [flags]\n"
+"\n"
+"Train (the default mode):\n"
+"  --train FILE        training token shard (required)\n"
+"  --val FILE          validation token shard (optional)\n"
+"  --out DIR           directory for log.txt and model.ckpt (default: out)\n"
+"  --save FILE         also write the final checkpoint here\n"
+"  --init CKPT         start from a checkpoint's weights and model config, fresh optimizer\n"
+"  --resume CKPT       continue a run: weights, optimizer, schedule, data position\n"
+"  --steps N           optimizer steps in the run (default 400; 0 with --save writes the init)\n"
+"  --stop-after N      stop (and save) after N steps of this run; resume continues it\n"
+"  --batch B           sequences per step (default 16)\n"
+"  --seq T             training sequence length (default 256)\n"
+"  --window W          attention window w (default 64; >= T gives vanilla attention)\n"
+"  --layers L          (default 4)      --heads H   (default 8)\n"
+"  --dim C             (default 256)    --ffn F     (default 704)\n"
+"  --vocab V           (default 256: bytes)\n"
+"  --attn MODE         sigmoid (SWAT, default) or softmax\n"
+"  --alibi NEG:POS     ALiBi heads with negative:positive slopes (default H/2:H/2; 0:0 off)\n"
+"  --rope on|off       rotary position embedding on q and k (default on)\n"
+"  --rope-theta N      RoPE base (default 10000)\n"
+"  --lr X              peak learning rate (default 2e-3)\n"
+"  --min-lr-ratio X    the cosine decays to lr*X (default 0.1)\n"
+"  --warmup N          linear warmup steps (default 40)\n"
+"  --wd X              AdamW weight decay on matrices (default 0.1)\n"
+"  --clip X            clip gradients to this global norm; 0 disables (default 1.0)\n"
+"  --beta1 X --beta2 X AdamW betas (default 0.9, 0.95)\n"
+"  --seed N            seed of the initialisation, data order and sampling (default 1337)\n"
+"  --shuffle on|off    shuffled sequence order, or the spec's sequential order (default on)\n"
+"  --val-every N       validation loss every N steps (default 50; 0 never)\n"
+"  --val-chunks K      chunks of length T for the periodic validation (default 64; 0 all)\n"
+"  --sample-every N    print a generated sample every N steps (default 100; 0 never)\n"
+"  --sample-len N      tokens per sample (default 200)\n"
+"  --save-every N      write the checkpoint every N steps (default 0: only at the end)\n"
+"  --threads N         OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
+"\n"
+"Evaluate (spec section 5):  --init CKPT --eval SHARD [--eval-len E] [--eval-window W]\n"
+"  [--eval-chunks K] [--stream]   E defaults to the checkpoint's T, W to its window,\n"
+"  K to 0 (all chunks). --stream reads the whole shard as one sequence with the ring\n"
+"  buffers (window W). Ends with the line: eval_loss <value>\n"
+"\n"
+"Generate:  --init CKPT --generate N [--prompt TEXT] [--temperature X] [--top-k K] [--seed N]\n"
+"  writes the continuation of the prompt to stdout (default temperature 0.8, top-k 0 = all)\n";
+
+typedef struct {
+    const char *train, *val, *out, *save, *init, *resume, *eval, *prompt;
+    ModelConfig model;
+    OptimConfig opt;
+    int batch, stop_after, shuffle, val_every, val_chunks, sample_every, sample_len, save_every, threads;
+    int eval_len, eval_window, eval_chunks, stream, generate, top_k;
+    double temperature;
+    uint64_t seed;
+    char given[64][24]; /* the flags given on the command line */
+    int num_given;
+} Args;
+
+static int flag_given(const Args *a, const char *name) {
+    for (int i = 0; i < a->num_given; i++) if (!strcmp(a->given[i], name)) return 1;
+    return 0;
+}
+
+static long parse_int(const char *flag, const char *s, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end) die("%s: '%s' is not an integer", flag, s);
+    if (v < lo || v > hi) die("%s: %ld is out of range [%ld, %ld]", flag, v, lo, hi);
+    return v;
+}
+
+static double parse_double(const char *flag, const char *s, double lo, double hi) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) die("%s: '%s' is not a number", flag, s);
+    if (v < lo || v > hi) die("%s: %g is out of range [%g, %g]", flag, v, lo, hi);
+    return v;
+}
+
+static int parse_onoff(const char *flag, const char *s) {
+    if (!strcmp(s, "on")) return 1;
+    if (!strcmp(s, "off")) return 0;
+    die("%s: expected on or off, got '%s'", flag, s);
+    return 0;
+}
+
+static void parse_args(Args *a, int argc, char **argv) {
+    memset(a, 0, sizeof(*a));
+    a->out = "out";
+    a->model = (ModelConfig){.V = 256, .L = 4, .H = 8, .C = 256, .F = 704, .window = 64, .attn = ATTN_SIGMOID,
+                             .alibi_neg = -1, .rope = 1, .rope_theta = 10000, .seq_len = 256};
+    a->opt = (OptimConfig){.lr = 2e-3, .min_lr_ratio = 0.1, .warmup = 40, .steps = 400, .beta1 = 0.9,
+                           .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1, .clip = 1.0};
+    a->batch = 16; a->shuffle = 1; a->val_every = 50; a->val_chunks = 64; a->sample_every = 100;
+    a->sample_len = 200; a->seed = 1337; a->temperature = 0.8;
+    const long BIG = 1L << 30;
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i];
+        if (!strcmp(f, "--help") || !strcmp(f, "-h")) { fputs(usage_text, stdout); exit(0); }
+        if (!strcmp(f, "--stream")) { a->stream = 1; continue; }
+        if (strncmp(f, "--", 2) != 0) die("unexpected argument '%s' (flags start with --; see --help)", f);
+        if (i + 1 >= argc) die("%s needs a value (see --help)", f);
+        const char *v = argv[++i];
+        if (a->num_given < 64 && strlen(f) < 24) strcpy(a->given[a->num_given++], f);
+        if (!strcmp(f, "--train")) a->train = v;
+        else if (!strcmp(f, "--val")) a->val = v;
+        else if (!strcmp(f, "--out")) a->out = v;
+        else if (!strcmp(f, "--save")) a->save = v;
+        else if (!strcmp(f, "--init")) a->init = v;
+        else if (!strcmp(f, "--resume")) a->resume = v;
+        else if (!strcmp(f, "--eval")) a->eval = v;
+        else if (!strcmp(f, "--prompt")) a->prompt = v;
+        else if (!strcmp(f, "--batch")) a->batch = (int)parse_int(f, v, 1, BIG);
+        else if (!strcmp(f, "--seq")) a->model.seq_len = (int)parse_int(f, v, 1, BIG);
+        else if (!strcmp(f, "--window")) a->model.window = (int)parse_int(f, v, 1, BIG);
+        else if (!strcmp(f, "--layers")) a->model.L = (int)parse_int(f, v, 1, 4096);
+        else if (!strcmp(f, "--heads")) a->model.H = (int)parse_int(f, v, 1, 4096);
+        else if (!strcmp(f, "--dim")) a->model.C = (int)parse_int(f, v, 1, 65536);
+        else if (!strcmp(f, "--ffn")) a->model.F = (int)parse_int(f, v, 1, 1 << 20);
+        else if (!strcmp(f, "--vocab")) a->model.V = (int)parse_int(f, v, 1, 65536);
+        else if (!strcmp(f, "--rope-theta")) a->model.rope_theta = (int)parse_int(f, v, 1, INT32_MAX);
+        else if (!strcmp(f, "--rope")) a->model.rope = parse_onoff(f, v);
+        else if (!strcmp(f, "--attn")) {
+            if (!strcmp(v, "sigmoid")) a->model.attn = ATTN_SIGMOID;
+            else if (!strcmp(v, "softmax")) a->model.attn = ATTN_SOFTMAX;
+            else die("--attn: expected sigmoid or softmax, got '%s'", v);
+        } else if (!strcmp(f, "--alibi")) {
+            const char *colon = strchr(v, ':');
+            if (!colon) die("--alibi: expected NEG:POS, got '%s'", v);
+            char neg[32];
+            size_t len = (size_t)(colon - v);
+            if (len == 0 || len >= sizeof(neg)) die("--alibi: expected NEG:POS, got '%s'", v);
+            memcpy(neg, v, len); neg[len] = 0;
+            a->model.alibi_neg = (int)parse_int(f, neg, 0, 4096);
+            a->model.alibi_pos = (int)parse_int(f, colon + 1, 0, 4096);
+        }
+        else if (!strcmp(f, "--lr")) a->opt.lr = parse_double(f, v, 0, 1e3);
+        else if (!strcmp(f, "--min-lr-ratio")) a->opt.min_lr_ratio = parse_double(f, v, 0, 1);
+        else if (!strcmp(f, "--warmup")) a->opt.warmup = (int)parse_int(f, v, 0, BIG);
+        else if (!strcmp(f, "--steps")) a->opt.steps = (int)parse_int(f, v, 0, BIG);
+        else if (!strcmp(f, "--wd")) a->opt.weight_decay = parse_double(f, v, 0, 1e3);
+        else if (!strcmp(f, "--clip")) a->opt.clip = parse_double(f, v, 0, 1e30);
+        else if (!strcmp(f, "--beta1")) a->opt.beta1 = parse_double(f, v, 0, 0.999999);
+        else if (!strcmp(f, "--beta2")) a->opt.beta2 = parse_double(f, v, 0, 0.999999);
+        else if (!strcmp(f, "--seed")) a->seed = (uint64_t)parse_int(f, v, 0, INT64_MAX);
+        else if (!strcmp(f, "--shuffle")) a->shuffle = parse_onoff(f, v);
+        else if (!strcmp(f, "--stop-after")) a->stop_after = (int)parse_int(f, v, 1, BIG);
+        else if (!strcmp(f, "--val-every")) a->val_every = (int)parse_int(f, v, 0, BIG);
+        else if (!strcmp(f, "--val-chunks")) a->val_chunks = (int)parse_int(f, v, 0, BIG);
+        else if (!strcmp(f, "--sample-every")) a->sample_every = (int)parse_int(f, v, 0, BIG);
+        else if (!strcmp(f, "--sample-len")) a->sample_len = (int)parse_int(f, v, 1, BIG);
+        else if (!strcmp(f, "--save-every")) a->save_every = (int)parse_int(f, v, 0, BIG);
+        else if (!strcmp(f, "--threads")) a->threads = (int)parse_int(f, v, 1, 1024);
+        else if (!strcmp(f, "--eval-len")) a->eval_len = (int)parse_int(f, v, 1, BIG);
+        else if (!strcmp(f, "--eval-window")) a->eval_window = (int)parse_int(f, v, 1, BIG);
+        else if (!strcmp(f, "--eval-chunks")) a->eval_chunks = (int)parse_int(f, v, 0, BIG);
+        else if (!strcmp(f, "--generate")) a->generate = (int)parse_int(f, v, 1, BIG);
+        else if (!strcmp(f, "--temperature")) a->temperature = parse_double(f, v, 0, 1e3);
+        else if (!strcmp(f, "--top-k")) a->top_k = (int)parse_int(f, v, 0, 65536);
+        else die("unknown flag %s (see --help)", f);
+    }
+    if (a->model.alibi_neg < 0) { a->model.alibi_neg = a->model.H / 2; a->model.alibi_pos = a->model.H / 2; }
+    if (a->init && a->resume) die("--init and --resume exclude each other");
+    if ((a->eval || a->generate) && !a->init) die("%s needs --init CKPT", a->eval ? "--eval" : "--generate");
+    if (a->eval && a->generate) die("--eval and --generate exclude each other");
+    if (a->stream && !a->eval) die("--stream needs --eval SHARD");
+}
+
+/* With --init or --resume the model comes from the checkpoint: a shape flag that says
+ * otherwise is an error, not something to ignore silently. */
+static void check_no_flags(const Args *a, const char *const *flags, const char *why) {
+    for (int i = 0; flags[i]; i++)
+        if (flag_given(a, flags[i])) die("%s cannot be used with %s", flags[i], why);
+}
+static const char *const model_flags[] = {"--layers", "--heads", "--dim", "--ffn", "--vocab", "--attn", "--alibi",
+                                          "--rope", "--rope-theta", NULL};
+static const char *const run_flags[] = {"--batch", "--seq", "--window", "--lr", "--min-lr-ratio", "--warmup", "--steps",
+                                        "--wd", "--clip", "--beta1", "--beta2", "--seed", "--shuffle", NULL};
+
+static void print_config(FILE *f, const Model *m, const Args *a, int B, int T) {
+    const ModelConfig *c = &m->cfg;
+    fprintf(f, "model: V=%d L=%d H=%d C=%d F=%d window=%d attn=%s alibi=%d:%d rope=%s theta=%d\n", c->V, c->L, c->H,
+            c->C, c->F, c->window, c->attn == ATTN_SIGMOID ? "sigmoid" : "softmax", c->alibi_neg, c->alibi_pos,
+            c->rope ? "on" : "off", c->rope_theta);
+    fprintf(f, "parameters: %zu (%.2f M)\n", m->num_params, m->num_params / 1e6);
+    fprintf(f, "train: batch=%d seq=%d steps=%d lr=%g min_lr_ratio=%g warmup=%d wd=%g clip=%g seed=%llu shuffle=%s threads=%d\n",
+            B, T, a->opt.steps, a->opt.lr, a->opt.min_lr_ratio, a->opt.warmup, a->opt.weight_decay, a->opt.clip,
+            (unsigned long long)a->seed, a->shuffle ? "on" : "off", num_threads());
+    fprintf(f, "flops per token (forward+backward): %.1f M\n", flops_per_token(c, T, c->window) / 1e6);
+}
+
+static volatile sig_atomic_t stop_requested = 0;
+static void on_signal(int sig) { (void)sig; stop_requested = 1; }
+
+static void sample_text(const Model *m, const Shard *prompt_src, int len, double temperature, int top_k, uint64_t *rng) {
+    int plen = prompt_src && prompt_src->n > 16 ? 16 : 0, prompt[16];
+    for (int i = 0; i < plen; i++) prompt[i] = prompt_src->tokens[i];
+    printf("---- sample ----\n");
+    for (int i = 0; i < plen; i++) print_token(stdout, prompt[i], m->cfg.V);
+    generate(m, prompt, plen, len, temperature, top_k, rng, stdout);
+    printf("\n----------------\n");
+}
+
+static void format_duration(char *buf, size_t n, double s) {
+    if (s < 60) snprintf(buf, n, "%.0fs", s);
+    else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+}
+
+static int run_eval(Model *m, const Args *a) {
+    Shard s;
+    shard_load(&s, a->eval, m->cfg.V);
+    int E = a->eval_len ? a->eval_len : (m->cfg.seq_len > 0 ? m->cfg.seq_len : 256);
+    int W = a->eval_window ? a->eval_window : m->cfg.window;
+    double t0 = now_seconds(), loss;
+    if (a->stream) {
+        loss = evaluate_stream(m, &s, W, 0);
+        printf("stream: %ld tokens as one sequence, window %d, %.1fs\n", s.n - 1, W, now_seconds() - t0);
+    } else {
+        long K;
+        int batch = (int)(16384 / E) > 1 ? (int)(16384 / E) : 1;
+        loss = evaluate(m, &s, E, W, a->eval_chunks, batch, &K);
+        printf("eval: %ld chunks of %d tokens, window %d, %.1fs\n", K, E, W, now_seconds() - t0);
+    }
+    printf("eval_loss %.8f\n", loss);
+    free(s.tokens);
+    return 0;
+}
+
+static int run_generate(Model *m, const Args *a) {
+    const char *prompt = a->prompt ? a->prompt : "\n";
+    int n = (int)strlen(prompt);
+    if (n == 0) die("--prompt is empty");
+    int *tokens = xcalloc(n, sizeof(int), "prompt");
+    for (int i = 0; i < n; i++) {
+        tokens[i] = (unsigned char)prompt[i];
+        if (tokens[i] >= m->cfg.V) die("--prompt: byte %d at offset %d is not below the vocabulary size %d", tokens[i], i, m->cfg.V);
+    }
+    uint64_t rng = a->seed;
+    fputs(a->prompt ? prompt : "", stdout);
+    generate(m, tokens, n, a->generate, a->temperature, a->top_k, &rng, stdout);
+    fputc('\n', stdout);
+    free(tokens);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    Args a;
+    parse_args(&a, argc, argv);
+#ifdef _OPENMP
+    if (a.threads) omp_set_num_threads(a.threads);
+#endif
+    Model model;
+    TrainState ts;
+    memset(&ts, 0, sizeof(ts));
+    int resumed = 0;
+    if (a.init) {
+        check_no_flags(&a, model_flags, "--init (the model comes from the checkpoint)");
+        checkpoint_load(a.init, &model, NULL);
+        if (a.eval) return run_eval(&model, &a);
+        if (a.generate) return run_generate(&model, &a);
+        if (flag_given(&a, "--window")) model.cfg.window = a.model.window;
+        if (flag_given(&a, "--seq") || !model.cfg.seq_len) model.cfg.seq_len = a.model.seq_len;
+    } else if (a.resume) {
+        check_no_flags(&a, model_flags, "--resume (the model comes from the checkpoint)");
+        check_no_flags(&a, run_flags, "--resume (the run's settings come from the checkpoint)");
+        if (!checkpoint_load(a.resume, &model, &ts)) die("%s: has no optimizer state to resume from (use --init)", a.resume);
+        a.opt = ts.opt; a.batch = ts.B; a.model.seq_len = ts.T; a.seed = ts.seed; a.shuffle = ts.shuffle;
+        model.cfg.seq_len = ts.T;
+        if (ts.step >= ts.opt.steps) die("%s: the run is complete (%d of %d steps)", a.resume, ts.step, ts.opt.steps);
+        resumed = 1;
+    } else {
+        const char *problem = config_problem(&a.model);
+        if (problem) die("invalid model configuration: %s", problem);
+        model_create(&model, &a.model);
+        param_init(&model.cfg, model.params, a.seed);
+    }
+    int B = a.batch, T = model.cfg.seq_len;
+    if (!resumed) {
+        ts.opt = a.opt; ts.B = B; ts.T = T; ts.seed = a.seed; ts.shuffle = a.shuffle;
+        ts.sample_rng = a.seed ^ 0x73616D706C65ull;
+    }
+    if (a.opt.steps == 0) { /* write the freshly initialised (or --init) model */
+        if (!a.save) die("--steps 0 trains nothing: give --save FILE to write the initial model");
+        checkpoint_save(a.save, &model, NULL);
+        printf("wrote %s (%zu parameters, no training)\n", a.save, model.num_params);
+        return 0;
+    }
+    if (!a.train) die("--train FILE is required for training (see --help)");
+    if (a.opt.warmup > a.opt.steps) die("--warmup %d is longer than the run (--steps %d)", a.opt.warmup, a.opt.steps);
+    double gb = activation_bytes(&model.cfg, B, T, model.cfg.window) / 1e9;
+    if (gb > 20) die("batch %d x sequence %d needs %.1f GB of activations; reduce --batch or --seq", B, T, gb);
+
+    Shard train, val = {0};
+    shard_load(&train, a.train, model.cfg.V);
+    if (a.val) shard_load(&val, a.val, model.cfg.V);
+    if (a.val && val.n < (long)T + 1) die("%s: %ld tokens are too few for one validation chunk of %d", a.val, val.n, T);
+    Loader loader;
+    loader_init(&loader, &train, B, T, a.shuffle, a.seed, a.train);
+    if (resumed) loader_seek(&loader, ts.cursor, ts.epoch);
+
+    if (mkdir(a.out, 0777) != 0 && errno != EEXIST) die("%s: cannot create output directory: %s", a.out, strerror(errno));
+    size_t olen = strlen(a.out) + 32;
+    char *log_path = xcalloc(olen, 1, "path"), *ckpt_path = xcalloc(olen, 1, "path");
+    snprintf(log_path, olen, "%s/log.txt", a.out);
+    snprintf(ckpt_path, olen, "%s/model.ckpt", a.out);
+    FILE *logf = fopen(log_path, resumed ? "a" : "w");
+    if (!logf) die("%s: cannot open log file: %s", log_path, strerror(errno));
+
+    print_config(stdout, &model, &a, B, T);
+    print_config(logf, &model, &a, B, T);
+    if (resumed) printf("resuming %s at step %d of %d\n", a.resume, ts.step, ts.opt.steps);
+    fflush(logf);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+
+    int *inputs = xcalloc((size_t)B * T, sizeof(int), "batch"), *targets = xcalloc((size_t)B * T, sizeof(int), "batch");
+    int end = a.opt.steps;
+    if (a.stop_after && ts.step + a.stop_after < end) end = ts.step + a.stop_after;
+    double time_sum = 0.0;
+    int timed = 0;
+    while (ts.step < end && !stop_requested) {
+        int step = ts.step;
+        if (a.val && a.val_every && step % a.val_every == 0) {
+            double vl = evaluate(&model, &val, T, model.cfg.window, a.val_chunks, B, NULL);
+            printf("step %d val_loss %.4f\n", step, vl);
+            fprintf(logf, "val %d loss %.6f\n", step, vl);
+            fflush(logf);
+        }
+        if (a.sample_every && step > 0 && step % a.sample_every == 0)
+            sample_text(&model, a.val ? &val : &train, a.sample_len, a.temperature, a.top_k, &ts.sample_rng);
+
+        double t0 = now_seconds();
+        loader_next(&loader, inputs, targets);
+        float loss = model_forward(&model, inputs, targets, B, T, model.cfg.window);
+        model_zero_grad(&model);
+        model_backward(&model);
+        double norm = grad_norm(model.grads, model.num_params);
+        if (!isfinite(loss) || !isfinite(norm)) {
+            size_t sizes[NUM_PARAM_TENSORS], off = 0;
+            const char *bad = "the loss";
+            param_sizes(&model.cfg, sizes);
+            for (int t = 0; t < NUM_PARAM_TENSORS && isfinite(loss); off += sizes[t++])
+                if (!isfinite(grad_norm(model.grads + off, sizes[t]))) { bad = param_names[t]; break; }
+            die("step %d: %s went non-finite (loss %g); stopping, the last checkpoint is untouched", step + 1, bad, loss);
+        }
+        double lr = lr_at_step(&a.opt, step);
+        adamw_step(&model, &a.opt, step, lr, norm);
+        ts.step++;
+        double dt = now_seconds() - t0;
+        time_sum += dt;
+        timed++;
+        char eta[32];
+        format_duration(eta, sizeof eta, time_sum / timed * (a.opt.steps - ts.step));
+        printf("step %5d/%d | loss %.4f | lr %.2e | norm %6.3f | %6.1f ms | %6.0f tok/s | eta %s\n", ts.step,
+               a.opt.steps, loss, lr, norm, dt * 1e3, B * T / dt, eta);
+        fprintf(logf, "step %d loss %.6f lr %.6e norm %.6f ms %.2f tok_s %.1f\n", ts.step, loss, lr, norm, dt * 1e3, B * T / dt);
+        fflush(stdout);
+        fflush(logf);
+        if (a.save_every && ts.step % a.save_every == 0 && ts.step < end) {
+            ts.cursor = loader.cursor; ts.epoch = loader.epoch;
+            checkpoint_save(ckpt_path, &model, &ts);
+        }
+    }
+    if (stop_requested) printf("interrupted at step %d: saving and exiting\n", ts.step);
+    if (a.val && ts.step == a.opt.steps) { /* the final validation uses the whole val shard */
+        long K;
+        double vl = evaluate(&model, &val, T, model.cfg.window, 0, B, &K);
+        printf("step %d val_loss %.4f (all %ld chunks)\n", ts.step, vl, K);
+        fprintf(logf, "val %d loss %.6f\n", ts.step, vl);
+        fprintf(logf, "final_val_loss %.6f\n", vl);
+    }
+    if (a.sample_every && ts.step == a.opt.steps)
+        sample_text(&model, a.val ? &val : &train, a.sample_len, a.temperature, a.top_k, &ts.sample_rng);
+    ts.cursor = loader.cursor; ts.epoch = loader.epoch;
+    checkpoint_save(ckpt_path, &model, &ts);
+    printf("saved %s (step %d of %d)\n", ckpt_path, ts.step, a.opt.steps);
+    if (a.save) { checkpoint_save(a.save, &model, &ts); printf("saved %s\n", a.save); }
+    fclose(logf);
+    free(inputs); free(targets); free(log_path); free(ckpt_path); free(train.tokens); free(val.tokens);
+    loader_free(&loader);
+    model_free(&model);
+    return 0;
+}
+#endif /* TESTING */
