@@ -9,7 +9,7 @@ PYTHON ?= /usr/bin/python3
 DATA = data/bible
 STATES = dev/states
 
-.PHONY: all train test data states clean bench
+.PHONY: all train test data states clean bench-gen
 all: train_swat test_swat data/prepare_text
 
 train_swat: train_swat.c
@@ -40,6 +40,10 @@ states:
 # Every suite prints "N passed, M failed[, K skipped]"; the last line adds them up.
 test: train_swat test_swat data/prepare_text states
 	@bash dev/run_tests.sh "./test_swat" "bash data/test_prepare.sh"
+
+# Generation speed and memory for 1k, 8k and 64k tokens (a benchmark, not a test).
+bench-gen: train_swat
+	@bash dev/bench_gen.sh
 
 clean:
 	rm -f train_swat test_swat data/prepare_text

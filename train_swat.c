@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -1552,8 +1553,15 @@ static int run_generate(Model *m, const Args *a) {
     }
     uint64_t rng = a->seed;
     fputs(a->prompt ? prompt : "", stdout);
+    double t0 = now_seconds();
     generate(m, tokens, n, a->generate, a->temperature, a->top_k, &rng, stdout);
+    double dt = now_seconds() - t0;
     fputc('\n', stdout);
+    fflush(stdout);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru); /* ru_maxrss is in kilobytes on Linux */
+    fprintf(stderr, "generated %d tokens after a %d-token prompt in %.2f s: %.1f tokens/s, peak RSS %.1f MB\n",
+            a->generate, n, dt, (a->generate + n) / dt, ru.ru_maxrss / 1024.0);
     free(tokens);
     return 0;
 }
