@@ -342,10 +342,16 @@ static void embedding_forward(float *out, const int *tokens, const float *wte, i
     for (int t = 0; t < N; t++) memcpy(out + (long)t * C, wte + (long)tokens[t] * C, C * sizeof(float));
 }
 
+/* Threads own blocks of CHANNEL_BLOCK channels; within a block the positions are summed in
+ * order, so the result does not depend on the thread count. */
+#define CHANNEL_BLOCK 16
 static void embedding_backward(float *dwte, const float *dout, const int *tokens, int N, int C) {
     #pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c++)
-        for (int t = 0; t < N; t++) dwte[(long)tokens[t] * C + c] += dout[(long)t * C + c];
+    for (int c0 = 0; c0 < C; c0 += CHANNEL_BLOCK) {
+        int c1 = c0 + CHANNEL_BLOCK < C ? c0 + CHANNEL_BLOCK : C;
+        for (int t = 0; t < N; t++)
+            for (int c = c0; c < c1; c++) dwte[(long)tokens[t] * C + c] += dout[(long)t * C + c];
+    }
 }
 
 /* ---- 4.3 RMSNorm ---------------------------------------------------------------------
@@ -379,12 +385,14 @@ static void rmsnorm_backward(float *dinp, float *dg, const float *dout, const fl
         dot /= C;
         for (int c = 0; c < C; c++) dx[c] += r * (dy[c] * g[c] - x[c] * r * dot);
     }
-    /* dg sums over all positions: parallel over channels keeps the order fixed */
+    /* dg sums over all positions: blocks of channels, positions in order */
     #pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c++) {
-        float acc = 0.0f;
-        for (int t = 0; t < N; t++) acc += dout[(long)t * C + c] * inp[(long)t * C + c] * rstd[t];
-        dg[c] += acc;
+    for (int c0 = 0; c0 < C; c0 += CHANNEL_BLOCK) {
+        int c1 = c0 + CHANNEL_BLOCK < C ? c0 + CHANNEL_BLOCK : C;
+        float acc[CHANNEL_BLOCK] = {0};
+        for (int t = 0; t < N; t++)
+            for (int c = c0; c < c1; c++) acc[c - c0] += dout[(long)t * C + c] * inp[(long)t * C + c] * rstd[t];
+        for (int c = c0; c < c1; c++) dg[c] += acc[c - c0];
     }
 }
 
