@@ -1382,8 +1382,15 @@ static int flag_given(const Args *a, const char *name) {
     return 0;
 }
 
+/* The value after a flag; NULL when the flag was the last argument. */
+static const char *need_value(const char *flag, const char *s) {
+    if (!s) die("%s needs a value (see --help)", flag);
+    return s;
+}
+
 static long parse_int(const char *flag, const char *s, long lo, long hi) {
     char *end;
+    need_value(flag, s);
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || end == s || *end) die("%s: '%s' is not an integer", flag, s);
@@ -1393,6 +1400,7 @@ static long parse_int(const char *flag, const char *s, long lo, long hi) {
 
 static double parse_double(const char *flag, const char *s, double lo, double hi) {
     char *end;
+    need_value(flag, s);
     errno = 0;
     double v = strtod(s, &end);
     if (errno || end == s || *end || !isfinite(v)) die("%s: '%s' is not a number", flag, s);
@@ -1401,7 +1409,7 @@ static double parse_double(const char *flag, const char *s, double lo, double hi
 }
 
 static int parse_onoff(const char *flag, const char *s) {
-    if (!strcmp(s, "on")) return 1;
+    if (!strcmp(need_value(flag, s), "on")) return 1;
     if (!strcmp(s, "off")) return 0;
     die("%s: expected on or off, got '%s'", flag, s);
     return 0;
@@ -1422,17 +1430,17 @@ static void parse_args(Args *a, int argc, char **argv) {
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) { fputs(usage_text, stdout); exit(0); }
         if (!strcmp(f, "--stream")) { a->stream = 1; continue; }
         if (strncmp(f, "--", 2) != 0) die("unexpected argument '%s' (flags start with --; see --help)", f);
-        if (i + 1 >= argc) die("%s needs a value (see --help)", f);
-        const char *v = argv[++i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL; /* checked by the flag's parser */
+        i++;
         if (a->num_given < 64 && strlen(f) < 24) strcpy(a->given[a->num_given++], f);
-        if (!strcmp(f, "--train")) a->train = v;
-        else if (!strcmp(f, "--val")) a->val = v;
-        else if (!strcmp(f, "--out")) a->out = v;
-        else if (!strcmp(f, "--save")) a->save = v;
-        else if (!strcmp(f, "--init")) a->init = v;
-        else if (!strcmp(f, "--resume")) a->resume = v;
-        else if (!strcmp(f, "--eval")) a->eval = v;
-        else if (!strcmp(f, "--prompt")) a->prompt = v;
+        if (!strcmp(f, "--train")) a->train = need_value(f, v);
+        else if (!strcmp(f, "--val")) a->val = need_value(f, v);
+        else if (!strcmp(f, "--out")) a->out = need_value(f, v);
+        else if (!strcmp(f, "--save")) a->save = need_value(f, v);
+        else if (!strcmp(f, "--init")) a->init = need_value(f, v);
+        else if (!strcmp(f, "--resume")) a->resume = need_value(f, v);
+        else if (!strcmp(f, "--eval")) a->eval = need_value(f, v);
+        else if (!strcmp(f, "--prompt")) a->prompt = need_value(f, v);
         else if (!strcmp(f, "--batch")) a->batch = (int)parse_int(f, v, 1, BIG);
         else if (!strcmp(f, "--seq")) a->model.seq_len = (int)parse_int(f, v, 1, BIG);
         else if (!strcmp(f, "--window")) a->model.window = (int)parse_int(f, v, 1, BIG);
@@ -1444,11 +1452,11 @@ static void parse_args(Args *a, int argc, char **argv) {
         else if (!strcmp(f, "--rope-theta")) a->model.rope_theta = (int)parse_int(f, v, 1, INT32_MAX);
         else if (!strcmp(f, "--rope")) a->model.rope = parse_onoff(f, v);
         else if (!strcmp(f, "--attn")) {
-            if (!strcmp(v, "sigmoid")) a->model.attn = ATTN_SIGMOID;
+            if (!strcmp(need_value(f, v), "sigmoid")) a->model.attn = ATTN_SIGMOID;
             else if (!strcmp(v, "softmax")) a->model.attn = ATTN_SOFTMAX;
             else die("--attn: expected sigmoid or softmax, got '%s'", v);
         } else if (!strcmp(f, "--alibi")) {
-            const char *colon = strchr(v, ':');
+            const char *colon = strchr(need_value(f, v), ':');
             if (!colon) die("--alibi: expected NEG:POS, got '%s'", v);
             char neg[32];
             size_t len = (size_t)(colon - v);

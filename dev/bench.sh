@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# make bench: training speed of train_swat against the machine's measured peak and against
+# PyTorch eager (dev/train_swat.py, float32, same threads), all measured in this one run.
+# Times are medians of timed steps after warm-up steps. Prints a table; nothing is asserted.
+set -eu
+bin=${SWAT_BIN:-./train_swat}
+py=${PYTHON:-/usr/bin/python3}
+threads=${THREADS:-$(nproc)}
+steps=${STEPS:-8}        # timed steps per configuration (after 2 warm-up steps)
+shard=data/bible/train.bin
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cc -O3 -march=native -mprefer-vector-width=512 -ffp-contract=fast -fopenmp -o "$tmp/peak" dev/peak_flops.c 2>/dev/null ||
+  cc -O3 -march=native -ffp-contract=fast -fopenmp -o "$tmp/peak" dev/peak_flops.c
+peak=$(OMP_NUM_THREADS=$threads "$tmp/peak" | awk '{print $2}')
+model="--layers 4 --heads 8 --dim 256 --ffn 704 --vocab 256 --attn sigmoid --alibi 4:4 --rope on"
+
+# c_run NAME THREADS B T W -> "ms_per_step tokens_per_s gflops"
+c_run() {
+  local out="$tmp/$1"
+  OMP_NUM_THREADS=$2 "$bin" --train "$shard" --out "$out" $model --batch "$3" --seq "$4" --window "$5" \
+    --steps $((steps + 2)) --warmup 0 --val-every 0 --sample-every 0 --shuffle off > "$out.txt"
+  local fpt
+  fpt=$(sed -nE 's/^flops per token \(forward\+backward\): ([0-9.]+) M/\1/p' "$out.txt")
+  awk '/^step [0-9]+ loss/ { if (++n > 2) print $10 }' "$out/log.txt" | sort -n |
+    awk -v B="$3" -v T="$4" -v fpt="$fpt" '{ ms[++k] = $1 }
+      END { med = (k % 2) ? ms[(k + 1) / 2] : (ms[k / 2] + ms[k / 2 + 1]) / 2;
+            tps = B * T / (med / 1000); printf "%.1f %.0f %.1f\n", med, tps, tps * fpt * 1e6 / 1e9 }'
+}
+# py_run B T W -> tokens_per_s (or "n/a")
+py_run() {
+  if ! "$py" -c 'import torch' 2>/dev/null; then echo n/a; return; fi
+  "$py" dev/train_swat.py $model --batch "$1" --seq "$2" --window "$3" --bench-steps "$steps" --threads "$threads" \
+    2>/dev/null | sed -nE 's/^bench tokens_per_s ([0-9.]+).*/\1/p'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == "n/a" || b == "" || b == 0) print "n/a"; else printf "%.1fx", a / b }'; }
+
+echo "== make bench: $(nproc) cores, $threads threads, $(date -u +%Y-%m-%d)"
+echo "peak (FMA-throughput probe, dev/peak_flops.c): $peak GFLOP/s"
+echo
+printf '%-34s %9s %10s %9s %7s %11s %8s\n' configuration ms/step tokens/s GFLOP/s %peak torch_tok/s C/torch
+for cfg in "default B=16 T=256 w=64:16 256 64" "long-context B=2 T=4096 w=128:2 4096 128"; do
+  name=${cfg%%:*}; set -- ${cfg#*:}
+  read -r ms tps gf <<< "$(c_run "cfg$1_$2" "$threads" "$1" "$2" "$3")"
+  pt=$(py_run "$1" "$2" "$3")
+  printf '%-34s %9s %10s %9s %6.0f%% %11s %8s\n' "$name" "$ms" "$tps" "$gf" "$(awk -v g="$gf" -v p="$peak" 'BEGIN{print 100*g/p}')" "$pt" "$(ratio "$tps" "$pt")"
+done
+echo
+echo "per-token step time with w=128 fixed (B*T = 8192 tokens per step): attention is linear in T"
+printf '%8s %6s %14s %9s\n' T B us/token vs_T=512
+base=""
+for T in 512 1024 2048 4096; do
+  B=$((8192 / T))
+  read -r ms tps gf <<< "$(c_run "t$T" "$threads" "$B" "$T" 128)"
+  us=$(awk -v t="$tps" 'BEGIN{printf "%.1f", 1e6 / t}')
+  [ -n "$base" ] || base=$us
+  printf '%8d %6d %14s %9s\n' "$T" "$B" "$us" "$(awk -v a="$us" -v b="$base" 'BEGIN{printf "%+.1f%%", 100 * (a / b - 1)}')"
+done
+echo
+echo "threads, default configuration"
+read -r ms1 tps1 gf1 <<< "$(c_run thr1 1 16 256 64)"
+read -r msn tpsn gfn <<< "$(c_run thrn "$threads" 16 256 64)"
+echo "1 thread: $tps1 tokens/s; $threads threads: $tpsn tokens/s; speed-up $(ratio "$tpsn" "$tps1")"

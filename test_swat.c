@@ -1,0 +1,2073 @@
+/*
+ * test_swat.c: the test suite of train_swat.c.
+ *
+ *   gcc -std=c11 -O2 -fopenmp -DTESTING -o test_swat test_swat.c -lm
+ *   gcc -std=c11 -O3 -march=native -fopenmp -o train_swat train_swat.c -lm
+ *   ./test_swat                       (from the repo root)
+ *
+ * Environment: SWAT_BIN (the trainer binary, default ./train_swat), SWAT_STATES (the PyTorch
+ * debug states, default dev/states), SWAT_KEEP_TMP=1 keeps the scratch directory.
+ *
+ * What is checked, in order:
+ *   1. a naive double-precision reference of every layer and of the whole model, written from
+ *      SWAT_SPEC.md (full T x T masked attention), against the C layers and model_forward;
+ *   2. gradients: every C backward against central finite differences of the reference,
+ *      per layer (inputs and parameters) and for every parameter tensor of the whole model,
+ *      over sigmoid/softmax x ALiBi 2:2, 4:0, 0:4, 0:0, 1:2 x RoPE on/off x w<T, w=T, w>T, w=1;
+ *   3. the PyTorch debug states of dev/train_swat.py (logits, loss, gradients, 10 AdamW steps);
+ *   4. checkpoints, evaluation, ring-buffer inference, streaming evaluation, LR schedule,
+ *      AdamW, the batch loader, thread-count determinism, a short training run;
+ *   5. the trainer binary as a subprocess: bad inputs (one line on stderr, non-zero exit) and
+ *      the happy paths (--steps 0 --save, a 3-step run with --val, --eval and --stream against
+ *      evaluate() in-process, one AdamW step from --init, greedy --generate, and an exact
+ *      --stop-after/--resume).
+ *
+ * Every check prints one line, "ok - name (detail)", "FAIL - name (detail)" or
+ * "SKIPPED - name (reason)"; the last line is "N passed, M failed[, K skipped]" and the exit
+ * status is non-zero iff something failed.
+ */
+#ifndef TESTING
+#define TESTING
+#endif
+#define _POSIX_C_SOURCE 200809L
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ---- the harness (defined before the include: die() in train_swat.c reports through it) -- */
+
+static int tests_passed, tests_failed, tests_skipped;
+
+static void print_summary(void) {
+    if (tests_skipped) printf("%d passed, %d failed, %d skipped\n", tests_passed, tests_failed, tests_skipped);
+    else printf("%d passed, %d failed\n", tests_passed, tests_failed);
+    fflush(stdout);
+}
+
+/* An unexpected die() inside the trainer's code (a bug, or a broken test file) is a failure:
+ * report it as one and still end with the summary line. */
+static void test_die(const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    printf("FAIL - unexpected die() in train_swat.c, aborting the suite (%s)\n", msg);
+    tests_failed++;
+    print_summary();
+    exit(1);
+}
+#define SWAT_DIE_HOOK test_die
+
+#include "train_swat.c"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <sys/wait.h>
+
+static void check_result(int ok, const char *name, const char *fmt, ...) {
+    char detail[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    printf("%s - %s (%s)\n", ok ? "ok" : "FAIL", name, detail);
+    fflush(stdout);
+    if (ok) tests_passed++; else tests_failed++;
+}
+#define CHECK(cond, name, ...) check_result(!!(cond), (name), __VA_ARGS__)
+
+static void skip(const char *name, const char *fmt, ...) {
+    char detail[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    printf("SKIPPED - %s (%s)\n", name, detail);
+    fflush(stdout);
+    tests_skipped++;
+}
+
+/* printf into one of 16 rotating buffers: for check names and arguments used at once */
+static const char *S(const char *fmt, ...) {
+    static char bufs[16][4096];
+    static int next;
+    char *b = bufs[next++ % 16];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b, sizeof bufs[0], fmt, ap);
+    va_end(ap);
+    return b;
+}
+
+/* The worst error seen per category, printed at the end. */
+enum { E_FWD_LAYER, E_FWD_MODEL, E_FD_LAYER, E_FD_MODEL, E_PT_LOGITS, E_PT_LOSS, E_PT_GRADS, E_PT_LOSSES,
+       E_PT_PARAMS, E_EVAL, E_INFER, E_STREAM, E_ADAMW, NUM_E };
+static const char *err_names[NUM_E] = {
+    "layer forward vs reference (rel. to max)", "model forward vs reference (logits, loss)",
+    "layer backward vs finite differences", "model gradients vs finite differences",
+    "PyTorch logits", "PyTorch initial loss (relative)", "PyTorch gradients (per tensor)",
+    "PyTorch 10 losses (absolute)", "PyTorch params after 10 AdamW steps", "evaluate() vs reference",
+    "ring-buffer inference vs parallel forward", "evaluate_stream vs evaluate (relative)",
+    "AdamW vs double hand computation"};
+static double worst[NUM_E];
+static int measured[NUM_E];
+static double note(int cat, double e) {
+    measured[cat] = 1;
+    if (!(e <= worst[cat])) worst[cat] = e;
+    return e;
+}
+
+/* ---- small numeric helpers -------------------------------------------------------------- */
+
+static double max_abs_d(const double *a, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++) if (fabs(a[i]) > m) m = fabs(a[i]);
+    return m;
+}
+
+/* max|a - b| / max|b|: the error relative to the tensor's scale, so that elements near zero
+ * do not blow it up. When b is all zeros, a must be (almost) all zeros: the absolute error is
+ * returned, so it has to be below the same threshold. NaN compares as a huge error. */
+static double rel_err_fd(const float *a, const double *b, size_t n) {
+    double num = 0.0, den = max_abs_d(b, n);
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= num)) num = isnan(d) ? INFINITY : d;
+    }
+    return den > 1e-30 ? num / den : num;
+}
+static double rel_err_ff(const float *a, const float *b, size_t n) {
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= num)) num = isnan(d) ? INFINITY : d;
+        if (fabs(b[i]) > den) den = fabs(b[i]);
+    }
+    return den > 1e-30 ? num / den : num;
+}
+
+static double *to_double(const float *a, size_t n) {
+    double *d = malloc((n ? n : 1) * sizeof(double));
+    for (size_t i = 0; i < n; i++) d[i] = a[i];
+    return d;
+}
+static float *falloc(size_t n) { return calloc(n ? n : 1, sizeof(float)); }
+static double *dalloc(size_t n) { return calloc(n ? n : 1, sizeof(double)); }
+
+/* The tests' own generator (splitmix64 + Box-Muller), independent of the trainer's. */
+static uint64_t trng_u64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static double trng_unif(uint64_t *s) { return (trng_u64(s) >> 11) * 0x1.0p-53; }
+static double trng_normal(uint64_t *s) {
+    double u1 = trng_unif(s), u2 = trng_unif(s);
+    return sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * M_PI * u2);
+}
+static int trng_int(uint64_t *s, int n) { return (int)(trng_u64(s) % (uint64_t)n); }
+static float *rand_floats(size_t n, double std, uint64_t *s) {
+    float *a = falloc(n);
+    for (size_t i = 0; i < n; i++) a[i] = (float)(std * trng_normal(s));
+    return a;
+}
+
+/* ========================================================================================== */
+/* 1. the reference: naive, double precision, straight from SWAT_SPEC.md (forward only)       */
+/* ========================================================================================== */
+
+/* Spec section 3: the tensors in checkpoint order and their shapes. */
+enum { R_WTE, R_ATTN_NORM, R_WQ, R_WK, R_WV, R_WO, R_MLP_NORM, R_WGATE, R_WUP, R_WDOWN, R_FINAL_NORM,
+       R_LM_HEAD, R_NT };
+static const char *ref_names[R_NT] = {"wte", "attn_norm", "wq", "wk", "wv", "wo", "mlp_norm",
+                                      "w_gate", "w_up", "w_down", "final_norm", "lm_head"};
+typedef struct { size_t off[R_NT], size[R_NT], total; } RefLayout;
+
+static RefLayout ref_layout(const ModelConfig *c) {
+    size_t V = c->V, L = c->L, C = c->C, F = c->F;
+    RefLayout lo;
+    lo.size[R_WTE] = V * C;
+    lo.size[R_ATTN_NORM] = L * C;
+    lo.size[R_WQ] = lo.size[R_WK] = lo.size[R_WV] = lo.size[R_WO] = L * C * C;
+    lo.size[R_MLP_NORM] = L * C;
+    lo.size[R_WGATE] = lo.size[R_WUP] = L * F * C;
+    lo.size[R_WDOWN] = L * C * F;
+    lo.size[R_FINAL_NORM] = C;
+    lo.size[R_LM_HEAD] = V * C;
+    lo.total = 0;
+    for (int t = 0; t < R_NT; t++) { lo.off[t] = lo.total; lo.total += lo.size[t]; }
+    return lo;
+}
+static int ref_is_gain(int t) { return t == R_ATTN_NORM || t == R_MLP_NORM || t == R_FINAL_NORM; }
+
+/* y (N, OUT) = x (N, IN) W^T, W stored [out, in] */
+static void ref_linear(double *y, const double *x, const double *W, int N, int IN, int OUT) {
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OUT; o++) {
+            double s = 0.0;
+            for (int i = 0; i < IN; i++) s += x[(long)n * IN + i] * W[(long)o * IN + i];
+            y[(long)n * OUT + o] = s;
+        }
+}
+
+/* RMSNorm(x; g) = x / sqrt(mean(x^2) + 1e-5) * g over the C channels */
+static void ref_rmsnorm(double *y, const double *x, const double *g, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        double ms = 0.0;
+        for (int c = 0; c < C; c++) ms += x[(long)n * C + c] * x[(long)n * C + c];
+        ms /= C;
+        double r = 1.0 / sqrt(ms + 1e-5);
+        for (int c = 0; c < C; c++) y[(long)n * C + c] = x[(long)n * C + c] * r * g[c];
+    }
+}
+
+/* RoPE on (B, T, C) split in H heads of D: pair (x[2i], x[2i+1]) at position p = pos0 + t is
+ * rotated by a = p * theta^(-2i/D). */
+static void ref_rope(double *x, int B, int T, int C, int H, double theta, long pos0) {
+    int D = C / H;
+    double *cs = dalloc((size_t)T * D / 2 + 1), *sn = dalloc((size_t)T * D / 2 + 1);
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < D / 2; i++) {
+            double a = (double)(pos0 + t) * pow(theta, -2.0 * i / D);
+            cs[t * (D / 2) + i] = cos(a);
+            sn[t * (D / 2) + i] = sin(a);
+        }
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < H; h++)
+                for (int i = 0; i < D / 2; i++) {
+                    double *v = x + ((long)b * T + t) * C + h * D, c = cs[t * (D / 2) + i], s = sn[t * (D / 2) + i];
+                    double x0 = v[2 * i], x1 = v[2 * i + 1];
+                    v[2 * i] = x0 * c - x1 * s;
+                    v[2 * i + 1] = x0 * s + x1 * c;
+                }
+    free(cs); free(sn);
+}
+
+/* Balanced ALiBi NEG:POS: heads 0..NEG-1 get -2^-(h+1), heads NEG..NEG+POS-1 get +2^-(h-NEG+1),
+ * the rest 0. */
+static void ref_slopes(double *s, int H, int neg, int pos) {
+    for (int h = 0; h < H; h++) {
+        if (h < neg) s[h] = -pow(2.0, -(h + 1));
+        else if (h < neg + pos) s[h] = pow(2.0, -(h - neg + 1));
+        else s[h] = 0.0;
+    }
+}
+
+/* SWAT attention as full masked T x T attention: key n is visible to query m iff
+ * m-W+1 <= n <= m; s = q.k/sqrt(D) + slope*(m-n); sigmoid: a = sigmoid(s) (no normalisation),
+ * softmax: a = softmax of s over the visible keys. weights (B, H, T, T) may be NULL. */
+static void ref_attention(double *out, double *weights, const double *q, const double *k, const double *v,
+                          const double *slopes, int B, int T, int C, int H, int W, int softmax) {
+    int D = C / H;
+    double *s = dalloc(T), *a = dalloc(T);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int m = 0; m < T; m++) {
+                const double *qm = q + ((long)b * T + m) * C + h * D;
+                double mx = -INFINITY;
+                for (int n = 0; n < T; n++) {
+                    const double *kn = k + ((long)b * T + n) * C + h * D;
+                    double dot = 0.0;
+                    for (int i = 0; i < D; i++) dot += qm[i] * kn[i];
+                    s[n] = dot / sqrt((double)D) + slopes[h] * (m - n);
+                    int visible = n <= m && n >= m - W + 1;
+                    if (visible && s[n] > mx) mx = s[n];
+                }
+                double sum = 0.0;
+                for (int n = 0; n < T; n++) {
+                    int visible = n <= m && n >= m - W + 1;
+                    if (!visible) a[n] = 0.0;
+                    else if (softmax) { a[n] = exp(s[n] - mx); sum += a[n]; }
+                    else a[n] = 1.0 / (1.0 + exp(-s[n]));
+                }
+                if (softmax) for (int n = 0; n < T; n++) a[n] /= sum;
+                double *om = out + ((long)b * T + m) * C + h * D;
+                for (int i = 0; i < D; i++) {
+                    double acc = 0.0;
+                    for (int n = 0; n < T; n++) acc += a[n] * v[((long)b * T + n) * C + h * D + i];
+                    om[i] = acc;
+                }
+                if (weights) memcpy(weights + (((long)b * H + h) * T + m) * T, a, T * sizeof(double));
+            }
+    free(s); free(a);
+}
+
+/* SwiGLU: silu(gate) * up with silu(z) = z * sigmoid(z) */
+static void ref_swiglu(double *y, const double *gate, const double *up, long n) {
+    for (long i = 0; i < n; i++) y[i] = gate[i] / (1.0 + exp(-gate[i])) * up[i];
+}
+
+/* per-position -log softmax(logits)[target]; returns the mean */
+static double ref_xent(const double *logits, const int *targets, int N, int V, double *losses) {
+    double total = 0.0;
+    for (int n = 0; n < N; n++) {
+        const double *z = logits + (long)n * V;
+        double mx = -INFINITY, sum = 0.0;
+        for (int i = 0; i < V; i++) if (z[i] > mx) mx = z[i];
+        for (int i = 0; i < V; i++) sum += exp(z[i] - mx);
+        double l = log(sum) + mx - z[targets[n]];
+        if (losses) losses[n] = l;
+        total += l;
+    }
+    return total / N;
+}
+
+/* The whole model of spec section 2, run as stages over the residual stream x (N, C):
+ * stage 0 is the embedding, stage 2l+1 the attention block of layer l, stage 2l+2 its MLP
+ * block, stage 2L+1 the final norm, lm head and loss. ref_run() starts at `stage` from the
+ * stream x_in entering it (ignored for stage 0); the finite differences use this to restart
+ * from the layer a parameter belongs to. If `streams` is given, (2L+2, N, C), the stream
+ * entering every stage is recorded. Returns the mean loss (0 without targets). */
+static double ref_run(const ModelConfig *c, const double *P, int stage, const double *x_in, const int *in,
+                      const int *tg, int B, int T, int W, double *streams, double *logits_out, double *losses_out) {
+    RefLayout lo = ref_layout(c);
+    int N = B * T, C = c->C, F = c->F, V = c->V, H = c->H, L = c->L;
+    size_t NC = (size_t)N * C;
+    double *x = dalloc(NC), *h = dalloc(NC), *q = dalloc(NC), *k = dalloc(NC), *v = dalloc(NC), *o = dalloc(NC),
+           *tmp = dalloc(NC), *g = dalloc((size_t)N * F), *u = dalloc((size_t)N * F), *act = dalloc((size_t)N * F),
+           *logits = dalloc((size_t)N * V), *slopes = dalloc(H);
+    ref_slopes(slopes, H, c->alibi_neg, c->alibi_pos);
+    if (stage == 0) {
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < C; i++) x[(long)n * C + i] = P[lo.off[R_WTE] + (size_t)in[n] * C + i];
+        stage = 1;
+    } else memcpy(x, x_in, NC * sizeof(double));
+    for (; stage <= 2 * L; stage++) {
+        int l = (stage - 1) / 2;
+        size_t lC = (size_t)l * C, lCC = lC * C, lFC = (size_t)l * F * C;
+        if (streams) memcpy(streams + stage * NC, x, NC * sizeof(double));
+        if (stage % 2 == 1) { /* x = x + Attn(RMSNorm(x)) Wo^T */
+            ref_rmsnorm(h, x, P + lo.off[R_ATTN_NORM] + lC, N, C);
+            ref_linear(q, h, P + lo.off[R_WQ] + lCC, N, C, C);
+            ref_linear(k, h, P + lo.off[R_WK] + lCC, N, C, C);
+            ref_linear(v, h, P + lo.off[R_WV] + lCC, N, C, C);
+            if (c->rope) {
+                ref_rope(q, B, T, C, H, c->rope_theta, 0);
+                ref_rope(k, B, T, C, H, c->rope_theta, 0);
+            }
+            ref_attention(o, NULL, q, k, v, slopes, B, T, C, H, W, c->attn == ATTN_SOFTMAX);
+            ref_linear(tmp, o, P + lo.off[R_WO] + lCC, N, C, C);
+        } else { /* x = x + (silu(h Wgate^T) * h Wup^T) Wdown^T with h = RMSNorm(x) */
+            ref_rmsnorm(h, x, P + lo.off[R_MLP_NORM] + lC, N, C);
+            ref_linear(g, h, P + lo.off[R_WGATE] + lFC, N, C, F);
+            ref_linear(u, h, P + lo.off[R_WUP] + lFC, N, C, F);
+            ref_swiglu(act, g, u, (long)N * F);
+            ref_linear(tmp, act, P + lo.off[R_WDOWN] + lFC, N, F, C);
+        }
+        for (size_t i = 0; i < NC; i++) x[i] += tmp[i];
+    }
+    if (streams) memcpy(streams + (size_t)(2 * L + 1) * NC, x, NC * sizeof(double));
+    ref_rmsnorm(h, x, P + lo.off[R_FINAL_NORM], N, C);
+    ref_linear(logits, h, P + lo.off[R_LM_HEAD], N, C, V);
+    double loss = tg ? ref_xent(logits, tg, N, V, losses_out) : 0.0;
+    if (logits_out) memcpy(logits_out, logits, (size_t)N * V * sizeof(double));
+    free(x); free(h); free(q); free(k); free(v); free(o); free(tmp); free(g); free(u); free(act);
+    free(logits); free(slopes);
+    return loss;
+}
+
+/* The model on B sequences of T tokens (positions 0..T-1 each) with window W. */
+static double ref_forward(const ModelConfig *c, const double *P, const int *in, const int *tg, int B, int T,
+                          int W, double *logits_out, double *losses_out) {
+    return ref_run(c, P, 0, NULL, in, tg, B, T, W, NULL, logits_out, losses_out);
+}
+
+/* The first stage a parameter element influences. */
+static int ref_stage_of(const ModelConfig *c, const RefLayout *lo, size_t i) {
+    int t = 0;
+    while (t + 1 < R_NT && i >= lo->off[t + 1]) t++;
+    if (t == R_WTE) return 0;
+    if (t == R_FINAL_NORM || t == R_LM_HEAD) return 2 * c->L + 1;
+    int l = (int)((i - lo->off[t]) / (lo->size[t] / c->L));
+    return t <= R_WO ? 2 * l + 1 : 2 * l + 2;
+}
+
+/* Spec section 5: K = min(max_chunks, floor((N-1)/E)) chunks, chunk c = t[cE .. cE+E) with
+ * targets shifted by one, each on its own at positions 0..E-1 with window W; mean over K*E. */
+static double ref_evaluate(const ModelConfig *c, const double *P, const uint16_t *tok, long n, int E, int W,
+                           long max_chunks) {
+    long K = (n - 1) / E;
+    if (max_chunks > 0 && max_chunks < K) K = max_chunks;
+    int *in = calloc(E, sizeof(int)), *tg = calloc(E, sizeof(int));
+    double total = 0.0;
+    for (long ch = 0; ch < K; ch++) {
+        for (int i = 0; i < E; i++) { in[i] = tok[ch * E + i]; tg[i] = tok[ch * E + i + 1]; }
+        total += E * ref_forward(c, P, in, tg, 1, E, W, NULL, NULL);
+    }
+    free(in); free(tg);
+    return total / ((double)K * E);
+}
+
+/* ========================================================================================== */
+/* finite differences                                                                         */
+/* ========================================================================================== */
+
+/* Central differences with h = 1e-6 on the double reference. The truncation error is
+ * O(h^2 * f''') ~ 1e-12 and the rounding error ~ 1e-16*|f|/h ~ 1e-10, both far below the
+ * float32 error (~1e-6 relative) of the C gradients being checked. */
+#define FD_H 1e-6
+
+typedef double (*ScalarFn)(void *ctx);
+static void fd_grad(ScalarFn f, void *ctx, double *x, size_t n, double *grad) {
+    for (size_t i = 0; i < n; i++) {
+        double old = x[i];
+        x[i] = old + FD_H; double fp = f(ctx);
+        x[i] = old - FD_H; double fm = f(ctx);
+        x[i] = old;
+        grad[i] = (fp - fm) / (2 * FD_H);
+    }
+}
+
+/* The threads for the finite differences: all of them (one parallel region, no barriers
+ * inside); everything else runs on one thread, see main(). */
+static int fd_threads = 1;
+
+/* d loss / d every parameter of the reference model, all elements. A perturbed element only
+ * changes the stages from its own on, so each evaluation restarts from the recorded stream. */
+static void ref_fd_model_grads(const ModelConfig *c, const double *P, size_t np, const int *in, const int *tg,
+                               int B, int T, int W, double *G) {
+    RefLayout lo = ref_layout(c);
+    size_t NC = (size_t)B * T * c->C;
+    double *streams = dalloc((2 * c->L + 2) * NC);
+    ref_run(c, P, 0, NULL, in, tg, B, T, W, streams, NULL, NULL);
+    #pragma omp parallel num_threads(fd_threads)
+    {
+        double *Pl = dalloc(np);
+        memcpy(Pl, P, np * sizeof(double));
+        #pragma omp for schedule(dynamic, 16)
+        for (long i = 0; i < (long)np; i++) {
+            int st = ref_stage_of(c, &lo, i);
+            const double *xs = streams + st * NC;
+            Pl[i] = P[i] + FD_H;
+            double fp = ref_run(c, Pl, st, xs, in, tg, B, T, W, NULL, NULL, NULL);
+            Pl[i] = P[i] - FD_H;
+            double fm = ref_run(c, Pl, st, xs, in, tg, B, T, W, NULL, NULL, NULL);
+            Pl[i] = P[i];
+            G[i] = (fp - fm) / (2 * FD_H);
+        }
+        free(Pl);
+    }
+    free(streams);
+}
+
+/* ========================================================================================== */
+/* models for the tests                                                                       */
+/* ========================================================================================== */
+
+static ModelConfig make_config(int V, int L, int H, int C, int F, int w, int attn, int neg, int pos, int rope) {
+    ModelConfig c = {.V = V, .L = L, .H = H, .C = C, .F = F, .window = w, .attn = attn, .alibi_neg = neg,
+                     .alibi_pos = pos, .rope = rope, .rope_theta = 10000, .seq_len = 0};
+    return c;
+}
+
+static const char *config_desc(const ModelConfig *c, int w) {
+    return S("%s %d:%d rope %s w=%d", c->attn == ATTN_SOFTMAX ? "softmax" : "sigmoid", c->alibi_neg, c->alibi_pos,
+             c->rope ? "on" : "off", w);
+}
+
+/* A model whose attention is far from trivial: matrices N(0, std^2), gains 1 + 0.1 N(0,1). */
+static void make_random_model(Model *m, const ModelConfig *c, double std, uint64_t seed) {
+    model_create(m, c);
+    RefLayout lo = ref_layout(c);
+    uint64_t s = seed;
+    for (int t = 0; t < R_NT; t++)
+        for (size_t i = 0; i < lo.size[t]; i++)
+            m->params[lo.off[t] + i] = (float)(ref_is_gain(t) ? 1.0 + 0.1 * trng_normal(&s) : std * trng_normal(&s));
+}
+
+static void random_tokens(int *t, int n, int V, uint64_t *s) {
+    for (int i = 0; i < n; i++) t[i] = trng_int(s, V);
+}
+
+/* ========================================================================================== */
+/* 2. layers: forward vs the reference, backward vs finite differences, accumulation          */
+/* ========================================================================================== */
+
+/* Layer-level tolerances: forward 1e-5 of the output's scale (float32 sums of <= 300 terms
+ * are good to ~1e-6); backward 1e-4 of the gradient's scale (float32 accumulations over
+ * these tiny sizes give ~1e-6; 1e-4 leaves room while any real bug shows up as >1e-2). */
+#define TOL_FWD 1e-5
+#define TOL_GRAD 1e-4
+#define TOL_ACC 1e-6
+
+/* Calls a backward twice into zeroed buffers: the second call must double the first. */
+static double doubled_err(const float *once, const float *twice, size_t n) {
+    float *two = falloc(n);
+    for (size_t i = 0; i < n; i++) two[i] = 2.0f * once[i];
+    double e = rel_err_ff(twice, two, n);
+    free(two);
+    return e;
+}
+
+/* ---- matmul ---- */
+typedef struct { int N, IN, OUT; double *x, *W, *R; } MatmulCtx;
+static double matmul_loss(void *p) {
+    MatmulCtx *c = p;
+    double *y = dalloc((size_t)c->N * c->OUT), s = 0.0;
+    ref_linear(y, c->x, c->W, c->N, c->IN, c->OUT);
+    for (long i = 0; i < (long)c->N * c->OUT; i++) s += y[i] * c->R[i];
+    free(y);
+    return s;
+}
+
+static void test_matmul(int N, int IN, int OUT, int do_fd, uint64_t seed) {
+    uint64_t s = seed;
+    float *x = rand_floats((size_t)N * IN, 1.0, &s), *W = rand_floats((size_t)OUT * IN, 0.5, &s),
+          *R = rand_floats((size_t)N * OUT, 1.0, &s), *y = falloc((size_t)N * OUT),
+          *dx = falloc((size_t)N * IN), *dW = falloc((size_t)OUT * IN), *dx2 = falloc((size_t)N * IN),
+          *dW2 = falloc((size_t)OUT * IN), *dx3 = falloc((size_t)N * IN);
+    MatmulCtx c = {N, IN, OUT, to_double(x, (size_t)N * IN), to_double(W, (size_t)OUT * IN),
+                   to_double(R, (size_t)N * OUT)};
+    double *yr = dalloc((size_t)N * OUT);
+    ref_linear(yr, c.x, c.W, N, IN, OUT);
+    /* garbage in the output must be overwritten, not added to */
+    for (long i = 0; i < (long)N * OUT; i++) y[i] = 1e6f;
+    matmul_forward(y, x, W, N, IN, OUT);
+    double e = note(E_FWD_LAYER, rel_err_fd(y, yr, (size_t)N * OUT));
+    CHECK(e < TOL_FWD, S("matmul_forward %dx%d -> %d", N, IN, OUT), "max rel err %.2e", e);
+
+    matmul_backward(dx, dW, R, x, W, N, IN, OUT);
+    double *gx = dalloc((size_t)N * IN), *gW = dalloc((size_t)OUT * IN);
+    if (do_fd) {
+        fd_grad(matmul_loss, &c, c.x, (size_t)N * IN, gx);
+        fd_grad(matmul_loss, &c, c.W, (size_t)OUT * IN, gW);
+    } else { /* exact gradients in double: dx = R W, dW = R^T x */
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < IN; i++) {
+                double a = 0.0;
+                for (int o = 0; o < OUT; o++) a += c.R[(long)n * OUT + o] * c.W[(long)o * IN + i];
+                gx[(long)n * IN + i] = a;
+            }
+        for (int o = 0; o < OUT; o++)
+            for (int i = 0; i < IN; i++) {
+                double a = 0.0;
+                for (int n = 0; n < N; n++) a += c.R[(long)n * OUT + o] * c.x[(long)n * IN + i];
+                gW[(long)o * IN + i] = a;
+            }
+    }
+    double ex = note(E_FD_LAYER, rel_err_fd(dx, gx, (size_t)N * IN));
+    double eW = note(E_FD_LAYER, rel_err_fd(dW, gW, (size_t)OUT * IN));
+    CHECK(ex < TOL_GRAD && eW < TOL_GRAD, S("matmul_backward %dx%d -> %d vs %s", N, IN, OUT, do_fd ? "finite differences" : "exact double"),
+          "dinp %.2e, dW %.2e", ex, eW);
+    /* accumulation: a second call adds the same again; NULL outputs are skipped */
+    matmul_backward(dx, dW, R, x, W, N, IN, OUT);
+    memset(dx2, 0, (size_t)N * IN * 4); memset(dW2, 0, (size_t)OUT * IN * 4);
+    matmul_backward(dx2, dW2, R, x, W, N, IN, OUT);
+    double a1 = doubled_err(dx2, dx, (size_t)N * IN), a2 = doubled_err(dW2, dW, (size_t)OUT * IN);
+    matmul_backward(dx3, NULL, R, x, W, N, IN, OUT);
+    double a3 = rel_err_ff(dx3, dx2, (size_t)N * IN);
+    CHECK(a1 < TOL_ACC && a2 < TOL_ACC && a3 == 0.0, S("matmul_backward %dx%d -> %d accumulates", N, IN, OUT),
+          "2nd call doubles: dinp %.1e dW %.1e; dW=NULL leaves dinp identical: %.1e", a1, a2, a3);
+    free(x); free(W); free(R); free(y); free(dx); free(dW); free(dx2); free(dW2); free(dx3);
+    free(c.x); free(c.W); free(c.R); free(yr); free(gx); free(gW);
+}
+
+/* ---- embedding ---- */
+typedef struct { int N, C; const int *tok; double *wte, *R; } EmbCtx;
+static double emb_loss(void *p) {
+    EmbCtx *c = p;
+    double s = 0.0;
+    for (int n = 0; n < c->N; n++)
+        for (int i = 0; i < c->C; i++) s += c->wte[(long)c->tok[n] * c->C + i] * c->R[(long)n * c->C + i];
+    return s;
+}
+
+static void test_embedding(int C) {
+    uint64_t s = 11 + C;
+    int V = 7, N = 12, tok[12] = {3, 0, 3, 6, 1, 3, 0, 2, 2, 6, 3, 1}; /* repeats; token 4, 5 unused */
+    float *wte = rand_floats((size_t)V * C, 1.0, &s), *R = rand_floats((size_t)N * C, 1.0, &s);
+    float *out = falloc((size_t)N * C), *dwte = falloc((size_t)V * C), *dwte2 = falloc((size_t)V * C);
+    embedding_forward(out, tok, wte, N, C);
+    int same = 1;
+    for (int n = 0; n < N; n++) same &= !memcmp(out + n * C, wte + tok[n] * C, C * 4);
+    CHECK(same, S("embedding_forward C=%d", C), "rows are exact copies of wte[token]");
+    EmbCtx c = {N, C, tok, to_double(wte, (size_t)V * C), to_double(R, (size_t)N * C)};
+    double *g = dalloc((size_t)V * C);
+    fd_grad(emb_loss, &c, c.wte, (size_t)V * C, g);
+    embedding_backward(dwte, R, tok, N, C);
+    double e = note(E_FD_LAYER, rel_err_fd(dwte, g, (size_t)V * C));
+    int unused_zero = 1;
+    for (int i = 0; i < C; i++) unused_zero &= dwte[4 * C + i] == 0.0f && dwte[5 * C + i] == 0.0f;
+    CHECK(e < TOL_GRAD && unused_zero, S("embedding_backward C=%d vs finite differences", C), "dwte %.2e (repeated tokens summed; unused rows exactly 0)", e);
+    embedding_backward(dwte2, R, tok, N, C);
+    embedding_backward(dwte2, R, tok, N, C);
+    double a = doubled_err(dwte, dwte2, (size_t)V * C);
+    CHECK(a < TOL_ACC, S("embedding_backward C=%d accumulates", C), "2nd call doubles: %.1e", a);
+    free(wte); free(R); free(out); free(dwte); free(dwte2); free(c.wte); free(c.R); free(g);
+}
+
+/* ---- RMSNorm ---- */
+typedef struct { int N, C; double *x, *g, *R; } NormCtx;
+static double norm_loss(void *p) {
+    NormCtx *c = p;
+    double *y = dalloc((size_t)c->N * c->C), s = 0.0;
+    ref_rmsnorm(y, c->x, c->g, c->N, c->C);
+    for (long i = 0; i < (long)c->N * c->C; i++) s += y[i] * c->R[i];
+    free(y);
+    return s;
+}
+
+static void test_rmsnorm(int C) {
+    uint64_t s = 12 + C;
+    int N = 6;
+    float *x = rand_floats((size_t)N * C, 1.0, &s), *g = falloc(C), *R = rand_floats((size_t)N * C, 1.0, &s);
+    for (int i = 0; i < C; i++) g[i] = (float)(1.0 + 0.3 * trng_normal(&s));
+    for (int i = 0; i < C; i++) x[2 * C + i] *= 1e-3f; /* a row where eps matters */
+    float *y = falloc((size_t)N * C), *rstd = falloc(N), *dx = falloc((size_t)N * C), *dg = falloc(C),
+          *dx2 = falloc((size_t)N * C), *dg2 = falloc(C);
+    NormCtx c = {N, C, to_double(x, (size_t)N * C), to_double(g, C), to_double(R, (size_t)N * C)};
+    double *yr = dalloc((size_t)N * C);
+    ref_rmsnorm(yr, c.x, c.g, N, C);
+    rmsnorm_forward(y, rstd, x, g, N, C);
+    double e = note(E_FWD_LAYER, rel_err_fd(y, yr, (size_t)N * C));
+    double er = 0.0;
+    for (int n = 0; n < N; n++) {
+        double ms = 0.0;
+        for (int i = 0; i < C; i++) ms += c.x[n * C + i] * c.x[n * C + i];
+        double r = 1.0 / sqrt(ms / C + 1e-5);
+        if (fabs(rstd[n] - r) / r > er) er = fabs(rstd[n] - r) / r;
+    }
+    CHECK(e < TOL_FWD && er < TOL_FWD, S("rmsnorm_forward C=%d", C), "out %.2e, rstd %.2e", e, er);
+    double *gx = dalloc((size_t)N * C), *gg = dalloc(C);
+    fd_grad(norm_loss, &c, c.x, (size_t)N * C, gx);
+    fd_grad(norm_loss, &c, c.g, C, gg);
+    rmsnorm_backward(dx, dg, R, x, g, rstd, N, C);
+    double ex = note(E_FD_LAYER, rel_err_fd(dx, gx, (size_t)N * C)), eg = note(E_FD_LAYER, rel_err_fd(dg, gg, C));
+    CHECK(ex < TOL_GRAD && eg < TOL_GRAD, S("rmsnorm_backward C=%d vs finite differences", C), "dinp %.2e, dg %.2e", ex, eg);
+    rmsnorm_backward(dx2, dg2, R, x, g, rstd, N, C);
+    rmsnorm_backward(dx2, dg2, R, x, g, rstd, N, C);
+    double a1 = doubled_err(dx, dx2, (size_t)N * C), a2 = doubled_err(dg, dg2, C);
+    CHECK(a1 < TOL_ACC && a2 < TOL_ACC, S("rmsnorm_backward C=%d accumulates", C), "2nd call doubles: dinp %.1e, dg %.1e", a1, a2);
+    free(x); free(g); free(R); free(y); free(rstd); free(dx); free(dg); free(dx2); free(dg2);
+    free(c.x); free(c.g); free(c.R); free(yr); free(gx); free(gg);
+}
+
+/* ---- RoPE ---- */
+typedef struct { int B, T, C, H; double theta, *x, *R; } RopeCtx;
+static double rope_loss(void *p) {
+    RopeCtx *c = p;
+    size_t n = (size_t)c->B * c->T * c->C;
+    double *y = dalloc(n), s = 0.0;
+    memcpy(y, c->x, n * sizeof(double));
+    ref_rope(y, c->B, c->T, c->C, c->H, c->theta, 0);
+    for (size_t i = 0; i < n; i++) s += y[i] * c->R[i];
+    free(y);
+    return s;
+}
+
+static void test_rope(void) {
+    uint64_t s = 13;
+    int B = 2, T = 11, H = 3, C = 24, D = C / H;
+    size_t n = (size_t)B * T * C;
+    float *x = rand_floats(n, 1.0, &s), *R = rand_floats(n, 1.0, &s), *y = falloc(n), *dx = falloc(n);
+    float *cs = falloc((size_t)T * D / 2), *sn = falloc((size_t)T * D / 2);
+    rope_tables(cs, sn, T, D, 10000, 0);
+    RopeCtx c = {B, T, C, H, 10000.0, to_double(x, n), to_double(R, n)};
+    double *yr = dalloc(n);
+    memcpy(yr, c.x, n * sizeof(double));
+    ref_rope(yr, B, T, C, H, 10000.0, 0);
+    memcpy(y, x, n * 4);
+    rope_forward(y, cs, sn, B, T, C, H);
+    double e = note(E_FWD_LAYER, rel_err_fd(y, yr, n));
+    CHECK(e < TOL_FWD, "rope_forward (interleaved pairs, 3 heads of 8)", "max rel err %.2e", e);
+    /* tables that start at a later position (used by the ring-buffer inference) */
+    int P0 = 1000;
+    float *cs2 = falloc((size_t)T * D / 2), *sn2 = falloc((size_t)T * D / 2);
+    rope_tables(cs2, sn2, T, D, 500, P0);
+    memcpy(yr, c.x, n * sizeof(double));
+    ref_rope(yr, B, T, C, H, 500.0, P0);
+    memcpy(y, x, n * 4);
+    rope_forward(y, cs2, sn2, B, T, C, H);
+    double e2 = note(E_FWD_LAYER, rel_err_fd(y, yr, n));
+    CHECK(e2 < TOL_FWD, "rope_tables from position 1000, theta 500", "max rel err %.2e", e2);
+    /* backward: rotates the gradient in place by -angle (it does not accumulate) */
+    double *g = dalloc(n);
+    fd_grad(rope_loss, &c, c.x, n, g);
+    memcpy(dx, R, n * 4);
+    rope_backward(dx, cs, sn, B, T, C, H);
+    double eb = note(E_FD_LAYER, rel_err_fd(dx, g, n));
+    CHECK(eb < TOL_GRAD, "rope_backward vs finite differences", "dinp %.2e (in-place rotation by -angle)", eb);
+    free(x); free(R); free(y); free(dx); free(cs); free(sn); free(cs2); free(sn2); free(c.x); free(c.R);
+    free(yr); free(g);
+}
+
+/* ---- attention ---- */
+typedef struct { int B, T, C, H, W, softmax; double *slopes, *q, *k, *v, *R; } AttnCtx;
+static double attn_loss(void *p) {
+    AttnCtx *c = p;
+    size_t n = (size_t)c->B * c->T * c->C;
+    double *o = dalloc(n), s = 0.0;
+    ref_attention(o, NULL, c->q, c->k, c->v, c->slopes, c->B, c->T, c->C, c->H, c->W, c->softmax);
+    for (size_t i = 0; i < n; i++) s += o[i] * c->R[i];
+    free(o);
+    return s;
+}
+
+static void test_attention(int mode, int W) {
+    uint64_t s = 14 + 7 * W + mode;
+    int B = 2, T = 9, H = 4, C = 16, Wb = band_width(W, T);
+    size_t n = (size_t)B * T * C, na = (size_t)B * H * T * Wb;
+    const char *mname = mode == ATTN_SOFTMAX ? "softmax" : "sigmoid";
+    ModelConfig cfg = make_config(10, 1, H, C, 8, W, mode, 1, 2, 1); /* slopes -1/2, +1/2, +1/4, 0 */
+    float slopes[4];
+    alibi_slopes(&cfg, slopes);
+    float *q = rand_floats(n, 1.0, &s), *k = rand_floats(n, 1.0, &s), *v = rand_floats(n, 1.0, &s),
+          *R = rand_floats(n, 1.0, &s), *o = falloc(n), *att = falloc(na), *dq = falloc(n), *dk = falloc(n),
+          *dv = falloc(n), *dq2 = falloc(n), *dk2 = falloc(n), *dv2 = falloc(n);
+    AttnCtx c = {B, T, C, H, W, mode == ATTN_SOFTMAX, to_double(slopes, 4), to_double(q, n), to_double(k, n),
+                 to_double(v, n), to_double(R, n)};
+    double *orf = dalloc(n), *wr = dalloc((size_t)B * H * T * T);
+    ref_attention(orf, wr, c.q, c.k, c.v, c.slopes, B, T, C, H, W, c.softmax);
+    for (size_t i = 0; i < na; i++) att[i] = 1e6f;
+    attention_forward(o, att, q, k, v, slopes, B, T, C, H, W, mode);
+    double e = note(E_FWD_LAYER, rel_err_fd(o, orf, n));
+    /* the saved band: att[b,h,m,d] is the weight of key m-d, 0 where m-d < 0 */
+    double ea = 0.0;
+    for (int bh = 0; bh < B * H; bh++)
+        for (int m = 0; m < T; m++)
+            for (int d = 0; d < Wb; d++) {
+                double ref = m - d >= 0 ? wr[((long)bh * T + m) * T + m - d] : 0.0;
+                double got = att[((long)bh * T + m) * Wb + d];
+                if (fabs(got - ref) > ea) ea = fabs(got - ref);
+            }
+    note(E_FWD_LAYER, ea);
+    CHECK(e < TOL_FWD && ea < TOL_FWD, S("attention_forward %s w=%d (T=%d)", mname, W, T), "out %.2e, band weights %.2e", e, ea);
+    double *gq = dalloc(n), *gk = dalloc(n), *gv = dalloc(n);
+    fd_grad(attn_loss, &c, c.q, n, gq);
+    fd_grad(attn_loss, &c, c.k, n, gk);
+    fd_grad(attn_loss, &c, c.v, n, gv);
+    attention_backward(dq, dk, dv, R, att, q, k, v, B, T, C, H, W, mode);
+    double eq = note(E_FD_LAYER, rel_err_fd(dq, gq, n)), ek = note(E_FD_LAYER, rel_err_fd(dk, gk, n)),
+           ev = note(E_FD_LAYER, rel_err_fd(dv, gv, n));
+    CHECK(eq < TOL_GRAD && ek < TOL_GRAD && ev < TOL_GRAD,
+          S("attention_backward %s w=%d vs finite differences", mname, W), "dq %.2e, dk %.2e, dv %.2e%s", eq, ek, ev,
+          mode == ATTN_SOFTMAX && W == 1 ? " (w=1 softmax: dq = dk = 0 exactly)" : "");
+    attention_backward(dq2, dk2, dv2, R, att, q, k, v, B, T, C, H, W, mode);
+    attention_backward(dq2, dk2, dv2, R, att, q, k, v, B, T, C, H, W, mode);
+    double a1 = doubled_err(dq, dq2, n), a2 = doubled_err(dk, dk2, n), a3 = doubled_err(dv, dv2, n);
+    CHECK(a1 < TOL_ACC && a2 < TOL_ACC && a3 < TOL_ACC, S("attention_backward %s w=%d accumulates", mname, W),
+          "2nd call doubles: dq %.1e dk %.1e dv %.1e", a1, a2, a3);
+    free(q); free(k); free(v); free(R); free(o); free(att); free(dq); free(dk); free(dv); free(dq2); free(dk2);
+    free(dv2); free(c.slopes); free(c.q); free(c.k); free(c.v); free(c.R); free(orf); free(wr); free(gq); free(gk);
+    free(gv);
+}
+
+/* ---- SwiGLU ---- */
+typedef struct { long n; double *g, *u, *R; } SwigluCtx;
+static double swiglu_loss(void *p) {
+    SwigluCtx *c = p;
+    double *y = dalloc(c->n), s = 0.0;
+    ref_swiglu(y, c->g, c->u, c->n);
+    for (long i = 0; i < c->n; i++) s += y[i] * c->R[i];
+    free(y);
+    return s;
+}
+
+static void test_swiglu(void) {
+    uint64_t s = 15;
+    long n = 40;
+    float *g = rand_floats(n, 2.0, &s), *u = rand_floats(n, 1.0, &s), *R = rand_floats(n, 1.0, &s), *y = falloc(n),
+          *dg = falloc(n), *du = falloc(n), *dg2 = falloc(n), *du2 = falloc(n);
+    SwigluCtx c = {n, to_double(g, n), to_double(u, n), to_double(R, n)};
+    double *yr = dalloc(n);
+    ref_swiglu(yr, c.g, c.u, n);
+    swiglu_forward(y, g, u, n);
+    double e = note(E_FWD_LAYER, rel_err_fd(y, yr, n));
+    CHECK(e < TOL_FWD, "swiglu_forward", "max rel err %.2e", e);
+    double *gg = dalloc(n), *gu = dalloc(n);
+    fd_grad(swiglu_loss, &c, c.g, n, gg);
+    fd_grad(swiglu_loss, &c, c.u, n, gu);
+    swiglu_backward(dg, du, R, g, u, n);
+    double eg = note(E_FD_LAYER, rel_err_fd(dg, gg, n)), eu = note(E_FD_LAYER, rel_err_fd(du, gu, n));
+    CHECK(eg < TOL_GRAD && eu < TOL_GRAD, "swiglu_backward vs finite differences", "dgate %.2e, dup %.2e", eg, eu);
+    swiglu_backward(dg2, du2, R, g, u, n);
+    swiglu_backward(dg2, du2, R, g, u, n);
+    double a1 = doubled_err(dg, dg2, n), a2 = doubled_err(du, du2, n);
+    CHECK(a1 < TOL_ACC && a2 < TOL_ACC, "swiglu_backward accumulates", "2nd call doubles: dgate %.1e, dup %.1e", a1, a2);
+    free(g); free(u); free(R); free(y); free(dg); free(du); free(dg2); free(du2); free(c.g); free(c.u); free(c.R);
+    free(yr); free(gg); free(gu);
+}
+
+/* ---- cross-entropy ---- */
+typedef struct { int N, V; double *z, dloss; const int *tg; } XentCtx;
+static double xent_loss(void *p) {
+    XentCtx *c = p;
+    return c->dloss * c->N * ref_xent(c->z, c->tg, c->N, c->V, NULL);
+}
+
+static void test_crossentropy(void) {
+    uint64_t s = 16;
+    int N = 7, V = 13, tg[7];
+    random_tokens(tg, N, V, &s);
+    float *z = rand_floats((size_t)N * V, 3.0, &s), *losses = falloc(N), *dz = falloc((size_t)N * V),
+          *dz2 = falloc((size_t)N * V);
+    z[5] = 80.0f; /* a large logit: the max-subtraction must keep it finite */
+    XentCtx c = {N, V, to_double(z, (size_t)N * V), 0.37, tg};
+    double *lr = dalloc(N);
+    ref_xent(c.z, tg, N, V, lr);
+    crossentropy_forward(losses, z, tg, N, V);
+    double e = note(E_FWD_LAYER, rel_err_fd(losses, lr, N));
+    CHECK(e < TOL_FWD, "crossentropy_forward", "per-position losses %.2e", e);
+    double *g = dalloc((size_t)N * V);
+    fd_grad(xent_loss, &c, c.z, (size_t)N * V, g);
+    crossentropy_backward(dz, z, tg, (float)c.dloss, N, V);
+    double eg = note(E_FD_LAYER, rel_err_fd(dz, g, (size_t)N * V));
+    CHECK(eg < TOL_GRAD, "crossentropy_backward vs finite differences", "dlogits %.2e (dloss 0.37)", eg);
+    crossentropy_backward(dz2, z, tg, (float)c.dloss, N, V);
+    crossentropy_backward(dz2, z, tg, (float)c.dloss, N, V);
+    double a = doubled_err(dz, dz2, (size_t)N * V);
+    CHECK(a < TOL_ACC, "crossentropy_backward accumulates", "2nd call doubles: %.1e", a);
+    free(z); free(losses); free(dz); free(dz2); free(c.z); free(lr); free(g);
+}
+
+static void test_alibi_slopes(void) {
+    int splits[][3] = {{4, 2, 2}, {4, 4, 0}, {4, 0, 4}, {4, 0, 0}, {4, 1, 2}, {8, 3, 5}, {6, 6, 0}};
+    int ok = 1;
+    for (size_t i = 0; i < sizeof(splits) / sizeof(splits[0]); i++) {
+        ModelConfig c = make_config(10, 1, splits[i][0], splits[i][0] * 2, 4, 4, 0, splits[i][1], splits[i][2], 1);
+        float s[8];
+        double r[8];
+        alibi_slopes(&c, s);
+        ref_slopes(r, c.H, c.alibi_neg, c.alibi_pos);
+        for (int h = 0; h < c.H; h++) ok &= s[h] == (float)r[h];
+    }
+    CHECK(ok, "alibi_slopes per spec", "exact for H:NEG:POS 4:2:2 4:4:0 4:0:4 4:0:0 4:1:2 8:3:5 6:6:0");
+}
+
+/* ========================================================================================== */
+/* 3. the whole model: forward vs the reference, gradients vs finite differences              */
+/* ========================================================================================== */
+
+typedef struct { int attn, neg, pos, rope, w; } AttnVariant;
+/* Every value appears with both sigmoid and softmax: ALiBi 2:2, 4:0, 0:4, 0:0 (and 1:2 with a
+ * zero-slope head); RoPE on and off; w < T (5, 4), w = T (13), w > T (20) and w = 1. */
+static const AttnVariant model_variants[] = {
+    {ATTN_SIGMOID, 2, 2, 1, 5},  {ATTN_SOFTMAX, 2, 2, 1, 5},
+    {ATTN_SIGMOID, 4, 0, 0, 13}, {ATTN_SOFTMAX, 4, 0, 0, 13},
+    {ATTN_SIGMOID, 0, 4, 1, 20}, {ATTN_SOFTMAX, 0, 4, 1, 20},
+    {ATTN_SIGMOID, 0, 0, 0, 1},  {ATTN_SOFTMAX, 0, 0, 1, 1},
+    {ATTN_SIGMOID, 1, 2, 1, 4},  {ATTN_SOFTMAX, 1, 2, 0, 4},
+};
+
+static void test_model_variant(const AttnVariant *av, int idx) {
+    const int V = 23, L = 2, H = 4, C = 16, F = 24, B = 2, T = 13;
+    ModelConfig cfg = make_config(V, L, H, C, F, av->w, av->attn, av->neg, av->pos, av->rope);
+    char desc[128];
+    snprintf(desc, sizeof desc, "%s", config_desc(&cfg, av->w));
+    Model m;
+    make_random_model(&m, &cfg, 0.3, 100 + idx);
+    uint64_t s = 200 + idx;
+    int in[B * T], tg[B * T];
+    random_tokens(in, B * T, V, &s);
+    random_tokens(tg, B * T, V, &s);
+    size_t np = m.num_params;
+    RefLayout lo = ref_layout(&cfg);
+    CHECK(np == lo.total, S("param_count %s", desc), "%zu parameters, spec layout %zu", np, lo.total);
+    double *P = to_double(m.params, np), *zr = dalloc((size_t)B * T * V);
+    double loss_r = ref_forward(&cfg, P, in, tg, B, T, av->w, zr, NULL);
+    float loss = model_forward(&m, in, tg, B, T, av->w);
+    double el = note(E_FWD_MODEL, fabs(loss - loss_r) / fabs(loss_r));
+    double ez = note(E_FWD_MODEL, rel_err_fd(m.a.logits, zr, (size_t)B * T * V));
+    CHECK(ez < TOL_FWD && el < TOL_FWD, S("model_forward %s", desc), "logits %.2e, loss %.2e (loss %.4f)", ez, el, loss_r);
+
+    /* gradients of every tensor against finite differences of the double reference, every
+     * element. Per tensor: max|g_c - g_fd| / max|g_fd| < 1e-4. The C gradients are float32
+     * sums over at most a few hundred terms through two layers, good to ~1e-6 of the tensor's
+     * scale (measured 1e-7 .. 3e-6); the finite differences are good to ~1e-9. A wrong term
+     * in any backward shows up at 1e-3 .. 1. */
+    model_zero_grad(&m);
+    model_backward(&m);
+    double *G = dalloc(np);
+    ref_fd_model_grads(&cfg, P, np, in, tg, B, T, av->w, G);
+    char detail[1024];
+    int n = 0, ok = 1;
+    double wmax = 0.0;
+    const char *wname = "";
+    for (int t = 0; t < R_NT; t++) {
+        double e = note(E_FD_MODEL, rel_err_fd(m.grads + lo.off[t], G + lo.off[t], lo.size[t]));
+        if (!(e < TOL_GRAD)) ok = 0;
+        if (!(e <= wmax)) { wmax = e; wname = ref_names[t]; }
+        n += snprintf(detail + n, sizeof detail - n, "%s%s %.1e", t ? ", " : "", ref_names[t], e);
+    }
+    CHECK(ok, S("model_backward %s vs finite differences, all %zu elements", desc, np), "worst %s %.2e; %s", wname,
+          wmax, detail);
+    /* model_backward adds into m->grads */
+    float *g1 = malloc(np * 4);
+    memcpy(g1, m.grads, np * 4);
+    model_backward(&m);
+    double a = doubled_err(g1, m.grads, np);
+    CHECK(a < TOL_ACC, S("model_backward %s accumulates", desc), "2nd call doubles: %.1e", a);
+    /* a forward without targets gives the same logits */
+    float *z1 = malloc((size_t)B * T * V * 4);
+    memcpy(z1, m.a.logits, (size_t)B * T * V * 4);
+    model_forward(&m, in, NULL, B, T, av->w);
+    CHECK(!memcmp(z1, m.a.logits, (size_t)B * T * V * 4) && !m.has_targets, S("model_forward without targets %s", desc),
+          "identical logits, backward disabled");
+    free(g1); free(z1); free(P); free(zr); free(G);
+    model_free(&m);
+}
+
+/* ========================================================================================== */
+/* 4. the PyTorch debug states                                                                */
+/* ========================================================================================== */
+
+#define STATE_MAGIC 0x44574153
+typedef struct {
+    int32_t hdr[256];
+    double hyper[16];
+    int B, T, V, P, nsteps, warmup, window, clipped;
+    int *inputs, *targets;
+    float *logits, *grads, *params_after;
+    double loss, *losses;
+} DebugState;
+
+static void *read_file(const char *path, long *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    *size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc(*size ? *size : 1);
+    if (fread(buf, 1, *size, f) != (size_t)*size) { free(buf); buf = NULL; }
+    fclose(f);
+    return buf;
+}
+
+/* Returns NULL on success, else what is wrong with the file. */
+static const char *state_load(DebugState *st, const char *path) {
+    long size;
+    char *buf = read_file(path, &size);
+    if (!buf) return "cannot read";
+    memset(st, 0, sizeof(*st));
+    if (size < 1024 + 128) { free(buf); return "shorter than its header"; }
+    memcpy(st->hdr, buf, 1024);
+    memcpy(st->hyper, buf + 1024, 128);
+    if (st->hdr[0] != STATE_MAGIC) { free(buf); return "bad magic (expected the int32 0x44574153)"; }
+    if (st->hdr[1] != 1) { free(buf); return "unsupported version"; }
+    st->B = st->hdr[2]; st->T = st->hdr[3]; st->V = st->hdr[4]; st->P = st->hdr[5]; st->nsteps = st->hdr[6];
+    st->warmup = st->hdr[7]; st->window = st->hdr[8]; st->clipped = st->hdr[9];
+    long BT = (long)st->B * st->T;
+    if (st->B < 1 || st->T < 1 || st->V < 1 || st->P < 1 || st->nsteps < 1 || st->nsteps > 1000) { free(buf); return "bad header"; }
+    long expect = 1024 + 128 + 8 * BT + 4 * BT * st->V + 8 + 8L * st->P + 8L * st->nsteps;
+    if (size != expect) { free(buf); return "file size does not match its header"; }
+    char *p = buf + 1024 + 128;
+    st->inputs = malloc(BT * 4); memcpy(st->inputs, p, BT * 4); p += BT * 4;
+    st->targets = malloc(BT * 4); memcpy(st->targets, p, BT * 4); p += BT * 4;
+    st->logits = malloc(BT * st->V * 4); memcpy(st->logits, p, BT * st->V * 4); p += BT * st->V * 4;
+    memcpy(&st->loss, p, 8); p += 8;
+    st->grads = malloc(st->P * 4L); memcpy(st->grads, p, st->P * 4L); p += st->P * 4L;
+    st->losses = malloc(st->nsteps * 8L); memcpy(st->losses, p, st->nsteps * 8L); p += st->nsteps * 8L;
+    st->params_after = malloc(st->P * 4L); memcpy(st->params_after, p, st->P * 4L);
+    free(buf);
+    return NULL;
+}
+
+static void state_free(DebugState *st) {
+    free(st->inputs); free(st->targets); free(st->logits); free(st->grads); free(st->losses); free(st->params_after);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Tolerances against PyTorch (which works in float64 from the same float32 weights):
+ * logits, loss and gradients 1e-4 of each tensor's scale, our float32 error being ~1e-6.
+ * After 10 AdamW steps at lr 1e-2 the parameters are compared to 1e-3 of each tensor's
+ * scale: an Adam update is lr * m/sqrt(v), normalised per element, so an element whose
+ * gradient is tiny (|g| comparable to its float32 rounding error, ~1e-7 of the tensor's
+ * scale) can move by a different fraction of lr in float32 and float64. Such an element
+ * can differ by up to ~lr = 1e-2 in absolute terms in the worst case. Measured: at most 6e-6
+ * of the scale; each AdamW bug tried against this suite (bias correction, eps placement,
+ * decay on the gains, the warmup or cosine off by one step, no clipping) fails it by far. */
+static void test_pytorch_state(const char *dir, const char *name) {
+    char spath[1024], cpath[1024];
+    snprintf(spath, sizeof spath, "%s/%s.state", dir, name);
+    snprintf(cpath, sizeof cpath, "%s/%s.ckpt", dir, name);
+    DebugState st;
+    const char *problem = state_load(&st, spath);
+    if (problem) { CHECK(0, S("pytorch %s: state file", name), "%s: %s", spath, problem); return; }
+    if (access(cpath, R_OK) != 0) { CHECK(0, S("pytorch %s: checkpoint", name), "%s is missing", cpath); state_free(&st); return; }
+    Model m;
+    checkpoint_load(cpath, &m, NULL);
+    int B = st.B, T = st.T, V = st.V, P = st.P, w = m.cfg.window;
+    int shape_ok = m.cfg.V == V && (int)m.num_params == P && w == st.window && m.cfg.seq_len == T;
+    CHECK(shape_ok, S("pytorch %s: checkpoint matches the state", name), "%s V=%d P=%d w=%d T=%d",
+          config_desc(&m.cfg, w), m.cfg.V, (int)m.num_params, w, m.cfg.seq_len);
+    if (!shape_ok) { model_free(&m); state_free(&st); return; }
+    double *zref = to_double(st.logits, (size_t)B * T * V);
+    float loss = model_forward(&m, st.inputs, st.targets, B, T, w);
+    double ez = note(E_PT_LOGITS, rel_err_fd(m.a.logits, zref, (size_t)B * T * V));
+    double el = note(E_PT_LOSS, fabs(loss - st.loss) / fabs(st.loss));
+    CHECK(ez < 1e-4 && el < 1e-4, S("pytorch %s: logits and loss", name), "logits %.2e, loss %.2e (%.6f vs %.6f)", ez, el,
+          loss, st.loss);
+    free(zref);
+    model_zero_grad(&m);
+    model_backward(&m);
+    RefLayout lo = ref_layout(&m.cfg);
+    char detail[1024];
+    int n = 0, ok = 1;
+    for (int t = 0; t < R_NT; t++) {
+        double *gr = to_double(st.grads + lo.off[t], lo.size[t]);
+        double e = note(E_PT_GRADS, rel_err_fd(m.grads + lo.off[t], gr, lo.size[t]));
+        free(gr);
+        if (!(e < 1e-4)) ok = 0;
+        n += snprintf(detail + n, sizeof detail - n, "%s%s %.1e", t ? ", " : "", ref_names[t], e);
+    }
+    CHECK(ok, S("pytorch %s: gradients, per tensor", name), "%s", detail);
+
+    /* 10 AdamW steps on the same batch with the state's hyperparameters */
+    OptimConfig o = {.lr = st.hyper[0], .beta1 = st.hyper[1], .beta2 = st.hyper[2], .eps = st.hyper[3],
+                     .weight_decay = st.hyper[4], .clip = st.hyper[5], .min_lr_ratio = st.hyper[6],
+                     .warmup = st.warmup, .steps = st.nsteps};
+    double el_max = 0.0;
+    int clipped = 0;
+    for (int step = 0; step < st.nsteps; step++) {
+        float l = model_forward(&m, st.inputs, st.targets, B, T, w);
+        model_zero_grad(&m);
+        model_backward(&m);
+        double norm = grad_norm(m.grads, m.num_params);
+        if (o.clip > 0 && o.clip / (norm + 1e-6) < 1.0) clipped = 1;
+        adamw_step(&m, &o, step, lr_at_step(&o, step), norm);
+        double e = fabs(l - st.losses[step]);
+        if (!(e <= el_max)) el_max = e;
+    }
+    note(E_PT_LOSSES, el_max);
+    CHECK(el_max < 1e-4 && clipped == st.clipped, S("pytorch %s: %d AdamW steps, losses", name, st.nsteps),
+          "max |loss - torch| %.2e, %.4f -> %.4f; clipping active in some step: C %d, torch %d", el_max, st.losses[0],
+          st.losses[st.nsteps - 1], clipped, st.clipped);
+    n = 0; ok = 1;
+    double wmax = 0.0;
+    const char *wname = "";
+    for (int t = 0; t < R_NT; t++) {
+        double *pr = to_double(st.params_after + lo.off[t], lo.size[t]);
+        double e = note(E_PT_PARAMS, rel_err_fd(m.params + lo.off[t], pr, lo.size[t]));
+        free(pr);
+        if (!(e < 1e-3)) ok = 0;
+        if (!(e <= wmax)) { wmax = e; wname = ref_names[t]; }
+        n += snprintf(detail + n, sizeof detail - n, "%s%s %.1e", t ? ", " : "", ref_names[t], e);
+    }
+    CHECK(ok, S("pytorch %s: params after %d AdamW steps", name, st.nsteps), "worst %s %.2e; %s", wname, wmax, detail);
+    model_free(&m);
+    state_free(&st);
+}
+
+static void test_pytorch_states(void) {
+    const char *dir = getenv("SWAT_STATES");
+    if (!dir || !*dir) dir = "dev/states";
+    char *names[64];
+    int n = 0;
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) && n < 64) {
+            size_t len = strlen(e->d_name);
+            if (len > 6 && !strcmp(e->d_name + len - 6, ".state")) {
+                names[n] = strdup(e->d_name);
+                names[n++][len - 6] = 0;
+            }
+        }
+        closedir(d);
+    }
+    if (n == 0) {
+        printf("SKIPPED: PyTorch states not found (%s/*.state; generate them with "
+               "/usr/bin/python3 dev/train_swat.py --write-states dev/states)\n", dir);
+        skip("pytorch cross-check", "no debug states in %s", dir);
+        return;
+    }
+    qsort(names, n, sizeof(char *), cmp_str);
+    for (int i = 0; i < n; i++) { test_pytorch_state(dir, names[i]); free(names[i]); }
+}
+
+/* ========================================================================================== */
+/* 5. checkpoints, evaluation, inference, schedule, optimizer, loader, determinism, training  */
+/* ========================================================================================== */
+
+static char scratch[512]; /* the mkdtemp scratch directory */
+/* scratch/name, as a string that stays valid until the end (one slot per distinct name) */
+static const char *tmp_path(const char *name) {
+    static char paths[64][600];
+    static int used;
+    char want[600];
+    snprintf(want, sizeof want, "%s/%s", scratch, name);
+    for (int i = 0; i < used; i++) if (!strcmp(paths[i], want)) return paths[i];
+    if (used == 64) test_die("tmp_path: too many scratch files");
+    memcpy(paths[used], want, sizeof want);
+    return paths[used++];
+}
+
+static int header_matches_spec(const int32_t *h, const ModelConfig *c, int step, int has_state) {
+    int ok = !memcmp(h, "SWAT", 4) && h[0] == 0x54415753 && h[1] == 1 && h[2] == c->V && h[3] == c->L &&
+             h[4] == c->H && h[5] == c->C && h[6] == c->F && h[7] == c->window && h[8] == c->attn &&
+             h[9] == c->alibi_neg && h[10] == c->alibi_pos && h[11] == c->rope && h[12] == c->rope_theta &&
+             h[13] == c->seq_len && h[14] == step && h[15] == has_state;
+    for (int i = 16; i < 256; i++) ok &= h[i] == 0;
+    return ok;
+}
+
+static int config_equal(const ModelConfig *a, const ModelConfig *b) {
+    return a->V == b->V && a->L == b->L && a->H == b->H && a->C == b->C && a->F == b->F && a->window == b->window &&
+           a->attn == b->attn && a->alibi_neg == b->alibi_neg && a->alibi_pos == b->alibi_pos && a->rope == b->rope &&
+           a->rope_theta == b->rope_theta && a->seq_len == b->seq_len;
+}
+
+static void test_checkpoints(void) {
+    ModelConfig cfg = make_config(29, 2, 3, 12, 20, 5, ATTN_SOFTMAX, 2, 1, 1); /* every field distinct from its neighbours */
+    cfg.rope_theta = 500; cfg.seq_len = 77;
+    Model m, m2, m3;
+    make_random_model(&m, &cfg, 0.5, 31);
+    size_t P = m.num_params;
+    uint64_t s = 32;
+    m.adam_m = rand_floats(P, 0.1, &s);
+    m.adam_v = falloc(P);
+    for (size_t i = 0; i < P; i++) m.adam_v[i] = (float)(0.01 * trng_unif(&s));
+    TrainState ts = {.opt = {.lr = 3.5e-3, .min_lr_ratio = 0.05, .warmup = 17, .steps = 900, .beta1 = 0.85,
+                             .beta2 = 0.99, .eps = 1e-7, .weight_decay = 0.02, .clip = 0.75},
+                     .B = 3, .T = 77, .shuffle = 1, .step = 42, .seed = 0xDEADBEEF12345ull,
+                     .sample_rng = 0xFEDCBA9876543210ull, .cursor = 123, .epoch = 4};
+    const char *path = tmp_path("state.ckpt");
+    checkpoint_save(path, &m, &ts);
+    long size;
+    char *raw = read_file(path, &size);
+    long expect = 1024 + 12L * P + 8L * (TRAINER_STATE_INTS + TRAINER_STATE_DOUBLES);
+    CHECK(raw && size == expect && header_matches_spec((int32_t *)raw, &cfg, 42, 1) &&
+          !memcmp(raw + 1024, m.params, P * 4) && !memcmp(raw + 1024 + 4 * P, m.adam_m, P * 4) &&
+          !memcmp(raw + 1024 + 8 * P, m.adam_v, P * 4),
+          "checkpoint with trainer state: file layout",
+          "%ld bytes = 1024 + 12*%zu + 8*(%d+%d); header per spec section 3 (\"SWAT\", v1, [14]=42, [15]=1, "
+          "reserved 0); params, m, v in order", size, P, TRAINER_STATE_INTS, TRAINER_STATE_DOUBLES);
+    /* the trainer-state tail as documented in the README: 16 int64, then 16 float64 */
+    int tail_ok = 0;
+    if (raw && size == expect) {
+        int64_t ints[16];
+        double dbl[16];
+        memcpy(ints, raw + 1024 + 12 * P, sizeof ints);
+        memcpy(dbl, raw + 1024 + 12 * P + sizeof ints, sizeof dbl);
+        tail_ok = !memcmp(ints, "SWATTRUN", 8) && ints[1] == 900 && ints[2] == 17 && ints[3] == 3 && ints[4] == 77 &&
+                  (uint64_t)ints[5] == ts.seed && ints[6] == 1 && ints[7] == 123 && ints[8] == 4 &&
+                  (uint64_t)ints[9] == ts.sample_rng && dbl[0] == 3.5e-3 && dbl[1] == 0.05 && dbl[2] == 0.85 &&
+                  dbl[3] == 0.99 && dbl[4] == 1e-7 && dbl[5] == 0.02 && dbl[6] == 0.75;
+        for (int i = 10; i < 16; i++) tail_ok &= ints[i] == 0;
+        for (int i = 7; i < 16; i++) tail_ok &= dbl[i] == 0.0;
+    }
+    CHECK(tail_ok, "checkpoint trainer-state tail per README", "\"SWATTRUN\", steps, warmup, B, T, seed, shuffle, cursor, epoch, "
+          "sampling RNG; lr, min_lr_ratio, betas, eps, wd, clip; the rest 0");
+    free(raw);
+    TrainState ts2;
+    memset(&ts2, 0x55, sizeof ts2);
+    int has = checkpoint_load(path, &m2, &ts2);
+    int ok = has == 1 && config_equal(&m2.cfg, &cfg) && m2.num_params == P && !memcmp(m2.params, m.params, P * 4) &&
+             m2.adam_m && !memcmp(m2.adam_m, m.adam_m, P * 4) && !memcmp(m2.adam_v, m.adam_v, P * 4);
+    int ts_ok = ts2.opt.lr == ts.opt.lr && ts2.opt.min_lr_ratio == ts.opt.min_lr_ratio && ts2.opt.warmup == ts.opt.warmup &&
+                ts2.opt.steps == ts.opt.steps && ts2.opt.beta1 == ts.opt.beta1 && ts2.opt.beta2 == ts.opt.beta2 &&
+                ts2.opt.eps == ts.opt.eps && ts2.opt.weight_decay == ts.opt.weight_decay && ts2.opt.clip == ts.opt.clip &&
+                ts2.B == ts.B && ts2.T == ts.T && ts2.shuffle == ts.shuffle && ts2.step == ts.step &&
+                ts2.seed == ts.seed && ts2.sample_rng == ts.sample_rng && ts2.cursor == ts.cursor && ts2.epoch == ts.epoch;
+    CHECK(ok && ts_ok, "checkpoint round trip with trainer state",
+          "config, params, AdamW m and v bit-identical: %d; every TrainState field identical: %d", ok, ts_ok);
+    CHECK(access(S("%s.tmp", path), F_OK) != 0, "checkpoint_save leaves no .tmp file", "%s.tmp absent", path);
+    model_free(&m2);
+    /* the same file read without asking for the state: weights only */
+    has = checkpoint_load(path, &m2, NULL);
+    CHECK(has == 0 && !memcmp(m2.params, m.params, P * 4) && !m2.adam_m, "checkpoint with state loaded weights-only",
+          "returns 0, params identical, no moments allocated");
+    model_free(&m2);
+
+    /* without trainer state */
+    const char *path2 = tmp_path("plain.ckpt");
+    checkpoint_save(path2, &m, NULL);
+    raw = read_file(path2, &size);
+    CHECK(raw && size == 1024 + 4L * (long)P && header_matches_spec((int32_t *)raw, &cfg, 0, 0) &&
+          !memcmp(raw + 1024, m.params, P * 4), "checkpoint without trainer state: file layout",
+          "%ld bytes = 1024 + 4*%zu; header [14]=0 [15]=0", size, P);
+    free(raw);
+    memset(&ts2, 0, sizeof ts2);
+    has = checkpoint_load(path2, &m3, &ts2);
+    CHECK(has == 0 && config_equal(&m3.cfg, &cfg) && !memcmp(m3.params, m.params, P * 4) && !m3.adam_m,
+          "checkpoint round trip without trainer state", "returns 0, config and params identical, no moments");
+    model_free(&m3);
+    /* a TrainState but no optimizer yet (e.g. --steps 0): still parameters only, step recorded */
+    free(m.adam_m); free(m.adam_v); m.adam_m = m.adam_v = NULL;
+    ts.step = 7;
+    checkpoint_save(path2, &m, &ts);
+    raw = read_file(path2, &size);
+    CHECK(raw && size == 1024 + 4L * (long)P && header_matches_spec((int32_t *)raw, &cfg, 7, 0),
+          "checkpoint with a TrainState but no moments", "%ld bytes, [14]=7 [15]=0", size);
+    free(raw);
+    model_free(&m);
+}
+
+static void write_shard_file(const char *path, const uint16_t *tok, long n, int32_t magic, int32_t version, int32_t declared) {
+    int32_t h[256] = {0};
+    h[0] = magic; h[1] = version; h[2] = declared;
+    FILE *f = fopen(path, "wb");
+    fwrite(h, 4, 256, f);
+    if (n) fwrite(tok, 2, n, f);
+    fclose(f);
+}
+static void write_shard(const char *path, const uint16_t *tok, long n) { write_shard_file(path, tok, n, 20240520, 1, (int32_t)n); }
+
+static void test_evaluate(void) {
+    ModelConfig cfg = make_config(19, 2, 4, 16, 24, 4, ATTN_SIGMOID, 2, 2, 1);
+    Model m;
+    make_random_model(&m, &cfg, 0.3, 41);
+    double *P = to_double(m.params, m.num_params);
+    uint64_t s = 42;
+    long n = 16 * 5 + 3; /* K = 5 chunks of 16, 2 tokens left over */
+    uint16_t tok[16 * 5 + 3];
+    for (long i = 0; i < n; i++) tok[i] = (uint16_t)trng_int(&s, cfg.V);
+    Shard sh = {tok, n};
+    struct { int E, W; long max_chunks; int batch; } cases[] = {
+        {16, 4, 0, 2}, {16, 2, 0, 5}, {16, 9, 0, 1}, {16, 40, 0, 3}, {16, 1, 0, 2}, {7, 3, 4, 3}, {82, 4, 0, 1}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int E = cases[i].E, W = cases[i].W;
+        long K;
+        double got = evaluate(&m, &sh, E, W, cases[i].max_chunks, cases[i].batch, &K);
+        double ref = ref_evaluate(&cfg, P, tok, n, E, W, cases[i].max_chunks);
+        long Kref = (n - 1) / E;
+        if (cases[i].max_chunks > 0 && cases[i].max_chunks < Kref) Kref = cases[i].max_chunks;
+        double e = note(E_EVAL, fabs(got - ref) / fabs(ref));
+        CHECK(e < TOL_FWD && K == Kref, S("evaluate E=%d W=%d (training window 4) max_chunks=%ld batch=%d", E, W, cases[i].max_chunks, cases[i].batch),
+              "%ld chunks, %.6f vs reference %.6f, rel err %.2e", K, got, ref, e);
+    }
+    /* chunks are summed in order: the batch size does not change a single bit */
+    double a = evaluate(&m, &sh, 16, 3, 0, 1, NULL), b = evaluate(&m, &sh, 16, 3, 0, 2, NULL),
+           c = evaluate(&m, &sh, 16, 3, 0, 5, NULL);
+    CHECK(a == b && b == c, "evaluate is independent of its batch size", "%.10f %.10f %.10f", a, b, c);
+    free(P);
+    model_free(&m);
+}
+
+static void test_inference(void) {
+    struct { int attn, neg, pos, rope; } v[] = {
+        {ATTN_SIGMOID, 2, 2, 1}, {ATTN_SIGMOID, 4, 0, 1}, {ATTN_SIGMOID, 0, 4, 1}, {ATTN_SIGMOID, 0, 0, 1},
+        {ATTN_SOFTMAX, 2, 2, 1}, {ATTN_SOFTMAX, 4, 0, 1}, {ATTN_SOFTMAX, 0, 4, 1}, {ATTN_SOFTMAX, 0, 0, 1},
+        {ATTN_SIGMOID, 2, 2, 0}, {ATTN_SOFTMAX, 1, 2, 0}};
+    const int w = 5, T = 3 * w, V = 23;
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        ModelConfig cfg = make_config(V, 2, 4, 16, 24, w, v[i].attn, v[i].neg, v[i].pos, v[i].rope);
+        Model m;
+        make_random_model(&m, &cfg, 0.3, 50 + i);
+        uint64_t s = 60 + i;
+        int tok[3 * 5];
+        random_tokens(tok, T, V, &s);
+        model_forward(&m, tok, NULL, 1, T, w);
+        InferState st;
+        infer_init(&st, &m, w);
+        double e = 0.0;
+        for (int p = 0; p < T; p++) {
+            infer_step(&st, tok[p]);
+            double ep = rel_err_ff(st.logits, m.a.logits + (long)p * V, V);
+            if (!(ep <= e)) e = ep;
+        }
+        note(E_INFER, e);
+        CHECK(e < 1e-4, S("infer_step ring buffer vs parallel forward, %s, %d positions", config_desc(&cfg, w), T),
+              "max rel err %.2e over all positions", e);
+        infer_free(&st);
+        model_free(&m);
+    }
+}
+
+static void test_evaluate_stream(void) {
+    ModelConfig cfg = make_config(31, 2, 4, 16, 24, 6, ATTN_SIGMOID, 2, 2, 1);
+    Model m;
+    make_random_model(&m, &cfg, 0.3, 71);
+    long n = 3001;
+    uint16_t *tok = malloc(n * 2);
+    uint64_t s = 72;
+    for (long i = 0; i < n; i++) tok[i] = (uint16_t)trng_int(&s, cfg.V);
+    Shard sh = {tok, n};
+    double a = evaluate(&m, &sh, (int)(n - 1), cfg.window, 0, 1, NULL);
+    double b = evaluate_stream(&m, &sh, cfg.window, 0);
+    double e = note(E_STREAM, fabs(a - b) / fabs(a));
+    CHECK(e < 1e-4, "evaluate_stream == evaluate(E = N-1, W = w)", "%ld tokens, w=6: %.8f vs %.8f, rel err %.2e", n, b, a, e);
+    /* a shorter stream, window 3 */
+    a = evaluate(&m, &sh, 500, 3, 1, 1, NULL);
+    b = evaluate_stream(&m, &sh, 3, 500);
+    e = note(E_STREAM, fabs(a - b) / fabs(a));
+    CHECK(e < 1e-4, "evaluate_stream max_tokens 500, window 3 == first chunk of 500", "%.8f vs %.8f, rel err %.2e", b, a, e);
+    free(tok);
+    model_free(&m);
+}
+
+static void test_lr_schedule(void) {
+    /* warmup 0 and one step: exactly lr, for many values of lr */
+    int exact = 1;
+    uint64_t s = 81;
+    double lrs[] = {3e-4, 1e-3, 2e-3, 6e-4, 0.1, 1.0};
+    for (int i = 0; i < 206; i++) {
+        double lr = i < 6 ? lrs[i] : pow(10.0, -5 + 4 * trng_unif(&s));
+        OptimConfig o = {.lr = lr, .min_lr_ratio = 0.1, .warmup = 0, .steps = 1};
+        exact &= lr_at_step(&o, 0) == lr;
+    }
+    CHECK(exact, "lr: warmup 0, one step gives exactly lr", "206 values of lr, bitwise");
+    OptimConfig o = {.lr = 1.0, .min_lr_ratio = 0.1, .warmup = 4, .steps = 10};
+    double w[4] = {lr_at_step(&o, 0), lr_at_step(&o, 1), lr_at_step(&o, 2), lr_at_step(&o, 3)};
+    CHECK(w[0] == 0.25 && w[1] == 0.5 && w[2] == 0.75 && w[3] == 1.0 && lr_at_step(&o, 4) == 1.0,
+          "lr: linear warmup lr*(s+1)/warmup, then exactly lr", "%g %g %g %g, step 4: %g", w[0], w[1], w[2], w[3], lr_at_step(&o, 4));
+    /* cosine: min_lr + 0.5 (lr - min_lr)(1 + cos(pi (s-warmup)/(steps-warmup))) */
+    double emax = 0.0;
+    int mono = 1, above = 1;
+    OptimConfig o2 = {.lr = 3e-3, .min_lr_ratio = 0.1, .warmup = 10, .steps = 100};
+    double prev = INFINITY, floor = 3e-4;
+    for (int st = 10; st < 100; st++) {
+        double got = lr_at_step(&o2, st);
+        double want = floor + 0.5 * (3e-3 - floor) * (1 + cos(M_PI * (st - 10) / 90.0));
+        if (fabs(got - want) > emax) emax = fabs(got - want);
+        mono &= got <= prev;
+        above &= got > floor;
+        prev = got;
+    }
+    CHECK(emax < 1e-15 && mono && above, "lr: cosine decay after warmup",
+          "max |lr - formula| %.1e; non-increasing; last step %.6e stays above the floor %.1e", emax, lr_at_step(&o2, 99), floor);
+    OptimConfig o3 = {.lr = 1e-3, .min_lr_ratio = 0.0, .warmup = 0, .steps = 2};
+    CHECK(lr_at_step(&o3, 0) == 1e-3 && lr_at_step(&o3, 1) > 0 && lr_at_step(&o3, 1) < 1e-3,
+          "lr: two steps, floor 0", "%g then %g (the floor is reached only after the run)", lr_at_step(&o3, 0), lr_at_step(&o3, 1));
+}
+
+/* One AdamW step from a known state against the formula in double. */
+static void test_adamw(void) {
+    ModelConfig cfg = make_config(5, 1, 2, 4, 6, 3, ATTN_SIGMOID, 1, 1, 1);
+    RefLayout lo = ref_layout(&cfg);
+    /* the last case has a global norm ~2e-5, where the 1e-6 in clip/(norm+1e-6) matters */
+    struct { double clip_factor, gstd; const char *what; } cases[] = {
+        {0, 0.3, "clip off"}, {0.5, 0.3, "clipping active"}, {2.0, 0.3, "clip inactive"}, {0.5, 3e-7, "clipping a tiny norm"}};
+    for (int c = 0; c < 4; c++) {
+        Model m;
+        make_random_model(&m, &cfg, 0.5, 91);
+        size_t P = m.num_params;
+        uint64_t s = 92;
+        double gs = cases[c].gstd;
+        for (size_t i = 0; i < P; i++) m.grads[i] = (float)(gs * trng_normal(&s));
+        m.adam_m = rand_floats(P, gs / 6, &s);
+        m.adam_v = falloc(P);
+        for (size_t i = 0; i < P; i++) m.adam_v[i] = (float)(gs * gs * (0.1 * trng_unif(&s) + 1e-3));
+        double *p0 = to_double(m.params, P), *g0 = to_double(m.grads, P), *m0 = to_double(m.adam_m, P),
+               *v0 = to_double(m.adam_v, P);
+        double norm_ref = 0.0;
+        for (size_t i = 0; i < P; i++) norm_ref += g0[i] * g0[i];
+        norm_ref = sqrt(norm_ref);
+        double norm = grad_norm(m.grads, P);
+        OptimConfig o = {.lr = 0.01, .min_lr_ratio = 0.1, .warmup = 0, .steps = 10, .beta1 = 0.9, .beta2 = 0.95,
+                         .eps = 1e-8, .weight_decay = 0.1, .clip = cases[c].clip_factor * norm_ref};
+        int step = 3; /* t = 4 */
+        double lr = 0.007;
+        adamw_step(&m, &o, step, lr, norm);
+        double coef = o.clip > 0 && o.clip / (norm_ref + 1e-6) < 1 ? o.clip / (norm_ref + 1e-6) : 1.0;
+        double bc1 = 1 - pow(0.9, step + 1), bc2 = 1 - pow(0.95, step + 1);
+        double *pe = dalloc(P), *me = dalloc(P), *ve = dalloc(P);
+        for (int t = 0; t < R_NT; t++)
+            for (size_t j = lo.off[t]; j < lo.off[t] + lo.size[t]; j++) {
+                double g = g0[j] * coef;
+                me[j] = 0.9 * m0[j] + 0.1 * g;
+                ve[j] = 0.95 * v0[j] + 0.05 * g * g;
+                double p = p0[j] * (ref_is_gain(t) ? 1.0 : 1.0 - lr * o.weight_decay);
+                pe[j] = p - lr / bc1 * me[j] / (sqrt(ve[j]) / sqrt(bc2) + o.eps);
+            }
+        double en = fabs(norm - norm_ref) / norm_ref;
+        double ep = note(E_ADAMW, rel_err_fd(m.params, pe, P)), em = note(E_ADAMW, rel_err_fd(m.adam_m, me, P)),
+               ev = note(E_ADAMW, rel_err_fd(m.adam_v, ve, P));
+        CHECK(en < 1e-12 && ep < 1e-6 && em < 1e-6 && ev < 1e-6, S("adamw_step t=4 from a known state, %s", cases[c].what),
+              "grad_norm %.1e (norm %.2g); params %.1e, m %.1e, v %.1e (coef %.4f)", en, norm_ref, ep, em, ev, coef);
+        free(p0); free(g0); free(m0); free(v0); free(pe); free(me); free(ve);
+        model_free(&m);
+    }
+    /* zero gradients and zero moments: only the decay acts, and only on matrices */
+    Model m;
+    make_random_model(&m, &cfg, 0.5, 93);
+    float *p0 = malloc(m.num_params * 4);
+    memcpy(p0, m.params, m.num_params * 4);
+    OptimConfig o = {.lr = 0.05, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.2, .steps = 1};
+    adamw_step(&m, &o, 0, 0.05, 0.0);
+    int ok = 1;
+    for (int t = 0; t < R_NT; t++)
+        for (size_t j = lo.off[t]; j < lo.off[t] + lo.size[t]; j++) {
+            double want = ref_is_gain(t) ? p0[j] : p0[j] * (1 - 0.05 * 0.2);
+            ok &= fabs(m.params[j] - want) <= 1e-7 * fabs(want);
+        }
+    CHECK(ok, "adamw_step: weight decay on matrices only", "gains (attn_norm, mlp_norm, final_norm) untouched, others *(1-lr*wd)");
+    model_free(&m);
+    /* the first step from fresh moments is lr * g/(|g| + eps), i.e. lr*sign(g) */
+    make_random_model(&m, &cfg, 0.5, 94);
+    memcpy(p0, m.params, m.num_params * 4);
+    uint64_t s = 95;
+    for (size_t i = 0; i < m.num_params; i++) m.grads[i] = (float)(trng_normal(&s) * 1e-3);
+    OptimConfig o1 = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .steps = 1};
+    adamw_step(&m, &o1, 0, 1e-3, grad_norm(m.grads, m.num_params));
+    double emax = 0.0;
+    for (size_t i = 0; i < m.num_params; i++) {
+        double g = m.grads[i], want = p0[i] - 1e-3 * g / (fabs(g) + 1e-8);
+        double e = fabs(m.params[i] - want) / 1e-3;
+        if (e > emax) emax = e;
+    }
+    CHECK(emax < 1e-3, "adamw_step: first step is lr*sign(g)", "max |dp - lr*g/(|g|+eps)| / lr = %.1e", emax);
+    free(p0);
+    model_free(&m);
+}
+
+static void test_loader(void) {
+    /* unshuffled: the spec's cursor, simulated independently */
+    long sizes[] = {25, 24, 33, 17, 100};
+    for (int si = 0; si < 5; si++) {
+        long n = sizes[si];
+        uint16_t *tok = malloc(n * 2);
+        for (long i = 0; i < n; i++) tok[i] = (uint16_t)(i * 7 % 1000);
+        Shard sh = {tok, n};
+        int B = 2, T = 4, in[8], tg[8], ok = 1;
+        Loader ld;
+        loader_init(&ld, &sh, B, T, 0, 1, "test");
+        long p = 0;
+        char starts[256];
+        int len = 0;
+        for (int step = 0; step < 12; step++) {
+            loader_next(&ld, in, tg);
+            for (int b = 0; b < B; b++)
+                for (int t = 0; t < T; t++) {
+                    ok &= in[b * T + t] == tok[p + b * T + t];
+                    ok &= tg[b * T + t] == tok[p + b * T + t + 1];
+                }
+            if (step < 6) len += snprintf(starts + len, sizeof starts - len, "%s%ld", step ? "," : "", p);
+            p += B * T;
+            if (n - p < B * T + 1) p = 0;
+        }
+        CHECK(ok, S("loader unshuffled, N=%ld, B=2, T=4", n), "12 batches exactly per spec section 5, starts %s,...", starts);
+        loader_free(&ld);
+        free(tok);
+    }
+    /* the README example: N = 25, B*T = 8 -> 0, 8, 16, 0, 8 */
+    {
+        uint16_t tok[25];
+        for (int i = 0; i < 25; i++) tok[i] = (uint16_t)i;
+        Shard sh = {tok, 25};
+        Loader ld;
+        loader_init(&ld, &sh, 2, 4, 0, 1, "test");
+        int in[8], tg[8], got[5];
+        for (int i = 0; i < 5; i++) { loader_next(&ld, in, tg); got[i] = in[0]; }
+        CHECK(got[0] == 0 && got[1] == 8 && got[2] == 16 && got[3] == 0 && got[4] == 8, "loader wrap (dev README example)",
+              "starts %d %d %d %d %d", got[0], got[1], got[2], got[3], got[4]);
+        loader_free(&ld);
+    }
+    /* shuffled: every sequence once per epoch, contents right, deterministic for a seed */
+    long n = 12 * 5 + 1; /* 12 sequences of T=5, B=3: 4 batches per epoch */
+    uint16_t tok[12 * 5 + 1];
+    for (long i = 0; i < n; i++) tok[i] = (uint16_t)(i * 13 % 997);
+    Shard sh = {tok, n};
+    int B = 3, T = 5, in[15], tg[15];
+    Loader a, b, c;
+    loader_init(&a, &sh, B, T, 1, 7, "test");
+    loader_init(&b, &sh, B, T, 1, 7, "test");
+    loader_init(&c, &sh, B, T, 1, 8, "test");
+    int ok = 1, same = 1, differs = 0, epochs_differ = 0, order[3][12];
+    for (int ep = 0; ep < 3; ep++) {
+        int seen[12] = {0};
+        for (int bt = 0; bt < 4; bt++) {
+            int in2[15], tg2[15], in3[15], tg3[15];
+            loader_next(&a, in, tg);
+            loader_next(&b, in2, tg2);
+            loader_next(&c, in3, tg3);
+            same &= !memcmp(in, in2, sizeof in) && !memcmp(tg, tg2, sizeof tg);
+            differs |= memcmp(in, in3, sizeof in) != 0;
+            for (int s = 0; s < B; s++) {
+                int seq = -1;
+                for (int q = 0; q < 12; q++) if (in[s * T] == tok[q * T] && in[s * T + 1] == tok[q * T + 1]) seq = q;
+                if (seq < 0) { ok = 0; continue; }
+                seen[seq]++;
+                order[ep][bt * B + s] = seq;
+                for (int t = 0; t < T; t++) ok &= in[s * T + t] == tok[seq * T + t] && tg[s * T + t] == tok[seq * T + t + 1];
+            }
+        }
+        for (int q = 0; q < 12; q++) ok &= seen[q] == 1;
+    }
+    epochs_differ = memcmp(order[0], order[1], sizeof order[0]) || memcmp(order[1], order[2], sizeof order[0]);
+    CHECK(ok, "loader shuffled: every sequence exactly once per epoch", "3 epochs of 12 sequences (T=5, B=3), inputs and targets checked");
+    CHECK(same && differs && epochs_differ, "loader shuffled: deterministic for a seed",
+          "same seed identical: %d; another seed differs: %d; epochs reshuffled: %d", same, differs, epochs_differ);
+    loader_free(&a); loader_free(&b); loader_free(&c);
+    /* 12 sequences with B=5: a partial batch is skipped, nothing repeats within an epoch */
+    Loader d;
+    loader_init(&d, &sh, 5, T, 1, 3, "test");
+    int in5[25], tg5[25], rep_ok = 1;
+    for (int ep = 0; ep < 3; ep++) {
+        int seen[12] = {0};
+        for (int bt = 0; bt < 2; bt++) {
+            loader_next(&d, in5, tg5);
+            for (int s = 0; s < 5; s++)
+                for (int q = 0; q < 12; q++)
+                    if (in5[s * T] == tok[q * T] && in5[s * T + 1] == tok[q * T + 1]) seen[q]++;
+        }
+        for (int q = 0; q < 12; q++) rep_ok &= seen[q] <= 1;
+    }
+    CHECK(rep_ok, "loader shuffled, 12 sequences, B=5", "no sequence repeats within an epoch (the partial batch is skipped)");
+    loader_free(&d);
+}
+
+/* The numeric checks above run on one thread; this shows that more threads change no bit of
+ * the forward, backward, grad_norm, AdamW step and evaluation. The sizes make the matmul,
+ * attention and norm loops split over several threads. */
+static void test_determinism(void) {
+#ifdef _OPENMP
+    ModelConfig cfg = make_config(64, 2, 4, 64, 96, 7, ATTN_SIGMOID, 2, 2, 1);
+    int B = 3, T = 40, in[120], tg[120];
+    uint64_t s = 102;
+    random_tokens(in, B * T, cfg.V, &s);
+    random_tokens(tg, B * T, cfg.V, &s);
+    uint16_t tok[1201];
+    for (int i = 0; i < 1201; i++) tok[i] = (uint16_t)trng_int(&s, cfg.V);
+    Shard sh = {tok, 1201};
+    OptimConfig o = {.lr = 1e-2, .min_lr_ratio = 0.1, .warmup = 0, .steps = 5, .beta1 = 0.9, .beta2 = 0.95,
+                     .eps = 1e-8, .weight_decay = 0.1, .clip = 1.0};
+    int saved = omp_get_max_threads(), threads[3] = {1, 2, 3};
+    float *g[3], *z[3], *p[3], loss[3];
+    double norm[3], ev[3];
+    size_t np = 0;
+    for (int r = 0; r < 3; r++) {
+        omp_set_num_threads(threads[r]);
+        Model m;
+        make_random_model(&m, &cfg, 0.1, 101);
+        np = m.num_params;
+        loss[r] = model_forward(&m, in, tg, B, T, cfg.window);
+        model_zero_grad(&m);
+        model_backward(&m);
+        norm[r] = grad_norm(m.grads, np);
+        g[r] = malloc(np * 4);
+        memcpy(g[r], m.grads, np * 4);
+        z[r] = malloc((size_t)B * T * cfg.V * 4);
+        memcpy(z[r], m.a.logits, (size_t)B * T * cfg.V * 4);
+        adamw_step(&m, &o, 0, lr_at_step(&o, 0), norm[r]);
+        p[r] = malloc(np * 4);
+        memcpy(p[r], m.params, np * 4);
+        ev[r] = evaluate(&m, &sh, 100, 5, 0, 4, NULL);
+        model_free(&m);
+    }
+    omp_set_num_threads(saved);
+    int ok = 1;
+    for (int r = 1; r < 3; r++)
+        ok &= !memcmp(g[0], g[r], np * 4) && !memcmp(z[0], z[r], (size_t)B * T * cfg.V * 4) && loss[0] == loss[r] &&
+              norm[0] == norm[r] && !memcmp(p[0], p[r], np * 4) && ev[0] == ev[r];
+    CHECK(ok, "bit-identical results with 1, 2 and 3 OpenMP threads",
+          "logits, loss, all %zu gradients, grad_norm, params after an AdamW step, evaluate() compared bitwise", np);
+    for (int r = 0; r < 3; r++) { free(g[r]); free(z[r]); free(p[r]); }
+#else
+    printf("SKIPPED: built without OpenMP, thread-count determinism not tested (build with -fopenmp)\n");
+    skip("bit-identical results with 1 and 2 OpenMP threads", "built without -fopenmp");
+#endif
+}
+
+/* Text-like bytes: sentences from a small vocabulary of words. */
+static long make_text(uint16_t *tok, long n, uint64_t seed) {
+    static const char *words[] = {"the", "cat", "sat", "on", "mat", "dog", "ran", "to", "park", "a", "bird",
+                                  "sang", "in", "tree", "and", "fox", "jumped", "over", "fence", "sun"};
+    uint64_t s = seed;
+    long i = 0;
+    while (i < n) {
+        int len = 4 + trng_int(&s, 5);
+        for (int w = 0; w < len && i < n; w++) {
+            const char *word = words[trng_int(&s, 20)];
+            for (const char *c = word; *c && i < n; c++) tok[i++] = (uint8_t)*c;
+            if (i < n) tok[i++] = w + 1 < len ? ' ' : '.';
+        }
+        if (i < n) tok[i++] = '\n';
+    }
+    return n;
+}
+
+static void test_training(void) {
+    ModelConfig cfg = make_config(256, 2, 4, 32, 64, 8, ATTN_SIGMOID, 2, 2, 1);
+    Model m;
+    model_create(&m, &cfg);
+    param_init(&cfg, m.params, 1);
+    long n = 8000;
+    uint16_t *tok = malloc(n * 2);
+    make_text(tok, n, 5);
+    Shard sh = {tok, n};
+    Loader ld;
+    int B = 4, T = 32, steps = 60, in[128], tg[128];
+    loader_init(&ld, &sh, B, T, 1, 1, "train");
+    OptimConfig o = {.lr = 1e-2, .min_lr_ratio = 0.1, .warmup = 5, .steps = steps, .beta1 = 0.9, .beta2 = 0.95,
+                     .eps = 1e-8, .weight_decay = 0.1, .clip = 1.0};
+    double first = 0, last = 0;
+    int finite = 1;
+    for (int step = 0; step < steps; step++) {
+        loader_next(&ld, in, tg);
+        float loss = model_forward(&m, in, tg, B, T, cfg.window);
+        model_zero_grad(&m);
+        model_backward(&m);
+        double norm = grad_norm(m.grads, m.num_params);
+        finite &= isfinite(loss) && isfinite(norm);
+        adamw_step(&m, &o, step, lr_at_step(&o, step), norm);
+        if (step < 3) first += loss / 3;
+        if (step >= steps - 5) last += loss / 5;
+    }
+    CHECK(finite && last < 0.5 * first, S("short training run (%d steps on text-like bytes)", steps),
+          "loss %.3f (mean of first 3 steps) -> %.3f (mean of last 5); required below half", first, last);
+    loader_free(&ld);
+    free(tok);
+    model_free(&m);
+}
+
+/* ========================================================================================== */
+/* 6. the trainer binary as a subprocess                                                      */
+/* ========================================================================================== */
+
+static const char *bin_path(void) {
+    const char *b = getenv("SWAT_BIN");
+    return b && *b ? b : "./train_swat";
+}
+
+typedef struct {
+    int status; /* exit status; 128+signal if killed */
+    char out[1 << 16], err[4096];
+    int err_lines;
+} RunResult;
+static RunResult run_res;
+
+static RunResult *run_trainer(const char *fmt, ...) {
+    char args[4096], cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    RunResult *r = &run_res;
+    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 %s %s </dev/null >%s/run.out 2>%s/run.err", bin_path(), args, scratch, scratch);
+    int st = system(cmd);
+    r->status = st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    long size;
+    char *b = read_file(tmp_path("run.out"), &size);
+    r->out[0] = 0;
+    if (b) { snprintf(r->out, sizeof r->out, "%.*s", (int)size, b); free(b); }
+    b = read_file(tmp_path("run.err"), &size);
+    r->err[0] = 0;
+    if (b) { snprintf(r->err, sizeof r->err, "%.*s", (int)size, b); free(b); }
+    r->err_lines = 0;
+    size_t len = strlen(r->err);
+    for (size_t i = 0; i < len; i++) r->err_lines += r->err[i] == '\n';
+    if (len && r->err[len - 1] != '\n') r->err_lines++;
+    return r;
+}
+
+static int contains_ci(const char *hay, const char *needle) {
+    size_t n = strlen(needle);
+    for (; *hay; hay++) {
+        size_t i = 0;
+        while (i < n && hay[i] && tolower((unsigned char)hay[i]) == tolower((unsigned char)needle[i])) i++;
+        if (i == n) return 1;
+    }
+    return 0;
+}
+
+/* Each argument after the command is "a|b|c": the error line must contain one of the
+ * alternatives (case-insensitive); all arguments must be satisfied. NULL ends the list. */
+static void expect_error(const char *name, const char *args, ...) {
+    RunResult *r = run_trainer("%s", args);
+    int ok = r->status >= 1 && r->status < 128 && r->err_lines == 1;
+    va_list ap;
+    va_start(ap, args);
+    const char *spec;
+    char missing[256] = "";
+    while ((spec = va_arg(ap, const char *))) {
+        char alt[256];
+        snprintf(alt, sizeof alt, "%s", spec);
+        int any = 0;
+        for (char *tok = strtok(alt, "|"); tok; tok = strtok(NULL, "|")) any |= contains_ci(r->err, tok);
+        if (!any && !missing[0]) snprintf(missing, sizeof missing, "; does not mention '%s'", spec);
+        ok &= any;
+    }
+    va_end(ap);
+    char line[300];
+    snprintf(line, sizeof line, "%.299s", r->err);
+    line[strcspn(line, "\n")] = 0;
+    CHECK(ok, S("cli error: %s", name), "exit %d, %d stderr line%s: %s%s", r->status, r->err_lines,
+          r->err_lines == 1 ? "" : "s", line, missing);
+}
+
+static void write_bytes(const char *path, const void *data, long n) {
+    FILE *f = fopen(path, "wb");
+    if (n) fwrite(data, 1, n, f);
+    fclose(f);
+}
+
+/* A copy of the checkpoint at src with header int `idx` set to `value` */
+static void corrupt_header(const char *src, const char *dst, int idx, int32_t value) {
+    long size;
+    char *b = read_file(src, &size);
+    memcpy(b + 4 * idx, &value, 4);
+    write_bytes(dst, b, size);
+    free(b);
+}
+
+#define SMALL_MODEL "--vocab 256 --layers 2 --heads 4 --dim 16 --ffn 32 --window 4 --seq 16"
+
+static void test_cli_errors(const char *train) {
+    const char *d = scratch;
+    /* shards */
+    write_bytes(tmp_path("empty.bin"), "", 0);
+    int32_t hdr[128] = {20240520, 1, 100};
+    write_bytes(tmp_path("short_header.bin"), hdr, 500);
+    uint16_t tok[100];
+    for (int i = 0; i < 100; i++) tok[i] = (uint16_t)(97 + i % 26);
+    write_shard_file(tmp_path("short_tokens.bin"), tok, 60, 20240520, 1, 100);
+    write_shard_file(tmp_path("magic.bin"), tok, 100, 20240521, 1, 100);
+    write_shard_file(tmp_path("version.bin"), tok, 100, 20240520, 2, 100);
+    tok[37] = 256;
+    write_shard_file(tmp_path("bigtoken.bin"), tok, 100, 20240520, 1, 100);
+    const char *run = "--steps 2 --warmup 0 --batch 2 " SMALL_MODEL " --val-every 0 --sample-every 0";
+    expect_error("missing train file", S("--train %s/nope.bin --out %s/o %s", d, d, run), "nope.bin", "cannot open|no such|not found", NULL);
+    expect_error("empty train file", S("--train %s/empty.bin --out %s/o %s", d, d, run), "empty.bin", "empty", NULL);
+    expect_error("shard with a truncated header", S("--train %s/short_header.bin --out %s/o %s", d, d, run), "short_header.bin",
+                 "truncated|short|header", NULL);
+    expect_error("shard with fewer tokens than its header says", S("--train %s/short_tokens.bin --out %s/o %s", d, d, run),
+                 "short_tokens.bin", "truncated|promises|size|bytes", NULL);
+    expect_error("shard with wrong magic", S("--train %s/magic.bin --out %s/o %s", d, d, run), "magic.bin", "magic|not a token shard", NULL);
+    expect_error("shard with wrong version", S("--train %s/version.bin --out %s/o %s", d, d, run), "version", NULL);
+    expect_error("shard token >= V", S("--train %s/bigtoken.bin --out %s/o %s", d, d, run), "bigtoken.bin", "256", "vocab", NULL);
+    /* checkpoints */
+    ModelConfig cfg = make_config(256, 1, 2, 8, 8, 4, ATTN_SIGMOID, 1, 1, 1);
+    Model m;
+    make_random_model(&m, &cfg, 0.1, 111);
+    const char *good = tmp_path("good.ckpt");
+    checkpoint_save(good, &m, NULL);
+    long size;
+    char *b = read_file(good, &size);
+    write_bytes(tmp_path("trunc.ckpt"), b, size - 100);
+    write_bytes(tmp_path("trunc_header.ckpt"), b, 600);
+    write_bytes(tmp_path("empty.ckpt"), b, 0);
+    free(b);
+    model_free(&m);
+    char ev[1100];
+    snprintf(ev, sizeof ev, "--eval %s", train);
+    expect_error("checkpoint missing", S("--init %s/none.ckpt %s", d, ev), "none.ckpt", "cannot open|no such", NULL);
+    expect_error("checkpoint empty", S("--init %s/empty.ckpt %s", d, ev), "empty.ckpt", "empty|truncated", NULL);
+    expect_error("checkpoint truncated (parameters)", S("--init %s/trunc.ckpt %s", d, ev), "trunc.ckpt", "bytes|truncated|size", NULL);
+    expect_error("checkpoint truncated (header)", S("--init %s/trunc_header.ckpt %s", d, ev), "trunc_header.ckpt", "truncated|header", NULL);
+    corrupt_header(good, tmp_path("magic.ckpt"), 0, 0x54415754);
+    expect_error("checkpoint with wrong magic", S("--init %s/magic.ckpt %s", d, ev), "magic.ckpt", "magic", NULL);
+    struct { int idx; int32_t value; const char *what, *kw; } bad[] = {
+        {1, 2, "version 2", "version"},
+        {4, 3, "heads 3 do not divide dim 8", "divisible|heads"},
+        {3, 0, "0 layers", "layers"},
+        {2, 0, "vocab 0", "vocab"},
+        {7, 0, "window 0", "window"},
+        {8, 2, "attention 2", "attention"},
+        {9, 2, "ALiBi 2:1 with 2 heads", "alibi"},
+        {11, 2, "rope 2", "rope"},
+        {14, -1, "negative step count", "step"},
+        {15, 2, "field 15 = 2", "15"},
+        {100, 1, "reserved field 100 set", "reserved"},
+        {15, 1, "field 15 = 1 without the trainer state", "bytes|size"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        corrupt_header(good, tmp_path("bad.ckpt"), bad[i].idx, bad[i].value);
+        expect_error(S("checkpoint header: %s", bad[i].what), S("--init %s/bad.ckpt %s", d, ev), "bad.ckpt", bad[i].kw, NULL);
+    }
+    /* flags */
+    char base[2048];
+    snprintf(base, sizeof base, "--train %s --out %s/o --steps 2 --warmup 0 --batch 2 --val-every 0 --sample-every 0", train, d);
+    expect_error("--dim not divisible by --heads", S("%s --vocab 256 --layers 1 --heads 4 --dim 30 --ffn 8 --seq 16", base),
+                 "divisible|heads", NULL);
+    expect_error("--rope on with an odd head width", S("%s --vocab 256 --layers 1 --heads 4 --dim 12 --ffn 8 --seq 16 --rope on", base),
+                 "rope", "even|odd", NULL);
+    expect_error("--window 0", S("%s " SMALL_MODEL " --window 0", base), "--window|window", NULL);
+    expect_error("unknown flag", S("%s " SMALL_MODEL " --bogus 3", base), "--bogus", "unknown", NULL);
+    expect_error("unknown flag as the last argument", S("%s " SMALL_MODEL " --bogus", base), "--bogus", "unknown", NULL);
+    expect_error("flag missing its value", S("%s " SMALL_MODEL " --lr", base), "--lr", "value", NULL);
+    expect_error("non-numeric value", S("%s " SMALL_MODEL " --lr abc", base), "--lr", "abc|number", NULL);
+    expect_error("non-integer value", S("%s " SMALL_MODEL " --batch 2x", base), "--batch", "integer|2x", NULL);
+    expect_error("--eval without --init", S("--eval %s", train), "--init", NULL);
+    expect_error("--init with a shape flag", S("--init %s --eval %s --layers 3", good, train), "--layers", NULL);
+    expect_error("--warmup longer than --steps", S("--train %s --out %s/o " SMALL_MODEL " --steps 2 --warmup 5", train, d), "warmup", NULL);
+}
+
+/* Is `text` (the binary's stdout for --generate n --prompt P --temperature 0) a greedy
+ * continuation of P? Each generated byte must have the largest logit given the text before it,
+ * to within 1e-4 (the binary may be built with other flags, so exact ties could break the
+ * other way). The trainer prints control bytes other than newline and tab as '?'.
+ * Returns n if it is, -1 if the text is not prompt + n bytes + newline, else -(i+2) for the
+ * first generated byte i that is not the argmax. */
+static int check_greedy(const Model *m, const char *prompt, int n, const char *text) {
+    int plen = (int)strlen(prompt);
+    if (strncmp(text, prompt, plen) != 0 || (int)strlen(text) != plen + n + 1 || text[plen + n] != '\n') return -1;
+    InferState st;
+    infer_init(&st, m, m->cfg.window);
+    for (int i = 0; i < plen; i++) infer_step(&st, (unsigned char)prompt[i]);
+    int result = n;
+    for (int i = 0; i < n && result == n; i++) {
+        int best = 0;
+        for (int v = 1; v < m->cfg.V; v++) if (st.logits[v] > st.logits[best]) best = v;
+        float tol = 1e-4f * (1.0f + fabsf(st.logits[best]));
+        int ch = (unsigned char)text[plen + i], fed = -1;
+        if (ch != '?') {
+            if (ch < m->cfg.V && st.logits[ch] >= st.logits[best] - tol) fed = ch;
+        } else if (best == '?' || (best < 32 && best != '\n' && best != '\t')) fed = best;
+        if (fed < 0) result = -(i + 2);
+        else if (i + 1 < n) infer_step(&st, fed);
+    }
+    infer_free(&st);
+    return result;
+}
+
+static int files_identical(const char *a, const char *b, long *size) {
+    long sa, sb;
+    char *x = read_file(a, &sa), *y = read_file(b, &sb);
+    int same = x && y && sa == sb && !memcmp(x, y, sa);
+    *size = x ? sa : -1;
+    free(x); free(y);
+    return same;
+}
+
+static void test_cli_happy(const char *train_path, const uint16_t *tok, const char *eval_path, const uint16_t *etok,
+                           long netok) {
+    RunResult *r = run_trainer("--help");
+    CHECK(r->status == 0 && strstr(r->out, "--train") && strstr(r->out, "--eval"), "cli --help", "exit %d, usage on stdout", r->status);
+
+    /* --steps 0 --save: the initial model */
+    const char *init = tmp_path("init.ckpt");
+    r = run_trainer("--steps 0 --save %s " SMALL_MODEL, init);
+    long size = 0;
+    char *raw = read_file(init, &size);
+    ModelConfig want = make_config(256, 2, 4, 16, 32, 4, ATTN_SIGMOID, 2, 2, 1);
+    want.seq_len = 16;
+    RefLayout lo = ref_layout(&want);
+    int ok = r->status == 0 && raw && size == 1024 + 4 * (long)lo.total && header_matches_spec((int32_t *)raw, &want, 0, 0);
+    free(raw);
+    Model m;
+    if (ok) {
+        int has = checkpoint_load(init, &m, NULL);
+        ok = has == 0 && config_equal(&m.cfg, &want);
+        model_free(&m);
+    }
+    CHECK(ok, "cli --steps 0 --save writes the initial model", "exit %d, %ld bytes = 1024 + 4*%zu, header per spec, loads",
+          r->status, size, lo.total);
+
+    /* a 3-step run */
+    const char *out = tmp_path("out");
+    r = run_trainer("--train %s --val %s --out %s --steps 3 --warmup 0 --batch 2 " SMALL_MODEL " --val-every 0 --sample-every 0 --threads 1",
+                    train_path, eval_path, out);
+    long lsize = 0;
+    char *log = read_file(S("%s/log.txt", out), &lsize);
+    int steps_logged = 0;
+    double final_val = NAN;
+    if (log) {
+        char *copy = calloc(lsize + 1, 1);
+        memcpy(copy, log, lsize);
+        for (char *line = strtok(copy, "\n"); line; line = strtok(NULL, "\n")) {
+            steps_logged += !strncmp(line, "step ", 5);
+            if (!strncmp(line, "final_val_loss ", 15)) final_val = atof(line + 15);
+        }
+        free(copy);
+        free(log);
+    }
+    const char *ckpt = S("%s/model.ckpt", out);
+    char ckpt_path[1024];
+    snprintf(ckpt_path, sizeof ckpt_path, "%s", ckpt);
+    raw = read_file(ckpt_path, &size);
+    ok = r->status == 0 && steps_logged == 3 && raw && ((int32_t *)raw)[14] == 3 && ((int32_t *)raw)[15] == 1;
+    free(raw);
+    if (ok) {
+        TrainState ts;
+        ok = checkpoint_load(ckpt_path, &m, &ts) == 1 && ts.step == 3 && ts.B == 2 && ts.T == 16 && ts.opt.steps == 3;
+        model_free(&m);
+    }
+    CHECK(ok, "cli 3-step training run", "exit %d; out/log.txt has %d step lines; out/model.ckpt has header [14]=3, [15]=1 and loads with its trainer state%s",
+          r->status, steps_logged, r->status ? S("; stderr: %.150s", r->err) : "");
+    if (!ok) return;
+    Shard sh = {(uint16_t *)etok, netok};
+    {
+        checkpoint_load(ckpt_path, &m, NULL);
+        double want_val = evaluate(&m, &sh, 16, m.cfg.window, 0, 2, NULL);
+        model_free(&m);
+        CHECK(fabs(final_val - want_val) < 1e-5, "cli --val: final_val_loss in log.txt",
+              "logged %.6f, in-process evaluate() over all chunks of T=16 with the training window %.6f", final_val, want_val);
+    }
+
+    /* --eval against evaluate() in-process on the same checkpoint. The binary may be built
+     * with other flags (FMA contraction, vector width), so the losses may differ by float
+     * rounding (~1e-7 relative); 1e-5 absolute still catches any change of semantics. */
+    int evals[][2] = {{20, 3}, {40, 9}};
+    for (int i = 0; i < 2; i++) {
+        int E = evals[i][0], W = evals[i][1];
+        r = run_trainer("--init %s --eval %s --eval-len %d --eval-window %d", ckpt_path, eval_path, E, W);
+        const char *p = strstr(r->out, "eval_loss ");
+        double got = p ? atof(p + 10) : NAN;
+        checkpoint_load(ckpt_path, &m, NULL);
+        double want_loss = evaluate(&m, &sh, E, W, 0, 4, NULL);
+        model_free(&m);
+        CHECK(r->status == 0 && fabs(got - want_loss) < 1e-5, S("cli --eval --eval-len %d --eval-window %d (training window 4)", E, W),
+              "printed %.8f, in-process evaluate() %.8f", got, want_loss);
+    }
+    r = run_trainer("--init %s --eval %s --stream --eval-window 4", ckpt_path, eval_path);
+    {
+        const char *p = strstr(r->out, "eval_loss ");
+        double got = p ? atof(p + 10) : NAN;
+        checkpoint_load(ckpt_path, &m, NULL);
+        double want_loss = evaluate_stream(&m, &sh, 4, 0);
+        model_free(&m);
+        CHECK(r->status == 0 && fabs(got - want_loss) < 1e-5, "cli --eval --stream", "printed %.8f, in-process evaluate_stream() %.8f", got, want_loss);
+    }
+
+    /* one AdamW step from --init: every parameter moves by about lr against its gradient */
+    const double lr = 1e-3;
+    const char *out2 = tmp_path("out2");
+    r = run_trainer("--init %s --train %s --out %s --steps 1 --warmup 0 --wd 0 --clip 0 --shuffle off --lr %g --batch 2 --seq 16 "
+                    "--val-every 0 --sample-every 0 --threads 1", ckpt_path, train_path, out2, lr);
+    Model before, after;
+    if (r->status != 0) {
+        CHECK(0, "cli one step from --init moves params by lr*sign(-g)", "exit %d: %.200s", r->status, r->err);
+        return;
+    }
+    checkpoint_load(ckpt_path, &before, NULL);
+    checkpoint_load(S("%s/model.ckpt", out2), &after, NULL);
+    int B = 2, T = 16, in[32], tg[32];
+    for (int i = 0; i < B * T; i++) { in[i] = tok[i]; tg[i] = tok[i + 1]; }
+    float loss = model_forward(&before, in, tg, B, T, before.cfg.window);
+    model_zero_grad(&before);
+    model_backward(&before);
+    /* Adam's first step with wd 0 and no clipping is -lr*g/(|g|+eps): -lr*sign(g) to within
+     * eps/|g| <= 1e-3 for |g| >= 1e-5, plus the float rounding of p (~1e-4 of lr). Smaller
+     * gradients must still move against their sign (above 1e-7, where the binary's and this
+     * process's float gradients cannot disagree in sign) and never by more than lr. */
+    long checked = 0, small = 0, zero = 0, bad = 0;
+    double dev = 0.0;
+    for (size_t i = 0; i < before.num_params; i++) {
+        double g = before.grads[i], delta = (double)after.params[i] - before.params[i];
+        if (g == 0.0) { zero++; bad += delta != 0.0; continue; }
+        if (fabs(g) < 1e-5) {
+            small++;
+            bad += fabs(delta) > 1.001 * lr || (fabs(g) > 1e-7 && delta * g > 0);
+            continue;
+        }
+        double e = fabs(delta + lr * (g > 0 ? 1 : -1)) / lr;
+        if (e > dev) dev = e;
+        bad += e > 0.005;
+        checked++;
+    }
+    /* the log's step-1 loss is the loss at the initial weights on the first unshuffled batch */
+    long lsz;
+    char *log2 = read_file(S("%s/log.txt", out2), &lsz);
+    double logged = NAN;
+    if (log2) {
+        char *copy = calloc(lsz + 1, 1);
+        memcpy(copy, log2, lsz);
+        char *p = strstr(copy, "\nstep 1 loss ");
+        if (!p && !strncmp(copy, "step 1 loss ", 12)) p = copy - 1;
+        if (p) logged = atof(p + 13);
+        free(copy); free(log2);
+    }
+    CHECK(bad == 0 && checked > (long)before.num_params / 2, "cli one step from --init moves params by lr*sign(-g)",
+          "%ld params with |g| >= 1e-5 moved by -lr*sign(g) to %.1e of lr, %ld smaller ones against g by <= lr, "
+          "%ld with g = 0 unchanged, %ld bad", checked, dev, small, zero, bad);
+    CHECK(fabs(logged - loss) < 1e-5, "cli step-1 loss in log.txt", "logged %.6f, in-process %.6f on the first unshuffled batch", logged, loss);
+    model_free(&before);
+    model_free(&after);
+
+    /* greedy generation: the binary's text equals argmax decoding through infer_step */
+    r = run_trainer("--init %s --generate 40 --prompt 'the cat ' --temperature 0", ckpt_path);
+    checkpoint_load(ckpt_path, &m, NULL);
+    int greedy = check_greedy(&m, "the cat ", 40, r->out);
+    model_free(&m);
+    CHECK(r->status == 0 && greedy == 40, "cli --generate 40 --temperature 0 is greedy decoding",
+          "exit %d; %s", r->status, greedy == 40 ? "prompt echoed, every generated byte is the argmax of the in-process ring-buffer logits"
+                                               : greedy == -1 ? "output is not prompt + 40 bytes + newline" : S("generated byte %d is not the argmax", -greedy - 2));
+
+    /* exact resume: 2 steps, stop, resume for 2 more == 4 steps straight (shuffled data) */
+    const char *ra = tmp_path("resume_a"), *rb = tmp_path("resume_b");
+    const char *common = "--steps 4 --warmup 1 --batch 2 " SMALL_MODEL " --val-every 0 --sample-every 0 --threads 1 --seed 5";
+    RunResult *r1 = run_trainer("--train %s --out %s %s", train_path, ra, common);
+    int st1 = r1->status;
+    RunResult *r2 = run_trainer("--train %s --out %s %s --stop-after 2", train_path, rb, common);
+    int st2 = r2->status;
+    TrainState mid;
+    int mid_step = -1;
+    if (st2 == 0 && checkpoint_load(S("%s/model.ckpt", rb), &m, &mid) == 1) { mid_step = mid.step; model_free(&m); }
+    RunResult *r3 = run_trainer("--resume %s/model.ckpt --train %s --out %s --val-every 0 --sample-every 0 --threads 1", rb, train_path, rb);
+    int st3 = r3->status;
+    long csize;
+    int same = files_identical(S("%s/model.ckpt", ra), S("%s/model.ckpt", rb), &csize);
+    CHECK(st1 == 0 && st2 == 0 && st3 == 0 && mid_step == 2 && same, "cli --stop-after 2 then --resume == 4 steps straight",
+          "exits %d %d %d; stopped at step %d; final checkpoints (%ld bytes: params, moments, trainer state) byte-identical: %d",
+          st1, st2, st3, mid_step, csize, same);
+}
+
+static void test_cli(void) {
+    if (access(bin_path(), X_OK) != 0) {
+        CHECK(0, "cli: trainer binary", "%s is not an executable (build it, or set SWAT_BIN)", bin_path());
+        return;
+    }
+    long n = 4000;
+    uint16_t *tok = malloc(n * 2);
+    make_text(tok, n, 9);
+    const char *train = tmp_path("train.bin");
+    char train_path[1024];
+    snprintf(train_path, sizeof train_path, "%s", train);
+    write_shard(train_path, tok, n);
+    long ne = 1000;
+    uint16_t *etok = malloc(ne * 2);
+    make_text(etok, ne, 10);
+    char eval_path[1024];
+    snprintf(eval_path, sizeof eval_path, "%s", tmp_path("eval.bin"));
+    write_shard(eval_path, etok, ne);
+    test_cli_errors(train_path);
+    test_cli_happy(train_path, tok, eval_path, etok, ne);
+    free(tok);
+    free(etok);
+}
+
+/* ========================================================================================== */
+
+int main(void) {
+    double t0 = now_seconds();
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(scratch, sizeof scratch, "%s/swat_test.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(scratch)) { printf("FAIL - mkdtemp (%s)\n", strerror(errno)); tests_failed++; print_summary(); return 1; }
+#ifdef _OPENMP
+    /* One thread for the numeric checks: thousands of tiny parallel regions cost little on idle
+     * cores but stall at every barrier on a loaded machine (measured 4x slower). Thread-count
+     * independence is checked bitwise in test_determinism(); the finite differences, one big
+     * parallel region, use all threads. */
+    fd_threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+#endif
+
+    /* layers */
+    test_alibi_slopes();
+    test_matmul(7, 13, 9, 1, 1);
+    test_matmul(1, 5, 3, 1, 2);
+    test_matmul(13, 300, 1100, 0, 3); /* crosses the KC = 256 and NC = 1024 blocks */
+    test_embedding(5);
+    test_embedding(37); /* channel blocks of 16: two full ones and a partial one */
+    test_rmsnorm(10);
+    test_rmsnorm(37);
+    test_rope();
+    int windows[] = {1, 3, 9, 14}; /* w = 1, w < T, w = T, w > T with T = 9 */
+    for (int mode = 0; mode < 2; mode++)
+        for (int i = 0; i < 4; i++) test_attention(mode, windows[i]);
+    test_swiglu();
+    test_crossentropy();
+    /* the whole model */
+    for (size_t i = 0; i < sizeof(model_variants) / sizeof(model_variants[0]); i++) test_model_variant(&model_variants[i], (int)i);
+    /* PyTorch */
+    test_pytorch_states();
+    /* the rest */
+    test_checkpoints();
+    test_evaluate();
+    test_inference();
+    test_evaluate_stream();
+    test_lr_schedule();
+    test_adamw();
+    test_loader();
+    test_determinism();
+    test_training();
+    test_cli();
+
+    if (!getenv("SWAT_KEEP_TMP")) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", scratch);
+        if (system(cmd) != 0) printf("# could not remove %s\n", scratch);
+    } else printf("# scratch directory kept: %s\n", scratch);
+    for (int i = 0; i < NUM_E; i++)
+        if (measured[i]) printf("# max error, %s: %.2e\n", err_names[i], worst[i]);
+        else printf("# max error, %s: n/a (not measured)\n", err_names[i]);
+    printf("# %.1f s (finite differences on %d thread(s), the rest on 1)\n", now_seconds() - t0, fd_threads);
+    print_summary();
+    return tests_failed > 0;
+}
