@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Mutation check of the test suite: applies one small bug at a time to a scratch copy of
+# train_swat.c, builds test_swat and train_swat from it, runs the suite and shows which
+# checks catch the bug. Every mutation must make the suite fail. Needs dev/states (make states).
+# usage: bash dev/mutation_check.sh        (about 15 s per mutation)
+set -u
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+ln -s "$root/dev" "$work/dev"
+cp "$root/test_swat.c" "$work/"
+flags="-std=c11 -O3 -ffp-contract=fast -march=native -fopenmp"
+survived=0
+mutate() { # NAME OLD NEW: replace the first occurrence of OLD by NEW
+  /usr/bin/python3 - "$root/train_swat.c" "$work/train_swat.c" "$2" "$3" <<'PY' || { echo "== $1: pattern not found"; survived=$((survived + 1)); return; }
+import sys
+src, dst, old, new = sys.argv[1:]
+s = open(src).read()
+if old not in s: sys.exit(1)
+open(dst, "w").write(s.replace(old, new, 1))
+PY
+  (cd "$work" && cc $flags -o train_swat train_swat.c -lm && cc $flags -w -o test_swat test_swat.c -lm) || { echo "== $1: build failed"; return; }
+  out=$(cd "$work" && timeout 600 ./test_swat 2>&1)
+  echo "== $1: $(echo "$out" | tail -n 1)"
+  echo "$out" | grep '^FAIL' | cut -c1-120 | head -n 3 | sed 's/^/   /'
+  echo "$out" | tail -n 1 | grep -q ' 0 failed' && survived=$((survived + 1))
+}
+mutate "ALiBi sign" 'slopes[h] = -ldexpf(1.0f, -(h + 1));' 'slopes[h] = ldexpf(1.0f, -(h + 1));'
+mutate "RoPE pairing (halves instead of interleaved)" 'float x0 = v[2 * i], x1 = v[2 * i + 1]' 'float x0 = v[i], x1 = v[i + D / 2]'
+mutate "window boundary by one" 'return window < T ? window : T;' 'return window + 1 < T ? window + 1 : T;'
+mutate "RMSNorm epsilon" '#define RMSNORM_EPS 1e-5f' '#define RMSNORM_EPS 1e-6f'
+mutate "AdamW bias correction" 'double bc1 = 1.0 - pow(o->beta1, step + 1)' 'double bc1 = 1.0 - pow(o->beta1, step + 2)'
+mutate "sigmoid backward" 'ds[d] * a[d] * (1.0f - a[d])' 'ds[d] * a[d]'
+mutate "softmax backward" 'a[d] * (ds[d] - dot)' 'a[d] * ds[d]'
+mutate "SwiGLU backward" 'sg * (1.0f + g * (1.0f - sg))' 'sg * (1.0f + g * sg)'
+mutate "weight decay on norm gains" 'return tensor != 1 && tensor != 6 && tensor != 10;' 'return 1;'
+mutate "warmup off by one" 'return o->lr * (step + 1) / o->warmup;' 'return o->lr * step / o->warmup;'
+mutate "clip coefficient" 'gscale = (float)(o->clip / (norm + 1e-6));' 'gscale = (float)(o->clip / norm);'
+mutate "loader wrap" 'if (ld->shard->n - ld->cursor < (long)B * T + 1) ld->cursor = 0;' 'if (ld->shard->n - ld->cursor < (long)B * T) ld->cursor = 0;'
+mutate "ring buffer slot" 'int slot = (int)(p % W)' 'int slot = (int)((p + 1) % W)'
+mutate "eval chunk offset" 'in[i] = s->tokens[c0 * E + i]; tg[i] = s->tokens[c0 * E + i + 1];' 'in[i] = s->tokens[c0 * E + i + 1]; tg[i] = s->tokens[c0 * E + i + 2];'
+echo
+echo "mutations not caught: $survived"
+[ "$survived" -eq 0 ]
