@@ -43,7 +43,7 @@ states:
 
 # Every suite prints "N passed, M failed[, K skipped]"; the last line adds them up.
 test: train_swat test_swat data/prepare_text states
-	@bash dev/run_tests.sh "./test_swat" "bash data/test_prepare.sh"
+	@bash dev/run_tests.sh "./test_swat" "bash data/test_prepare.sh" "bash dev/crosscheck.sh"
 
 # Training speed against the measured peak and PyTorch (a benchmark, not a test).
 bench: train_swat data
