@@ -26,7 +26,8 @@
  *
  * Conventions: weights are [out, in] and y = x W^T; activations are row-major (B, T, C);
  * every backward function ADDS into the gradients it is given (so residual branches just
- * add up), and the caller zeroes them when needed.
+ * add up), and the caller zeroes them when needed; the one exception is RoPE, whose
+ * backward rotates the gradient in place.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
