@@ -235,11 +235,13 @@ static void param_init(const ModelConfig *c, float *block, uint64_t seed) {
  *   backward       dx += dy W      (N, IN)  = (N, OUT) (OUT, IN)
  *                  dW += dy^T x    (OUT, IN) = (OUT, N) (N, IN)
  * One routine does all three: Cm (+)= A B, where A and B are read through strides so that
- * a transpose is only a different stride. It is blocked the classic way (GotoBLAS): a slab
- * of KC rows of B is packed into contiguous panels of NR columns that stay in cache, and a
- * register tile of MR x NR outputs accumulates over the slab. The tile is plain C that the
- * compiler turns into vector FMAs. Threads split the output rows, and every output sums
- * over k in the same order, so the result does not depend on the thread count. */
+ * a transpose is only a different stride. It is blocked the classic way (GotoBLAS): B is
+ * packed into contiguous panels of NR columns, KC rows at a time, and a register tile of
+ * MR x NR outputs accumulates over a slab of KC rows while that slab sits in cache. The
+ * tile is plain C that the compiler turns into vector FMAs.
+ * Threads take chunks of GEMM_MC output rows as they become free (a busy core then simply
+ * takes fewer chunks), and each output sums over k in the same order whichever thread
+ * computes it: the result does not depend on the thread count. */
 #if defined(__AVX512F__)
 #define GEMM_MR 8
 #define GEMM_NR 32
@@ -249,6 +251,7 @@ static void param_init(const ModelConfig *c, float *block, uint64_t seed) {
 #endif
 #define GEMM_KC 256
 #define GEMM_NC 1024
+#define GEMM_MC (8 * GEMM_MR)
 
 /* acc[MR][NR] = sum over kc of A(row r, k) * Bp[k][0..NR), then store or add into Cm. */
 static inline void gemm_tile(int kc, const float *const *arow, long aks, const float *Bp,
@@ -270,9 +273,15 @@ static inline void gemm_tile(int kc, const float *const *arow, long aks, const f
     }
 }
 
-static float *gemm_pack_buffer(void) {
-    static float *buf = NULL; /* one KC x NC slab, shared by the threads of a call */
-    if (!buf) buf = xcalloc((size_t)GEMM_KC * (GEMM_NC + GEMM_NR), sizeof(float), "matmul buffer");
+/* The packed copy of B, grown to the largest product seen. */
+static float *gemm_pack_buffer(size_t floats) {
+    static float *buf = NULL;
+    static size_t capacity = 0;
+    if (floats > capacity) {
+        free(buf);
+        buf = xcalloc(floats, sizeof(float), "matmul buffer");
+        capacity = floats;
+    }
     return buf;
 }
 
@@ -285,40 +294,44 @@ static void gemm(float *Cm, long ldc, const float *A, long ars, long aks, const 
         if (!add) for (int m = 0; m < M; m++) memset(Cm + m * ldc, 0, N * sizeof(float));
         return;
     }
-    float *Bp = gemm_pack_buffer();
-    for (int n0 = 0; n0 < N; n0 += GEMM_NC) {
-        int nc = N - n0 < GEMM_NC ? N - n0 : GEMM_NC;
-        int panels = (nc + GEMM_NR - 1) / GEMM_NR;
-        for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+    int panels = (N + GEMM_NR - 1) / GEMM_NR, kblocks = (K + GEMM_KC - 1) / GEMM_KC;
+    long npad = (long)panels * GEMM_NR;
+    /* Bp: k-block kb, panel p starts at kb*KC*npad + p*kc*NR and holds kc x NR floats */
+    float *Bp = gemm_pack_buffer((size_t)K * npad);
+    #pragma omp parallel
+    {
+        #pragma omp for schedule(static)
+        for (long job = 0; job < (long)kblocks * panels; job++) {
+            int kb = (int)(job / panels), p = (int)(job % panels), k0 = kb * GEMM_KC;
             int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
-            int add_here = add || k0 > 0;
-            #pragma omp parallel
-            {
-                /* pack B[k0:k0+kc, n0:n0+nc] as panels [panel][k][NR], zero-padded */
-                #pragma omp for schedule(static)
-                for (int p = 0; p < panels; p++) {
-                    float *dst = Bp + (long)p * kc * GEMM_NR;
-                    for (int k = 0; k < kc; k++)
-                        for (int j = 0; j < GEMM_NR; j++) {
-                            int n = n0 + p * GEMM_NR + j;
-                            dst[k * GEMM_NR + j] = n < n0 + nc ? B[(long)(k0 + k) * bks + (long)n * bns] : 0.0f;
-                        }
+            float *dst = Bp + (long)k0 * npad + (long)p * kc * GEMM_NR;
+            for (int k = 0; k < kc; k++)
+                for (int j = 0; j < GEMM_NR; j++) {
+                    int n = p * GEMM_NR + j;
+                    dst[k * GEMM_NR + j] = n < N ? B[(long)(k0 + k) * bks + (long)n * bns] : 0.0f;
                 }
-                /* the implicit barrier above: the slab is packed */
-                int mtiles = (M + GEMM_MR - 1) / GEMM_MR;
-                #pragma omp for schedule(static)
-                for (int t = 0; t < mtiles; t++) {
-                    int m0 = t * GEMM_MR, mr = M - m0 < GEMM_MR ? M - m0 : GEMM_MR;
-                    const float *arow[GEMM_MR];
-                    for (int r = 0; r < GEMM_MR; r++) /* rows past M repeat the last row */
-                        arow[r] = A + (long)(m0 + (r < mr ? r : mr - 1)) * ars + (long)k0 * aks;
-                    for (int p = 0; p < panels; p++) {
-                        int nr = nc - p * GEMM_NR < GEMM_NR ? nc - p * GEMM_NR : GEMM_NR;
-                        gemm_tile(kc, arow, aks, Bp + (long)p * kc * GEMM_NR,
-                                  Cm + (long)m0 * ldc + n0 + p * GEMM_NR, ldc, mr, nr, add_here);
+        }
+        /* the implicit barrier above: B is packed */
+        int chunks = (M + GEMM_MC - 1) / GEMM_MC;
+        #pragma omp for schedule(dynamic, 1)
+        for (int ch = 0; ch < chunks; ch++) {
+            int mend = (ch + 1) * GEMM_MC < M ? (ch + 1) * GEMM_MC : M;
+            for (int n0 = 0; n0 < N; n0 += GEMM_NC)
+                for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+                    int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+                    int nend = n0 + GEMM_NC < N ? n0 + GEMM_NC : N;
+                    for (int m0 = ch * GEMM_MC; m0 < mend; m0 += GEMM_MR) {
+                        int mr = mend - m0 < GEMM_MR ? mend - m0 : GEMM_MR;
+                        const float *arow[GEMM_MR];
+                        for (int r = 0; r < GEMM_MR; r++) /* rows past the end repeat the last row */
+                            arow[r] = A + (long)(m0 + (r < mr ? r : mr - 1)) * ars + (long)k0 * aks;
+                        for (int n = n0; n < nend; n += GEMM_NR) {
+                            int nr = nend - n < GEMM_NR ? nend - n : GEMM_NR;
+                            gemm_tile(kc, arow, aks, Bp + (long)k0 * npad + (long)(n / GEMM_NR) * kc * GEMM_NR,
+                                      Cm + (long)m0 * ldc + n, ldc, mr, nr, add || k0 > 0);
+                        }
                     }
                 }
-            }
         }
     }
 }
