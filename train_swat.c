@@ -458,14 +458,15 @@ static void rope_backward(float *dx, const float *cos_t, const float *sin_t, int
  *   dv_n += a * do_m
  *   sigmoid: ds = da * a * (1 - a)      softmax: ds = a * (da - sum_d a*da)
  *   dq_m += ds * k_n / sqrt(D)          dk_n += ds * q_m / sqrt(D)
- * Heads and sequences are independent, so threads take whole (b, h) pairs. */
+ * Heads and sequences are independent, so threads take whole (b, h) pairs, as they become
+ * free; each pair's arithmetic is the same whichever thread does it. */
 static int band_width(int window, int T) { return window < T ? window : T; }
 
 static void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                               const float *slopes, int B, int T, int C, int H, int window, int mode) {
     int D = C / H, Wb = band_width(window, T);
     float scale = 1.0f / sqrtf((float)D);
-    #pragma omp parallel for collapse(2) schedule(static)
+    #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
             for (int m = 0; m < T; m++) {
@@ -503,7 +504,7 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
                                int B, int T, int C, int H, int window, int mode) {
     int D = C / H, Wb = band_width(window, T);
     float scale = 1.0f / sqrtf((float)D);
-    #pragma omp parallel for collapse(2) schedule(static)
+    #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             float *ds = xcalloc(Wb, sizeof(float), "attention scratch");
