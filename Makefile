@@ -12,7 +12,7 @@ PYTHON ?= /usr/bin/python3
 DATA = data/bible
 STATES = dev/states
 
-.PHONY: all train test data states clean bench bench-gen
+.PHONY: all train test test-asan fuzz data states clean bench bench-gen
 all: train_swat test_swat data/prepare_text
 
 train_swat: train_swat.c Makefile
@@ -32,7 +32,7 @@ $(DATA)/train.bin: data/prepare_text
 	data/prepare_text $(DATA)/kjv.txt $(DATA)
 
 # The default model: 4 layers, width 256, 8 heads, window 64 on sequences of 256 bytes.
-TRAIN_FLAGS ?= --steps 500 --warmup 40 --lr 2e-3
+TRAIN_FLAGS ?=
 train: train_swat data
 	./train_swat --train $(DATA)/train.bin --val $(DATA)/val.bin --out out/bible $(TRAIN_FLAGS)
 
@@ -42,8 +42,23 @@ states:
 	@bash dev/make_states.sh $(PYTHON) $(STATES)
 
 # Every suite prints "N passed, M failed[, K skipped]"; the last line adds them up.
+# EXTRA_TESTS adds suites (CI adds the sanitizer builds and a short fuzzing pass).
 test: train_swat test_swat data/prepare_text states
-	@bash dev/run_tests.sh "./test_swat" "bash data/test_prepare.sh" "bash dev/crosscheck.sh"
+	@bash dev/run_tests.sh "./test_swat" "bash data/test_prepare.sh" "bash dev/crosscheck.sh" \
+	    "bash tests/reliability.sh" $(EXTRA_TESTS)
+
+# The test suite and the trainer under AddressSanitizer and UndefinedBehaviorSanitizer.
+SANITIZE = -std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+test_swat_asan: test_swat.c train_swat.c
+	$(CC) $(SANITIZE) -Wall -Wextra -Wno-unused-function -Wno-unused-variable $(OPENMP) -o $@ test_swat.c $(LDLIBS)
+test-asan: train_swat test_swat_asan states
+	@bash dev/run_tests.sh "./test_swat_asan" "bash tests/asan.sh"
+
+# libFuzzer on the checkpoint loader, the shard loader and the command line (clang and
+# libclang-rt-14-dev); FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 600
+fuzz:
+	@bash fuzz/run.sh $(FUZZ_SECONDS)
 
 # Training speed against the measured peak and PyTorch (a benchmark, not a test).
 bench: train_swat data
@@ -54,5 +69,5 @@ bench-gen: train_swat
 	@bash dev/bench_gen.sh
 
 clean:
-	rm -f train_swat test_swat data/prepare_text
-	rm -rf $(STATES)
+	rm -f train_swat test_swat test_swat_asan data/prepare_text
+	rm -rf $(STATES) fuzz/build

@@ -60,12 +60,14 @@
  * redirect errors by defining SWAT_DIE_HOOK before including it. */
 #ifndef SWAT_DIE_HOOK
 static void die(const char *fmt, ...) {
+    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    fputs("error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    for (char *p = msg; *p; p++) /* one line, whatever a flag value or a path contains */
+        if ((unsigned char)*p < 32 || *p == 127) *p = '?';
+    fprintf(stderr, "error: %s\n", msg);
     exit(1);
 }
 #else
@@ -963,7 +965,10 @@ static void loader_init(Loader *ld, const Shard *s, int B, int T, int shuffle, u
 
 /* Restore a position saved in a checkpoint. */
 static void loader_seek(Loader *ld, long cursor, long epoch) {
-    long limit = ld->shuffle ? ld->num_seqs : ld->shard->n;
+    /* shuffled: an index into the epoch's order, and num_seqs (the end of an epoch, saved when
+     * B divides num_seqs) is valid: loader_next starts the next epoch from it. Unshuffled: a
+     * batch reads B*T+1 tokens from the cursor, so the cursor must be < n - B*T. */
+    long limit = ld->shuffle ? ld->num_seqs + 1 : ld->shard->n - (long)ld->B * ld->T;
     if (cursor < 0 || cursor >= limit || epoch < 0) die("checkpoint's data position %ld is outside the training shard", cursor);
     ld->cursor = cursor;
     if (ld->shuffle && epoch != ld->epoch) { ld->epoch = epoch; loader_shuffle(ld); }
@@ -1046,6 +1051,11 @@ static void checkpoint_save(const char *path, const Model *m, const TrainState *
     if (fclose(f) != 0 && ok) { ok = 0; err = errno; }
     if (!ok) { unlink(tmp); die("%s: writing the checkpoint failed (%s); any previous checkpoint is intact", path, strerror(err)); }
     if (rename(tmp, path) != 0) { err = errno; unlink(tmp); die("%s: cannot rename %s into place: %s", path, tmp, strerror(err)); }
+    /* the rename is durable once the directory is synced */
+    char *slash = strrchr(tmp, '/');
+    if (!slash) strcpy(tmp, "."); else if (slash == tmp) tmp[1] = 0; else *slash = 0;
+    int dfd = open(tmp, O_RDONLY);
+    if (dfd >= 0) { fsync(dfd); close(dfd); }
     free(tmp);
 }
 
@@ -1103,6 +1113,8 @@ static int checkpoint_load(const char *path, Model *m, TrainState *ts) {
             die("%s: trainer state is corrupt (a field is out of range)", path);
         for (int i = 0; i < 7; i++)
             if (!isfinite(dbl[i]) || dbl[i] < 0) die("%s: trainer state is corrupt (hyperparameter %d)", path, i);
+        if (dbl[0] > 1e3 || dbl[1] > 1 || dbl[2] >= 1 || dbl[3] >= 1 || !(dbl[4] > 0) || dbl[5] > 1e3 || dbl[6] > 1e30)
+            die("%s: trainer state is corrupt (a hyperparameter is out of range)", path);
         has_state = 1;
     }
     fclose(f);
@@ -1258,7 +1270,8 @@ static void print_token(FILE *f, int token, int V) {
 static void generate(const Model *m, const int *prompt, int prompt_len, int n, double temperature,
                      int top_k, uint64_t *rng, FILE *f) {
     InferState s;
-    infer_init(&s, m, m->cfg.window);
+    long positions = (long)prompt_len + n; /* a ring of min(window, positions) slots gives the same results */
+    infer_init(&s, m, positions < m->cfg.window ? (int)(positions > 0 ? positions : 1) : m->cfg.window);
     for (int i = 0; i < prompt_len; i++) infer_step(&s, prompt[i]);
     for (int i = 0; i < n; i++) {
         int t = sample_token(s.logits, m->cfg.V, temperature, top_k, rng);
@@ -1305,7 +1318,7 @@ static double evaluate_stream(const Model *m, const Shard *s, int W, long max_to
     long n = s->n - 1;
     if (max_tokens > 0 && max_tokens < n) n = max_tokens;
     InferState st;
-    infer_init(&st, m, W);
+    infer_init(&st, m, n < W ? (int)(n > 0 ? n : 1) : W);
     double total = 0.0;
     for (long i = 0; i < n; i++) {
         infer_step(&st, s->tokens[i]);
@@ -1345,7 +1358,7 @@ static const char *usage_text =
 "  --save FILE         also write the final checkpoint here\n"
 "  --init CKPT         start from a checkpoint's weights and model config, fresh optimizer\n"
 "  --resume CKPT       continue a run: weights, optimizer, schedule, data position\n"
-"  --steps N           optimizer steps in the run (default 400; 0 with --save writes the init)\n"
+"  --steps N           optimizer steps in the run (default 600; 0 with --save writes the init)\n"
 "  --stop-after N      stop (and save) after N steps of this run; resume continues it\n"
 "  --batch B           sequences per step (default 16)\n"
 "  --seq T             training sequence length (default 256)\n"
@@ -1435,7 +1448,7 @@ static void parse_args(Args *a, int argc, char **argv) {
     a->out = "out";
     a->model = (ModelConfig){.V = 256, .L = 4, .H = 8, .C = 256, .F = 704, .window = 64, .attn = ATTN_SIGMOID,
                              .alibi_neg = -1, .rope = 1, .rope_theta = 10000, .seq_len = 256};
-    a->opt = (OptimConfig){.lr = 2e-3, .min_lr_ratio = 0.1, .warmup = 40, .steps = 400, .beta1 = 0.9,
+    a->opt = (OptimConfig){.lr = 2e-3, .min_lr_ratio = 0.1, .warmup = 40, .steps = 600, .beta1 = 0.9,
                            .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1, .clip = 1.0};
     a->batch = 16; a->shuffle = 1; a->val_every = 50; a->val_chunks = 64; a->sample_every = 100;
     a->sample_len = 200; a->seed = 1337; a->temperature = 0.8;
@@ -1447,7 +1460,10 @@ static void parse_args(Args *a, int argc, char **argv) {
         if (strncmp(f, "--", 2) != 0) die("unexpected argument '%s' (flags start with --; see --help)", f);
         const char *v = i + 1 < argc ? argv[i + 1] : NULL; /* checked by the flag's parser */
         i++;
-        if (a->num_given < 64 && strlen(f) < 24) strcpy(a->given[a->num_given++], f);
+        if (strlen(f) < sizeof(a->given[0]) && !flag_given(a, f)) { /* each name once: ~45 flags exist */
+            if (a->num_given == (int)(sizeof(a->given) / sizeof(a->given[0]))) die("too many different flags");
+            strcpy(a->given[a->num_given++], f);
+        }
         if (!strcmp(f, "--train")) a->train = need_value(f, v);
         else if (!strcmp(f, "--val")) a->val = need_value(f, v);
         else if (!strcmp(f, "--out")) a->out = need_value(f, v);
@@ -1535,6 +1551,23 @@ static void print_config(FILE *f, const Model *m, const Args *a, int B, int T) {
     fprintf(f, "flops per token (forward+backward): %.1f M\n", flops_per_token(c, T, c->window) / 1e6);
 }
 
+/* mkdir -p: create the directory and any missing parents. */
+static void mkdir_p(const char *dir) {
+    size_t n = strlen(dir);
+    char *path = xcalloc(n + 1, 1, "path");
+    memcpy(path, dir, n);
+    for (size_t i = 1; i <= n; i++) {
+        if (path[i] != '/' && path[i] != 0) continue;
+        char saved = path[i];
+        path[i] = 0;
+        if (mkdir(path, 0777) != 0 && errno != EEXIST) die("%s: cannot create output directory: %s", path, strerror(errno));
+        path[i] = saved;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) die("%s: is not a directory", dir);
+    free(path);
+}
+
 static volatile sig_atomic_t stop_requested = 0;
 static void on_signal(int sig) { (void)sig; stop_requested = 1; }
 
@@ -1600,6 +1633,7 @@ static int run_generate(Model *m, const Args *a) {
 int main(int argc, char **argv) {
     Args a;
     parse_args(&a, argc, argv);
+    signal(SIGXFSZ, SIG_IGN); /* a file-size limit (ulimit -f) then fails the write with EFBIG: one error line */
 #ifdef _OPENMP
     if (a.threads) omp_set_num_threads(a.threads);
 #endif
@@ -1610,8 +1644,11 @@ int main(int argc, char **argv) {
     if (a.init) {
         check_no_flags(&a, model_flags, "--init (the model comes from the checkpoint)");
         checkpoint_load(a.init, &model, NULL);
-        if (a.eval) return run_eval(&model, &a);
-        if (a.generate) return run_generate(&model, &a);
+        if (a.eval || a.generate) {
+            int rc = a.eval ? run_eval(&model, &a) : run_generate(&model, &a);
+            model_free(&model);
+            return rc;
+        }
         if (flag_given(&a, "--window")) model.cfg.window = a.model.window;
         if (flag_given(&a, "--seq") || !model.cfg.seq_len) model.cfg.seq_len = a.model.seq_len;
     } else if (a.resume) {
@@ -1637,6 +1674,7 @@ int main(int argc, char **argv) {
         if (!a.save) die("--steps 0 trains nothing: give --save FILE to write the initial model");
         checkpoint_save(a.save, &model, NULL);
         printf("wrote %s (%zu parameters, no training)\n", a.save, model.num_params);
+        model_free(&model);
         return 0;
     }
     if (!a.train) die("--train FILE is required for training (see --help)");
@@ -1652,7 +1690,7 @@ int main(int argc, char **argv) {
     loader_init(&loader, &train, B, T, a.shuffle, a.seed, a.train);
     if (resumed) loader_seek(&loader, ts.cursor, ts.epoch);
 
-    if (mkdir(a.out, 0777) != 0 && errno != EEXIST) die("%s: cannot create output directory: %s", a.out, strerror(errno));
+    mkdir_p(a.out);
     size_t olen = strlen(a.out) + 32;
     char *log_path = xcalloc(olen, 1, "path"), *ckpt_path = xcalloc(olen, 1, "path");
     snprintf(log_path, olen, "%s/log.txt", a.out);
@@ -1672,8 +1710,11 @@ int main(int argc, char **argv) {
     if (a.stop_after && ts.step + a.stop_after < end) end = ts.step + a.stop_after;
     double time_sum = 0.0;
     int timed = 0;
+    int save_pending = 0; /* a --save-every checkpoint of the state at the top of this step */
     while (ts.step < end && !stop_requested) {
         int step = ts.step;
+        long cursor0 = loader.cursor, epoch0 = loader.epoch;
+        uint64_t sample_rng0 = ts.sample_rng;
         if (a.val && a.val_every && step % a.val_every == 0) {
             double vl = evaluate(&model, &val, T, model.cfg.window, a.val_chunks, B, NULL);
             printf("step %d val_loss %.4f\n", step, vl);
@@ -1697,6 +1738,12 @@ int main(int argc, char **argv) {
                 if (!isfinite(grad_norm(model.grads + off, sizes[t]))) { bad = param_names[t]; break; }
             die("step %d: %s went non-finite (loss %g); stopping, the last checkpoint is untouched", step + 1, bad, loss);
         }
+        if (save_pending) { /* the model of the end of step `step` is sound: it just gave a finite loss */
+            TrainState s = ts;
+            s.cursor = cursor0; s.epoch = epoch0; s.sample_rng = sample_rng0;
+            checkpoint_save(ckpt_path, &model, &s);
+            save_pending = 0;
+        }
         double lr = lr_at_step(&a.opt, step);
         adamw_step(&model, &a.opt, step, lr, norm);
         ts.step++;
@@ -1710,10 +1757,7 @@ int main(int argc, char **argv) {
         fprintf(logf, "step %d loss %.6f lr %.6e norm %.6f ms %.2f tok_s %.1f\n", ts.step, loss, lr, norm, dt * 1e3, B * T / dt);
         fflush(stdout);
         fflush(logf);
-        if (a.save_every && ts.step % a.save_every == 0 && ts.step < end) {
-            ts.cursor = loader.cursor; ts.epoch = loader.epoch;
-            checkpoint_save(ckpt_path, &model, &ts);
-        }
+        if (a.save_every && ts.step % a.save_every == 0 && ts.step < end) save_pending = 1;
     }
     if (stop_requested) printf("interrupted at step %d: saving and exiting\n", ts.step);
     if (a.val && ts.step == a.opt.steps) { /* the final validation uses the whole val shard */
