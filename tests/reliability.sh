@@ -438,6 +438,9 @@ flag_case "cannot open token shard" --train "$TMP/missing.bin" --steps 1 --warmu
 flag_case "cannot open checkpoint" --init "$TMP/missing.ckpt" --eval "$V/val.bin"
 flag_case "not below the vocabulary size" --init "$V/ok_ckpt.ckpt" --generate 5 --prompt "abc"
 flag_case "out of range" --init "$V/ok_ckpt.ckpt" --generate 0
+flag_case "out of range" --init "$V/ok_ckpt.ckpt" --generate -3
+flag_case "--prompt is empty" --init "$V/ok_ckpt.ckpt" --generate 5 --prompt ""
+flag_case "not a SWAT checkpoint" --init "$V/val.bin" --generate 5 --prompt "a"
 # user text echoed in a message must not break the one-line promise
 flag_case "expected on or off" $FT --rope $'on\nsecond line'
 flag_case "cannot open token shard" --train "$TMP/new"$'\n'"line.bin" --steps 1 --warmup 0
