@@ -464,25 +464,40 @@ static void rope_backward(float *dx, const float *cos_t, const float *sin_t, int
  * free; each pair's arithmetic is the same whichever thread does it. */
 static int band_width(int window, int T) { return window < T ? window : T; }
 
+/* The dot products of one vector with a run of keys (or values) are the inner loop of
+ * attention. Each (b, h) pair first copies its head's keys into xt (D, T), transposed, so
+ * that dots[j] = vec . x[n0 + j] runs over j in contiguous memory and vectorises. */
+static void head_transposed(float *xt, const float *x, int b, int h, int T, int C, int D) {
+    for (int n = 0; n < T; n++)
+        for (int i = 0; i < D; i++) xt[(long)i * T + n] = x[((long)b * T + n) * C + h * D + i];
+}
+static void band_dots(float *dots, const float *vec, const float *xt, int T, int D, int n0, int nd) {
+    for (int j = 0; j < nd; j++) dots[j] = 0.0f;
+    for (int i = 0; i < D; i++) {
+        const float *row = xt + (long)i * T + n0;
+        for (int j = 0; j < nd; j++) dots[j] += vec[i] * row[j];
+    }
+}
+
 static void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                               const float *slopes, int B, int T, int C, int H, int window, int mode) {
     int D = C / H, Wb = band_width(window, T);
     float scale = 1.0f / sqrtf((float)D);
     #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++)
+        for (int h = 0; h < H; h++) {
+            float *kt = xcalloc((size_t)D * T, sizeof(float), "attention scratch");
+            float *dots = xcalloc(Wb, sizeof(float), "attention scratch");
+            head_transposed(kt, k, b, h, T, C, D);
             for (int m = 0; m < T; m++) {
                 const float *qm = q + ((long)b * T + m) * C + h * D;
                 float *a = att + (((long)b * H + h) * T + m) * Wb;
-                int nd = m + 1 < Wb ? m + 1 : Wb; /* keys in the band */
+                int nd = m + 1 < Wb ? m + 1 : Wb; /* keys in the band: n = m-nd+1 .. m */
+                band_dots(dots, qm, kt, T, D, m - nd + 1, nd);
                 float maxs = -FLT_MAX;
-                for (int d = 0; d < nd; d++) {
-                    const float *kn = k + ((long)b * T + m - d) * C + h * D;
-                    float s = 0.0f;
-                    for (int i = 0; i < D; i++) s += qm[i] * kn[i];
-                    s = s * scale + slopes[h] * d;
-                    a[d] = s;
-                    if (s > maxs) maxs = s;
+                for (int d = 0; d < nd; d++) { /* key n = m-d is dots[nd-1-d] */
+                    a[d] = dots[nd - 1 - d] * scale + slopes[h] * d;
+                    if (a[d] > maxs) maxs = a[d];
                 }
                 if (mode == ATTN_SIGMOID) {
                     for (int d = 0; d < nd; d++) a[d] = 1.0f / (1.0f + expf(-a[d]));
@@ -499,6 +514,8 @@ static void attention_forward(float *out, float *att, const float *q, const floa
                     for (int i = 0; i < D; i++) om[i] += a[d] * vn[i];
                 }
             }
+            free(kt); free(dots);
+        }
 }
 
 static void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
@@ -509,24 +526,23 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
     #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
-            float *ds = xcalloc(Wb, sizeof(float), "attention scratch");
+            float *vt = xcalloc((size_t)D * T, sizeof(float), "attention scratch");
+            float *dots = xcalloc(Wb, sizeof(float), "attention scratch");
+            head_transposed(vt, v, b, h, T, C, D);
             for (int m = 0; m < T; m++) {
                 long qrow = ((long)b * T + m) * C + h * D;
                 const float *a = att + (((long)b * H + h) * T + m) * Wb, *dom = dout + qrow;
                 int nd = m + 1 < Wb ? m + 1 : Wb;
+                band_dots(dots, dom, vt, T, D, m - nd + 1, nd); /* da for key m-d is dots[nd-1-d] */
                 float dot = 0.0f; /* softmax: sum_d a*da */
                 for (int d = 0; d < nd; d++) {
                     long nrow = qrow - (long)d * C;
-                    float da = 0.0f;
-                    for (int i = 0; i < D; i++) {
-                        da += dom[i] * v[nrow + i];
-                        dv[nrow + i] += a[d] * dom[i];
-                    }
-                    ds[d] = da;
-                    dot += a[d] * da;
+                    for (int i = 0; i < D; i++) dv[nrow + i] += a[d] * dom[i];
+                    dot += a[d] * dots[nd - 1 - d];
                 }
                 for (int d = 0; d < nd; d++) {
-                    float g = mode == ATTN_SIGMOID ? ds[d] * a[d] * (1.0f - a[d]) : a[d] * (ds[d] - dot);
+                    float da = dots[nd - 1 - d];
+                    float g = mode == ATTN_SIGMOID ? da * a[d] * (1.0f - a[d]) : a[d] * (da - dot);
                     g *= scale;
                     long nrow = qrow - (long)d * C;
                     for (int i = 0; i < D; i++) {
@@ -535,7 +551,7 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
                     }
                 }
             }
-            free(ds);
+            free(vt); free(dots);
         }
 }
 
