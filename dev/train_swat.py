@@ -148,17 +148,23 @@ def write_checkpoint(path, c, p, T, steps):
             f.write(p[name].detach().to(torch.float32).numpy().astype("<f4").tobytes())
 
 
-def read_checkpoint(path):
-    """-> (Config, dict of float32 params, header). An optimizer/trainer tail (header[15]=1) is skipped."""
+def read_with_header(path, kind, what, magic, version):
+    """-> (file bytes, int32 header of 256) after checking the magic and the version."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        die(f"cannot read checkpoint {path}: {e.strerror}")
-    if len(data) < HEADER_BYTES: die(f"{path}: too small for a checkpoint header")
+        die(f"cannot read {kind} {path}: {e.strerror}")
+    if len(data) < HEADER_BYTES: die(f"{path}: too small for a {kind} header")
     hdr = np.frombuffer(data[:HEADER_BYTES], dtype="<i4")
-    if hdr[0] != CKPT_MAGIC: die(f"{path}: bad magic (not a SWAT checkpoint)")
-    if hdr[1] != CKPT_VERSION: die(f"{path}: unsupported checkpoint version {hdr[1]}")
+    if hdr[0] != magic: die(f"{path}: bad magic (not {what})")
+    if hdr[1] != version: die(f"{path}: unsupported {kind} version {hdr[1]}")
+    return data, hdr
+
+
+def read_checkpoint(path):
+    """-> (Config, dict of float32 params, header). An optimizer/trainer tail (header[15]=1) is skipped."""
+    data, hdr = read_with_header(path, "checkpoint", "a SWAT checkpoint", CKPT_MAGIC, CKPT_VERSION)
     if hdr[8] not in (0, 1) or hdr[11] not in (0, 1) or hdr[15] not in (0, 1): die(f"{path}: corrupt header")
     c = Config(V=int(hdr[2]), L=int(hdr[3]), H=int(hdr[4]), C=int(hdr[5]), F=int(hdr[6]), w=int(hdr[7]),
                softmax=bool(hdr[8]), neg=int(hdr[9]), pos=int(hdr[10]), rope=bool(hdr[11]), theta=int(hdr[12]))
@@ -177,15 +183,7 @@ def read_checkpoint(path):
 
 
 def read_shard(path, V):
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        die(f"cannot read shard {path}: {e.strerror}")
-    if len(data) < HEADER_BYTES: die(f"{path}: too small for a shard header")
-    hdr = np.frombuffer(data[:HEADER_BYTES], dtype="<i4")
-    if hdr[0] != SHARD_MAGIC: die(f"{path}: bad magic (not a token shard)")
-    if hdr[1] != SHARD_VERSION: die(f"{path}: unsupported shard version {hdr[1]}")
+    data, hdr = read_with_header(path, "shard", "a token shard", SHARD_MAGIC, SHARD_VERSION)
     n = int(hdr[2])
     if n < 0 or len(data) != HEADER_BYTES + 2 * n: die(f"{path}: header says {n} tokens, file size is {len(data)}")
     tok = np.frombuffer(data, dtype="<u2", count=n, offset=HEADER_BYTES)
