@@ -1222,7 +1222,7 @@ static void test_evaluate(void) {
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int E = cases[i].E, W = cases[i].W;
         long K;
-        double got = evaluate(&m, &sh, E, W, cases[i].max_chunks, cases[i].batch, &K);
+        double got = evaluate(&m, &sh, E, W, cases[i].max_chunks, cases[i].batch, &K, NULL);
         double ref = ref_evaluate(&cfg, P, tok, n, E, W, cases[i].max_chunks);
         long Kref = (n - 1) / E;
         if (cases[i].max_chunks > 0 && cases[i].max_chunks < Kref) Kref = cases[i].max_chunks;
@@ -1231,11 +1231,100 @@ static void test_evaluate(void) {
               "%ld chunks, %.6f vs reference %.6f, rel err %.2e", K, got, ref, e);
     }
     /* chunks are summed in order: the batch size does not change a single bit */
-    double a = evaluate(&m, &sh, 16, 3, 0, 1, NULL), b = evaluate(&m, &sh, 16, 3, 0, 2, NULL),
-           c = evaluate(&m, &sh, 16, 3, 0, 5, NULL);
+    double a = evaluate(&m, &sh, 16, 3, 0, 1, NULL, NULL), b = evaluate(&m, &sh, 16, 3, 0, 2, NULL, NULL),
+           c = evaluate(&m, &sh, 16, 3, 0, 5, NULL, NULL);
     CHECK(a == b && b == c, "evaluate is independent of its batch size", "%.10f %.10f %.10f", a, b, c);
     free(P);
     model_free(&m);
+}
+
+/* The two "look inside" outputs: --dump-losses (evaluate's per-prediction losses) against the
+ * reference's per-token losses, and --dump-attn (dump_attention's dense map) against the
+ * reference attention weights of the chosen layer, recomputed from the reference residual
+ * stream entering that layer. */
+static void test_dumps(void) {
+    ModelConfig cfg = make_config(19, 2, 4, 16, 24, 4, ATTN_SIGMOID, 2, 2, 1);
+    for (int attn = 0; attn < 2; attn++) {
+        cfg.attn = attn ? ATTN_SOFTMAX : ATTN_SIGMOID;
+        const char *mode = attn ? "softmax" : "sigmoid";
+        Model m;
+        make_random_model(&m, &cfg, 0.3, 51 + attn);
+        double *P = to_double(m.params, m.num_params);
+        uint64_t s = 52;
+        enum { E = 7, K = 4, W = 3, T = 11, LAYER = 1 };
+        uint16_t tok[E * 5 + 2];
+        long n = E * 5 + 2;
+        for (long i = 0; i < n; i++) tok[i] = (uint16_t)trng_int(&s, cfg.V);
+        Shard sh = {tok, n};
+        /* losses: K chunks of E, written in chunk order */
+        FILE *f = fopen(tmp_path("losses.bin"), "wb");
+        long Kgot;
+        double mean = evaluate(&m, &sh, E, W, K, 3, &Kgot, f);
+        fclose(f);
+        long size = 0;
+        float *got = read_file(tmp_path("losses.bin"), &size);
+        double worst_err = 0.0, sum = 0.0;
+        for (int c = 0; c < K && size == (long)K * E * 4; c++) {
+            int in[E], tg[E];
+            double ref_losses[E];
+            for (int i = 0; i < E; i++) { in[i] = tok[c * E + i]; tg[i] = tok[c * E + i + 1]; }
+            ref_forward(&cfg, P, in, tg, 1, E, W, NULL, ref_losses);
+            for (int i = 0; i < E; i++) {
+                double e = fabs(got[c * E + i] - ref_losses[i]) / fmax(1.0, fabs(ref_losses[i]));
+                if (e > worst_err) worst_err = e;
+                sum += got[c * E + i];
+            }
+        }
+        CHECK(size == (long)K * E * 4 && worst_err < TOL_FWD && fabs(sum / (K * E) - mean) < 1e-6 * mean,
+              S("--dump-losses: %d x %d per-token losses vs reference (%s)", K, E, mode),
+              "%ld bytes, max err %.2e, mean %.6f vs eval %.6f", size, worst_err, sum / (K * E), mean);
+        free(got);
+
+        /* attention of layer 1 over T tokens with window W (the model's is 4) */
+        int in[T];
+        for (int i = 0; i < T; i++) in[i] = tok[i];
+        dump_attention(&m, in, T, W, LAYER, tmp_path("attn.bin"));
+        size = 0;
+        unsigned char *file = read_file(tmp_path("attn.bin"), &size);
+        long want = 8 + 6 * 4 + T * 4 + (long)cfg.H * T * T * 4;
+        int32_t head[6];
+        int header_ok = size == want && !memcmp(file, "SWATATTN", 8);
+        if (header_ok) memcpy(head, file + 8, sizeof(head));
+        header_ok = header_ok && head[0] == 1 && head[1] == LAYER && head[2] == cfg.H && head[3] == T &&
+                    head[4] == W && head[5] == (int)cfg.attn;
+        for (int i = 0; header_ok && i < T; i++) {
+            int32_t t;
+            memcpy(&t, file + 32 + 4 * i, 4);
+            header_ok = t == in[i];
+        }
+        /* reference: the residual stream entering layer 1's attention, then its weights */
+        int C = cfg.C, H = cfg.H;
+        RefLayout lo = ref_layout(&cfg);
+        double *streams = dalloc((size_t)(2 * cfg.L + 2) * T * C), *h = dalloc((size_t)T * C),
+               *q = dalloc((size_t)T * C), *k = dalloc((size_t)T * C), *v = dalloc((size_t)T * C),
+               *o = dalloc((size_t)T * C), *wref = dalloc((size_t)H * T * T), slopes[4];
+        ref_run(&cfg, P, 0, NULL, in, NULL, 1, T, W, streams, NULL, NULL);
+        size_t lC = (size_t)LAYER * C, lCC = lC * C;
+        ref_rmsnorm(h, streams + (size_t)(2 * LAYER + 1) * T * C, P + lo.off[R_ATTN_NORM] + lC, T, C);
+        ref_linear(q, h, P + lo.off[R_WQ] + lCC, T, C, C);
+        ref_linear(k, h, P + lo.off[R_WK] + lCC, T, C, C);
+        ref_linear(v, h, P + lo.off[R_WV] + lCC, T, C, C);
+        ref_rope(q, 1, T, C, H, cfg.rope_theta, 0);
+        ref_rope(k, 1, T, C, H, cfg.rope_theta, 0);
+        ref_slopes(slopes, H, cfg.alibi_neg, cfg.alibi_pos);
+        ref_attention(o, wref, q, k, v, slopes, 1, T, C, H, W, attn);
+        double err = header_ok ? 0.0 : INFINITY;
+        for (long i = 0; header_ok && i < (long)H * T * T; i++) {
+            float w;
+            memcpy(&w, file + 32 + 4 * T + 4 * i, 4);
+            double e = fabs(w - wref[i]);
+            if (e > err) err = e;
+        }
+        CHECK(header_ok && err < TOL_FWD, S("--dump-attn: layer 1, window 3, %d tokens: header and dense weights vs reference (%s)", T, mode),
+              "%ld of %ld bytes, header %s, max abs err %.2e", size, want, header_ok ? "ok" : "WRONG", err);
+        free(file); free(streams); free(h); free(q); free(k); free(v); free(o); free(wref); free(P);
+        model_free(&m);
+    }
 }
 
 static void test_inference(void) {
@@ -1277,12 +1366,12 @@ static void test_evaluate_stream(void) {
     uint64_t s = 72;
     for (long i = 0; i < n; i++) tok[i] = (uint16_t)trng_int(&s, cfg.V);
     Shard sh = {tok, n};
-    double a = evaluate(&m, &sh, (int)(n - 1), cfg.window, 0, 1, NULL);
+    double a = evaluate(&m, &sh, (int)(n - 1), cfg.window, 0, 1, NULL, NULL);
     double b = evaluate_stream(&m, &sh, cfg.window, 0);
     double e = note(E_STREAM, fabs(a - b) / fabs(a));
     CHECK(e < 1e-4, "evaluate_stream == evaluate(E = N-1, W = w)", "%ld tokens, w=6: %.8f vs %.8f, rel err %.2e", n, b, a, e);
     /* a shorter stream, window 3 */
-    a = evaluate(&m, &sh, 500, 3, 1, 1, NULL);
+    a = evaluate(&m, &sh, 500, 3, 1, 1, NULL, NULL);
     b = evaluate_stream(&m, &sh, 3, 500);
     e = note(E_STREAM, fabs(a - b) / fabs(a));
     CHECK(e < 1e-4, "evaluate_stream max_tokens 500, window 3 == first chunk of 500", "%.8f vs %.8f, rel err %.2e", b, a, e);
@@ -1536,7 +1625,7 @@ static void test_determinism(void) {
         adamw_step(&m, &o, 0, lr_at_step(&o, 0), norm[r]);
         p[r] = malloc(np * 4);
         memcpy(p[r], m.params, np * 4);
-        ev[r] = evaluate(&m, &sh, 100, 5, 0, 4, NULL);
+        ev[r] = evaluate(&m, &sh, 100, 5, 0, 4, NULL, NULL);
         model_free(&m);
     }
     omp_set_num_threads(saved);
@@ -1873,7 +1962,7 @@ static void test_cli_happy(const char *train_path, const uint16_t *tok, const ch
     Shard sh = {(uint16_t *)etok, netok};
     {
         checkpoint_load(ckpt_path, &m, NULL);
-        double want_val = evaluate(&m, &sh, 16, m.cfg.window, 0, 2, NULL);
+        double want_val = evaluate(&m, &sh, 16, m.cfg.window, 0, 2, NULL, NULL);
         model_free(&m);
         CHECK(fabs(final_val - want_val) < 1e-5, "cli --val: final_val_loss in log.txt",
               "logged %.6f, in-process evaluate() over all chunks of T=16 with the training window %.6f", final_val, want_val);
@@ -1889,7 +1978,7 @@ static void test_cli_happy(const char *train_path, const uint16_t *tok, const ch
         const char *p = strstr(r->out, "eval_loss ");
         double got = p ? atof(p + 10) : NAN;
         checkpoint_load(ckpt_path, &m, NULL);
-        double want_loss = evaluate(&m, &sh, E, W, 0, 4, NULL);
+        double want_loss = evaluate(&m, &sh, E, W, 0, 4, NULL, NULL);
         model_free(&m);
         CHECK(r->status == 0 && fabs(got - want_loss) < 1e-5, S("cli --eval --eval-len %d --eval-window %d (training window 4)", E, W),
               "printed %.8f, in-process evaluate() %.8f", got, want_loss);
@@ -2050,6 +2139,7 @@ int main(void) {
     /* the rest */
     test_checkpoints();
     test_evaluate();
+    test_dumps();
     test_inference();
     test_evaluate_stream();
     test_lr_schedule();

@@ -1305,8 +1305,10 @@ static void generate(const Model *m, const int *prompt, int prompt_len, int n, d
 /* Spec section 5: K = min(max_chunks, floor((N-1)/E)) chunks (max_chunks 0: all), chunk c
  * has inputs t[cE .. cE+E) and targets one to the right, each chunk is its own sequence
  * (positions 0..E-1) with attention window W; the mean loss over K*E predictions. Chunks
- * are run `batch` at a time; the sum runs in chunk order, so the result is exact-repeatable. */
-static double evaluate(Model *m, const Shard *s, int E, int W, long max_chunks, int batch, long *chunks_out) {
+ * are run `batch` at a time; the sum runs in chunk order, so the result is exact-repeatable.
+ * losses_out (optional) receives the K*E per-prediction losses as float32, in chunk order. */
+static double evaluate(Model *m, const Shard *s, int E, int W, long max_chunks, int batch, long *chunks_out,
+                       FILE *losses_out) {
     if (E < 1) die("eval length must be >= 1");
     if (W < 1) die("eval window must be >= 1");
     long K = (s->n - 1) / E;
@@ -1322,6 +1324,8 @@ static double evaluate(Model *m, const Shard *s, int E, int W, long max_chunks, 
         for (long i = 0; i < (long)nb * E; i++) { in[i] = s->tokens[c0 * E + i]; tg[i] = s->tokens[c0 * E + i + 1]; }
         model_forward(m, in, tg, nb, E, W);
         for (long i = 0; i < (long)nb * E; i++) total += m->a.losses[i];
+        if (losses_out && fwrite(m->a.losses, sizeof(float), (size_t)nb * E, losses_out) != (size_t)nb * E)
+            die("cannot write the per-token losses: %s", strerror(errno));
     }
     free(in); free(tg);
     if (chunks_out) *chunks_out = K;
@@ -1347,6 +1351,37 @@ static double evaluate_stream(const Model *m, const Shard *s, int W, long max_to
     }
     infer_free(&st);
     return total / n;
+}
+
+/* The attention weights of one layer over a token sequence, written for looking at what
+ * the heads attend to. Dense, so that plotting needs no knowledge of the band layout:
+ *   "SWATATTN", int32 version 1, layer, H, T, window, attn (0 sigmoid, 1 softmax),
+ *   T int32 tokens, then H*T*T float32 weights: [h][m][n] is how much query m takes from
+ *   key n (0 outside the window n in (m-window, m]).
+ * Sigmoid rows do not sum to 1 (each weight is its own gate); softmax rows do. */
+static void dump_attention(Model *m, const int *tokens, int T, int W, int layer, const char *path) {
+    const ModelConfig *c = &m->cfg;
+    if (layer < 0 || layer >= c->L) die("--dump-layer %d: the model has layers 0..%d", layer, c->L - 1);
+    if (T > 2048) die("--dump-attn: %d tokens is more than 2048 (the dense map would be H*T*T floats)", T);
+    model_forward(m, tokens, NULL, 1, T, W);
+    const Activations *a = &m->a;
+    const float *att = a->att + (long)layer * c->H * T * a->Wb; /* (H, T, Wb), B = 1 */
+    float *row = xcalloc(T, sizeof(float), "attention row");
+    FILE *f = fopen(path, "wb");
+    if (!f) die("cannot open %s for writing: %s", path, strerror(errno));
+    int32_t head[6] = {1, layer, c->H, T, W, c->attn};
+    int ok = fwrite("SWATATTN", 1, 8, f) == 8 && fwrite(head, sizeof(head), 1, f) == 1;
+    for (int i = 0; ok && i < T; i++) { int32_t t = tokens[i]; ok = fwrite(&t, 4, 1, f) == 1; }
+    for (int h = 0; ok && h < c->H; h++)
+        for (int q = 0; ok && q < T; q++) {
+            memset(row, 0, (size_t)T * sizeof(float));
+            const float *band = att + ((long)h * T + q) * a->Wb; /* band[d]: key q-d */
+            for (int d = 0; d < a->Wb && d <= q; d++) row[q - d] = band[d];
+            ok = fwrite(row, sizeof(float), T, f) == (size_t)T;
+        }
+    if (fclose(f) != 0) ok = 0;
+    if (!ok) die("cannot write %s: %s", path, strerror(errno));
+    free(row);
 }
 
 /* FLOPs per token of one training step (forward + backward = 3x the forward): 2 per
@@ -1407,14 +1442,20 @@ static const char *usage_text =
 "  buffers (window W). Ends with the line: eval_loss <value>\n"
 "\n"
 "Generate:  --init CKPT --generate N [--prompt TEXT] [--temperature X] [--top-k K] [--seed N]\n"
-"  writes the continuation of the prompt to stdout (default temperature 0.8, top-k 0 = all)\n";
+"  writes the continuation of the prompt to stdout (default temperature 0.8, top-k 0 = all)\n"
+"\n"
+"Look inside (with --init CKPT):\n"
+"  --dump-losses FILE  eval mode: the K*E per-prediction losses as float32, in chunk order\n"
+"  --dump-attn FILE    the attention weights of one layer over --prompt TEXT (at most 2048\n"
+"                      bytes; --eval-window W, default the model's), before any --generate\n"
+"  --dump-layer L      the layer for --dump-attn (default 0)\n";
 
 typedef struct {
-    const char *train, *val, *out, *save, *init, *resume, *eval, *prompt;
+    const char *train, *val, *out, *save, *init, *resume, *eval, *prompt, *dump_losses, *dump_attn;
     ModelConfig model;
     OptimConfig opt;
     int batch, stop_after, shuffle, val_every, val_chunks, sample_every, sample_len, save_every, threads;
-    int eval_len, eval_window, eval_chunks, stream, generate, top_k;
+    int eval_len, eval_window, eval_chunks, stream, generate, top_k, dump_layer;
     double temperature;
     uint64_t seed;
     char given[64][24]; /* the flags given on the command line */
@@ -1488,6 +1529,9 @@ static void parse_args(Args *a, int argc, char **argv) {
         else if (!strcmp(f, "--resume")) a->resume = need_value(f, v);
         else if (!strcmp(f, "--eval")) a->eval = need_value(f, v);
         else if (!strcmp(f, "--prompt")) a->prompt = need_value(f, v);
+        else if (!strcmp(f, "--dump-losses")) a->dump_losses = need_value(f, v);
+        else if (!strcmp(f, "--dump-attn")) a->dump_attn = need_value(f, v);
+        else if (!strcmp(f, "--dump-layer")) a->dump_layer = (int)parse_int(f, v, 0, 4096);
         else if (!strcmp(f, "--batch")) a->batch = (int)parse_int(f, v, 1, BIG);
         else if (!strcmp(f, "--seq")) a->model.seq_len = (int)parse_int(f, v, 1, BIG);
         else if (!strcmp(f, "--window")) a->model.window = (int)parse_int(f, v, 1, BIG);
@@ -1542,6 +1586,10 @@ static void parse_args(Args *a, int argc, char **argv) {
     if ((a->eval || a->generate) && !a->init) die("%s needs --init CKPT", a->eval ? "--eval" : "--generate");
     if (a->eval && a->generate) die("--eval and --generate exclude each other");
     if (a->stream && !a->eval) die("--stream needs --eval SHARD");
+    if (a->dump_losses && (!a->eval || a->stream)) die("--dump-losses needs --eval SHARD (without --stream)");
+    if (a->dump_attn && !a->init) die("--dump-attn needs --init CKPT");
+    if (a->dump_attn && a->eval) die("--dump-attn works on --prompt TEXT, not with --eval");
+    if (flag_given(a, "--dump-layer") && !a->dump_attn) die("--dump-layer needs --dump-attn FILE");
 }
 
 /* With --init or --resume the model comes from the checkpoint: a shape flag that says
@@ -1614,7 +1662,11 @@ static int run_eval(Model *m, const Args *a) {
     } else {
         long K;
         int batch = (int)(16384 / E) > 1 ? (int)(16384 / E) : 1;
-        loss = evaluate(m, &s, E, W, a->eval_chunks, batch, &K);
+        FILE *dump = NULL;
+        if (a->dump_losses && !(dump = fopen(a->dump_losses, "wb")))
+            die("cannot open %s for writing: %s", a->dump_losses, strerror(errno));
+        loss = evaluate(m, &s, E, W, a->eval_chunks, batch, &K, dump);
+        if (dump && fclose(dump) != 0) die("cannot write %s: %s", a->dump_losses, strerror(errno));
         printf("eval: %ld chunks of %d tokens, window %d, %.1fs\n", K, E, W, now_seconds() - t0);
     }
     printf("eval_loss %.8f\n", loss);
@@ -1630,6 +1682,13 @@ static int run_generate(Model *m, const Args *a) {
     for (int i = 0; i < n; i++) {
         tokens[i] = (unsigned char)prompt[i];
         if (tokens[i] >= m->cfg.V) die("--prompt: byte %d at offset %d is not below the vocabulary size %d", tokens[i], i, m->cfg.V);
+    }
+    if (a->dump_attn) {
+        int W = a->eval_window ? a->eval_window : m->cfg.window;
+        dump_attention(m, tokens, n, W, a->dump_layer, a->dump_attn);
+        fprintf(stderr, "wrote the layer-%d attention over %d prompt tokens (window %d) to %s\n", a->dump_layer, n, W,
+                a->dump_attn);
+        if (!a->generate) { free(tokens); return 0; }
     }
     uint64_t rng = a->seed;
     fputs(a->prompt ? prompt : "", stdout);
@@ -1660,7 +1719,7 @@ int main(int argc, char **argv) {
     if (a.init) {
         check_no_flags(&a, model_flags, "--init (the model comes from the checkpoint)");
         checkpoint_load(a.init, &model, NULL);
-        if (a.eval || a.generate) {
+        if (a.eval || a.generate || a.dump_attn) {
             int rc = a.eval ? run_eval(&model, &a) : run_generate(&model, &a);
             model_free(&model);
             return rc;
@@ -1732,7 +1791,7 @@ int main(int argc, char **argv) {
         long cursor0 = loader.cursor, epoch0 = loader.epoch;
         uint64_t sample_rng0 = ts.sample_rng;
         if (a.val && a.val_every && step % a.val_every == 0) {
-            double vl = evaluate(&model, &val, T, model.cfg.window, a.val_chunks, B, NULL);
+            double vl = evaluate(&model, &val, T, model.cfg.window, a.val_chunks, B, NULL, NULL);
             printf("step %d val_loss %.4f\n", step, vl);
             fprintf(logf, "val %d loss %.6f\n", step, vl);
             fflush(logf);
@@ -1778,7 +1837,7 @@ int main(int argc, char **argv) {
     if (stop_requested) printf("interrupted at step %d: saving and exiting\n", ts.step);
     if (a.val && ts.step == a.opt.steps) { /* the final validation uses the whole val shard */
         long K;
-        double vl = evaluate(&model, &val, T, model.cfg.window, 0, B, &K);
+        double vl = evaluate(&model, &val, T, model.cfg.window, 0, B, &K, NULL);
         printf("step %d val_loss %.4f (all %ld chunks)\n", ts.step, vl, K);
         fprintf(logf, "val %d loss %.6f\n", ts.step, vl);
         fprintf(logf, "final_val_loss %.6f\n", vl);

@@ -441,6 +441,27 @@ flag_case "out of range" --init "$V/ok_ckpt.ckpt" --generate 0
 flag_case "out of range" --init "$V/ok_ckpt.ckpt" --generate -3
 flag_case "--prompt is empty" --init "$V/ok_ckpt.ckpt" --generate 5 --prompt ""
 flag_case "not a SWAT checkpoint" --init "$V/val.bin" --generate 5 --prompt "a"
+# the look-inside flags (--dump-losses, --dump-attn, --dump-layer)
+P3=$'\x01\x02\x03'
+flag_case "--dump-layer needs --dump-attn" --init "$V/ok_ckpt.ckpt" --generate 2 --prompt "$P3" --dump-layer 1
+flag_case "--dump-losses needs --eval" --init "$V/ok_ckpt.ckpt" --generate 2 --prompt "$P3" --dump-losses "$TMP/l.bin"
+flag_case "--dump-losses needs --eval" --init "$V/ok_ckpt.ckpt" --eval "$V/val.bin" --stream --dump-losses "$TMP/l.bin"
+flag_case "not with --eval" --init "$V/ok_ckpt.ckpt" --eval "$V/val.bin" --dump-attn "$TMP/a.bin"
+flag_case "--dump-attn needs --init" $FT --dump-attn "$TMP/a.bin"
+flag_case "the model has layers" --init "$V/ok_ckpt.ckpt" --prompt "$P3" --dump-attn "$TMP/a.bin" --dump-layer 99
+flag_case "more than 2048" --init "$V/ok_ckpt.ckpt" --prompt "$(head -c 2049 /dev/zero | tr '\0' '\1')" --dump-attn "$TMP/a.bin"
+flag_case "cannot open /proc/no/such" --init "$V/ok_ckpt.ckpt" --prompt "$P3" --dump-attn /proc/no/such
+flag_case "cannot open /proc/no/such" --init "$V/ok_ckpt.ckpt" --eval "$V/ok_shard16.bin" --dump-losses /proc/no/such
+run dump_attn --init "$V/ok_ckpt.ckpt" --prompt "$P3$P3" --dump-attn "$TMP/a.bin" --dump-layer 0
+H_T=$(od -An -t d4 -j 16 -N 8 "$TMP/a.bin" 2>/dev/null | tr -s ' ')  # " H T"
+read -r dump_h dump_t <<<"$H_T"
+want=$((32 + 4 * 6 + 4 * ${dump_h:-0} * 36))
+got=$(stat -c %s "$TMP/a.bin" 2>/dev/null || echo 0)
+check "--dump-attn writes 32 + 4T + 4HT^2 bytes for T=6 (H=${dump_h:-?}, T=${dump_t:-?}: $got of $want)" \
+  [ $RC -eq 0 -a "$(head -c 8 "$TMP/a.bin")" = SWATATTN -a "${dump_t:-0}" -eq 6 -a "$got" -eq "$want" ]
+run dump_losses --init "$V/ok_ckpt.ckpt" --eval "$V/ok_shard16.bin" --eval-len 5 --eval-chunks 3 --dump-losses "$TMP/l.bin"
+got=$(stat -c %s "$TMP/l.bin" 2>/dev/null || echo 0)
+check "--dump-losses writes K*E float32 (3 x 5 = 60 bytes: $got)" [ $RC -eq 0 -a "$got" -eq 60 ]
 # user text echoed in a message must not break the one-line promise
 flag_case "expected on or off" $FT --rope $'on\nsecond line'
 flag_case "cannot open token shard" --train "$TMP/new"$'\n'"line.bin" --steps 1 --warmup 0
