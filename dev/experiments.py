@@ -1,0 +1,401 @@
+"""
+SWAT experiments at CPU scale: the paper's ablation (Table 3) and length extrapolation (Table 2).
+
+Fu et al. (2025) train with a sliding window w on sequences much longer than w, with sigmoid
+attention, balanced ALiBi and RoPE ("AliRope"). This script trains nine small byte-level models
+on the King James Bible with ./train_swat (4 layers, width 144, 6 heads, window w = 32, 4096
+tokens per step, same seed, learning rate and number of steps) and evaluates each of them at
+E = 32, 128, 512, 2048 tokens (1x .. 64x the window):
+
+  vanilla-softmax-rope / vanilla-sigmoid-rope  window = training length = 32 (the baselines)
+  sliding-softmax-rope                         T = 256 (8w), softmax, RoPE
+  sliding-sigmoid-alibi-6:0 / 4:2 / 3:3        T = 256, sigmoid, ALiBi only (H:0, 2H/3:H/3, H/2:H/2)
+  swat                                         T = 256, sigmoid, ALiBi 3:3 + RoPE (the method)
+  swat-T64 / swat-T128                         swat trained on 2x and 4x the window
+
+Each evaluation is run twice: with the training window (W = w, sliding-window inference, linear
+in E) and with full attention over the evaluation length (W = E, the classic extrapolation test).
+Every E evaluates the same text: K = tokens // E chunks, each its own sequence from position 0.
+
+How to read the outputs (dev/results/<mode>/):
+  train_curves.png          validation loss against tokens seen (faint: training loss). It is
+                            measured on chunks of the run's own length T, so runs with different T
+                            are not strictly comparable here (nor is final_val_loss in the table).
+  length_extrapolation.png  left: W = w. In the paper, models trained with a sliding window stay
+                            flat or improve as E grows (more context flows through the layers),
+                            while vanilla models, which never slid their window in training, get
+                            worse. Right: W = E. Every model now attends to more keys, at larger
+                            distances, than it was trained with: vanilla RoPE models meet unseen
+                            positions; sigmoid heads are not normalised and ALiBi heads with a
+                            positive slope reward far keys, so only all-negative ALiBi stays sane.
+  swat_train_length.png     swat trained on T = 2w, 4w, 8w, evaluated with W = w.
+  results.md / results.csv  the numbers (bold = best in the column).
+
+Usage:  /usr/bin/python3 dev/experiments.py [--mode quick|full] [--only swat,swat-T64] [--plots-only]
+The script resumes: finished runs and cached evaluations are skipped, so re-run after a Ctrl-C.
+"""
+import argparse, csv, json, os, subprocess, sys, time
+import numpy as np
+import matplotlib
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN, VAL = "data/bible/train.bin", "data/bible/val.bin"
+MODEL = ["--layers", "4", "--dim", "144", "--heads", "6", "--ffn", "384"]
+WINDOW, TOKENS_PER_STEP, SEED = 32, 4096, 1337
+EVAL_LENS = [32, 128, 512, 2048]                      # 1x, 4x, 16x, 64x the window
+# Time on an idle 2-core machine: a step of 4096 tokens takes ~0.29 s whatever T is, so quick is
+# ~12 min (9 x 180 steps + evaluations) and full ~75-80 min. Other jobs on the cores slow it down.
+MODES = {
+    "quick": dict(steps=180, warmup=20, eval_tokens=32768),
+    "full": dict(steps=1500, warmup=40, eval_tokens=131072),
+}
+# name, attention, ALiBi NEG:POS, RoPE, training length T
+RUNS = [
+    ("vanilla-softmax-rope", "softmax", "0:0", "on", 32),
+    ("vanilla-sigmoid-rope", "sigmoid", "0:0", "on", 32),
+    ("sliding-softmax-rope", "softmax", "0:0", "on", 256),
+    ("sliding-sigmoid-alibi-6:0", "sigmoid", "6:0", "off", 256),
+    ("sliding-sigmoid-alibi-4:2", "sigmoid", "4:2", "off", 256),
+    ("sliding-sigmoid-alibi-3:3", "sigmoid", "3:3", "off", 256),
+    ("swat", "sigmoid", "3:3", "on", 256),
+    ("swat-T64", "sigmoid", "3:3", "on", 64),
+    ("swat-T128", "sigmoid", "3:3", "on", 128),
+]
+COLORS = dict(zip([r[0] for r in RUNS], ["#1f77b4", "#17becf", "#ff7f0e", "#8c564b", "#e377c2",
+                                         "#7f7f7f", "#d62728", "#2ca02c", "#9467bd"]))
+
+
+def fail(msg, cmd=None, stderr=""):
+    """Stop loudly: a missing result must never turn into a silently shorter table."""
+    if cmd:
+        print("command: " + " ".join(cmd), file=sys.stderr)
+        print("\n".join(stderr.strip().splitlines()[-15:]), file=sys.stderr)
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def call(cmd, want_stdout=False):
+    env = dict(os.environ, OMP_WAIT_POLICY="passive")  # don't spin idle threads on a shared machine
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE if want_stdout else subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        out, err = proc.communicate()
+    except KeyboardInterrupt:
+        proc.wait()  # Ctrl-C reached the trainer too: it is writing its checkpoint, let it finish
+        raise
+    return proc.returncode, out or "", err
+
+
+def write_json(path, obj):
+    tmp = path + ".tmp"  # temp + rename: an interrupted write leaves the old file intact
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def read_json(path, default):
+    if not os.path.exists(path):
+        return default
+    with open(path) as f:
+        return json.load(f)
+
+
+def parse_log(path):
+    """log.txt -> training losses, step times, validation losses (by step) and the final loss.
+    A resumed run appends to the log and may repeat a few steps: the last line for a step wins."""
+    train, ms, val, final = {}, {}, {}, None
+    if os.path.exists(path):
+        with open(path) as f:
+            lines = f.readlines()
+        for line in lines:
+            p = line.split()
+            if len(p) >= 4 and p[0] == "step":
+                train[int(p[1])] = float(p[3])
+                ms[int(p[1])] = float(p[p.index("ms") + 1])
+            elif len(p) == 4 and p[0] == "val":
+                val[int(p[1])] = float(p[3])
+            elif len(p) == 2 and p[0] == "final_val_loss":
+                final = float(p[1])
+    return dict(train=train, val=val, final=final, train_s=sum(ms.values()) / 1000)
+
+
+def run_dir(out, run):
+    return os.path.join(out, "runs", run[0].replace(":", "_"))  # ':' is not allowed in Windows paths
+
+
+def train_args(run, mode):
+    name, attn, alibi, rope, T = run
+    steps = MODES[mode]["steps"]
+    return ["--train", TRAIN, "--val", VAL, "--steps", str(steps), "--warmup", str(MODES[mode]["warmup"]),
+            "--batch", str(TOKENS_PER_STEP // T), "--seq", str(T), "--window", str(WINDOW), *MODEL,
+            "--attn", attn, "--alibi", alibi, "--rope", rope, "--seed", str(SEED)]
+
+
+def periodic_args(run, mode, threads):
+    """Flags allowed with --resume too. K = 8192 // T: every run validates on ~8192 tokens."""
+    steps = MODES[mode]["steps"]
+    return ["--val-every", str(max(1, steps // 20)), "--val-chunks", str(8192 // run[4]),
+            "--sample-every", "0", "--save-every", str(max(1, steps // 5)), "--threads", str(threads)]
+
+
+def train(run, mode, rdir, args):
+    """Train one run to completion: skip it if done, resume it if it has a checkpoint."""
+    log, ckpt = os.path.join(rdir, "log.txt"), os.path.join(rdir, "model.ckpt")
+    diverged = os.path.join(rdir, "diverged.txt")
+    if parse_log(log)["final"] is not None or os.path.exists(diverged):
+        return
+    os.makedirs(rdir, exist_ok=True)
+    spec = read_json(os.path.join(rdir, "run.json"), None)
+    if spec is not None and spec != train_args(run, mode):  # never mix two settings in one run
+        fail(f"{rdir} was started with other settings; delete it to retrain")
+    write_json(os.path.join(rdir, "run.json"), train_args(run, mode))
+    if os.path.exists(ckpt):
+        print(f"[{run[0]}] resuming from {ckpt}", flush=True)
+        cmd = [args.bin, "--resume", ckpt, "--out", rdir, "--train", TRAIN, "--val", VAL]
+    else:
+        print(f"[{run[0]}] training: T={run[4]} attn={run[1]} alibi={run[2]} rope={run[3]}", flush=True)
+        cmd = [args.bin, "--out", rdir] + train_args(run, mode)
+    cmd += periodic_args(run, mode, args.threads)
+    t0 = time.time()
+    rc, _, err = call(cmd)
+    if rc != 0 and "went non-finite" in err:
+        # Divergence is a result (the paper's vanilla sigmoid model diverges), not a crash:
+        # record it so the table shows it and re-runs don't retrain the run.
+        with open(diverged, "w") as f:
+            f.write(err.strip().splitlines()[-1] + "\n")
+        print(f"[{run[0]}] DIVERGED: {err.strip().splitlines()[-1]}", flush=True)
+        return
+    if rc != 0:
+        fail(f"training {run[0]} failed (exit {rc})", cmd, err)
+    if parse_log(log)["final"] is None:  # the trainer was stopped by a signal and saved itself
+        fail(f"{run[0]} stopped before its last step (interrupted?): run the same command again to continue")
+    print(f"[{run[0]}] done in {time.time() - t0:.0f} s, final val loss {parse_log(log)['final']:.4f}",
+          flush=True)
+
+
+def evaluate(run, rdir, E, W, tokens, args):
+    """Eval loss of the run's checkpoint at length E with window W, cached in evals.json."""
+    path, key = os.path.join(rdir, "evals.json"), f"E={E},W={W}"
+    cache = read_json(path, {})
+    if key in cache:
+        return cache[key]["loss"]
+    ckpt = os.path.join(rdir, "model.ckpt")
+    if not os.path.exists(ckpt):
+        fail(f"{ckpt} is missing: cannot evaluate {key} (delete {rdir} to retrain the run)")
+    cmd = [args.bin, "--init", ckpt, "--eval", VAL, "--eval-len", str(E), "--eval-window", str(W),
+           "--eval-chunks", str(tokens // E), "--threads", str(args.threads)]
+    t0 = time.time()
+    rc, out, err = call(cmd, want_stdout=True)
+    last = out.strip().splitlines()[-1].split() if out.strip() else []
+    if rc != 0 or len(last) != 2 or last[0] != "eval_loss":
+        fail(f"evaluating {run[0]} at {key} failed (exit {rc})", cmd, err + out)
+    cache[key] = dict(loss=float(last[1]), chunks=tokens // E)
+    write_json(path, cache)
+    print(f"[{run[0]}] eval E={E:4d} W={W:4d}: {float(last[1]):.4f}  ({time.time() - t0:.1f} s)", flush=True)
+    return float(last[1])
+
+
+def collect(run, rdir):
+    """Everything the table and plots need about one run, from its files only (no trainer)."""
+    log = parse_log(os.path.join(rdir, "log.txt"))
+    evals = read_json(os.path.join(rdir, "evals.json"), {})
+    div = os.path.join(rdir, "diverged.txt")
+    r = dict(name=run[0], attn=run[1], alibi=run[2], rope=run[3], T=run[4], log=log,
+             diverged=None, last_train=log["train"][max(log["train"])] if log["train"] else None)
+    if os.path.exists(div):  # keep "step N: ..." of the trainer's message
+        r["diverged"] = open(div).read().strip().replace("error: ", "").split(";")[0]
+    for E in EVAL_LENS:
+        for W, tag in ((WINDOW, f"W{WINDOW}"), (E, "Wfull")):
+            r[f"eval_E{E}_{tag}"] = evals.get(f"E={E},W={W}", {}).get("loss")
+    return r
+
+
+def fmt(v, best=None):
+    if v is None:
+        return "–"
+    s = f"{v:.3f}"
+    return f"**{s}**" if best is not None and abs(v - best) < 5e-4 else s
+
+
+def write_tables(rows, mode, out):
+    steps = MODES[mode]["steps"]
+    cols = [f"eval_E{E}_W{WINDOW}" for E in EVAL_LENS] + [f"eval_E{E}_Wfull" for E in EVAL_LENS]
+    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["name", "attn", "alibi", "rope", "T", "w", "steps", "tokens_seen", "train_time_s",
+                    "final_val_loss", "last_train_loss", "status"] + cols)
+        for r in rows:
+            num = lambda v: "" if v is None else f"{v:.6f}"
+            w.writerow([r["name"], r["attn"], r["alibi"], r["rope"], r["T"], WINDOW, steps,
+                        steps * TOKENS_PER_STEP, f"{r['log']['train_s']:.1f}", num(r["log"]["final"]),
+                        num(r["last_train"]), "diverged" if r["diverged"] else "ok"] + [num(r[c]) for c in cols])
+    best = {c: min([r[c] for r in rows if r[c] is not None], default=None) for c in cols}
+    md = [f"Eval loss (nats/byte) on the same {MODES[mode]['eval_tokens']} validation bytes at each length E; "
+          f"window w = {WINDOW}.", "",
+          "| run | T | " + " | ".join(f"E={E} W=w" for E in EVAL_LENS) + " | "
+          + " | ".join(f"E={E} W=E" for E in EVAL_LENS) + " |",
+          "|---|--:|" + "--:|" * len(cols)]
+    for r in rows:
+        name = r["name"] + (f" (diverged: {r['diverged']})" if r["diverged"] else "")
+        md.append(f"| {name} | {r['T']} | " + " | ".join(fmt(r[c], best[c]) for c in cols) + " |")
+    md += ["", f"`/usr/bin/python3 dev/experiments.py --mode {mode}`: {steps} steps of {TOKENS_PER_STEP} "
+               f"tokens per run ({steps * TOKENS_PER_STEP / 1e6:.2f} M tokens), seed {SEED}, lr 2e-3. "
+               "W=w: sliding-window inference; W=E: full attention over the evaluation length.", ""]
+    by = {r["name"]: r for r in rows}
+    if "vanilla-softmax-rope" in by and "swat" in by:  # the Table-2-style comparison
+        pairs = [(E, tag) for E in (512, 2048) for tag in (f"W{WINDOW}", "Wfull")]
+        md += ["| model (train length / window) | " + " | ".join(
+                   f"E={E} ({E // WINDOW}x) {'W=w' if tag != 'Wfull' else 'W=E'}" for E, tag in pairs) + " |",
+               "|---|" + "--:|" * len(pairs)]
+        for name in ("vanilla-softmax-rope", "swat"):
+            r = by[name]
+            md.append(f"| {name} ({r['T']}/{WINDOW}) | "
+                      + " | ".join(fmt(r[f"eval_E{E}_{t}"]) for E, t in pairs) + " |")
+        md += ["", "Paper (OpenWebText, w = 128, E = 16384): vanilla 128/128 4.84, SWAT 1024/128 3.01.", ""]
+    text = "\n".join(md)
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(text)
+    print(text)
+
+
+def style(name):
+    """Softmax runs dashed, vanilla runs thin, swat thick: the same look in every plot."""
+    lw = 1.0 if name.startswith("vanilla") else 3.0 if name == "swat" else 2.0 if name.startswith("swat") else 1.6
+    return dict(color=COLORS[name], lw=lw, ls="--" if "softmax" in name else "-")
+
+
+def legend(ax, **kw):
+    if ax.get_legend_handles_labels()[0]:  # a subset of runs (--only) may leave a panel empty
+        ax.legend(fontsize=8, **kw)
+
+
+def plot_curves(rows, path, steps):
+    """Loss against tokens seen. The last validation point (step == steps) is left out: it is
+    measured on the whole validation shard, the periodic ones on its first ~8192 tokens."""
+    vals = [v for r in rows for s, v in r["log"]["val"].items() if s < steps]
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for r in rows:
+        tr, va = r["log"]["train"], r["log"]["val"]
+        label = r["name"] + (" (diverged)" if r["diverged"] else "")
+        if len(tr) >= 5:  # faint, lightly smoothed training loss
+            s = sorted(tr)
+            y = np.convolve([tr[k] for k in s], np.ones(5) / 5, mode="valid")
+            ax.plot(np.array(s[4:]) * TOKENS_PER_STEP / 1e6, y, color=COLORS[r["name"]], alpha=0.2, lw=1)
+        s = sorted(k for k in va if k < steps)
+        ax.plot(np.array(s) * TOKENS_PER_STEP / 1e6, [va[k] for k in s], marker=".", label=label, **style(r["name"]))
+    if vals:  # a diverged or exploding run must not squash the interesting range
+        ax.set_ylim(min(vals) - 0.05, 3.5)
+    ax.set(xlabel="tokens seen (M)", ylabel="loss (nats/byte)",
+           title="Validation loss (dots, first 8192 val tokens) and training loss (faint)")
+    ax.grid(alpha=0.3)
+    legend(ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def panel(ax, rows, names, tag, title, logy=False):
+    """Eval loss against E for the runs in `names`. With logy the axis spans the blow-ups of
+    full-attention evaluation (up to a cap); points beyond the cap sit on the edge, labelled."""
+    pts = [r[f"eval_E{E}_{tag}"] for r in rows if r["name"] in names for E in EVAL_LENS]
+    pts = [p for p in pts if p is not None]
+    if not pts:
+        return
+    hi = min(max(pts) * 1.03, 16.0) if logy else max(pts) + 0.03
+    for r in rows:
+        if r["name"] not in names or r["diverged"]:
+            continue
+        xs = [E for E in EVAL_LENS if r[f"eval_E{E}_{tag}"] is not None]
+        ys = [r[f"eval_E{E}_{tag}"] for E in xs]
+        ax.plot(xs, np.minimum(ys, hi), marker="o", ms=4, label=r["name"], **style(r["name"]))
+        for x, y in zip(xs, ys):
+            if y > hi:
+                ax.annotate(f"{y:.1f}", (x, hi), xytext=(3, -10), textcoords="offset points",
+                            fontsize=7, color=COLORS[r["name"]])
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(EVAL_LENS)
+    ax.set_xticklabels([f"{E}\n{E // WINDOW}x" for E in EVAL_LENS])
+    if logy:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_yticks([t for t in (1.5, 2, 2.5, 3, 4, 5, 6, 8, 10, 12, 16) if min(pts) * 0.95 <= t <= hi])
+    ax.set(ylim=(min(pts) * 0.98 if logy else min(pts) - 0.03, hi), title=title,
+           xlabel="evaluation length E (tokens; multiple of the window)", ylabel="eval loss (nats/byte)")
+    ax.grid(alpha=0.3)
+
+
+def plot_all(rows, out, steps):
+    plot_curves(rows, os.path.join(out, "train_curves.png"), steps)
+
+    names = [r["name"] for r in rows]
+    fig, axs = plt.subplots(1, 2, figsize=(13, 5.8))
+    panel(axs[0], rows, names, f"W{WINDOW}", f"eval window = training window (W = {WINDOW})")
+    panel(axs[1], rows, names, "Wfull", "eval window = eval length (W = E; log scale)", logy=True)
+    handles, labels = axs[0].get_legend_handles_labels()
+    if handles:  # one legend under both panels, so it hides no line
+        fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    fig.savefig(os.path.join(out, "length_extrapolation.png"), dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    panel(ax, rows, ["swat-T64", "swat-T128", "swat"], f"W{WINDOW}",
+          f"SWAT by training length (W = {WINDOW}): T = 2w, 4w, 8w")
+    legend(ax)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "swat_train_length.png"), dpi=110)
+    plt.close(fig)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    ap.add_argument("--mode", choices=list(MODES), default="quick")
+    ap.add_argument("--out", help="results directory (default dev/results/<mode>)")
+    ap.add_argument("--bin", default="./train_swat", help="the trainer binary")
+    ap.add_argument("--only", help="comma-separated run names (default: all)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--plots-only", action="store_true", help="rebuild table and plots from existing results")
+    args = ap.parse_args()
+    os.chdir(REPO)  # the data paths and default binary are relative to the repository
+    out = args.out or os.path.join("dev", "results", args.mode)
+    runs = RUNS
+    if args.only:
+        wanted = args.only.split(",")
+        unknown = set(wanted) - {r[0] for r in RUNS}
+        if unknown:
+            fail(f"unknown run(s) {', '.join(sorted(unknown))}; known: {', '.join(r[0] for r in RUNS)}")
+        runs = [r for r in RUNS if r[0] in wanted]
+    t0 = time.time()
+    if not args.plots_only:
+        if not os.path.exists(args.bin):
+            fail(f"{args.bin} not found: build it with `make train_swat`")
+        if not (os.path.exists(TRAIN) and os.path.exists(VAL)):
+            fail(f"{TRAIN} not found: prepare the data with `make data/bible/train.bin`")
+        for run in runs:
+            rdir = run_dir(out, run)
+            train(run, args.mode, rdir, args)
+            if os.path.exists(os.path.join(rdir, "diverged.txt")):
+                continue  # a diverged model has nothing meaningful to evaluate
+            for E in EVAL_LENS:
+                for W in sorted({WINDOW, E}):  # at E = w the two windows are the same evaluation
+                    evaluate(run, rdir, E, W, MODES[args.mode]["eval_tokens"], args)
+    rows = [collect(r, run_dir(out, r)) for r in runs
+            if any(os.path.exists(os.path.join(run_dir(out, r), f)) for f in ("log.txt", "diverged.txt"))]
+    if not rows:
+        fail(f"no runs found in {out}/runs")
+    os.makedirs(out, exist_ok=True)
+    write_tables(rows, args.mode, out)
+    plot_all(rows, out, MODES[args.mode]["steps"])
+    print(f"wrote {out}/results.md, results.csv and 3 plots; total wall time {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("\ninterrupted: the checkpoints are saved; run the same command again to continue", file=sys.stderr)
+        sys.exit(130)
