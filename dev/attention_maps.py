@@ -92,7 +92,7 @@ def plot_maps(d, slopes, title, path):
     H, T, A = d["H"], d["T"], d["weights"]
     cols = min(H, 4)
     rows = (H + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.3 * rows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.5 * rows + 0.6), squeeze=False, constrained_layout=True)
     labels = [show_char(t) for t in d["tokens"]]
     step = max(1, T // 16)  # at most ~16 labelled characters per axis
     for h in range(rows * cols):
@@ -115,7 +115,6 @@ def plot_maps(d, slopes, title, path):
         if h // cols == rows - 1:
             ax.set_xlabel("key n", fontsize=7)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
