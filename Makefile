@@ -12,7 +12,7 @@ PYTHON ?= /usr/bin/python3
 DATA = data/bible
 STATES = dev/states
 
-.PHONY: all train test test-asan fuzz data states clean bench bench-gen
+.PHONY: all train test test-asan fuzz data states clean bench bench-gen experiments recall attention-figures
 all: train_swat test_swat data/prepare_text
 
 train_swat: train_swat.c Makefile
@@ -67,6 +67,23 @@ bench: train_swat data
 # Generation speed and memory for 1k, 8k and 64k tokens (a benchmark, not a test).
 bench-gen: train_swat
 	@bash dev/bench_gen.sh
+
+# The paper's experiments at CPU scale (dev/experiments.py): MODE=quick (under 20 minutes on
+# 2 cores) or MODE=full (the committed results in dev/results/full); resumable.
+MODE ?= quick
+experiments: train_swat data
+	@bash dev/need_matplotlib.sh $(PYTHON)
+	$(PYTHON) dev/experiments.py --mode $(MODE)
+
+# Key recall against distance: information beyond the window (dev/recall.py).
+recall: train_swat
+	@bash dev/need_matplotlib.sh $(PYTHON)
+	$(PYTHON) dev/recall.py
+
+# The attention maps in dev/results/attention (needs make train and the full experiment).
+attention-figures: train_swat data
+	@bash dev/need_matplotlib.sh $(PYTHON)
+	bash dev/attention_figures.sh
 
 clean:
 	rm -f train_swat test_swat test_swat_asan data/prepare_text
