@@ -230,12 +230,12 @@ def make_optimizer(p, lr, wd, betas=(0.9, 0.95), eps=1e-8):
                              lr=lr, betas=betas, eps=eps, foreach=False)
 
 
-def train_step(p, c, opt, x, y, lr_s, clip):
+def train_step(p, c, opt, x, y, lr_s, clip, block=256):
     """One step: loss and grads at the current params, clip, AdamW at lr_s.
     Returns (loss before the update, grad norm before clipping, clipping active)."""
     for g in opt.param_groups: g["lr"] = lr_s
     opt.zero_grad(set_to_none=True)
-    loss = loss_fn(forward(p, c, x), y)
+    loss = loss_fn(forward(p, c, x, block=block), y)
     loss.backward()
     plist = [p[n] for n in PARAM_NAMES]
     if clip > 0:   # grads *= clip/(norm+1e-6) if that is < 1
@@ -388,6 +388,8 @@ def main():
     a("--eval"); a("--eval-len", type=int, default=1024); a("--eval-window", type=int)
     a("--eval-chunks", type=int, default=0, help="max chunks, 0 = all")
     a("--bench-steps", type=int, default=0)
+    a("--attn-block", type=int, default=256,
+      help="queries per attention block in training (0: one block = the usual masked T x T attention)")
     a("--write-states"); a("--self-test", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(max(1, args.threads))
@@ -429,6 +431,8 @@ def main():
     if B < 1 or T < 1: die("--batch and --seq must be >= 1")
     if args.steps < 0 or args.warmup < 0 or args.bench_steps < 0: die("--steps, --warmup, --bench-steps must be >= 0")
     bench = args.bench_steps > 0
+    if args.attn_block < 0: die("--attn-block must be >= 0")
+    block = args.attn_block or T
     dtype = torch.float32 if bench else getattr(torch, args.dtype)
     if args.train:
         train = read_shard(args.train, c.V)
@@ -452,17 +456,17 @@ def main():
     if bench:
         steps = args.bench_steps
         sched = lambda s: lr_at(s, args.lr, args.warmup, steps + 1, args.min_lr_ratio)
-        train_step(p, c, opt, *loader.next(), sched(0), args.clip)      # warm-up step, not timed
+        train_step(p, c, opt, *loader.next(), sched(0), args.clip, block)  # warm-up step, not timed
         t0 = time.perf_counter()
         for s in range(steps):
-            train_step(p, c, opt, *loader.next(), sched(s + 1), args.clip)
+            train_step(p, c, opt, *loader.next(), sched(s + 1), args.clip, block)
         dt = time.perf_counter() - t0
         print(f"bench tokens_per_s {steps * B * T / dt:.1f} ms_per_step {1000 * dt / steps:.3f}")
         return
 
     for s in range(args.steps):
         lr_s = lr_at(s, args.lr, args.warmup, args.steps, args.min_lr_ratio)
-        loss, norm, _ = train_step(p, c, opt, *loader.next(), lr_s, args.clip)
+        loss, norm, _ = train_step(p, c, opt, *loader.next(), lr_s, args.clip, block)
         print(f"step {s + 1}/{args.steps} loss {loss:.6f} lr {lr_s:.6e} norm {norm:.4f}")
         if val is not None and args.val_every > 0 and (s + 1) % args.val_every == 0 and s + 1 < args.steps:
             print(f"val_loss {val_loss():.6f}")
