@@ -64,7 +64,7 @@ static void fz_run(const char *path, const uint8_t *data, size_t size) {
                      .alibi_neg = 1, .alibi_pos = 1, .rope = 1, .rope_theta = 10000, .seq_len = T};
     model_create(&fz_model, &c); /* zero weights: the loss is log V, the indexing is what is tested */
     if ((fz_shard.n - 1) / E >= 1) {
-        double loss = evaluate(&fz_model, &fz_shard, E, W, 4, 2, NULL);
+        double loss = evaluate(&fz_model, &fz_shard, E, W, 4, 2, NULL, NULL);
         if (!(loss >= 0)) abort();
     }
     double sloss = evaluate_stream(&fz_model, &fz_shard, W, 32);
