@@ -231,19 +231,50 @@ static void param_init(const ModelConfig *c, float *block, uint64_t seed) {
 /* 4. layers                                                                             */
 /* ------------------------------------------------------------------------------------ */
 
+/* ---- 4.0 exp --------------------------------------------------------------------------
+ * Sigmoid, softmax, SwiGLU and the cross-entropy call exp millions of times per step, and
+ * libm's expf is a function call the compiler cannot vectorise. exp_approx is branch-free
+ * arithmetic it can: exp(x) = 2^k exp(r) with k = round(x / ln 2) and r = x - k ln 2
+ * (|r| <= ln2/2; ln 2 in two parts so r is exact), exp(r) by Cephes' degree-7 polynomial,
+ * and 2^k written straight into the exponent bits. Relative error below 1.5 ulp (measured
+ * over [-87, 88]); inputs are clamped there, where exp stays a normal float. */
+static inline float exp_approx(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float k = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest: 12582912 = 1.5*2^23 */
+    float r = x - k * 0.693359375f + k * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)k + 127) << 23; /* 2^k as a float */
+    float two_k;
+    memcpy(&two_k, &bits, sizeof two_k);
+    return p * two_k;
+}
+static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
+
 /* ---- 4.1 matrix multiplication ------------------------------------------------------
  * Almost all of the FLOPs are in three products per linear layer y = x W^T:
  *   forward        y  = x W^T      (N, OUT) = (N, IN) (IN, OUT)
  *   backward       dx += dy W      (N, IN)  = (N, OUT) (OUT, IN)
  *                  dW += dy^T x    (OUT, IN) = (OUT, N) (N, IN)
  * One routine does all three: Cm (+)= A B, where A and B are read through strides so that
- * a transpose is only a different stride. It is blocked the classic way (GotoBLAS): B is
- * packed into contiguous panels of NR columns, KC rows at a time, and a register tile of
- * MR x NR outputs accumulates over a slab of KC rows while that slab sits in cache. The
- * tile is plain C that the compiler turns into vector FMAs.
- * Threads take chunks of GEMM_MC output rows as they become free (a busy core then simply
- * takes fewer chunks), and each output sums over k in the same order whichever thread
- * computes it: the result does not depend on the thread count. */
+ * a transpose is only a different stride. It is blocked the classic way (GotoBLAS):
+ *   - K is cut into blocks of KC; for each, B's KC rows are copied ("packed") into panels
+ *     of NR columns, each panel kc x NR contiguous, small enough to stay in cache;
+ *   - A's rows are packed the same way, MR rows at a time, k-major;
+ *   - a register tile of MR x NR outputs runs over the kc values of k, one vector of B and
+ *     MR broadcast values of A per step: MR*NR/16 vector FMAs per two contiguous loads.
+ * The tile is plain C that the compiler turns into vector FMAs (16 of them per k with
+ * AVX-512's 8 x 32 tile; 12 with the 6 x 16 tile elsewhere).
+ * Threads take chunks of output rows as they become free (a busy core then simply takes
+ * fewer chunks), k-blocks are done in order with a barrier between them, and each output
+ * sums over k in the same order whichever thread computes it: the result does not depend
+ * on the thread count. gemm_serial is the same product done by one thread (attention uses
+ * it on small blocks, inside its own parallel loop). */
 #if defined(__AVX512F__)
 #define GEMM_MR 8
 #define GEMM_NR 32
@@ -252,21 +283,17 @@ static void param_init(const ModelConfig *c, float *block, uint64_t seed) {
 #define GEMM_NR 16
 #endif
 #define GEMM_KC 256
-#define GEMM_NC 1024
 #define GEMM_MC (8 * GEMM_MR)
 
-/* acc[MR][NR] = sum over kc of A(row r, k) * Bp[k][0..NR), then store or add into Cm. */
-static inline void gemm_tile(int kc, const float *const *arow, long aks, const float *Bp,
-                             float *Cm, long ldc, int mr, int nr, int add) {
+/* acc[MR][NR] = sum over kc of Ap[k][r] * Bp[k][0..NR), then store or add into Cm. */
+static inline void gemm_tile(int kc, const float *Ap, const float *Bp, float *Cm, long ldc, int mr, int nr, int add) {
     float acc[GEMM_MR][GEMM_NR];
     for (int r = 0; r < GEMM_MR; r++)
         for (int j = 0; j < GEMM_NR; j++) acc[r][j] = 0.0f;
     for (int k = 0; k < kc; k++) {
-        const float *b = Bp + (long)k * GEMM_NR;
-        for (int r = 0; r < GEMM_MR; r++) {
-            float a = arow[r][k * aks];
-            for (int j = 0; j < GEMM_NR; j++) acc[r][j] += a * b[j];
-        }
+        const float *a = Ap + (long)k * GEMM_MR, *b = Bp + (long)k * GEMM_NR;
+        for (int r = 0; r < GEMM_MR; r++)
+            for (int j = 0; j < GEMM_NR; j++) acc[r][j] += a[r] * b[j];
     }
     for (int r = 0; r < mr; r++) {
         float *c = Cm + r * ldc;
@@ -275,7 +302,59 @@ static inline void gemm_tile(int kc, const float *const *arow, long aks, const f
     }
 }
 
-/* The packed copy of B, grown to the largest product seen. */
+/* Panels [p0, p1) of B's rows k0 .. k0+kc-1: panel p at Bp + p*kc*NR, zero past column N. */
+static void gemm_pack_b(float *Bp, const float *B, long bks, long bns, int N, int k0, int kc, int p0, int p1) {
+    for (int p = p0; p < p1; p++)
+        for (int k = 0; k < kc; k++)
+            for (int j = 0; j < GEMM_NR; j++) {
+                int n = p * GEMM_NR + j;
+                Bp[(long)p * kc * GEMM_NR + k * GEMM_NR + j] = n < N ? B[(long)(k0 + k) * bks + (long)n * bns] : 0.0f;
+            }
+}
+
+/* Rows [m_start, m_end) of Cm (+)= A(those rows, k0 .. k0+kc-1) times the packed k-block
+ * of B. The rows of A are packed into Ap (room for (m_end-m_start) x kc, rounded up to MR
+ * rows) in strips of MR rows, Ap[strip][k][r], zero past the last row. */
+static void gemm_rows(float *Cm, long ldc, const float *A, long ars, long aks, const float *Bp, float *Ap,
+                      int m_start, int m_end, int N, int k0, int kc, int add) {
+    for (int m0 = m_start; m0 < m_end; m0 += GEMM_MR)
+        for (int k = 0; k < kc; k++)
+            for (int r = 0; r < GEMM_MR; r++)
+                Ap[(long)(m0 - m_start) * kc + k * GEMM_MR + r] =
+                    m0 + r < m_end ? A[(long)(m0 + r) * ars + (long)(k0 + k) * aks] : 0.0f;
+    for (int n = 0; n < N; n += GEMM_NR) {
+        int nr = N - n < GEMM_NR ? N - n : GEMM_NR;
+        for (int m0 = m_start; m0 < m_end; m0 += GEMM_MR) {
+            int mr = m_end - m0 < GEMM_MR ? m_end - m0 : GEMM_MR;
+            gemm_tile(kc, Ap + (long)(m0 - m_start) * kc, Bp + (long)(n / GEMM_NR) * kc * GEMM_NR,
+                      Cm + (long)m0 * ldc + n, ldc, mr, nr, add || k0 > 0);
+        }
+    }
+}
+
+/* Floats of scratch that gemm_serial needs for products with at most N columns. */
+static size_t gemm_scratch_floats(int N) {
+    return (size_t)GEMM_KC * ((N + GEMM_NR - 1) / GEMM_NR) * GEMM_NR + (size_t)GEMM_MC * GEMM_KC;
+}
+
+/* Cm[m*ldc + n] (+)= sum_k A[m*ars + k*aks] * B[k*bks + n*bns], for m < M, n < N, k < K,
+ * by the calling thread alone. With add = 0 the old contents of Cm are overwritten. */
+static void gemm_serial(float *Cm, long ldc, const float *A, long ars, long aks, const float *B, long bks, long bns,
+                        int M, int N, int K, int add, float *scratch) {
+    int panels = (N + GEMM_NR - 1) / GEMM_NR;
+    float *Bp = scratch, *Ap = scratch + (size_t)GEMM_KC * panels * GEMM_NR;
+    if (K <= 0 && !add)
+        for (int m = 0; m < M; m++) memset(Cm + m * ldc, 0, N * sizeof(float));
+    for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+        int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+        gemm_pack_b(Bp, B, bks, bns, N, k0, kc, 0, panels);
+        for (int m0 = 0; m0 < M; m0 += GEMM_MC)
+            gemm_rows(Cm, ldc, A, ars, aks, Bp, Ap, m0, m0 + GEMM_MC < M ? m0 + GEMM_MC : M, N, k0, kc, add);
+    }
+}
+
+/* The scratch of the parallel gemm: one packed k-block of B, shared, and one block of A per
+ * thread; grown to the largest product seen. */
 static float *gemm_pack_buffer(size_t floats) {
     static float *buf = NULL;
     static size_t capacity = 0;
@@ -287,8 +366,7 @@ static float *gemm_pack_buffer(size_t floats) {
     return buf;
 }
 
-/* Cm[m*ldc + n] (+)= sum_k A[m*ars + k*aks] * B[k*bks + n*bns], for m < M, n < N, k < K.
- * With add = 0 the old contents of Cm are overwritten. */
+/* The same product as gemm_serial, by all threads. */
 static void gemm(float *Cm, long ldc, const float *A, long ars, long aks, const float *B,
                  long bks, long bns, int M, int N, int K, int add) {
     if (M <= 0 || N <= 0) return;
@@ -296,44 +374,28 @@ static void gemm(float *Cm, long ldc, const float *A, long ars, long aks, const 
         if (!add) for (int m = 0; m < M; m++) memset(Cm + m * ldc, 0, N * sizeof(float));
         return;
     }
-    int panels = (N + GEMM_NR - 1) / GEMM_NR, kblocks = (K + GEMM_KC - 1) / GEMM_KC;
-    long npad = (long)panels * GEMM_NR;
-    /* Bp: k-block kb, panel p starts at kb*KC*npad + p*kc*NR and holds kc x NR floats */
-    float *Bp = gemm_pack_buffer((size_t)K * npad);
+    int panels = (N + GEMM_NR - 1) / GEMM_NR;
+    /* chunks of mc rows, a multiple of MR: GEMM_MC, or smaller when M is small, so that
+     * every thread gets several chunks and a slow thread can be made up for */
+    int strips = (M + GEMM_MR - 1) / GEMM_MR, per_chunk = GEMM_MC / GEMM_MR;
+    while (per_chunk > 1 && strips < 4 * num_threads() * per_chunk) per_chunk /= 2;
+    int mc = per_chunk * GEMM_MR, chunks = (M + mc - 1) / mc;
+    size_t bfloats = (size_t)GEMM_KC * panels * GEMM_NR;
+    float *Bp = gemm_pack_buffer(bfloats + (size_t)num_threads() * GEMM_MC * GEMM_KC);
     #pragma omp parallel
     {
-        #pragma omp for schedule(static)
-        for (long job = 0; job < (long)kblocks * panels; job++) {
-            int kb = (int)(job / panels), p = (int)(job % panels), k0 = kb * GEMM_KC;
+#ifdef _OPENMP
+        float *Ap = Bp + bfloats + (size_t)omp_get_thread_num() * GEMM_MC * GEMM_KC;
+#else
+        float *Ap = Bp + bfloats;
+#endif
+        for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
             int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
-            float *dst = Bp + (long)k0 * npad + (long)p * kc * GEMM_NR;
-            for (int k = 0; k < kc; k++)
-                for (int j = 0; j < GEMM_NR; j++) {
-                    int n = p * GEMM_NR + j;
-                    dst[k * GEMM_NR + j] = n < N ? B[(long)(k0 + k) * bks + (long)n * bns] : 0.0f;
-                }
-        }
-        /* the implicit barrier above: B is packed */
-        int chunks = (M + GEMM_MC - 1) / GEMM_MC;
-        #pragma omp for schedule(dynamic, 1)
-        for (int ch = 0; ch < chunks; ch++) {
-            int mend = (ch + 1) * GEMM_MC < M ? (ch + 1) * GEMM_MC : M;
-            for (int n0 = 0; n0 < N; n0 += GEMM_NC)
-                for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
-                    int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
-                    int nend = n0 + GEMM_NC < N ? n0 + GEMM_NC : N;
-                    for (int m0 = ch * GEMM_MC; m0 < mend; m0 += GEMM_MR) {
-                        int mr = mend - m0 < GEMM_MR ? mend - m0 : GEMM_MR;
-                        const float *arow[GEMM_MR];
-                        for (int r = 0; r < GEMM_MR; r++) /* rows past the end repeat the last row */
-                            arow[r] = A + (long)(m0 + (r < mr ? r : mr - 1)) * ars + (long)k0 * aks;
-                        for (int n = n0; n < nend; n += GEMM_NR) {
-                            int nr = nend - n < GEMM_NR ? nend - n : GEMM_NR;
-                            gemm_tile(kc, arow, aks, Bp + (long)k0 * npad + (long)(n / GEMM_NR) * kc * GEMM_NR,
-                                      Cm + (long)m0 * ldc + n, ldc, mr, nr, add || k0 > 0);
-                        }
-                    }
-                }
+            #pragma omp for schedule(static)
+            for (int p = 0; p < panels; p++) gemm_pack_b(Bp, B, bks, bns, N, k0, kc, p, p + 1);
+            #pragma omp for schedule(dynamic, 1)
+            for (int ch = 0; ch < chunks; ch++)
+                gemm_rows(Cm, ldc, A, ars, aks, Bp, Ap, ch * mc, (ch + 1) * mc < M ? (ch + 1) * mc : M, N, k0, kc, add);
         }
     }
 }
@@ -500,10 +562,10 @@ static void attention_forward(float *out, float *att, const float *q, const floa
                     if (a[d] > maxs) maxs = a[d];
                 }
                 if (mode == ATTN_SIGMOID) {
-                    for (int d = 0; d < nd; d++) a[d] = 1.0f / (1.0f + expf(-a[d]));
+                    for (int d = 0; d < nd; d++) a[d] = sigmoid(a[d]);
                 } else {
                     float sum = 0.0f;
-                    for (int d = 0; d < nd; d++) { a[d] = expf(a[d] - maxs); sum += a[d]; }
+                    for (int d = 0; d < nd; d++) { a[d] = exp_approx(a[d] - maxs); sum += a[d]; }
                     for (int d = 0; d < nd; d++) a[d] /= sum;
                 }
                 for (int d = nd; d < Wb; d++) a[d] = 0.0f;
@@ -561,7 +623,7 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
 static void swiglu_forward(float *out, const float *gate, const float *up, long N) {
     #pragma omp parallel for schedule(static)
     for (long i = 0; i < N; i++) {
-        float sg = 1.0f / (1.0f + expf(-gate[i]));
+        float sg = sigmoid(gate[i]);
         out[i] = gate[i] * sg * up[i];
     }
 }
@@ -570,7 +632,7 @@ static void swiglu_backward(float *dgate, float *dup, const float *dout, const f
                             const float *up, long N) {
     #pragma omp parallel for schedule(static)
     for (long i = 0; i < N; i++) {
-        float g = gate[i], sg = 1.0f / (1.0f + expf(-g));
+        float g = gate[i], sg = sigmoid(g);
         dup[i] += dout[i] * g * sg;
         dgate[i] += dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
     }
@@ -586,7 +648,7 @@ static void crossentropy_forward(float *losses, const float *logits, const int *
         float maxz = -FLT_MAX;
         for (int i = 0; i < V; i++) if (z[i] > maxz) maxz = z[i];
         double sum = 0.0;
-        for (int i = 0; i < V; i++) sum += expf(z[i] - maxz);
+        for (int i = 0; i < V; i++) sum += exp_approx(z[i] - maxz);
         losses[t] = (float)(log(sum) + maxz - z[targets[t]]);
     }
 }
@@ -600,8 +662,8 @@ static void crossentropy_backward(float *dlogits, const float *logits, const int
         float maxz = -FLT_MAX;
         for (int i = 0; i < V; i++) if (z[i] > maxz) maxz = z[i];
         float sum = 0.0f;
-        for (int i = 0; i < V; i++) sum += expf(z[i] - maxz);
-        for (int i = 0; i < V; i++) dz[i] += (expf(z[i] - maxz) / sum - (i == targets[t])) * dloss;
+        for (int i = 0; i < V; i++) sum += exp_approx(z[i] - maxz);
+        for (int i = 0; i < V; i++) dz[i] += (exp_approx(z[i] - maxz) / sum - (i == targets[t])) * dloss;
     }
 }
 
@@ -1221,10 +1283,10 @@ static void infer_step(InferState *s, int token) {
                 if (a[d] > maxs) maxs = a[d];
             }
             if (c->attn == ATTN_SIGMOID) {
-                for (int d = 0; d < nd; d++) a[d] = 1.0f / (1.0f + expf(-a[d]));
+                for (int d = 0; d < nd; d++) a[d] = sigmoid(a[d]);
             } else {
                 float sum = 0.0f;
-                for (int d = 0; d < nd; d++) { a[d] = expf(a[d] - maxs); sum += a[d]; }
+                for (int d = 0; d < nd; d++) { a[d] = exp_approx(a[d] - maxs); sum += a[d]; }
                 for (int d = 0; d < nd; d++) a[d] /= sum;
             }
             float *oh = s->o + h * D;
@@ -1346,7 +1408,7 @@ static double evaluate_stream(const Model *m, const Shard *s, int W, long max_to
         float maxz = -FLT_MAX;
         for (int v = 0; v < m->cfg.V; v++) if (z[v] > maxz) maxz = z[v];
         double sum = 0.0;
-        for (int v = 0; v < m->cfg.V; v++) sum += expf(z[v] - maxz);
+        for (int v = 0; v < m->cfg.V; v++) sum += exp_approx(z[v] - maxz);
         total += log(sum) + maxz - z[s->tokens[i + 1]];
     }
     infer_free(&st);
