@@ -304,12 +304,18 @@ static inline void gemm_tile(int kc, const float *Ap, const float *Bp, float *Cm
 
 /* Panels [p0, p1) of B's rows k0 .. k0+kc-1: panel p at Bp + p*kc*NR, zero past column N. */
 static void gemm_pack_b(float *Bp, const float *B, long bks, long bns, int N, int k0, int kc, int p0, int p1) {
-    for (int p = p0; p < p1; p++)
-        for (int k = 0; k < kc; k++)
-            for (int j = 0; j < GEMM_NR; j++) {
-                int n = p * GEMM_NR + j;
-                Bp[(long)p * kc * GEMM_NR + k * GEMM_NR + j] = n < N ? B[(long)(k0 + k) * bks + (long)n * bns] : 0.0f;
-            }
+    for (int p = p0; p < p1; p++) {
+        float *dst = Bp + (long)p * kc * GEMM_NR;
+        const float *src = B + (long)k0 * bks + (long)p * GEMM_NR * bns;
+        if ((p + 1) * GEMM_NR <= N) { /* a full panel: no bounds to check */
+            for (int k = 0; k < kc; k++)
+                for (int j = 0; j < GEMM_NR; j++) dst[k * GEMM_NR + j] = src[k * bks + j * bns];
+        } else {
+            for (int k = 0; k < kc; k++)
+                for (int j = 0; j < GEMM_NR; j++)
+                    dst[k * GEMM_NR + j] = p * GEMM_NR + j < N ? src[k * bks + j * bns] : 0.0f;
+        }
+    }
 }
 
 /* Rows [m_start, m_end) of Cm (+)= A(those rows, k0 .. k0+kc-1) times the packed k-block
@@ -317,11 +323,17 @@ static void gemm_pack_b(float *Bp, const float *B, long bks, long bns, int N, in
  * rows) in strips of MR rows, Ap[strip][k][r], zero past the last row. */
 static void gemm_rows(float *Cm, long ldc, const float *A, long ars, long aks, const float *Bp, float *Ap,
                       int m_start, int m_end, int N, int k0, int kc, int add) {
-    for (int m0 = m_start; m0 < m_end; m0 += GEMM_MR)
-        for (int k = 0; k < kc; k++)
-            for (int r = 0; r < GEMM_MR; r++)
-                Ap[(long)(m0 - m_start) * kc + k * GEMM_MR + r] =
-                    m0 + r < m_end ? A[(long)(m0 + r) * ars + (long)(k0 + k) * aks] : 0.0f;
+    for (int m0 = m_start; m0 < m_end; m0 += GEMM_MR) {
+        float *dst = Ap + (long)(m0 - m_start) * kc;
+        const float *src = A + (long)m0 * ars + (long)k0 * aks;
+        if (m0 + GEMM_MR <= m_end) { /* a full strip */
+            for (int k = 0; k < kc; k++)
+                for (int r = 0; r < GEMM_MR; r++) dst[k * GEMM_MR + r] = src[r * ars + k * aks];
+        } else {
+            for (int k = 0; k < kc; k++)
+                for (int r = 0; r < GEMM_MR; r++) dst[k * GEMM_MR + r] = m0 + r < m_end ? src[r * ars + k * aks] : 0.0f;
+        }
+    }
     for (int n = 0; n < N; n += GEMM_NR) {
         int nr = N - n < GEMM_NR ? N - n : GEMM_NR;
         for (int m0 = m_start; m0 < m_end; m0 += GEMM_MR) {
@@ -522,62 +534,75 @@ static void rope_backward(float *dx, const float *cos_t, const float *sin_t, int
  *   dv_n += a * do_m
  *   sigmoid: ds = da * a * (1 - a)      softmax: ds = a * (da - sum_d a*da)
  *   dq_m += ds * k_n / sqrt(D)          dk_n += ds * q_m / sqrt(D)
+ * To run at matrix-product speed, the queries go in blocks of ATTN_QB: a block [m0, m1)
+ * sees the keys [m1-1-(Wb-1) .. m1-1] ∩ [0, m1), nk <= QB+Wb-1 of them, and every sum
+ * above becomes a small product over that block, done by gemm_serial:
+ *   S  = Q K^T                (QB, nk)   then P = the band of S mapped to weights, 0 elsewhere
+ *   O  = P V                  (QB, D)
+ *   dP = dO V^T               (QB, nk)   then dS = dP mapped back through the weights
+ *   dQ += dS K,  dK += dS^T Q,  dV += P^T dO
+ * The entries outside the band are computed and thrown away (about QB/(QB+Wb) of them):
+ * cheaper than doing the band one query at a time.
  * Heads and sequences are independent, so threads take whole (b, h) pairs, as they become
  * free; each pair's arithmetic is the same whichever thread does it. */
+#define ATTN_QB 32
 static int band_width(int window, int T) { return window < T ? window : T; }
 
-/* The dot products of one vector with a run of keys (or values) are the inner loop of
- * attention. Each (b, h) pair first copies its head's keys into xt (D, T), transposed, so
- * that dots[j] = vec . x[n0 + j] runs over j in contiguous memory and vectorises. */
-static void head_transposed(float *xt, const float *x, int b, int h, int T, int C, int D) {
-    for (int n = 0; n < T; n++)
-        for (int i = 0; i < D; i++) xt[(long)i * T + n] = x[((long)b * T + n) * C + h * D + i];
+/* Row r of a query block [m0, ...) whose keys start at n0: query m = m0+r sees keys
+ * n = m-nd+1 .. m, which are columns j = n - n0 from *jlo to *jlo+nd-1. Returns nd. */
+static int band_row(int m, int n0, int Wb, int *jlo) {
+    int nd = m + 1 < Wb ? m + 1 : Wb;
+    *jlo = m - nd + 1 - n0;
+    return nd;
 }
-static void band_dots(float *dots, const float *vec, const float *xt, int T, int D, int n0, int nd) {
-    for (int j = 0; j < nd; j++) dots[j] = 0.0f;
-    for (int i = 0; i < D; i++) {
-        const float *row = xt + (long)i * T + n0;
-        for (int j = 0; j < nd; j++) dots[j] += vec[i] * row[j];
-    }
+
+/* The per-thread scratch of attention: the blocks P and dP, and gemm_serial's packing. */
+static float *attention_scratch(int Wb, size_t *block_floats) {
+    int kmax = ATTN_QB + Wb - 1;
+    *block_floats = (size_t)ATTN_QB * kmax;
+    return xcalloc(2 * *block_floats + gemm_scratch_floats(kmax > ATTN_QB ? kmax : ATTN_QB), sizeof(float),
+                   "attention scratch");
 }
 
 static void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                               const float *slopes, int B, int T, int C, int H, int window, int mode) {
     int D = C / H, Wb = band_width(window, T);
     float scale = 1.0f / sqrtf((float)D);
-    #pragma omp parallel for collapse(2) schedule(dynamic, 1)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            float *kt = xcalloc((size_t)D * T, sizeof(float), "attention scratch");
-            float *dots = xcalloc(Wb, sizeof(float), "attention scratch");
-            head_transposed(kt, k, b, h, T, C, D);
-            for (int m = 0; m < T; m++) {
-                const float *qm = q + ((long)b * T + m) * C + h * D;
-                float *a = att + (((long)b * H + h) * T + m) * Wb;
-                int nd = m + 1 < Wb ? m + 1 : Wb; /* keys in the band: n = m-nd+1 .. m */
-                band_dots(dots, qm, kt, T, D, m - nd + 1, nd);
-                float maxs = -FLT_MAX;
-                for (int d = 0; d < nd; d++) { /* key n = m-d is dots[nd-1-d] */
-                    a[d] = dots[nd - 1 - d] * scale + slopes[h] * d;
-                    if (a[d] > maxs) maxs = a[d];
+    #pragma omp parallel
+    {
+        size_t bf;
+        float *P = attention_scratch(Wb, &bf), *scratch = P + 2 * bf;
+        #pragma omp for collapse(2) schedule(dynamic, 1)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                for (int m0 = 0; m0 < T; m0 += ATTN_QB) {
+                    int m1 = m0 + ATTN_QB < T ? m0 + ATTN_QB : T, n0 = m0 - Wb + 1 > 0 ? m0 - Wb + 1 : 0, nk = m1 - n0;
+                    long q0 = ((long)b * T + m0) * C + h * D, k0 = ((long)b * T + n0) * C + h * D;
+                    gemm_serial(P, nk, q + q0, C, 1, k + k0, 1, C, m1 - m0, nk, D, 0, scratch); /* S = Q K^T */
+                    for (int m = m0; m < m1; m++) {
+                        float *p = P + (long)(m - m0) * nk, *a = att + (((long)b * H + h) * T + m) * Wb;
+                        int jlo, nd = band_row(m, n0, Wb, &jlo), jhi = jlo + nd - 1; /* column of key m */
+                        float maxs = -FLT_MAX;
+                        for (int j = jlo; j <= jhi; j++) { /* distance d = jhi - j */
+                            p[j] = p[j] * scale + slopes[h] * (float)(jhi - j);
+                            maxs = p[j] > maxs ? p[j] : maxs;
+                        }
+                        if (mode == ATTN_SIGMOID) {
+                            for (int j = jlo; j <= jhi; j++) p[j] = sigmoid(p[j]);
+                        } else {
+                            float sum = 0.0f;
+                            for (int j = jlo; j <= jhi; j++) { p[j] = exp_approx(p[j] - maxs); sum += p[j]; }
+                            for (int j = jlo; j <= jhi; j++) p[j] /= sum;
+                        }
+                        for (int j = 0; j < jlo; j++) p[j] = 0.0f;
+                        for (int j = jhi + 1; j < nk; j++) p[j] = 0.0f;
+                        for (int d = 0; d < nd; d++) a[d] = p[jhi - d];
+                        for (int d = nd; d < Wb; d++) a[d] = 0.0f;
+                    }
+                    gemm_serial(out + q0, C, P, nk, 1, v + k0, C, 1, m1 - m0, D, nk, 0, scratch); /* O = P V */
                 }
-                if (mode == ATTN_SIGMOID) {
-                    for (int d = 0; d < nd; d++) a[d] = sigmoid(a[d]);
-                } else {
-                    float sum = 0.0f;
-                    for (int d = 0; d < nd; d++) { a[d] = exp_approx(a[d] - maxs); sum += a[d]; }
-                    for (int d = 0; d < nd; d++) a[d] /= sum;
-                }
-                for (int d = nd; d < Wb; d++) a[d] = 0.0f;
-                float *om = out + ((long)b * T + m) * C + h * D;
-                for (int i = 0; i < D; i++) om[i] = 0.0f;
-                for (int d = 0; d < nd; d++) {
-                    const float *vn = v + ((long)b * T + m - d) * C + h * D;
-                    for (int i = 0; i < D; i++) om[i] += a[d] * vn[i];
-                }
-            }
-            free(kt); free(dots);
-        }
+        free(P);
+    }
 }
 
 static void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
@@ -585,36 +610,40 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
                                int B, int T, int C, int H, int window, int mode) {
     int D = C / H, Wb = band_width(window, T);
     float scale = 1.0f / sqrtf((float)D);
-    #pragma omp parallel for collapse(2) schedule(dynamic, 1)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            float *vt = xcalloc((size_t)D * T, sizeof(float), "attention scratch");
-            float *dots = xcalloc(Wb, sizeof(float), "attention scratch");
-            head_transposed(vt, v, b, h, T, C, D);
-            for (int m = 0; m < T; m++) {
-                long qrow = ((long)b * T + m) * C + h * D;
-                const float *a = att + (((long)b * H + h) * T + m) * Wb, *dom = dout + qrow;
-                int nd = m + 1 < Wb ? m + 1 : Wb;
-                band_dots(dots, dom, vt, T, D, m - nd + 1, nd); /* da for key m-d is dots[nd-1-d] */
-                float dot = 0.0f; /* softmax: sum_d a*da */
-                for (int d = 0; d < nd; d++) {
-                    long nrow = qrow - (long)d * C;
-                    for (int i = 0; i < D; i++) dv[nrow + i] += a[d] * dom[i];
-                    dot += a[d] * dots[nd - 1 - d];
-                }
-                for (int d = 0; d < nd; d++) {
-                    float da = dots[nd - 1 - d];
-                    float g = mode == ATTN_SIGMOID ? da * a[d] * (1.0f - a[d]) : a[d] * (da - dot);
-                    g *= scale;
-                    long nrow = qrow - (long)d * C;
-                    for (int i = 0; i < D; i++) {
-                        dq[qrow + i] += g * k[nrow + i];
-                        dk[nrow + i] += g * q[qrow + i];
+    #pragma omp parallel
+    {
+        size_t bf;
+        float *P = attention_scratch(Wb, &bf), *dP = P + bf, *scratch = P + 2 * bf;
+        #pragma omp for collapse(2) schedule(dynamic, 1)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                for (int m0 = 0; m0 < T; m0 += ATTN_QB) {
+                    int m1 = m0 + ATTN_QB < T ? m0 + ATTN_QB : T, n0 = m0 - Wb + 1 > 0 ? m0 - Wb + 1 : 0, nk = m1 - n0;
+                    long q0 = ((long)b * T + m0) * C + h * D, k0 = ((long)b * T + n0) * C + h * D;
+                    for (int m = m0; m < m1; m++) { /* P back from the saved band */
+                        float *p = P + (long)(m - m0) * nk;
+                        const float *a = att + (((long)b * H + h) * T + m) * Wb;
+                        int jlo, nd = band_row(m, n0, Wb, &jlo), jhi = jlo + nd - 1;
+                        for (int j = 0; j < nk; j++) p[j] = 0.0f;
+                        for (int d = 0; d < nd; d++) p[jhi - d] = a[d];
                     }
+                    gemm_serial(dP, nk, dout + q0, C, 1, v + k0, 1, C, m1 - m0, nk, D, 0, scratch); /* dP = dO V^T */
+                    for (int m = m0; m < m1; m++) { /* dS, in place of dP; 0 outside the band, where P is */
+                        float *p = P + (long)(m - m0) * nk, *dp = dP + (long)(m - m0) * nk;
+                        if (mode == ATTN_SIGMOID) {
+                            for (int j = 0; j < nk; j++) dp[j] = dp[j] * p[j] * (1.0f - p[j]) * scale;
+                        } else {
+                            float dot = 0.0f;
+                            for (int j = 0; j < nk; j++) dot += p[j] * dp[j];
+                            for (int j = 0; j < nk; j++) dp[j] = p[j] * (dp[j] - dot) * scale;
+                        }
+                    }
+                    gemm_serial(dq + q0, C, dP, nk, 1, k + k0, C, 1, m1 - m0, D, nk, 1, scratch);  /* dQ += dS K */
+                    gemm_serial(dk + k0, C, dP, 1, nk, q + q0, C, 1, nk, D, m1 - m0, 1, scratch);  /* dK += dS^T Q */
+                    gemm_serial(dv + k0, C, P, 1, nk, dout + q0, C, 1, nk, D, m1 - m0, 1, scratch); /* dV += P^T dO */
                 }
-            }
-            free(vt); free(dots);
-        }
+        free(P);
+    }
 }
 
 /* ---- 4.6 SwiGLU -----------------------------------------------------------------------
