@@ -108,6 +108,39 @@ static int num_threads(void) {
     return 1;
 #endif
 }
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* Grow-only scratch memory kept between calls (allocating a few hundred KB per call would
+ * cost fresh zeroed pages every time). Called outside parallel regions; threads then take
+ * slices of it. */
+enum { SCRATCH_GEMM, SCRATCH_ATTENTION, SCRATCH_SLOTS };
+static float *scratch_floats(int slot, size_t floats) {
+    static float *buf[SCRATCH_SLOTS];
+    static size_t capacity[SCRATCH_SLOTS];
+    if (floats > capacity[slot]) {
+        free(buf[slot]);
+        buf[slot] = xcalloc(floats, sizeof(float), "scratch memory");
+        capacity[slot] = floats;
+    }
+    return buf[slot];
+}
+
+/* y = 0 and y += x over long vectors, by all threads (one thread alone would leave the
+ * others waiting). */
+static void zero_floats(float *y, long n) {
+    #pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) y[i] = 0.0f;
+}
+static void add_floats(float *y, const float *x, long n) {
+    #pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) y[i] += x[i];
+}
 
 /* ------------------------------------------------------------------------------------ */
 /* 2. config                                                                             */
@@ -307,9 +340,16 @@ static void gemm_pack_b(float *Bp, const float *B, long bks, long bns, int N, in
     for (int p = p0; p < p1; p++) {
         float *dst = Bp + (long)p * kc * GEMM_NR;
         const float *src = B + (long)k0 * bks + (long)p * GEMM_NR * bns;
-        if ((p + 1) * GEMM_NR <= N) { /* a full panel: no bounds to check */
-            for (int k = 0; k < kc; k++)
-                for (int j = 0; j < GEMM_NR; j++) dst[k * GEMM_NR + j] = src[k * bks + j * bns];
+        if ((p + 1) * GEMM_NR <= N) { /* a full panel: no bounds to check; one stride known, so it vectorises */
+            if (bns == 1)
+                for (int k = 0; k < kc; k++)
+                    for (int j = 0; j < GEMM_NR; j++) dst[k * GEMM_NR + j] = src[k * bks + j];
+            else if (bks == 1)
+                for (int k = 0; k < kc; k++)
+                    for (int j = 0; j < GEMM_NR; j++) dst[k * GEMM_NR + j] = src[k + j * bns];
+            else
+                for (int k = 0; k < kc; k++)
+                    for (int j = 0; j < GEMM_NR; j++) dst[k * GEMM_NR + j] = src[k * bks + j * bns];
         } else {
             for (int k = 0; k < kc; k++)
                 for (int j = 0; j < GEMM_NR; j++)
@@ -326,9 +366,16 @@ static void gemm_rows(float *Cm, long ldc, const float *A, long ars, long aks, c
     for (int m0 = m_start; m0 < m_end; m0 += GEMM_MR) {
         float *dst = Ap + (long)(m0 - m_start) * kc;
         const float *src = A + (long)m0 * ars + (long)k0 * aks;
-        if (m0 + GEMM_MR <= m_end) { /* a full strip */
-            for (int k = 0; k < kc; k++)
-                for (int r = 0; r < GEMM_MR; r++) dst[k * GEMM_MR + r] = src[r * ars + k * aks];
+        if (m0 + GEMM_MR <= m_end) { /* a full strip (as for B) */
+            if (ars == 1)
+                for (int k = 0; k < kc; k++)
+                    for (int r = 0; r < GEMM_MR; r++) dst[k * GEMM_MR + r] = src[r + k * aks];
+            else if (aks == 1)
+                for (int k = 0; k < kc; k++)
+                    for (int r = 0; r < GEMM_MR; r++) dst[k * GEMM_MR + r] = src[r * ars + k];
+            else
+                for (int k = 0; k < kc; k++)
+                    for (int r = 0; r < GEMM_MR; r++) dst[k * GEMM_MR + r] = src[r * ars + k * aks];
         } else {
             for (int k = 0; k < kc; k++)
                 for (int r = 0; r < GEMM_MR; r++) dst[k * GEMM_MR + r] = m0 + r < m_end ? src[r * ars + k * aks] : 0.0f;
@@ -365,19 +412,6 @@ static void gemm_serial(float *Cm, long ldc, const float *A, long ars, long aks,
     }
 }
 
-/* The scratch of the parallel gemm: one packed k-block of B, shared, and one block of A per
- * thread; grown to the largest product seen. */
-static float *gemm_pack_buffer(size_t floats) {
-    static float *buf = NULL;
-    static size_t capacity = 0;
-    if (floats > capacity) {
-        free(buf);
-        buf = xcalloc(floats, sizeof(float), "matmul buffer");
-        capacity = floats;
-    }
-    return buf;
-}
-
 /* The same product as gemm_serial, by all threads. */
 static void gemm(float *Cm, long ldc, const float *A, long ars, long aks, const float *B,
                  long bks, long bns, int M, int N, int K, int add) {
@@ -393,14 +427,11 @@ static void gemm(float *Cm, long ldc, const float *A, long ars, long aks, const 
     while (per_chunk > 1 && strips < 4 * num_threads() * per_chunk) per_chunk /= 2;
     int mc = per_chunk * GEMM_MR, chunks = (M + mc - 1) / mc;
     size_t bfloats = (size_t)GEMM_KC * panels * GEMM_NR;
-    float *Bp = gemm_pack_buffer(bfloats + (size_t)num_threads() * GEMM_MC * GEMM_KC);
+    /* one packed k-block of B, shared, then a block of A per thread */
+    float *Bp = scratch_floats(SCRATCH_GEMM, bfloats + (size_t)num_threads() * GEMM_MC * GEMM_KC);
     #pragma omp parallel
     {
-#ifdef _OPENMP
-        float *Ap = Bp + bfloats + (size_t)omp_get_thread_num() * GEMM_MC * GEMM_KC;
-#else
-        float *Ap = Bp + bfloats;
-#endif
+        float *Ap = Bp + bfloats + (size_t)thread_id() * GEMM_MC * GEMM_KC;
         for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
             int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
             #pragma omp for schedule(static)
@@ -556,22 +587,23 @@ static int band_row(int m, int n0, int Wb, int *jlo) {
     return nd;
 }
 
-/* The per-thread scratch of attention: the blocks P and dP, and gemm_serial's packing. */
-static float *attention_scratch(int Wb, size_t *block_floats) {
+/* Each thread's scratch for attention: the blocks P and dP (block_floats each), then
+ * gemm_serial's packing. Returns the floats per thread; threads' slices follow each other. */
+static size_t attention_scratch(int Wb, size_t *block_floats) {
     int kmax = ATTN_QB + Wb - 1;
     *block_floats = (size_t)ATTN_QB * kmax;
-    return xcalloc(2 * *block_floats + gemm_scratch_floats(kmax > ATTN_QB ? kmax : ATTN_QB), sizeof(float),
-                   "attention scratch");
+    return 2 * *block_floats + gemm_scratch_floats(kmax > ATTN_QB ? kmax : ATTN_QB);
 }
 
 static void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                               const float *slopes, int B, int T, int C, int H, int window, int mode) {
     int D = C / H, Wb = band_width(window, T);
     float scale = 1.0f / sqrtf((float)D);
+    size_t bf, per_thread = attention_scratch(Wb, &bf);
+    float *all = scratch_floats(SCRATCH_ATTENTION, per_thread * num_threads());
     #pragma omp parallel
     {
-        size_t bf;
-        float *P = attention_scratch(Wb, &bf), *scratch = P + 2 * bf;
+        float *P = all + per_thread * thread_id(), *scratch = P + 2 * bf;
         #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++)
@@ -601,7 +633,6 @@ static void attention_forward(float *out, float *att, const float *q, const floa
                     }
                     gemm_serial(out + q0, C, P, nk, 1, v + k0, C, 1, m1 - m0, D, nk, 0, scratch); /* O = P V */
                 }
-        free(P);
     }
 }
 
@@ -610,10 +641,11 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
                                int B, int T, int C, int H, int window, int mode) {
     int D = C / H, Wb = band_width(window, T);
     float scale = 1.0f / sqrtf((float)D);
+    size_t bf, per_thread = attention_scratch(Wb, &bf);
+    float *all = scratch_floats(SCRATCH_ATTENTION, per_thread * num_threads());
     #pragma omp parallel
     {
-        size_t bf;
-        float *P = attention_scratch(Wb, &bf), *dP = P + bf, *scratch = P + 2 * bf;
+        float *P = all + per_thread * thread_id(), *dP = P + bf, *scratch = P + 2 * bf;
         #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++)
@@ -642,7 +674,6 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
                     gemm_serial(dk + k0, C, dP, 1, nk, q + q0, C, 1, nk, D, m1 - m0, 1, scratch);  /* dK += dS^T Q */
                     gemm_serial(dv + k0, C, P, 1, nk, dout + q0, C, 1, nk, D, m1 - m0, 1, scratch); /* dV += P^T dO */
                 }
-        free(P);
     }
 }
 
@@ -855,14 +886,14 @@ static float model_forward(Model *m, const int *inputs, const int *targets, int 
         }
         attention_forward(o, a->att + (long)l * B * c->H * T * a->Wb, q, k, v, m->slopes, B, T, C, c->H, window, c->attn);
         matmul_forward(xm, o, m->p.wo + lCC, N, C, C);
-        for (long i = 0; i < NC; i++) xm[i] += x[i];
+        add_floats(xm, x, NC);
         /* MLP block: x_next = x_mid + (silu(h Wgate^T) * h Wup^T) Wdown^T, h = RMSNorm(x_mid) */
         rmsnorm_forward(h2, a->rstd_mlp + (long)l * N, xm, m->p.mlp_norm + lC, N, C);
         matmul_forward(gate, h2, m->p.w_gate + lFC, N, C, F);
         matmul_forward(up, h2, m->p.w_up + lFC, N, C, F);
         swiglu_forward(act, gate, up, NF);
         matmul_forward(xn, act, m->p.w_down + lFC, N, F, C);
-        for (long i = 0; i < NC; i++) xn[i] += xm[i];
+        add_floats(xn, xm, NC);
     }
     rmsnorm_forward(a->h_final, a->rstd_final, a->x + c->L * NC, m->p.final_norm, N, C);
     matmul_forward(a->logits, a->h_final, m->p.lm_head, N, C, V);
@@ -875,7 +906,7 @@ static float model_forward(Model *m, const int *inputs, const int *targets, int 
     return m->loss;
 }
 
-static void model_zero_grad(Model *m) { memset(m->grads, 0, m->num_params * sizeof(float)); }
+static void model_zero_grad(Model *m) { zero_floats(m->grads, (long)m->num_params); }
 
 /* Gradients of the last forward's mean loss, ADDED into m->grads. */
 static void model_backward(Model *m) {
@@ -885,11 +916,11 @@ static void model_backward(Model *m) {
     int B = a->B, T = a->T, N = B * T, C = c->C, F = c->F, V = c->V, H = c->H;
     long NC = (long)N * C, NF = (long)N * F;
 
-    memset(a->dlogits, 0, (size_t)N * V * sizeof(float));
+    zero_floats(a->dlogits, (long)N * V);
     crossentropy_backward(a->dlogits, a->logits, a->targets, 1.0f / N, N, V);
-    memset(a->dh, 0, NC * sizeof(float));
+    zero_floats(a->dh, NC);
     matmul_backward(a->dh, m->g.lm_head, a->dlogits, a->h_final, m->p.lm_head, N, C, V);
-    memset(a->dx, 0, NC * sizeof(float)); /* dx: gradient of the residual stream */
+    zero_floats(a->dx, NC); /* dx: gradient of the residual stream */
     rmsnorm_backward(a->dx, m->g.final_norm, a->dh, a->x + c->L * NC, m->p.final_norm, a->rstd_final, N, C);
 
     for (int l = c->L - 1; l >= 0; l--) {
@@ -898,28 +929,28 @@ static void model_backward(Model *m) {
               *v = a->v + l * NC, *o = a->o + l * NC, *xm = a->x_mid + l * NC, *h2 = a->h_mlp + l * NC,
               *gate = a->gate + l * NF, *up = a->up + l * NF, *act = a->act + l * NF;
         /* MLP block; the residual passes dx through unchanged and the branch adds to it */
-        memset(a->dact, 0, NF * sizeof(float));
+        zero_floats(a->dact, NF);
         matmul_backward(a->dact, m->g.w_down + lFC, a->dx, act, m->p.w_down + lFC, N, F, C);
-        memset(a->dgate, 0, NF * sizeof(float));
-        memset(a->dup, 0, NF * sizeof(float));
+        zero_floats(a->dgate, NF);
+        zero_floats(a->dup, NF);
         swiglu_backward(a->dgate, a->dup, a->dact, gate, up, NF);
-        memset(a->dh, 0, NC * sizeof(float));
+        zero_floats(a->dh, NC);
         matmul_backward(a->dh, m->g.w_gate + lFC, a->dgate, h2, m->p.w_gate + lFC, N, C, F);
         matmul_backward(a->dh, m->g.w_up + lFC, a->dup, h2, m->p.w_up + lFC, N, C, F);
         rmsnorm_backward(a->dx, m->g.mlp_norm + lC, a->dh, xm, m->p.mlp_norm + lC, a->rstd_mlp + (long)l * N, N, C);
         /* attention block */
-        memset(a->dh, 0, NC * sizeof(float)); /* dh: gradient of o */
+        zero_floats(a->dh, NC); /* dh: gradient of o */
         matmul_backward(a->dh, m->g.wo + lCC, a->dx, o, m->p.wo + lCC, N, C, C);
-        memset(a->dq, 0, NC * sizeof(float));
-        memset(a->dk, 0, NC * sizeof(float));
-        memset(a->dv, 0, NC * sizeof(float));
+        zero_floats(a->dq, NC);
+        zero_floats(a->dk, NC);
+        zero_floats(a->dv, NC);
         attention_backward(a->dq, a->dk, a->dv, a->dh, a->att + (long)l * B * H * T * a->Wb, q, k, v,
                            B, T, C, H, a->window, c->attn);
         if (c->rope) {
             rope_backward(a->dq, a->rope_cos, a->rope_sin, B, T, C, H);
             rope_backward(a->dk, a->rope_cos, a->rope_sin, B, T, C, H);
         }
-        memset(a->dh, 0, NC * sizeof(float)); /* dh: gradient of RMSNorm(x) */
+        zero_floats(a->dh, NC); /* dh: gradient of RMSNorm(x) */
         matmul_backward(a->dh, m->g.wq + lCC, a->dq, h, m->p.wq + lCC, N, C, C);
         matmul_backward(a->dh, m->g.wk + lCC, a->dk, h, m->p.wk + lCC, N, C, C);
         matmul_backward(a->dh, m->g.wv + lCC, a->dv, h, m->p.wv + lCC, N, C, C);
