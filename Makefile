@@ -13,7 +13,7 @@ DATA = data/bible
 STATES = dev/states
 
 .PHONY: all train test test-asan fuzz data states clean bench bench-gen experiments recall attention-figures
-all: train_swat test_swat data/prepare_text
+all: train_swat test_swat test_swat_plain data/prepare_text
 
 train_swat: train_swat.c Makefile
 	$(CC) $(CFLAGS) $(NATIVE) $(OPENMP) -o $@ $< $(LDLIBS)
@@ -21,6 +21,10 @@ train_swat: train_swat.c Makefile
 # the tests include train_swat.c without its main, which leaves some helpers unused
 test_swat: test_swat.c train_swat.c
 	$(CC) $(CFLAGS) -Wno-unused-function -Wno-unused-variable $(NATIVE) $(OPENMP) -o $@ test_swat.c $(LDLIBS)
+
+# the same suite with gemm's plain C register tile instead of the vector-extension one
+test_swat_plain: test_swat.c train_swat.c
+	$(CC) $(CFLAGS) -Wno-unused-function -Wno-unused-variable $(NATIVE) $(OPENMP) -DSWAT_PLAIN_C -o $@ test_swat.c $(LDLIBS)
 
 data/prepare_text: data/prepare_text.c
 	$(CC) -std=c11 -O2 -Wall -Wextra -o $@ $<
@@ -43,8 +47,8 @@ states:
 
 # Every suite prints "N passed, M failed[, K skipped]"; the last line adds them up.
 # EXTRA_TESTS adds suites (CI adds the sanitizer builds and a short fuzzing pass).
-test: train_swat test_swat data/prepare_text states
-	@bash dev/run_tests.sh "./test_swat" "bash data/test_prepare.sh" "bash dev/crosscheck.sh" \
+test: train_swat test_swat test_swat_plain data/prepare_text states
+	@bash dev/run_tests.sh "./test_swat" "./test_swat_plain" "bash data/test_prepare.sh" "bash dev/crosscheck.sh" \
 	    "bash tests/reliability.sh" $(EXTRA_TESTS)
 
 # The test suite and the trainer under AddressSanitizer and UndefinedBehaviorSanitizer.
@@ -86,5 +90,5 @@ attention-figures: train_swat data
 	bash dev/attention_figures.sh
 
 clean:
-	rm -f train_swat test_swat test_swat_asan data/prepare_text
+	rm -f train_swat test_swat test_swat_plain test_swat_asan data/prepare_text
 	rm -rf $(STATES) fuzz/build

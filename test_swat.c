@@ -2117,11 +2117,17 @@ int main(void) {
     omp_set_num_threads(1);
 #endif
 
+#if defined(__GNUC__) && !defined(SWAT_PLAIN_C)
+    printf("# gemm register tile: %d x %d, GNU C vector extensions (%d-float vectors)\n", GEMM_MR, GEMM_NR, VEC_LEN);
+#else
+    printf("# gemm register tile: %d x %d, plain C loops\n", GEMM_MR, GEMM_NR);
+#endif
     /* layers */
     test_alibi_slopes();
     test_matmul(7, 13, 9, 1, 1);
     test_matmul(1, 5, 3, 1, 2);
-    test_matmul(13, 300, 1100, 0, 3); /* crosses the KC = 256 and NC = 1024 blocks */
+    test_matmul(13, 300, 1100, 0, 3); /* crosses the KC = 256 block */
+    test_matmul(203, 70, 45, 0, 4);   /* several chunks of rows, partial tiles at both edges */
     test_embedding(5);
     test_embedding(37); /* channel blocks of 16: two full ones and a partial one */
     test_rmsnorm(10);

@@ -301,24 +301,55 @@ static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
  *   - A's rows are packed the same way, MR rows at a time, k-major;
  *   - a register tile of MR x NR outputs runs over the kc values of k, one vector of B and
  *     MR broadcast values of A per step: MR*NR/16 vector FMAs per two contiguous loads.
- * The tile is plain C that the compiler turns into vector FMAs (16 of them per k with
- * AVX-512's 8 x 32 tile; 12 with the 6 x 16 tile elsewhere).
+ * The tile holds MR x 2 vectors of VEC_LEN floats (16 with AVX-512, 8 with AVX, else 4) in
+ * registers: per k, two vector loads of B, MR broadcasts of A and 2*MR vector FMAs. It is
+ * written with GNU C vector extensions (gcc, clang), which map vfloat onto the target's
+ * vector registers whatever it is; plain C loops that compilers vectorise far less reliably
+ * are the fallback (-DSWAT_PLAIN_C; the tests run both).
  * Threads take chunks of output rows as they become free (a busy core then simply takes
  * fewer chunks), k-blocks are done in order with a barrier between them, and each output
  * sums over k in the same order whichever thread computes it: the result does not depend
  * on the thread count. gemm_serial is the same product done by one thread (attention uses
  * it on small blocks, inside its own parallel loop). */
 #if defined(__AVX512F__)
+#define VEC_LEN 16
 #define GEMM_MR 8
-#define GEMM_NR 32
-#else
+#elif defined(__AVX__)
+#define VEC_LEN 8
 #define GEMM_MR 6
-#define GEMM_NR 16
+#else
+#define VEC_LEN 4
+#define GEMM_MR 6
 #endif
+#define GEMM_NR (2 * VEC_LEN)
 #define GEMM_KC 256
 #define GEMM_MC (8 * GEMM_MR)
 
-/* acc[MR][NR] = sum over kc of Ap[k][r] * Bp[k][0..NR), then store or add into Cm. */
+/* acc[MR][NR] = sum over kc of Ap[k][r] * Bp[k][0..NR), then store or add into the mr x nr
+ * corner of Cm. Ap and Bp are packed: the loop reads two contiguous streams. */
+#if defined(__GNUC__) && !defined(SWAT_PLAIN_C)
+typedef float vfloat __attribute__((vector_size(VEC_LEN * sizeof(float))));
+static inline void gemm_tile(int kc, const float *Ap, const float *Bp, float *Cm, long ldc, int mr, int nr, int add) {
+    vfloat acc[GEMM_MR][2];
+    for (int r = 0; r < GEMM_MR; r++) acc[r][0] = acc[r][1] = (vfloat){0};
+    for (int k = 0; k < kc; k++) {
+        vfloat b0, b1; /* memcpy: an unaligned vector load */
+        memcpy(&b0, Bp + (long)k * GEMM_NR, sizeof b0);
+        memcpy(&b1, Bp + (long)k * GEMM_NR + VEC_LEN, sizeof b1);
+        for (int r = 0; r < GEMM_MR; r++) {
+            float a = Ap[(long)k * GEMM_MR + r];
+            acc[r][0] += a * b0;
+            acc[r][1] += a * b1;
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        float *c = Cm + r * ldc, out[GEMM_NR];
+        memcpy(out, acc[r], sizeof out);
+        if (add) for (int j = 0; j < nr; j++) c[j] += out[j];
+        else     for (int j = 0; j < nr; j++) c[j] = out[j];
+    }
+}
+#else
 static inline void gemm_tile(int kc, const float *Ap, const float *Bp, float *Cm, long ldc, int mr, int nr, int add) {
     float acc[GEMM_MR][GEMM_NR];
     for (int r = 0; r < GEMM_MR; r++)
@@ -334,6 +365,7 @@ static inline void gemm_tile(int kc, const float *Ap, const float *Bp, float *Cm
         else     for (int j = 0; j < nr; j++) c[j] = acc[r][j];
     }
 }
+#endif
 
 /* Panels [p0, p1) of B's rows k0 .. k0+kc-1: panel p at Bp + p*kc*NR, zero past column N. */
 static void gemm_pack_b(float *Bp, const float *B, long bks, long bns, int N, int k0, int kc, int p0, int p1) {
