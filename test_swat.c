@@ -1596,7 +1596,8 @@ static void test_loader(void) {
 static void test_determinism(void) {
 #ifdef _OPENMP
     ModelConfig cfg = make_config(64, 2, 4, 64, 96, 7, ATTN_SIGMOID, 2, 2, 1);
-    int B = 3, T = 40, in[120], tg[120];
+    int B = 3, T = 400; /* B*T = 1200 positions: the weight gradients take gemm's K-sliced path */
+    static int in[1200], tg[1200];
     uint64_t s = 102;
     random_tokens(in, B * T, cfg.V, &s);
     random_tokens(tg, B * T, cfg.V, &s);
@@ -2128,6 +2129,10 @@ int main(void) {
     test_matmul(1, 5, 3, 1, 2);
     test_matmul(13, 300, 1100, 0, 3); /* crosses the KC = 256 block */
     test_matmul(203, 70, 45, 0, 4);   /* several chunks of rows, partial tiles at both edges */
+    test_matmul(1100, 20, 9, 0, 5);   /* dW with K = 1100 positions: cut into slices of K */
+    CHECK(gemm_slices(9, 20, 1100) == 2 && gemm_slices(64, 96, 1200) == 2 && gemm_slices(1100, 20, 9) == 1,
+          "gemm cuts K into slices exactly for the weight gradients above and in the determinism check",
+          "slices %d, %d, %d", gemm_slices(9, 20, 1100), gemm_slices(64, 96, 1200), gemm_slices(1100, 20, 9));
     test_embedding(5);
     test_embedding(37); /* channel blocks of 16: two full ones and a partial one */
     test_rmsnorm(10);

@@ -74,11 +74,17 @@ static void die(const char *fmt, ...) {
 #define die SWAT_DIE_HOOK
 #endif
 
+/* Zeroed memory aligned to 64 bytes, a cache line: rows of activations then start on a
+ * line, and threads writing neighbouring heads' columns never share one. */
 static void *xcalloc(size_t count, size_t size, const char *what) {
     if (count == 0) count = 1;
     if (size && count > SIZE_MAX / size) die("%s: allocation too large", what);
-    void *p = calloc(count, size);
-    if (!p) die("%s: out of memory (%.1f MB)", what, (double)count * size / 1e6);
+    size_t bytes = count * size;
+    if (bytes > SIZE_MAX - 63) die("%s: allocation too large", what);
+    bytes = (bytes + 63) / 64 * 64; /* aligned_alloc wants a multiple of the alignment */
+    void *p = aligned_alloc(64, bytes);
+    if (!p) die("%s: out of memory (%.1f MB)", what, (double)bytes / 1e6);
+    memset(p, 0, bytes);
     return p;
 }
 
@@ -119,7 +125,7 @@ static int thread_id(void) {
 /* Grow-only scratch memory kept between calls (allocating a few hundred KB per call would
  * cost fresh zeroed pages every time). Called outside parallel regions; threads then take
  * slices of it. */
-enum { SCRATCH_GEMM, SCRATCH_ATTENTION, SCRATCH_SLOTS };
+enum { SCRATCH_GEMM, SCRATCH_GEMM_SLICES, SCRATCH_ATTENTION, SCRATCH_SLOTS };
 static float *scratch_floats(int slot, size_t floats) {
     static float *buf[SCRATCH_SLOTS];
     static size_t capacity[SCRATCH_SLOTS];
@@ -444,6 +450,40 @@ static void gemm_serial(float *Cm, long ldc, const float *A, long ars, long aks,
     }
 }
 
+/* Weight gradients dW += dy^T x sum over all B*T positions: K is far larger than M and N.
+ * Cutting rows among threads would then give each thread little work per shared k-block
+ * of B, so K is cut instead: into a fixed number of slices (a function of K alone), whose
+ * partial products threads compute independently, and which are then added up in slice
+ * order. The result is the same for any number of threads. */
+#define GEMM_KSLICE 512
+#define GEMM_MAX_SLICES 8
+static int gemm_slices(int M, int N, int K) {
+    int slices = K / GEMM_KSLICE < GEMM_MAX_SLICES ? K / GEMM_KSLICE : GEMM_MAX_SLICES;
+    return slices >= 2 && K >= 4L * M && K >= 4L * N ? slices : 1;
+}
+
+static void gemm_sliced(float *Cm, long ldc, const float *A, long ars, long aks, const float *B,
+                        long bks, long bns, int M, int N, int K, int add, int slices) {
+    size_t part = (size_t)M * N, per_thread = gemm_scratch_floats(N);
+    float *partial = scratch_floats(SCRATCH_GEMM_SLICES, slices * part + num_threads() * per_thread);
+    #pragma omp parallel
+    {
+        float *scratch = partial + slices * part + thread_id() * per_thread;
+        #pragma omp for schedule(dynamic, 1)
+        for (int s = 0; s < slices; s++) {
+            int k0 = (int)((long)K * s / slices), k1 = (int)((long)K * (s + 1) / slices);
+            gemm_serial(partial + s * part, N, A + k0 * aks, ars, aks, B + k0 * bks, bks, bns, M, N, k1 - k0, 0, scratch);
+        }
+        #pragma omp for schedule(static)
+        for (int m = 0; m < M; m++) {
+            float *c = Cm + m * ldc;
+            if (!add) for (int n = 0; n < N; n++) c[n] = 0.0f;
+            for (int s = 0; s < slices; s++)
+                for (int n = 0; n < N; n++) c[n] += partial[s * part + (size_t)m * N + n];
+        }
+    }
+}
+
 /* The same product as gemm_serial, by all threads. */
 static void gemm(float *Cm, long ldc, const float *A, long ars, long aks, const float *B,
                  long bks, long bns, int M, int N, int K, int add) {
@@ -452,6 +492,8 @@ static void gemm(float *Cm, long ldc, const float *A, long ars, long aks, const 
         if (!add) for (int m = 0; m < M; m++) memset(Cm + m * ldc, 0, N * sizeof(float));
         return;
     }
+    int slices = gemm_slices(M, N, K);
+    if (slices > 1) { gemm_sliced(Cm, ldc, A, ars, aks, B, bks, bns, M, N, K, add, slices); return; }
     int panels = (N + GEMM_NR - 1) / GEMM_NR;
     /* chunks of mc rows, a multiple of MR: GEMM_MC, or smaller when M is small, so that
      * every thread gets several chunks and a slow thread can be made up for */
