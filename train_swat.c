@@ -684,19 +684,17 @@ static void attention_forward(float *out, float *att, const float *q, const floa
                 for (int m0 = 0; m0 < T; m0 += ATTN_QB) {
                     int m1 = m0 + ATTN_QB < T ? m0 + ATTN_QB : T, n0 = m0 - Wb + 1 > 0 ? m0 - Wb + 1 : 0, nk = m1 - n0;
                     long q0 = ((long)b * T + m0) * C + h * D, k0 = ((long)b * T + n0) * C + h * D;
+                    float slope = slopes[h];
                     gemm_serial(P, nk, q + q0, C, 1, k + k0, 1, C, m1 - m0, nk, D, 0, scratch); /* S = Q K^T */
                     for (int m = m0; m < m1; m++) {
                         float *p = P + (long)(m - m0) * nk, *a = att + (((long)b * H + h) * T + m) * Wb;
                         int jlo, nd = band_row(m, n0, Wb, &jlo), jhi = jlo + nd - 1; /* column of key m */
-                        float maxs = -FLT_MAX;
-                        for (int j = jlo; j <= jhi; j++) { /* distance d = jhi - j */
-                            p[j] = p[j] * scale + slopes[h] * (float)(jhi - j);
-                            maxs = p[j] > maxs ? p[j] : maxs;
-                        }
+                        for (int j = jlo; j <= jhi; j++) p[j] = p[j] * scale + slope * (float)(jhi - j); /* d = jhi-j */
                         if (mode == ATTN_SIGMOID) {
                             for (int j = jlo; j <= jhi; j++) p[j] = sigmoid(p[j]);
                         } else {
-                            float sum = 0.0f;
+                            float maxs = -FLT_MAX, sum = 0.0f;
+                            for (int j = jlo; j <= jhi; j++) maxs = p[j] > maxs ? p[j] : maxs;
                             for (int j = jlo; j <= jhi; j++) { p[j] = exp_approx(p[j] - maxs); sum += p[j]; }
                             for (int j = jlo; j <= jhi; j++) p[j] /= sum;
                         }

@@ -65,6 +65,34 @@ static void run_attention(void *p) {
                            H, a->window, m->cfg.attn);
 }
 
+/* the elementwise layers, on the model's own activation buffers */
+typedef struct { Model *m; int which; } EltCase;
+enum { E_RMS_F, E_RMS_B, E_SWIGLU_F, E_SWIGLU_B, E_ROPE, E_ZERO_NF, E_ZERO_NC, E_ADD_NC, E_CE_F, E_CE_B, E_EMB_F, E_EMB_B, E_COUNT };
+static const char *elt_names[E_COUNT] = {"rmsnorm forward", "rmsnorm backward", "swiglu forward", "swiglu backward",
+                                         "rope (q or k, fwd or bwd)", "zero (N,F)", "zero (N,C)", "residual add (N,C)",
+                                         "cross-entropy forward", "cross-entropy backward", "embedding forward",
+                                         "embedding backward"};
+static void run_elt(void *p) {
+    EltCase *e = p;
+    Model *m = e->m;
+    Activations *a = &m->a;
+    int N = a->B * a->T, C = m->cfg.C, F = m->cfg.F, V = m->cfg.V;
+    switch (e->which) {
+    case E_RMS_F: rmsnorm_forward(a->h_attn, a->rstd_attn, a->x, m->p.attn_norm, N, C); break;
+    case E_RMS_B: rmsnorm_backward(a->dx, m->g.attn_norm, a->dh, a->x, m->p.attn_norm, a->rstd_attn, N, C); break;
+    case E_SWIGLU_F: swiglu_forward(a->act, a->gate, a->up, (long)N * F); break;
+    case E_SWIGLU_B: swiglu_backward(a->dgate, a->dup, a->dact, a->gate, a->up, (long)N * F); break;
+    case E_ROPE: rope_forward(a->dq, a->rope_cos, a->rope_sin, a->B, a->T, C, m->cfg.H); break;
+    case E_ZERO_NF: zero_floats(a->dact, (long)N * F); break;
+    case E_ZERO_NC: zero_floats(a->dq, (long)N * C); break;
+    case E_ADD_NC: add_floats(a->dk, a->dv, (long)N * C); break;
+    case E_CE_F: crossentropy_forward(a->losses, a->logits, a->targets, N, V); break;
+    case E_CE_B: crossentropy_backward(a->dlogits, a->logits, a->targets, 1.0f / N, N, V); break;
+    case E_EMB_F: embedding_forward(a->dx, a->inputs, m->p.wte, N, C); break;
+    case E_EMB_B: embedding_backward(m->g.wte, a->dx, a->inputs, N, C); break;
+    }
+}
+
 int main(int argc, char **argv) {
     int B = argc > 1 ? atoi(argv[1]) : 16, T = argc > 2 ? atoi(argv[2]) : 256, W = argc > 3 ? atoi(argv[3]) : 64;
     ModelConfig cfg = {.V = 256, .L = 4, .H = 8, .C = 256, .F = 704, .window = W, .attn = ATTN_SIGMOID,
@@ -117,8 +145,18 @@ int main(int argc, char **argv) {
     printf("%-34s %9.2f ms  %7.1f GFLOP/s  x%d per step\n", "attention backward", ab, 2 * aflops / ab / 1e6, cfg.L);
     double attn_total = (af + ab) * cfg.L;
     printf("%-34s %9.2f ms  (%.0f%% of the step)\n", "all attention", attn_total, 100 * attn_total / step);
-    printf("%-34s %9.2f ms  (%.0f%% of the step)\n", "the rest (elementwise, memsets, ...)",
-           step - gemm_total - attn_total, 100 * (step - gemm_total - attn_total) / step);
+    /* per step: rmsnorm 2L+1 each way, rope 2L each way, zero (N,F) 3L, zero (N,C) 6L+3, residual adds 2L */
+    int counts[E_COUNT] = {2 * cfg.L + 1, 2 * cfg.L + 1, cfg.L, cfg.L, 4 * cfg.L, 3 * cfg.L, 6 * cfg.L + 3, 2 * cfg.L, 1, 1, 1, 1};
+    double elt_total = 0;
+    for (int e = 0; e < E_COUNT; e++) {
+        EltCase ec = {&m, e};
+        double ms = time_ms(run_elt, &ec);
+        elt_total += ms * counts[e];
+        printf("%-34s %9.2f ms  x%d per step\n", elt_names[e], ms, counts[e]);
+    }
+    printf("%-34s %9.2f ms  (%.0f%% of the step)\n", "all elementwise layers", elt_total, 100 * elt_total / step);
+    double rest = step - gemm_total - attn_total - elt_total;
+    printf("%-34s %9.2f ms  (%.0f%% of the step)\n", "the rest (waiting, cache misses)", rest, 100 * rest / step);
     free(bufA); free(bufB); free(bufC); free(in); free(tg);
     model_free(&m);
     return 0;
