@@ -610,9 +610,8 @@ static double norm_loss(void *p) {
     return s;
 }
 
-static void test_rmsnorm(int C) {
+static void test_rmsnorm(int N, int C) {
     uint64_t s = 12 + C;
-    int N = 6;
     float *x = rand_floats((size_t)N * C, 1.0, &s), *g = falloc(C), *R = rand_floats((size_t)N * C, 1.0, &s);
     for (int i = 0; i < C; i++) g[i] = (float)(1.0 + 0.3 * trng_normal(&s));
     for (int i = 0; i < C; i++) x[2 * C + i] *= 1e-3f; /* a row where eps matters */
@@ -630,17 +629,17 @@ static void test_rmsnorm(int C) {
         double r = 1.0 / sqrt(ms / C + 1e-5);
         if (fabs(rstd[n] - r) / r > er) er = fabs(rstd[n] - r) / r;
     }
-    CHECK(e < TOL_FWD && er < TOL_FWD, S("rmsnorm_forward C=%d", C), "out %.2e, rstd %.2e", e, er);
+    CHECK(e < TOL_FWD && er < TOL_FWD, S("rmsnorm_forward N=%d C=%d", N, C), "out %.2e, rstd %.2e", e, er);
     double *gx = dalloc((size_t)N * C), *gg = dalloc(C);
     fd_grad(norm_loss, &c, c.x, (size_t)N * C, gx);
     fd_grad(norm_loss, &c, c.g, C, gg);
     rmsnorm_backward(dx, dg, R, x, g, rstd, N, C);
     double ex = note(E_FD_LAYER, rel_err_fd(dx, gx, (size_t)N * C)), eg = note(E_FD_LAYER, rel_err_fd(dg, gg, C));
-    CHECK(ex < TOL_GRAD && eg < TOL_GRAD, S("rmsnorm_backward C=%d vs finite differences", C), "dinp %.2e, dg %.2e", ex, eg);
+    CHECK(ex < TOL_GRAD && eg < TOL_GRAD, S("rmsnorm_backward N=%d C=%d vs finite differences", N, C), "dinp %.2e, dg %.2e", ex, eg);
     rmsnorm_backward(dx2, dg2, R, x, g, rstd, N, C);
     rmsnorm_backward(dx2, dg2, R, x, g, rstd, N, C);
     double a1 = doubled_err(dx, dx2, (size_t)N * C), a2 = doubled_err(dg, dg2, C);
-    CHECK(a1 < TOL_ACC && a2 < TOL_ACC, S("rmsnorm_backward C=%d accumulates", C), "2nd call doubles: dinp %.1e, dg %.1e", a1, a2);
+    CHECK(a1 < TOL_ACC && a2 < TOL_ACC, S("rmsnorm_backward N=%d C=%d accumulates", N, C), "2nd call doubles: dinp %.1e, dg %.1e", a1, a2);
     free(x); free(g); free(R); free(y); free(rstd); free(dx); free(dg); free(dx2); free(dg2);
     free(c.x); free(c.g); free(c.R); free(yr); free(gx); free(gg);
 }
@@ -2135,8 +2134,9 @@ int main(void) {
           "slices %d, %d, %d", gemm_slices(9, 20, 1100), gemm_slices(64, 96, 1200), gemm_slices(1100, 20, 9));
     test_embedding(5);
     test_embedding(37); /* channel blocks of 16: two full ones and a partial one */
-    test_rmsnorm(10);
-    test_rmsnorm(37);
+    test_rmsnorm(6, 10);
+    test_rmsnorm(6, 37);
+    test_rmsnorm(150, 37); /* dg summed over three chunks of positions, the last partial */
     test_rope();
     int windows[] = {1, 3, 9, 14}; /* w = 1, w < T, w = T, w > T with T = 9 */
     for (int mode = 0; mode < 2; mode++)

@@ -125,7 +125,7 @@ static int thread_id(void) {
 /* Grow-only scratch memory kept between calls (allocating a few hundred KB per call would
  * cost fresh zeroed pages every time). Called outside parallel regions; threads then take
  * slices of it. */
-enum { SCRATCH_GEMM, SCRATCH_GEMM_SLICES, SCRATCH_ATTENTION, SCRATCH_SLOTS };
+enum { SCRATCH_GEMM, SCRATCH_GEMM_SLICES, SCRATCH_ATTENTION, SCRATCH_NORM, SCRATCH_SLOTS };
 static float *scratch_floats(int slot, size_t floats) {
     static float *buf[SCRATCH_SLOTS];
     static size_t capacity[SCRATCH_SLOTS];
@@ -294,6 +294,49 @@ static inline float exp_approx(float x) {
     return p * two_k;
 }
 static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
+
+/* Sums along a row. A float sum kept in one running variable cannot be vectorised without
+ * changing its result (float addition is not associative), so compilers leave it scalar,
+ * one dependent add after another. These keep SUM_LANES running sums instead, lane l
+ * taking elements l, l+SUM_LANES, ..., and add the lanes up in a fixed order at the end:
+ * vector code, and the same result on every run and for any thread count. */
+#define SUM_LANES 16
+static inline float lanes_total(const float lane[SUM_LANES]) {
+    float s = 0.0f;
+    for (int l = 0; l < SUM_LANES; l++) s += lane[l];
+    return s;
+}
+/* sum_i x[i] * y[i] * z[i]; pass z = NULL for the plain dot product */
+static inline float dot3(const float *x, const float *y, const float *z, int n) {
+    float lane[SUM_LANES] = {0};
+    int i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES)
+        for (int l = 0; l < SUM_LANES; l++) lane[l] += x[i + l] * y[i + l] * (z ? z[i + l] : 1.0f);
+    float s = lanes_total(lane);
+    for (; i < n; i++) s += x[i] * y[i] * (z ? z[i] : 1.0f);
+    return s;
+}
+static inline float max_of(const float *x, int n) {
+    float lane[SUM_LANES];
+    for (int l = 0; l < SUM_LANES; l++) lane[l] = -FLT_MAX;
+    int i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES)
+        for (int l = 0; l < SUM_LANES; l++) lane[l] = x[i + l] > lane[l] ? x[i + l] : lane[l];
+    float m = -FLT_MAX;
+    for (int l = 0; l < SUM_LANES; l++) m = lane[l] > m ? lane[l] : m;
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+/* sum_i exp(x[i] - shift) */
+static inline float sum_exp(const float *x, float shift, int n) {
+    float lane[SUM_LANES] = {0};
+    int i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES)
+        for (int l = 0; l < SUM_LANES; l++) lane[l] += exp_approx(x[i + l] - shift);
+    float s = lanes_total(lane);
+    for (; i < n; i++) s += exp_approx(x[i] - shift);
+    return s;
+}
 
 /* ---- 4.1 matrix multiplication ------------------------------------------------------
  * Almost all of the FLOPs are in three products per linear layer y = x W^T:
@@ -561,33 +604,38 @@ static void rmsnorm_forward(float *out, float *rstd, const float *inp, const flo
     for (int t = 0; t < N; t++) {
         const float *x = inp + (long)t * C;
         float *y = out + (long)t * C;
-        float ss = 0.0f;
-        for (int c = 0; c < C; c++) ss += x[c] * x[c];
-        float r = 1.0f / sqrtf(ss / C + RMSNORM_EPS);
+        float r = 1.0f / sqrtf(dot3(x, x, NULL, C) / C + RMSNORM_EPS);
         for (int c = 0; c < C; c++) y[c] = x[c] * r * g[c];
         if (rstd) rstd[t] = r;
     }
 }
 
+#define TOKEN_CHUNK 64
 static void rmsnorm_backward(float *dinp, float *dg, const float *dout, const float *inp,
                              const float *g, const float *rstd, int N, int C) {
-    #pragma omp parallel for schedule(static)
-    for (int t = 0; t < N; t++) {
-        const float *x = inp + (long)t * C, *dy = dout + (long)t * C;
-        float *dx = dinp + (long)t * C, r = rstd[t];
-        float dot = 0.0f; /* sum_c dy*g*xhat */
-        for (int c = 0; c < C; c++) dot += dy[c] * g[c] * x[c] * r;
-        dot /= C;
-        for (int c = 0; c < C; c++) dx[c] += r * (dy[c] * g[c] - x[c] * r * dot);
-    }
-    /* dg sums over all positions: blocks of channels, positions in order */
-    #pragma omp parallel for schedule(static)
-    for (int c0 = 0; c0 < C; c0 += CHANNEL_BLOCK) {
-        int c1 = c0 + CHANNEL_BLOCK < C ? c0 + CHANNEL_BLOCK : C;
-        float acc[CHANNEL_BLOCK] = {0};
-        for (int t = 0; t < N; t++)
-            for (int c = c0; c < c1; c++) acc[c - c0] += dout[(long)t * C + c] * inp[(long)t * C + c] * rstd[t];
-        for (int c = c0; c < c1; c++) dg[c] += acc[c - c0];
+    /* dg sums over all N positions: each chunk of TOKEN_CHUNK positions sums its own part
+     * (positions in order) while it computes dx, then the parts are added in chunk order */
+    int chunks = (N + TOKEN_CHUNK - 1) / TOKEN_CHUNK;
+    float *part = scratch_floats(SCRATCH_NORM, (size_t)chunks * C);
+    #pragma omp parallel
+    {
+        #pragma omp for schedule(static)
+        for (int ch = 0; ch < chunks; ch++) {
+            float *pg = part + (size_t)ch * C;
+            for (int c = 0; c < C; c++) pg[c] = 0.0f;
+            for (int t = ch * TOKEN_CHUNK; t < N && t < (ch + 1) * TOKEN_CHUNK; t++) {
+                const float *x = inp + (long)t * C, *dy = dout + (long)t * C;
+                float *dx = dinp + (long)t * C, r = rstd[t];
+                float dot = dot3(dy, g, x, C) * r / C; /* mean_c dy*g*xhat */
+                for (int c = 0; c < C; c++) {
+                    dx[c] += r * (dy[c] * g[c] - x[c] * r * dot);
+                    pg[c] += dy[c] * x[c] * r;
+                }
+            }
+        }
+        #pragma omp for schedule(static)
+        for (int c = 0; c < C; c++)
+            for (int ch = 0; ch < chunks; ch++) dg[c] += part[(size_t)ch * C + c];
     }
 }
 
@@ -693,8 +741,7 @@ static void attention_forward(float *out, float *att, const float *q, const floa
                         if (mode == ATTN_SIGMOID) {
                             for (int j = jlo; j <= jhi; j++) p[j] = sigmoid(p[j]);
                         } else {
-                            float maxs = -FLT_MAX, sum = 0.0f;
-                            for (int j = jlo; j <= jhi; j++) maxs = p[j] > maxs ? p[j] : maxs;
+                            float maxs = max_of(p + jlo, nd), sum = 0.0f;
                             for (int j = jlo; j <= jhi; j++) { p[j] = exp_approx(p[j] - maxs); sum += p[j]; }
                             for (int j = jlo; j <= jhi; j++) p[j] /= sum;
                         }
@@ -777,11 +824,8 @@ static void crossentropy_forward(float *losses, const float *logits, const int *
     #pragma omp parallel for schedule(static)
     for (int t = 0; t < N; t++) {
         const float *z = logits + (long)t * V;
-        float maxz = -FLT_MAX;
-        for (int i = 0; i < V; i++) if (z[i] > maxz) maxz = z[i];
-        double sum = 0.0;
-        for (int i = 0; i < V; i++) sum += exp_approx(z[i] - maxz);
-        losses[t] = (float)(log(sum) + maxz - z[targets[t]]);
+        float maxz = max_of(z, V);
+        losses[t] = logf(sum_exp(z, maxz, V)) + maxz - z[targets[t]];
     }
 }
 
@@ -791,11 +835,9 @@ static void crossentropy_backward(float *dlogits, const float *logits, const int
     for (int t = 0; t < N; t++) {
         const float *z = logits + (long)t * V;
         float *dz = dlogits + (long)t * V;
-        float maxz = -FLT_MAX;
-        for (int i = 0; i < V; i++) if (z[i] > maxz) maxz = z[i];
-        float sum = 0.0f;
-        for (int i = 0; i < V; i++) sum += exp_approx(z[i] - maxz);
-        for (int i = 0; i < V; i++) dz[i] += (exp_approx(z[i] - maxz) / sum - (i == targets[t])) * dloss;
+        float maxz = max_of(z, V), inv_sum = 1.0f / sum_exp(z, maxz, V);
+        for (int i = 0; i < V; i++) dz[i] += exp_approx(z[i] - maxz) * inv_sum * dloss;
+        dz[targets[t]] -= dloss;
     }
 }
 
