@@ -12,7 +12,7 @@ PYTHON ?= /usr/bin/python3
 DATA = data/bible
 STATES = dev/states
 
-.PHONY: all train test test-asan fuzz data states clean bench bench-gen experiments recall attention-figures
+.PHONY: all train test test-asan fuzz data states clean bench bench-gen kernel-bench compilers experiments recall attention-figures
 all: train_swat test_swat test_swat_plain data/prepare_text
 
 train_swat: train_swat.c Makefile
@@ -68,6 +68,15 @@ fuzz:
 bench: train_swat data
 	@bash dev/bench.sh
 
+# Where a training step's time goes, kernel by kernel (dev/kernel_bench.c), and the same step
+# built by gcc and clang for AVX-512, AVX2 and SSE2 (dev/compilers.sh). Benchmarks, not tests.
+dev/kernel_bench: dev/kernel_bench.c train_swat.c
+	$(CC) $(CFLAGS) -Wno-unused-function -Wno-unused-variable $(NATIVE) $(OPENMP) -o $@ dev/kernel_bench.c $(LDLIBS)
+kernel-bench: dev/kernel_bench
+	dev/kernel_bench
+compilers:
+	@bash dev/compilers.sh
+
 # Generation speed and memory for 1k, 8k and 64k tokens (a benchmark, not a test).
 bench-gen: train_swat
 	@bash dev/bench_gen.sh
@@ -90,5 +99,5 @@ attention-figures: train_swat data
 	bash dev/attention_figures.sh
 
 clean:
-	rm -f train_swat test_swat test_swat_plain test_swat_asan data/prepare_text
+	rm -f train_swat test_swat test_swat_plain test_swat_asan data/prepare_text dev/kernel_bench
 	rm -rf $(STATES) fuzz/build
