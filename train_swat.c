@@ -401,10 +401,23 @@ static inline void gemm_tile(int kc, const float *Ap, const float *Bp, float *Cm
         }
     }
     for (int r = 0; r < mr; r++) {
-        float *c = Cm + r * ldc, out[GEMM_NR];
-        memcpy(out, acc[r], sizeof out);
-        if (add) for (int j = 0; j < nr; j++) c[j] += out[j];
-        else     for (int j = 0; j < nr; j++) c[j] = out[j];
+        float *c = Cm + r * ldc;
+        if (nr == GEMM_NR) { /* a full row of the tile: vector loads and stores */
+            if (add) {
+                vfloat c0, c1;
+                memcpy(&c0, c, sizeof c0);
+                memcpy(&c1, c + VEC_LEN, sizeof c1);
+                acc[r][0] += c0;
+                acc[r][1] += c1;
+            }
+            memcpy(c, &acc[r][0], sizeof acc[r][0]);
+            memcpy(c + VEC_LEN, &acc[r][1], sizeof acc[r][1]);
+        } else {
+            float out[GEMM_NR];
+            memcpy(out, acc[r], sizeof out);
+            if (add) for (int j = 0; j < nr; j++) c[j] += out[j];
+            else     for (int j = 0; j < nr; j++) c[j] = out[j];
+        }
     }
 }
 #else
