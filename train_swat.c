@@ -912,7 +912,10 @@ static void model_create(Model *m, const ModelConfig *cfg) {
     m->cfg = *cfg;
     m->num_params = param_count(cfg);
     m->params = xcalloc(m->num_params, sizeof(float), "parameters");
-    m->grads = xcalloc(m->num_params, sizeof(float), "gradients");
+    /* plain calloc: its large blocks are fresh pages, mapped only when first written, so
+     * --eval and --generate, which never touch the gradients, do not pay memory for them */
+    m->grads = calloc(m->num_params, sizeof(float));
+    if (!m->grads) die("gradients: out of memory (%.1f MB)", m->num_params * 4.0 / 1e6);
     m->p = param_tensors(cfg, m->params);
     m->g = param_tensors(cfg, m->grads);
     m->slopes = xcalloc(cfg->H, sizeof(float), "slopes");
