@@ -754,6 +754,49 @@ static void test_attention(int mode, int W) {
     free(gv);
 }
 
+/* ---- exp_approx and the lane sums ---- */
+static void test_exp_and_sums(void) {
+    double worst = 0.0;
+    for (double x = -87.0; x <= 88.0; x += 1.7e-4) {
+        float f = (float)x;
+        double rel = fabs(exp_approx(f) - exp((double)f)) / exp((double)f);
+        if (rel > worst) worst = rel;
+    }
+    volatile float nan_in = NAN;
+    CHECK(worst < 2.0 * FLT_EPSILON && exp_approx(0.0f) == 1.0f && isnan(exp_approx(nan_in)) && isnan(sigmoid(nan_in)),
+          "exp_approx within 2 ulp of exp over [-87, 88]; exp(0) = 1; NaN stays NaN", "max rel err %.2e", worst);
+    uint64_t s = 77;
+    float *x = rand_floats(203, 1.0, &s), *y = rand_floats(203, 1.0, &s), *z = rand_floats(203, 1.0, &s);
+    double d3 = 0, d2 = 0, se = 0, mx = -1e30, scale = 0;
+    for (int i = 0; i < 203; i++) {
+        d3 += (double)x[i] * y[i] * z[i]; d2 += (double)x[i] * y[i]; se += exp((double)x[i] - 0.5);
+        if (x[i] > mx) mx = x[i];
+        scale += fabs((double)x[i] * y[i]);
+    }
+    double e = fmax(fabs(dot3(x, y, z, 203) - d3), fabs(dot3(x, y, NULL, 203) - d2)) / scale;
+    double es = fabs(sum_exp(x, 0.5f, 203) - se) / se;
+    float mx5 = x[0];
+    for (int i = 1; i < 5; i++) mx5 = x[i] > mx5 ? x[i] : mx5;
+    CHECK(e < 1e-6 && es < 1e-6 && max_of(x, 203) == (float)mx && max_of(x, 5) == mx5,
+          "dot3, sum_exp and max_of (16 lanes plus a tail of 11; a tail alone) against double sums",
+          "dot %.1e, sum_exp %.1e", e, es);
+    free(x); free(y); free(z);
+}
+
+/* A NaN weight must give a NaN loss (so training stops on divergence), and must not reach
+ * exp_approx's float-to-int conversion (undefined behaviour; the UBSan build checks). */
+static void test_nan_propagates(void) {
+    ModelConfig cfg = make_config(16, 1, 2, 8, 12, 3, ATTN_SIGMOID, 1, 1, 1);
+    Model m;
+    make_random_model(&m, &cfg, 0.1, 5);
+    int in[8], tg[8];
+    for (int i = 0; i < 8; i++) { in[i] = i; tg[i] = (i * 3) % 16; }
+    m.p.wq[3] = NAN;
+    float loss = model_forward(&m, in, tg, 1, 8, cfg.window);
+    CHECK(isnan(loss), "a NaN weight gives a NaN loss", "loss %g", loss);
+    model_free(&m);
+}
+
 /* ---- SwiGLU ---- */
 typedef struct { long n; double *g, *u, *R; } SwigluCtx;
 static double swiglu_loss(void *p) {
@@ -2123,6 +2166,8 @@ int main(void) {
     printf("# gemm register tile: %d x %d, plain C loops\n", GEMM_MR, GEMM_NR);
 #endif
     /* layers */
+    test_exp_and_sums();
+    test_nan_propagates();
     test_alibi_slopes();
     test_matmul(7, 13, 9, 1, 1);
     test_matmul(1, 5, 3, 1, 2);

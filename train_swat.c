@@ -285,7 +285,8 @@ static void param_init(const ModelConfig *c, float *block, uint64_t seed) {
  * arithmetic it can: exp(x) = 2^k exp(r) with k = round(x / ln 2) and r = x - k ln 2
  * (|r| <= ln2/2; ln 2 in two parts so r is exact), exp(r) by Cephes' degree-7 polynomial,
  * and 2^k written straight into the exponent bits. Relative error below 1.5 ulp (measured
- * over [-87, 88]); inputs are clamped there, where exp stays a normal float. */
+ * over [-87, 88]); inputs are clamped there, where exp stays a normal float, and a NaN
+ * stays a NaN (a diverged model must still be seen to diverge). */
 static inline float exp_approx(float x) {
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
     float k = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest: 12582912 = 1.5*2^23 */
@@ -297,7 +298,8 @@ static inline float exp_approx(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)k + 127) << 23; /* 2^k as a float */
+    float k_int = k == k ? k : 0.0f; /* NaN in gives NaN out (through p), but no NaN to int */
+    int32_t bits = ((int32_t)k_int + 127) << 23; /* 2^k as a float */
     float two_k;
     memcpy(&two_k, &bits, sizeof two_k);
     return p * two_k;
