@@ -359,13 +359,12 @@ static inline float sum_exp(const float *x, float shift, int n) {
  *   - K is cut into blocks of KC; for each, B's KC rows are copied ("packed") into panels
  *     of NR columns, each panel kc x NR contiguous, small enough to stay in cache;
  *   - A's rows are packed the same way, MR rows at a time, k-major;
- *   - a register tile of MR x NR outputs runs over the kc values of k, one vector of B and
- *     MR broadcast values of A per step: MR*NR/16 vector FMAs per two contiguous loads.
- * The tile holds MR x 2 vectors of VEC_LEN floats (16 with AVX-512, 8 with AVX, else 4) in
- * registers: per k, two vector loads of B, MR broadcasts of A and 2*MR vector FMAs. It is
- * written with GNU C vector extensions (gcc, clang), which map vfloat onto the target's
- * vector registers whatever it is; plain C loops that compilers vectorise far less reliably
- * are the fallback (-DSWAT_PLAIN_C; the tests run both).
+ *   - a register tile of MR x NR outputs, MR x 2 vectors of VEC_LEN floats (16 with
+ *     AVX-512, 8 with AVX, else 4), runs over the kc values of k: per k, two vector loads
+ *     of B, MR broadcasts of A and 2*MR vector FMAs, all operands in registers.
+ * The tile is written with GNU C vector extensions (gcc, clang), which map vfloat onto the
+ * target's vector registers whatever they are; plain C loops, which compilers vectorise far
+ * less reliably (clang: 20x slower), are the fallback (-DSWAT_PLAIN_C; the tests run both).
  * Threads take chunks of output rows as they become free (a busy core then simply takes
  * fewer chunks), k-blocks are done in order with a barrier between them, and each output
  * sums over k in the same order whichever thread computes it: the result does not depend
@@ -712,8 +711,8 @@ static void rope_backward(float *dx, const float *cos_t, const float *sin_t, int
  *   sigmoid: ds = da * a * (1 - a)      softmax: ds = a * (da - sum_d a*da)
  *   dq_m += ds * k_n / sqrt(D)          dk_n += ds * q_m / sqrt(D)
  * To run at matrix-product speed, the queries go in blocks of ATTN_QB: a block [m0, m1)
- * sees the keys [m1-1-(Wb-1) .. m1-1] ∩ [0, m1), nk <= QB+Wb-1 of them, and every sum
- * above becomes a small product over that block, done by gemm_serial:
+ * sees the keys [m0-Wb+1, m1) ∩ [0, m1), nk <= QB+Wb-1 of them, and every sum above
+ * becomes a small product over that block, done by gemm_serial:
  *   S  = Q K^T                (QB, nk)   then P = the band of S mapped to weights, 0 elsewhere
  *   O  = P V                  (QB, D)
  *   dP = dO V^T               (QB, nk)   then dS = dP mapped back through the weights
@@ -724,6 +723,19 @@ static void rope_backward(float *dx, const float *cos_t, const float *sin_t, int
  * free; each pair's arithmetic is the same whichever thread does it. */
 #define ATTN_QB 32
 static int band_width(int window, int T) { return window < T ? window : T; }
+
+/* Query block [m0, m1) of sequence b, head h: it sees keys [n0, m1), nk of them; q0 and k0
+ * are the offsets of its first query's and first key's head slice in the (B*T, C) arrays. */
+typedef struct { int m1, n0, nk; long q0, k0; } AttnBlock;
+static AttnBlock attention_block(int b, int h, int m0, int T, int C, int D, int Wb) {
+    AttnBlock blk;
+    blk.m1 = m0 + ATTN_QB < T ? m0 + ATTN_QB : T;
+    blk.n0 = m0 - Wb + 1 > 0 ? m0 - Wb + 1 : 0;
+    blk.nk = blk.m1 - blk.n0;
+    blk.q0 = ((long)b * T + m0) * C + h * D;
+    blk.k0 = ((long)b * T + blk.n0) * C + h * D;
+    return blk;
+}
 
 /* Row r of a query block [m0, ...) whose keys start at n0: query m = m0+r sees keys
  * n = m-nd+1 .. m, which are columns j = n - n0 from *jlo to *jlo+nd-1. Returns nd. */
@@ -754,8 +766,9 @@ static void attention_forward(float *out, float *att, const float *q, const floa
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++)
                 for (int m0 = 0; m0 < T; m0 += ATTN_QB) {
-                    int m1 = m0 + ATTN_QB < T ? m0 + ATTN_QB : T, n0 = m0 - Wb + 1 > 0 ? m0 - Wb + 1 : 0, nk = m1 - n0;
-                    long q0 = ((long)b * T + m0) * C + h * D, k0 = ((long)b * T + n0) * C + h * D;
+                    AttnBlock blk = attention_block(b, h, m0, T, C, D, Wb);
+                    int m1 = blk.m1, n0 = blk.n0, nk = blk.nk;
+                    long q0 = blk.q0, k0 = blk.k0;
                     float slope = slopes[h];
                     gemm_serial(P, nk, q + q0, C, 1, k + k0, 1, C, m1 - m0, nk, D, 0, scratch); /* S = Q K^T */
                     for (int m = m0; m < m1; m++) {
@@ -793,8 +806,9 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++)
                 for (int m0 = 0; m0 < T; m0 += ATTN_QB) {
-                    int m1 = m0 + ATTN_QB < T ? m0 + ATTN_QB : T, n0 = m0 - Wb + 1 > 0 ? m0 - Wb + 1 : 0, nk = m1 - n0;
-                    long q0 = ((long)b * T + m0) * C + h * D, k0 = ((long)b * T + n0) * C + h * D;
+                    AttnBlock blk = attention_block(b, h, m0, T, C, D, Wb);
+                    int m1 = blk.m1, n0 = blk.n0, nk = blk.nk;
+                    long q0 = blk.q0, k0 = blk.k0;
                     for (int m = m0; m < m1; m++) { /* P back from the saved band */
                         float *p = P + (long)(m - m0) * nk;
                         const float *a = att + (((long)b * H + h) * T + m) * Wb;
@@ -808,8 +822,7 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
                         if (mode == ATTN_SIGMOID) {
                             for (int j = 0; j < nk; j++) dp[j] = dp[j] * p[j] * (1.0f - p[j]) * scale;
                         } else {
-                            float dot = 0.0f;
-                            for (int j = 0; j < nk; j++) dot += p[j] * dp[j];
+                            float dot = dot3(p, dp, NULL, nk);
                             for (int j = 0; j < nk; j++) dp[j] = p[j] * (dp[j] - dot) * scale;
                         }
                     }
