@@ -529,7 +529,7 @@ static void test_matmul(int N, int IN, int OUT, int do_fd, uint64_t seed) {
     double e = note(E_FWD_LAYER, rel_err_fd(y, yr, (size_t)N * OUT));
     CHECK(e < TOL_FWD, S("matmul_forward %dx%d -> %d", N, IN, OUT), "max rel err %.2e", e);
 
-    matmul_backward(dx, dW, R, x, W, N, IN, OUT);
+    matmul_backward(dx, dW, R, x, W, N, IN, OUT, 1);
     double *gx = dalloc((size_t)N * IN), *gW = dalloc((size_t)OUT * IN);
     if (do_fd) {
         fd_grad(matmul_loss, &c, c.x, (size_t)N * IN, gx);
@@ -553,14 +553,22 @@ static void test_matmul(int N, int IN, int OUT, int do_fd, uint64_t seed) {
     CHECK(ex < TOL_GRAD && eW < TOL_GRAD, S("matmul_backward %dx%d -> %d vs %s", N, IN, OUT, do_fd ? "finite differences" : "exact double"),
           "dinp %.2e, dW %.2e", ex, eW);
     /* accumulation: a second call adds the same again; NULL outputs are skipped */
-    matmul_backward(dx, dW, R, x, W, N, IN, OUT);
+    matmul_backward(dx, dW, R, x, W, N, IN, OUT, 1);
     memset(dx2, 0, (size_t)N * IN * 4); memset(dW2, 0, (size_t)OUT * IN * 4);
-    matmul_backward(dx2, dW2, R, x, W, N, IN, OUT);
+    matmul_backward(dx2, dW2, R, x, W, N, IN, OUT, 1);
     double a1 = doubled_err(dx2, dx, (size_t)N * IN), a2 = doubled_err(dW2, dW, (size_t)OUT * IN);
-    matmul_backward(dx3, NULL, R, x, W, N, IN, OUT);
+    matmul_backward(dx3, NULL, R, x, W, N, IN, OUT, 1);
     double a3 = rel_err_ff(dx3, dx2, (size_t)N * IN);
     CHECK(a1 < TOL_ACC && a2 < TOL_ACC && a3 == 0.0, S("matmul_backward %dx%d -> %d accumulates", N, IN, OUT),
           "2nd call doubles: dinp %.1e dW %.1e; dW=NULL leaves dinp identical: %.1e", a1, a2, a3);
+    /* add = 0 overwrites dinp (garbage and all) and still adds into dW */
+    for (long i = 0; i < (long)N * IN; i++) dx3[i] = 1e6f;
+    memcpy(dW2, dW, (size_t)OUT * IN * 4);
+    matmul_backward(dx3, dW2, R, x, W, N, IN, OUT, 0);
+    double o1 = rel_err_ff(dx3, dx2, (size_t)N * IN), o2 = 0.0; /* dx2 = one call's dinp */
+    for (long i = 0; i < (long)OUT * IN; i++) o2 = fmax(o2, fabs(dW2[i] - 1.5 * dW[i]) / (fabs(dW[i]) + 1e-6));
+    CHECK(o1 < TOL_ACC && o2 < 1e-5, S("matmul_backward %dx%d -> %d with add = 0 overwrites dinp", N, IN, OUT),
+          "dinp vs one call %.1e; dW still accumulates (3 calls vs 2) %.1e", o1, o2);
     free(x); free(W); free(R); free(y); free(dx); free(dW); free(dx2); free(dW2); free(dx3);
     free(c.x); free(c.W); free(c.R); free(yr); free(gx); free(gW);
 }
@@ -822,13 +830,17 @@ static void test_swiglu(void) {
     double *gg = dalloc(n), *gu = dalloc(n);
     fd_grad(swiglu_loss, &c, c.g, n, gg);
     fd_grad(swiglu_loss, &c, c.u, n, gu);
-    swiglu_backward(dg, du, R, g, u, n);
+    swiglu_backward(dg, du, R, g, u, n, 1);
     double eg = note(E_FD_LAYER, rel_err_fd(dg, gg, n)), eu = note(E_FD_LAYER, rel_err_fd(du, gu, n));
     CHECK(eg < TOL_GRAD && eu < TOL_GRAD, "swiglu_backward vs finite differences", "dgate %.2e, dup %.2e", eg, eu);
-    swiglu_backward(dg2, du2, R, g, u, n);
-    swiglu_backward(dg2, du2, R, g, u, n);
+    swiglu_backward(dg2, du2, R, g, u, n, 1);
+    swiglu_backward(dg2, du2, R, g, u, n, 1);
     double a1 = doubled_err(dg, dg2, n), a2 = doubled_err(du, du2, n);
     CHECK(a1 < TOL_ACC && a2 < TOL_ACC, "swiglu_backward accumulates", "2nd call doubles: dgate %.1e, dup %.1e", a1, a2);
+    for (long i = 0; i < n; i++) dg2[i] = du2[i] = 1e6f;
+    swiglu_backward(dg2, du2, R, g, u, n, 0);
+    double o1 = rel_err_ff(dg2, dg, n), o2 = rel_err_ff(du2, du, n);
+    CHECK(o1 == 0.0 && o2 == 0.0, "swiglu_backward with add = 0 overwrites", "vs one call on zeros: dgate %.1e, dup %.1e", o1, o2);
     free(g); free(u); free(R); free(y); free(dg); free(du); free(dg2); free(du2); free(c.g); free(c.u); free(c.R);
     free(yr); free(gg); free(gu);
 }

@@ -26,8 +26,9 @@
  *
  * Conventions: weights are [out, in] and y = x W^T; activations are row-major (B, T, C);
  * every backward function ADDS into the gradients it is given (so residual branches just
- * add up), and the caller zeroes them when needed; the one exception is RoPE, whose
- * backward rotates the gradient in place.
+ * add up), and the caller zeroes them when needed. Exceptions: matmul's and SwiGLU's
+ * backward can also overwrite their input gradients (add = 0), which spares zeroing a
+ * buffer that they write first, and RoPE's backward rotates the gradient in place.
  */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE /* and, where the system has it, madvise(MADV_HUGEPAGE) */
@@ -588,10 +589,11 @@ static void matmul_forward(float *out, const float *inp, const float *W, int N, 
     gemm(out, OUT, inp, IN, 1, W, 1, IN, N, OUT, IN, 0);
 }
 
-/* dinp += dout W ; dW += dout^T inp. Either output may be NULL. */
+/* dinp += dout W (add = 1) or dinp = dout W (add = 0: the first gradient written into a
+ * buffer, which then needs no zeroing); dW += dout^T inp. Either output may be NULL. */
 static void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp,
-                            const float *W, int N, int IN, int OUT) {
-    if (dinp) gemm(dinp, IN, dout, OUT, 1, W, IN, 1, N, IN, OUT, 1);
+                            const float *W, int N, int IN, int OUT, int add) {
+    if (dinp) gemm(dinp, IN, dout, OUT, 1, W, IN, 1, N, IN, OUT, add);
     if (dW) gemm(dW, IN, dout, 1, OUT, inp, IN, 1, OUT, IN, N, 1);
 }
 
@@ -844,13 +846,14 @@ static void swiglu_forward(float *out, const float *gate, const float *up, long 
     }
 }
 
+/* dgate, dup += (add = 1) or = (add = 0) the gradients above */
 static void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
-                            const float *up, long N) {
+                            const float *up, long N, int add) {
     #pragma omp parallel for schedule(static)
     for (long i = 0; i < N; i++) {
         float g = gate[i], sg = sigmoid(g);
-        dup[i] += dout[i] * g * sg;
-        dgate[i] += dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
+        dup[i] = (add ? dup[i] : 0.0f) + dout[i] * g * sg;
+        dgate[i] = (add ? dgate[i] : 0.0f) + dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
     }
 }
 
@@ -1072,29 +1075,25 @@ static void model_backward(Model *m) {
 
     zero_floats(a->dlogits, (long)N * V);
     crossentropy_backward(a->dlogits, a->logits, a->targets, 1.0f / N, N, V);
-    zero_floats(a->dh, NC);
-    matmul_backward(a->dh, m->g.lm_head, a->dlogits, a->h_final, m->p.lm_head, N, C, V);
+    matmul_backward(a->dh, m->g.lm_head, a->dlogits, a->h_final, m->p.lm_head, N, C, V, 0);
     zero_floats(a->dx, NC); /* dx: gradient of the residual stream */
     rmsnorm_backward(a->dx, m->g.final_norm, a->dh, a->x + c->L * NC, m->p.final_norm, a->rstd_final, N, C);
 
+    /* The last argument of matmul_backward and swiglu_backward: 0 for the first gradient
+     * written into a buffer (it overwrites), 1 for the ones that add to it. */
     for (int l = c->L - 1; l >= 0; l--) {
         long lC = (long)l * C, lCC = lC * C, lFC = (long)l * F * C;
         float *x = a->x + l * NC, *h = a->h_attn + l * NC, *q = a->q + l * NC, *k = a->k + l * NC,
               *v = a->v + l * NC, *o = a->o + l * NC, *xm = a->x_mid + l * NC, *h2 = a->h_mlp + l * NC,
               *gate = a->gate + l * NF, *up = a->up + l * NF, *act = a->act + l * NF;
         /* MLP block; the residual passes dx through unchanged and the branch adds to it */
-        zero_floats(a->dact, NF);
-        matmul_backward(a->dact, m->g.w_down + lFC, a->dx, act, m->p.w_down + lFC, N, F, C);
-        zero_floats(a->dgate, NF);
-        zero_floats(a->dup, NF);
-        swiglu_backward(a->dgate, a->dup, a->dact, gate, up, NF);
-        zero_floats(a->dh, NC);
-        matmul_backward(a->dh, m->g.w_gate + lFC, a->dgate, h2, m->p.w_gate + lFC, N, C, F);
-        matmul_backward(a->dh, m->g.w_up + lFC, a->dup, h2, m->p.w_up + lFC, N, C, F);
+        matmul_backward(a->dact, m->g.w_down + lFC, a->dx, act, m->p.w_down + lFC, N, F, C, 0);
+        swiglu_backward(a->dgate, a->dup, a->dact, gate, up, NF, 0);
+        matmul_backward(a->dh, m->g.w_gate + lFC, a->dgate, h2, m->p.w_gate + lFC, N, C, F, 0);
+        matmul_backward(a->dh, m->g.w_up + lFC, a->dup, h2, m->p.w_up + lFC, N, C, F, 1);
         rmsnorm_backward(a->dx, m->g.mlp_norm + lC, a->dh, xm, m->p.mlp_norm + lC, a->rstd_mlp + (long)l * N, N, C);
-        /* attention block */
-        zero_floats(a->dh, NC); /* dh: gradient of o */
-        matmul_backward(a->dh, m->g.wo + lCC, a->dx, o, m->p.wo + lCC, N, C, C);
+        /* attention block; dh is now the gradient of o */
+        matmul_backward(a->dh, m->g.wo + lCC, a->dx, o, m->p.wo + lCC, N, C, C, 0);
         zero_floats(a->dq, NC);
         zero_floats(a->dk, NC);
         zero_floats(a->dv, NC);
@@ -1104,10 +1103,10 @@ static void model_backward(Model *m) {
             rope_backward(a->dq, a->rope_cos, a->rope_sin, B, T, C, H);
             rope_backward(a->dk, a->rope_cos, a->rope_sin, B, T, C, H);
         }
-        zero_floats(a->dh, NC); /* dh: gradient of RMSNorm(x) */
-        matmul_backward(a->dh, m->g.wq + lCC, a->dq, h, m->p.wq + lCC, N, C, C);
-        matmul_backward(a->dh, m->g.wk + lCC, a->dk, h, m->p.wk + lCC, N, C, C);
-        matmul_backward(a->dh, m->g.wv + lCC, a->dv, h, m->p.wv + lCC, N, C, C);
+        /* dh: the gradient of RMSNorm(x), the sum of the three projections' */
+        matmul_backward(a->dh, m->g.wq + lCC, a->dq, h, m->p.wq + lCC, N, C, C, 0);
+        matmul_backward(a->dh, m->g.wk + lCC, a->dk, h, m->p.wk + lCC, N, C, C, 1);
+        matmul_backward(a->dh, m->g.wv + lCC, a->dv, h, m->p.wv + lCC, N, C, C, 1);
         rmsnorm_backward(a->dx, m->g.attn_norm + lC, a->dh, x, m->p.attn_norm + lC, a->rstd_attn + (long)l * N, N, C);
     }
     embedding_backward(m->g.wte, a->dx, a->inputs, N, C);

@@ -33,8 +33,8 @@ typedef struct { float *Cm, *A, *Bm; int M, N, K, mode; } GemmCase;
 static void run_gemm(void *p) {
     GemmCase *g = p; /* mode 0: y = x W^T, 1: dx += dy W, 2: dW += dy^T x (the three of matmul) */
     if (g->mode == 0) matmul_forward(g->Cm, g->A, g->Bm, g->M, g->K, g->N);
-    else if (g->mode == 1) matmul_backward(g->Cm, NULL, g->A, NULL, g->Bm, g->M, g->N, g->K);
-    else matmul_backward(NULL, g->Cm, g->A, g->Bm, NULL, g->K, g->N, g->M);
+    else if (g->mode == 1) matmul_backward(g->Cm, NULL, g->A, NULL, g->Bm, g->M, g->N, g->K, 1);
+    else matmul_backward(NULL, g->Cm, g->A, g->Bm, NULL, g->K, g->N, g->M, 1);
 }
 
 typedef struct { Model *m; int *in, *tg, B, T, W; } StepCase;
@@ -81,7 +81,7 @@ static void run_elt(void *p) {
     case E_RMS_F: rmsnorm_forward(a->h_attn, a->rstd_attn, a->x, m->p.attn_norm, N, C); break;
     case E_RMS_B: rmsnorm_backward(a->dx, m->g.attn_norm, a->dh, a->x, m->p.attn_norm, a->rstd_attn, N, C); break;
     case E_SWIGLU_F: swiglu_forward(a->act, a->gate, a->up, (long)N * F); break;
-    case E_SWIGLU_B: swiglu_backward(a->dgate, a->dup, a->dact, a->gate, a->up, (long)N * F); break;
+    case E_SWIGLU_B: swiglu_backward(a->dgate, a->dup, a->dact, a->gate, a->up, (long)N * F, 1); break;
     case E_ROPE: rope_forward(a->dq, a->rope_cos, a->rope_sin, a->B, a->T, C, m->cfg.H); break;
     case E_ZERO_NF: zero_floats(a->dact, (long)N * F); break;
     case E_ZERO_NC: zero_floats(a->dq, (long)N * C); break;
@@ -145,10 +145,12 @@ int main(int argc, char **argv) {
     printf("%-34s %9.2f ms  %7.1f GFLOP/s  x%d per step\n", "attention backward", ab, 2 * aflops / ab / 1e6, cfg.L);
     double attn_total = (af + ab) * cfg.L;
     printf("%-34s %9.2f ms  (%.0f%% of the step)\n", "all attention", attn_total, 100 * attn_total / step);
-    /* per step: rmsnorm 2L+1 each way, rope 2L each way, zero (N,F) 3L, zero (N,C) 6L+3, residual adds 2L */
-    int counts[E_COUNT] = {2 * cfg.L + 1, 2 * cfg.L + 1, cfg.L, cfg.L, 4 * cfg.L, 3 * cfg.L, 6 * cfg.L + 3, 2 * cfg.L, 1, 1, 1, 1};
+    /* per step: rmsnorm 2L+1 each way, rope 2L each way, zeroing dq, dk, dv per layer plus dx and
+     * dlogits (N,V = N,C here; no (N,F) buffer is zeroed), residual adds 2L */
+    int counts[E_COUNT] = {2 * cfg.L + 1, 2 * cfg.L + 1, cfg.L, cfg.L, 4 * cfg.L, 0, 3 * cfg.L + 2, 2 * cfg.L, 1, 1, 1, 1};
     double elt_total = 0;
     for (int e = 0; e < E_COUNT; e++) {
+        if (!counts[e]) continue;
         EltCase ec = {&m, e};
         double ms = time_ms(run_elt, &ec);
         elt_total += ms * counts[e];
