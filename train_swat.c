@@ -747,32 +747,41 @@ static int band_row(int m, int n0, int Wb, int *jlo) {
     return nd;
 }
 
-/* Each thread's scratch for attention: the blocks P and dP (block_floats each), then
- * gemm_serial's packing. Returns the floats per thread; threads' slices follow each other. */
-static size_t attention_scratch(int Wb, size_t *block_floats) {
+/* Each thread's scratch for attention: the blocks P and dP (block_floats each), one head's
+ * keys (or values) transposed, (D, T), then gemm_serial's packing. Returns the floats per
+ * thread; threads' slices follow each other. */
+static size_t attention_scratch(int Wb, int T, int D, size_t *block_floats) {
     int kmax = ATTN_QB + Wb - 1;
     *block_floats = (size_t)ATTN_QB * kmax;
-    return 2 * *block_floats + gemm_scratch_floats(kmax > ATTN_QB ? kmax : ATTN_QB);
+    return 2 * *block_floats + (size_t)D * T + gemm_scratch_floats(kmax > ATTN_QB ? kmax : ATTN_QB);
+}
+
+/* xt (D, T) = head h of sequence b of x (B*T, C), transposed: the products with K^T and V^T
+ * then read whole rows of xt instead of gathering one float per key. */
+static void head_transposed(float *xt, const float *x, int b, int h, int T, int C, int D) {
+    for (int n = 0; n < T; n++)
+        for (int i = 0; i < D; i++) xt[(long)i * T + n] = x[((long)b * T + n) * C + h * D + i];
 }
 
 static void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                               const float *slopes, int B, int T, int C, int H, int window, int mode) {
     int D = C / H, Wb = band_width(window, T);
     float scale = 1.0f / sqrtf((float)D);
-    size_t bf, per_thread = attention_scratch(Wb, &bf);
+    size_t bf, per_thread = attention_scratch(Wb, T, D, &bf);
     float *all = scratch_floats(SCRATCH_ATTENTION, per_thread * num_threads());
     #pragma omp parallel
     {
-        float *P = all + per_thread * thread_id(), *scratch = P + 2 * bf;
+        float *P = all + per_thread * thread_id(), *kt = P + 2 * bf, *scratch = kt + (size_t)D * T;
         #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++)
+            for (int h = 0; h < H; h++) {
+                head_transposed(kt, k, b, h, T, C, D);
                 for (int m0 = 0; m0 < T; m0 += ATTN_QB) {
                     AttnBlock blk = attention_block(b, h, m0, T, C, D, Wb);
                     int m1 = blk.m1, n0 = blk.n0, nk = blk.nk;
                     long q0 = blk.q0, k0 = blk.k0;
                     float slope = slopes[h];
-                    gemm_serial(P, nk, q + q0, C, 1, k + k0, 1, C, m1 - m0, nk, D, 0, scratch); /* S = Q K^T */
+                    gemm_serial(P, nk, q + q0, C, 1, kt + n0, T, 1, m1 - m0, nk, D, 0, scratch); /* S = Q K^T */
                     for (int m = m0; m < m1; m++) {
                         float *p = P + (long)(m - m0) * nk, *a = att + (((long)b * H + h) * T + m) * Wb;
                         int jlo, nd = band_row(m, n0, Wb, &jlo), jhi = jlo + nd - 1; /* column of key m */
@@ -791,6 +800,7 @@ static void attention_forward(float *out, float *att, const float *q, const floa
                     }
                     gemm_serial(out + q0, C, P, nk, 1, v + k0, C, 1, m1 - m0, D, nk, 0, scratch); /* O = P V */
                 }
+            }
     }
 }
 
@@ -799,14 +809,15 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
                                int B, int T, int C, int H, int window, int mode) {
     int D = C / H, Wb = band_width(window, T);
     float scale = 1.0f / sqrtf((float)D);
-    size_t bf, per_thread = attention_scratch(Wb, &bf);
+    size_t bf, per_thread = attention_scratch(Wb, T, D, &bf);
     float *all = scratch_floats(SCRATCH_ATTENTION, per_thread * num_threads());
     #pragma omp parallel
     {
-        float *P = all + per_thread * thread_id(), *dP = P + bf, *scratch = P + 2 * bf;
+        float *P = all + per_thread * thread_id(), *dP = P + bf, *vt = P + 2 * bf, *scratch = vt + (size_t)D * T;
         #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++)
+            for (int h = 0; h < H; h++) {
+                head_transposed(vt, v, b, h, T, C, D);
                 for (int m0 = 0; m0 < T; m0 += ATTN_QB) {
                     AttnBlock blk = attention_block(b, h, m0, T, C, D, Wb);
                     int m1 = blk.m1, n0 = blk.n0, nk = blk.nk;
@@ -818,7 +829,7 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
                         for (int j = 0; j < nk; j++) p[j] = 0.0f;
                         for (int d = 0; d < nd; d++) p[jhi - d] = a[d];
                     }
-                    gemm_serial(dP, nk, dout + q0, C, 1, v + k0, 1, C, m1 - m0, nk, D, 0, scratch); /* dP = dO V^T */
+                    gemm_serial(dP, nk, dout + q0, C, 1, vt + n0, T, 1, m1 - m0, nk, D, 0, scratch); /* dP = dO V^T */
                     for (int m = m0; m < m1; m++) { /* dS, in place of dP; 0 outside the band, where P is */
                         float *p = P + (long)(m - m0) * nk, *dp = dP + (long)(m - m0) * nk;
                         if (mode == ATTN_SIGMOID) {
@@ -832,6 +843,7 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
                     gemm_serial(dk + k0, C, dP, 1, nk, q + q0, C, 1, nk, D, m1 - m0, 1, scratch);  /* dK += dS^T Q */
                     gemm_serial(dv + k0, C, P, 1, nk, dout + q0, C, 1, nk, D, m1 - m0, 1, scratch); /* dV += P^T dO */
                 }
+            }
     }
 }
 
