@@ -440,27 +440,27 @@ static inline void gemm_tile(int kc, const float *Ap, const float *Bp, float *Cm
 }
 #endif
 
+/* Packing is one copy for both operands: dst[k*width + j] = src[k*ks + j*js] for k < kc and
+ * j < valid, 0 for valid <= j < width. B's panels are it with j a column (width NR), A's
+ * strips with j a row (width MR). A whole block (valid = width) with one unit stride has no
+ * bounds test and a known stride, so it vectorises. */
+static inline void pack_block(float *dst, const float *src, long ks, long js, int width, int valid, int kc) {
+    if (valid == width && js == 1)
+        for (int k = 0; k < kc; k++)
+            for (int j = 0; j < width; j++) dst[k * width + j] = src[k * ks + j];
+    else if (valid == width && ks == 1)
+        for (int k = 0; k < kc; k++)
+            for (int j = 0; j < width; j++) dst[k * width + j] = src[k + j * js];
+    else
+        for (int k = 0; k < kc; k++)
+            for (int j = 0; j < width; j++) dst[k * width + j] = j < valid ? src[k * ks + j * js] : 0.0f;
+}
+
 /* Panels [p0, p1) of B's rows k0 .. k0+kc-1: panel p at Bp + p*kc*NR, zero past column N. */
 static void gemm_pack_b(float *Bp, const float *B, long bks, long bns, int N, int k0, int kc, int p0, int p1) {
-    for (int p = p0; p < p1; p++) {
-        float *dst = Bp + (long)p * kc * GEMM_NR;
-        const float *src = B + (long)k0 * bks + (long)p * GEMM_NR * bns;
-        if ((p + 1) * GEMM_NR <= N) { /* a full panel: no bounds to check; one stride known, so it vectorises */
-            if (bns == 1)
-                for (int k = 0; k < kc; k++)
-                    for (int j = 0; j < GEMM_NR; j++) dst[k * GEMM_NR + j] = src[k * bks + j];
-            else if (bks == 1)
-                for (int k = 0; k < kc; k++)
-                    for (int j = 0; j < GEMM_NR; j++) dst[k * GEMM_NR + j] = src[k + j * bns];
-            else
-                for (int k = 0; k < kc; k++)
-                    for (int j = 0; j < GEMM_NR; j++) dst[k * GEMM_NR + j] = src[k * bks + j * bns];
-        } else {
-            for (int k = 0; k < kc; k++)
-                for (int j = 0; j < GEMM_NR; j++)
-                    dst[k * GEMM_NR + j] = p * GEMM_NR + j < N ? src[k * bks + j * bns] : 0.0f;
-        }
-    }
+    for (int p = p0; p < p1; p++)
+        pack_block(Bp + (long)p * kc * GEMM_NR, B + (long)k0 * bks + (long)p * GEMM_NR * bns, bks, bns, GEMM_NR,
+                   N - p * GEMM_NR < GEMM_NR ? N - p * GEMM_NR : GEMM_NR, kc);
 }
 
 /* Rows [m_start, m_end) of Cm (+)= A(those rows, k0 .. k0+kc-1) times the packed k-block
@@ -468,24 +468,9 @@ static void gemm_pack_b(float *Bp, const float *B, long bks, long bns, int N, in
  * rows) in strips of MR rows, Ap[strip][k][r], zero past the last row. */
 static void gemm_rows(float *Cm, long ldc, const float *A, long ars, long aks, const float *Bp, float *Ap,
                       int m_start, int m_end, int N, int k0, int kc, int add) {
-    for (int m0 = m_start; m0 < m_end; m0 += GEMM_MR) {
-        float *dst = Ap + (long)(m0 - m_start) * kc;
-        const float *src = A + (long)m0 * ars + (long)k0 * aks;
-        if (m0 + GEMM_MR <= m_end) { /* a full strip (as for B) */
-            if (ars == 1)
-                for (int k = 0; k < kc; k++)
-                    for (int r = 0; r < GEMM_MR; r++) dst[k * GEMM_MR + r] = src[r + k * aks];
-            else if (aks == 1)
-                for (int k = 0; k < kc; k++)
-                    for (int r = 0; r < GEMM_MR; r++) dst[k * GEMM_MR + r] = src[r * ars + k];
-            else
-                for (int k = 0; k < kc; k++)
-                    for (int r = 0; r < GEMM_MR; r++) dst[k * GEMM_MR + r] = src[r * ars + k * aks];
-        } else {
-            for (int k = 0; k < kc; k++)
-                for (int r = 0; r < GEMM_MR; r++) dst[k * GEMM_MR + r] = m0 + r < m_end ? src[r * ars + k * aks] : 0.0f;
-        }
-    }
+    for (int m0 = m_start; m0 < m_end; m0 += GEMM_MR)
+        pack_block(Ap + (long)(m0 - m_start) * kc, A + (long)m0 * ars + (long)k0 * aks, aks, ars, GEMM_MR,
+                   m_end - m0 < GEMM_MR ? m_end - m0 : GEMM_MR, kc);
     for (int n = 0; n < N; n += GEMM_NR) {
         int nr = N - n < GEMM_NR ? N - n : GEMM_NR;
         for (int m0 = m_start; m0 < m_end; m0 += GEMM_MR) {
