@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # test_prepare.sh: build data/prepare_text.c with $CC (default cc) in a temp dir and
-# check that it round-trips a small text and rejects bad input with a one-line error.
+# check that it round-trips a small text, that several files and standard input give the
+# shards of their concatenation, and that it rejects bad input with a one-line error.
 # Prints "ok - ..." / "FAIL - ..." per check, then "N passed, M failed".
 # Needs only bash, coreutils, awk and cmp; not the bible package.
-# shellcheck disable=SC2016,SC2059,SC2317  # eval strings, octal printf formats, indirect calls
+# shellcheck disable=SC2002,SC2016,SC2059,SC2317  # cat | (a pipe on purpose), eval strings, octal printf formats, indirect calls
 set -u
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,6 +28,8 @@ else
     bad "build with $cc: $(head -n 1 "$work/build.log")"
     finish
 fi
+
+cd "$work" || exit 1 # relative names a run might create (a folder called -) land in the temp dir
 
 # ---- helpers ----
 # Little-endian int32 at byte offset $2 of file $1.
@@ -135,11 +138,77 @@ expect_error "unknown option" "--bogus" "$input" "$errdir" --bogus
 expect_error "missing OUTDIR argument" "usage" "$input"
 expect_error "no arguments" "usage"
 
+# ---- several inputs and standard input: the shards equal those of the concatenated text ----
+# Three pieces of $input (the last one short, so that val starts inside the second piece),
+# and an empty file, which adds nothing.
+head -c 1000 "$input" >"$work/p1.txt"
+tail -c +1001 "$input" | head -c 1300 >"$work/p2.txt"
+tail -c +2301 "$input" >"$work/p3.txt"
+: >"$work/p0.txt"
+ref="$work/out_default" # the shards of $input itself, from the round trip above
+
+# same_as_ref NAME DIR [WORD]: the last run succeeded, DIR holds the reference shards, and its
+# one-line summary names WORD (what the input was called).
+same_as_ref() {
+    local name="$1" dir="$2" word="${3-}"
+    if [ "$rc" -ne 0 ]; then bad "$name: exit status 0 (got $rc: $(head -n 1 "$work/stderr"))"; return; fi
+    check "$name: train.bin equals that of the concatenated file" cmp -s "$dir/train.bin" "$ref/train.bin"
+    check "$name: val.bin equals that of the concatenated file" cmp -s "$dir/val.bin" "$ref/val.bin"
+    check "$name: one-line summary naming '$word' ($size bytes), nothing on stderr" \
+        eval '[ "$(wc -l <"$work/stdout")" -eq 1 ] && [ ! -s "$work/stderr" ] &&
+              grep -qF -- "$word ($size bytes)" "$work/stdout"'
+    check "$name: no .tmp files left" no_tmp "$dir"
+}
+run() { "$bin" "$@" >"$work/stdout" 2>"$work/stderr"; rc=$?; }
+
+run "$work/p1.txt" "$work/p2.txt" "$work/p3.txt" "$work/multi"
+same_as_ref "three files" "$work/multi" "3 inputs"
+run "$work/p1.txt" "$work/p0.txt" "$work/p2.txt" "$work/p0.txt" "$work/p3.txt" "$work/multi5" --val-fraction 0.05
+same_as_ref "five files, two of them empty, option last" "$work/multi5" "5 inputs"
+run --val-fraction=0.05 "$work/p1.txt" "$work/p2.txt" "$work/p3.txt" "$work/multi_opt"
+same_as_ref "three files, option first" "$work/multi_opt" "3 inputs"
+cat "$work/p1.txt" "$work/p2.txt" "$work/p3.txt" | { run - "$work/pipe"; same_as_ref "standard input from a pipe" "$work/pipe" "standard input"; }
+run - "$work/redirect" <"$input"
+same_as_ref "standard input redirected from a file" "$work/redirect" "standard input"
+cat "$work/p2.txt" | { run "$work/p1.txt" - "$work/p3.txt" "$work/mix"; same_as_ref "file, standard input, file" "$work/mix" "3 inputs"; }
+run "$work/p1.txt" <(cat "$work/p2.txt") "$work/p3.txt" "$work/procsub"
+same_as_ref "a pipe given as a path, <(...)" "$work/procsub" "3 inputs"
+printf 'abcd' | { run - "$work/stdin_four" --val-fraction 0.5; check "4 bytes on standard input give 2 + 2 tokens" \
+    eval '[ "$rc" -eq 0 ] && header_ok "$work/stdin_four/train.bin" 2 && header_ok "$work/stdin_four/val.bin" 2'; }
+# --help shows the several-input form
+check "--help shows INPUT... and -" eval '"$bin" --help | grep -q "INPUT\.\.\. OUTDIR" && "$bin" --help | grep -q "prepare_text - out"'
+
+# ---- errors with several inputs or standard input ----
+mkdir -p "$work/adir"
+printf 'some text that is long enough to split into two shards\n' >"$work/wo.txt"
+expect_error "missing file among several" "$work/nope.txt" "$work/p1.txt" "$work/nope.txt" "$work/p3.txt" "$errdir"
+printf 'x%.0s' $(seq 1 100) | expect_error "missing file after standard input" "$work/nope.txt" - "$work/nope.txt" "$errdir"
+expect_error "a directory among several inputs" "$work/adir" "$work/p1.txt" "$work/adir" "$errdir"
+expect_error "empty standard input (/dev/null)" "standard input" - "$errdir" </dev/null
+printf '' | expect_error "empty standard input (pipe)" "standard input" - "$errdir"
+expect_error "empty standard input (empty file)" "standard input" - "$errdir" <"$work/empty.txt"
+expect_error "several inputs, all empty" "all empty" "$work/empty.txt" "$work/p0.txt" "$errdir"
+printf 'ab' | expect_error "several inputs too small to split" "3 inputs: too small" "$work/one.txt" - "$work/one.txt" "$errdir"
+expect_error "- given twice" "more than once" - "$work/p1.txt" - "$errdir" <"$input"
+expect_error "OUTDIR is -" "output folder" "$work/p1.txt" -
+expect_error "standard input is a directory" "standard input" - "$errdir" <"$work/adir"
+expect_error "standard input closed" "standard input" - "$errdir" <&-
+# Unreadable: standard input open for writing only, as a regular file and as a pipe.
+expect_error "standard input unreadable (write-only file)" "standard input" - "$errdir" 0>>"$work/wo.txt"
+expect_error "standard input unreadable (write end of a pipe)" "standard input" - "$errdir" 0> >(cat >/dev/null)
+if [ "$(id -u)" -ne 0 ]; then # root reads any file: this one only means something for users
+    cp "$work/p1.txt" "$work/noperm.txt" && chmod 000 "$work/noperm.txt"
+    expect_error "unreadable file (mode 000)" "$work/noperm.txt" "$work/p2.txt" "$work/noperm.txt" "$errdir"
+fi
+
 # A failed run must not clobber existing shards.
 keep="$work/out_default"
 cp "$keep/train.bin" "$work/train.keep"
 "$bin" "$work/one.txt" "$keep" >/dev/null 2>&1
 check "failed run leaves existing shards untouched" cmp -s "$keep/train.bin" "$work/train.keep"
+"$bin" "$work/p1.txt" "$work/nope.txt" "$keep" >/dev/null 2>&1 </dev/null
+printf '' | "$bin" "$work/empty.txt" - "$keep" >/dev/null 2>&1
+check "failed runs with several inputs leave existing shards untouched" cmp -s "$keep/train.bin" "$work/train.keep"
 
 # Out dir is created if missing (one level).
 check "missing OUTDIR is created" eval '"$bin" "$input" "$work/newdir" >/dev/null && test -s "$work/newdir/val.bin"'
