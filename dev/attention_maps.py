@@ -2,8 +2,15 @@
 """Draw what each attention head looks at.
 
     /usr/bin/python3 dev/attention_maps.py --ckpt model.ckpt --out attn [--layer 0|all]
-        [--text "In the beginning ..." | --text-file data/bible/kjv.txt --offset N] [--len 96]
+        [--text "In the beginning ..." | --text-file FILE --offset N] [--len 96]
         [--window W] [--bin ./train_swat]
+
+The text: --text, or --len bytes of --text-file from --offset. Without either, the script
+looks for what the model was trained on (a run.json or log.txt next to the checkpoint that
+names the training shard): the Bible (data/bible/) means data/bible/kjv.txt; other data means
+you must pass --text-file (the model knows nothing about the Bible); nothing found means
+data/bible/kjv.txt, the data of `make train`, with a note saying so. The text used is always
+printed. --out's folder is created first, so a bad --out fails before any work.
 
 For each chosen layer this runs `train_swat --init CKPT --dump-attn FILE --dump-layer l
 --prompt TEXT` (the C trainer's own forward pass writes the weights; see dump_attention in
@@ -26,41 +33,136 @@ How to read them (spec section 2):
     mass on the first tokens of the sequence, the "attention sink" (a bright first column),
     which is what breaks vanilla models when the window slides past those tokens.
 
-The checkpoint header (spec section 3) gives the attention kind and NEG:POS, so the head
-titles show each head's ALiBi slope.
+The checkpoint header (spec section 3) gives the attention kind, NEG:POS and the version,
+so the head titles show each head's ALiBi slope: 2^(-8k/H) for the k-th head of a group in
+version 2 files, 2^-k in version 1 files (the same for H = 8). A version 2 header with a start
+token (field 16 >= 0) means the dump begins with that token (train_swat puts it before the
+prompt, as in training): it is labelled <bos>.
 """
 import argparse
+import json
 import os
+import re
 import struct
 import subprocess
 import sys
 import tempfile
 
-import numpy as np
-import matplotlib
+try:
+    import numpy as np
+    import matplotlib
+except ImportError as e:
+    sys.exit(f"error: {e.name} is missing: bash dev/need_matplotlib.sh installs numpy and matplotlib "
+             "(Debian: apt-get install python3-numpy python3-matplotlib)")
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIBLE = os.path.join(ROOT, "data", "bible", "kjv.txt")
+
 
 def read_ckpt_header(path):
-    """The model fields of a checkpoint header (spec section 3)."""
-    with open(path, "rb") as f:
-        h = struct.unpack("<256i", f.read(1024))
+    """The model fields of a checkpoint header (spec section 3), versions 1 and 2."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1024)
+    except OSError as e:
+        sys.exit(f"error: cannot read {path}: {e.strerror}")
+    if len(head) < 1024:
+        sys.exit(f"error: {path} is not a SWAT checkpoint (shorter than its 1024-byte header)")
+    h = struct.unpack("<256i", head)
     if h[0] != 0x54415753:
         sys.exit(f"error: {path} is not a SWAT checkpoint")
+    if h[1] not in (1, 2):
+        sys.exit(f"error: {path}: checkpoint version {h[1]} is not one this script reads (1 or 2)")
     V, L, H, C, F, w = h[2:8]
-    return dict(L=L, H=H, window=w, attn="softmax" if h[8] == 1 else "sigmoid", neg=h[9], pos=h[10],
-                rope=h[11], T=h[13])
+    bos = h[16] if h[1] == 2 else -1  # version 1: no start token (field 16 is 0)
+    return dict(version=h[1], V=V, L=L, H=H, window=w, attn="softmax" if h[8] == 1 else "sigmoid",
+                neg=h[9], pos=h[10], rope=h[11], T=h[13], bos=bos)
 
 
-def alibi_slopes(H, neg, pos):
-    """Spec section 2: heads 0..NEG-1 get -2^-(h+1), heads NEG..NEG+POS-1 get +2^-(h-NEG+1)."""
-    return [-2.0 ** -(h + 1) if h < neg else 2.0 ** -(h - neg + 1) if h < neg + pos else 0.0 for h in range(H)]
+def alibi_slopes(H, neg, pos, version=2):
+    """Spec section 2: head h < NEG gets -m(h+1), head NEG <= h < NEG+POS gets +m(h-NEG+1), the
+    rest 0, with m(k) = 2^(-8k/H) in version 2 and m(k) = 2^-k in version 1."""
+    def mag(k):
+        return 2.0 ** -k if version == 1 else 2.0 ** (-8.0 * k / H)
+    return [-mag(h + 1) if h < neg else mag(h - neg + 1) if h < neg + pos else 0.0 for h in range(H)]
+
+
+def slope_rule(version):
+    return "2^-k (version 1)" if version == 1 else "2^(-8k/H)"
+
+
+def training_shard(ckpt):
+    """The training shard named next to the checkpoint (run.json of dev/experiments.py, or a
+    --train / train= / train: path in log.txt), with the file that says so; or (None, None)."""
+    folder = os.path.dirname(os.path.abspath(ckpt))
+    run = os.path.join(folder, "run.json")
+    try:
+        args = json.load(open(run))
+        if isinstance(args, list) and "--train" in args and args.index("--train") + 1 < len(args):
+            return str(args[args.index("--train") + 1]), run
+    except (OSError, ValueError):
+        pass
+    log = os.path.join(folder, "log.txt")
+    try:
+        with open(log, errors="replace") as f:
+            for line in f:
+                m = re.search(r"(?:--train |\btrain=|\btrain: )(\S+\.bin)\b", line)
+                if m:
+                    return m.group(1), log
+    except OSError:
+        pass
+    return None, None
+
+
+def show_path(p):
+    """p relative to the current folder when it is below it, else absolute."""
+    rel = os.path.relpath(p)
+    return os.path.abspath(p) if rel.startswith("..") else rel
+
+
+def choose_text(args, ckpt):
+    """The text to look at and a sentence saying where it comes from."""
+    if args.text is not None:
+        return args.text, f"the --text given ({len(args.text)} bytes)"
+    path = args.text_file
+    if path is None:
+        shard, source = training_shard(ckpt)
+        rel = show_path(BIBLE)
+        if shard is None:
+            path = BIBLE
+            why = (f"note: {ckpt} does not say what it was trained on (no run.json or training shard in "
+                   f"log.txt next to it); using {rel}, the data of `make train`. For a model trained on "
+                   "other text pass --text-file with text like it.")
+        elif os.path.basename(os.path.dirname(os.path.abspath(shard))) == "bible":
+            path = BIBLE
+            why = f"the Bible, {rel}: the model was trained on {shard} (says {show_path(source)})"
+        else:
+            sys.exit(f"error: {ckpt} was trained on {shard} (says {show_path(source)}), not on the Bible: "
+                     "pass --text-file FILE with text like its training text (or --text)")
+        if not os.path.exists(path):
+            sys.exit(f"error: {rel} is missing (make data), and no --text-file or --text was given")
+        if shard is None:
+            print(why, file=sys.stderr)
+            why = f"{rel} (a guess: see the note)"
+    else:
+        why = path
+    try:
+        with open(path, "rb") as f:
+            f.seek(args.offset)
+            data = f.read(args.len)
+    except OSError as e:
+        sys.exit(f"error: cannot read --text-file {path}: {e.strerror}")
+    if not data:
+        sys.exit(f"error: {path} has no bytes at offset {args.offset}")
+    return data.decode("latin-1"), f"{len(data)} bytes of {why} from offset {args.offset}"
 
 
 def read_dump(path):
-    """The file dump_attention writes: magic, 6 int32, T tokens, H*T*T float32."""
+    """The file dump_attention writes: magic, 6 int32, T tokens, H*T*T float32 (with a start
+    token, it is token 0 and T counts it)."""
     data = open(path, "rb").read()
     if data[:8] != b"SWATATTN":
         sys.exit(f"error: {path} is not an attention dump")
@@ -84,16 +186,23 @@ def dump_layer(binary, ckpt, text, layer, window):
 
 
 def show_char(t):
+    if t >= 256:
+        return f"<{t}>"
     c = chr(t)
     return {"\n": "\\n", " ": "_"}.get(c, c if c.isprintable() else "?")
 
 
-def plot_maps(d, slopes, title, path):
+def token_labels(tokens, bos):
+    """One label per position; the start token (position 0 of a model that has one) is <bos>."""
+    return ["<bos>" if i == 0 and bos >= 0 and t == bos else show_char(int(t)) for i, t in enumerate(tokens)]
+
+
+def plot_maps(d, slopes, title, path, bos=-1):
     H, T, A = d["H"], d["T"], d["weights"]
     cols = min(H, 4)
     rows = (H + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.5 * rows + 0.6), squeeze=False, constrained_layout=True)
-    labels = [show_char(t) for t in d["tokens"]]
+    labels = token_labels(d["tokens"], bos)
     step = max(1, T // 16)  # at most ~16 labelled characters per axis
     for h in range(rows * cols):
         ax = axes[h // cols][h % cols]
@@ -106,6 +215,8 @@ def plot_maps(d, slopes, title, path):
         kind = "near (slope < 0)" if slopes[h] < 0 else "far (slope > 0)" if slopes[h] > 0 else "no ALiBi"
         ax.set_title(f"head {h}: slope {slopes[h]:+.3g}\n{kind}", fontsize=8)
         ticks = list(range(0, T, step))
+        if bos >= 0 and 1 < step < T and 1 not in ticks:
+            ticks.insert(1, 1)  # the first text position next to <bos>
         ax.set_xticks(ticks)
         ax.set_xticklabels([labels[i] for i in ticks], fontsize=6)
         ax.set_yticks(ticks)
@@ -142,32 +253,48 @@ def plot_distance(d, slopes, title, path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ckpt", required=True)
-    ap.add_argument("--out", required=True, help="output prefix: OUT_layer<l>.png, OUT_layer<l>_distance.png")
+    ap.add_argument("--out", required=True, help="output prefix: OUT_layer<l>.png, OUT_layer<l>_distance.png "
+                    "(its folder is created)")
     ap.add_argument("--layer", default="all", help="a layer number or 'all' (default)")
     ap.add_argument("--text", help="the text to look at (bytes are tokens)")
-    ap.add_argument("--text-file", default="data/bible/kjv.txt")
+    ap.add_argument("--text-file", help="a text like the model's training text (default: see the top of this file)")
     ap.add_argument("--offset", type=int, default=0, help="byte offset into --text-file")
     ap.add_argument("--len", type=int, default=96, help="bytes of --text-file to use (at most 2048)")
     ap.add_argument("--window", type=int, default=0, help="attention window (default: the model's)")
     ap.add_argument("--bin", default="./train_swat")
     args = ap.parse_args()
+    if args.text is not None and args.text_file is not None:
+        sys.exit("error: --text and --text-file exclude each other")
+    if args.offset < 0 or args.len < 1:
+        sys.exit("error: --offset must be >= 0 and --len >= 1")
     if not os.path.exists(args.bin):
         sys.exit(f"error: {args.bin} not found (run: make train_swat)")
     cfg = read_ckpt_header(args.ckpt)
-    if args.text is None:
-        with open(args.text_file, "rb") as f:
-            f.seek(args.offset)
-            args.text = f.read(args.len).decode("latin-1")
-    if "\0" in args.text:
+    layers = range(cfg["L"]) if args.layer == "all" else [int(args.layer)] if args.layer.isdigit() else None
+    if layers is None or any(not 0 <= l < cfg["L"] for l in layers):
+        sys.exit(f"error: --layer {args.layer}: the model has layers 0..{cfg['L'] - 1} (or 'all')")
+    # the output folder first: a bad --out must fail before the work, not after it
+    folder = os.path.dirname(os.path.abspath(args.out))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        sys.exit(f"error: --out {args.out}: cannot create the folder {folder}: {e.strerror}")
+    if not os.access(folder, os.W_OK):
+        sys.exit(f"error: --out {args.out}: the folder {folder} is not writable")
+    text, source = choose_text(args, args.ckpt)
+    if "\0" in text:
         sys.exit("error: the text contains a NUL byte, which a command-line prompt cannot carry")
-    slopes = alibi_slopes(cfg["H"], cfg["neg"], cfg["pos"])
-    layers = range(cfg["L"]) if args.layer == "all" else [int(args.layer)]
+    print(f"text: {source}")
+    slopes = alibi_slopes(cfg["H"], cfg["neg"], cfg["pos"], cfg["version"])
     name = os.path.basename(os.path.dirname(os.path.abspath(args.ckpt)))
+    bos = f", start token {cfg['bos']} (<bos>)" if cfg["bos"] >= 0 else ""
     for layer in layers:
-        d = dump_layer(args.bin, args.ckpt, args.text, layer, args.window)
-        title = (f"{name}: layer {layer}, {cfg['attn']}, ALiBi {cfg['neg']}:{cfg['pos']}, "
-                 f"RoPE {'on' if cfg['rope'] else 'off'}, window {d['window']}, {d['T']} tokens")
-        plot_maps(d, slopes, title, f"{args.out}_layer{layer}.png")
+        d = dump_layer(args.bin, args.ckpt, text, layer, args.window)
+        if cfg["bos"] >= 0 and (d["T"] < 1 or int(d["tokens"][0]) != cfg["bos"]):
+            print(f"note: the model has start token {cfg['bos']} but the dump does not begin with it", file=sys.stderr)
+        title = (f"{name}: layer {layer}, {cfg['attn']}, ALiBi {cfg['neg']}:{cfg['pos']} (slopes {slope_rule(cfg['version'])}), "
+                 f"RoPE {'on' if cfg['rope'] else 'off'},\nwindow {d['window']}, {d['T']} tokens{bos}")
+        plot_maps(d, slopes, title, f"{args.out}_layer{layer}.png", cfg["bos"])
         plot_distance(d, slopes, title, f"{args.out}_layer{layer}_distance.png")
         print(f"wrote {args.out}_layer{layer}.png and {args.out}_layer{layer}_distance.png")
 
