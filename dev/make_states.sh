@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# Writes the PyTorch reference's debug states (dev/train_swat.py --write-states) if they
-# are missing or older than the script. Needs PyTorch for /usr/bin/python3 (Debian's
+# Writes the PyTorch reference's debug states (dev/train_swat.py --write-states) if any of
+# them is missing or older than the script. Needs PyTorch for /usr/bin/python3 (Debian's
 # python3-torch): installed here when running as root, else the apt-get line is printed and
 # test_swat reports the cross-check as SKIPPED.
 set -u
 py=${1:-/usr/bin/python3}
 dir=${2:-dev/states}
-if [ -f "$dir/swat.state" ] && [ "$dir/swat.state" -nt dev/train_swat.py ]; then exit 0; fi
+# the names of STATE_CONFIGS in dev/train_swat.py (version 2 checkpoints; swat_h6 and
+# swat_bos came with version 2)
+names="swat vanilla sig_onesided_norope softmax_window sig_noalibi_rope swat_w1 swat_h6 swat_bos"
+fresh=1
+for n in $names; do
+  for f in "$dir/$n.state" "$dir/$n.ckpt"; do
+    if [ ! -f "$f" ] || [ ! "$f" -nt dev/train_swat.py ]; then fresh=0; fi
+  done
+done
+if [ "$fresh" = 1 ]; then exit 0; fi
 if ! "$py" -c 'import torch' 2>/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing PyTorch for the reference cross-check: apt-get install python3-torch libopenblas0-pthread"
