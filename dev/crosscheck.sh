@@ -5,6 +5,7 @@
 #   sigmoid and softmax (H = 4), version 2 with H = 6 (ALiBi 3:3) and H = 12 (12:0), where
 #   the version 2 slopes 2^(-8k/H) differ from version 1's 2^-k, and a start token
 #   (--vocab 257 --bos 256 on a byte shard).
+# Training with a start token and H = 6 from the same initial weights gives the same losses.
 # Then version 1: the committed fixture tests/fixtures/v1_h6.ckpt (made by the version 1
 # code, H = 6) evaluates the same in both, and a model fine-tuned from it by either program
 # is saved as version 1 and evaluates the same in the other. Both read each other's CRC, a
@@ -85,6 +86,21 @@ for name in bos; do
   if [ "$b" = 256 ] && [ "$pb" = 256 ]; then ok "bos: both store the start token 256 in header[16]"
   else bad "bos: header[16] C '$b', PyTorch '$pb', expected 256"; fi
 done
+
+# training with a start token and H = 6 from the same initial weights (a PyTorch checkpoint
+# after 0 steps), unshuffled: the losses of 3 steps agree, so both build the same batches
+# ([bos, t[p+bT] .. t[p+bT+T-2]] against t[p+bT] .. t[p+bT+T-1], cursor + B*T) with the same slopes
+init="--vocab 257 --bos 256 --layers 1 --heads 6 --dim 24 --ffn 32 --window 16 --alibi 3:3"
+steps="--train $tmp/text.bin --batch 2 --seq 64 --steps 3 --warmup 0 --lr 1e-3"
+if ref --train "$tmp/text.bin" $init --seq 64 --steps 0 --save "$tmp/init_bos.ckpt" >"$tmp/init.log" 2>&1 &&
+   "$bin" --init "$tmp/init_bos.ckpt" $steps --shuffle off --out "$tmp/c_tr" --val-every 0 --sample-every 0 >"$tmp/c_tr.out" 2>&1; then
+  c=$(sed -n 's/^step \([0-9]*\) loss \([^ ]*\) .*/\2/p' "$tmp/c_tr/log.txt" | tr '\n' ' ')
+  p=$(ref --init "$tmp/init_bos.ckpt" $steps --dtype float64 2>&1 | sed -n 's/^step [0-9/]* loss \([^ ]*\) .*/\1/p' | tr '\n' ' ')
+  c=$(echo $c); p=$(echo $p); same=1; set -- $p
+  for x in $c; do close "$x" "${1:-}" || same=0; shift; done
+  if [ "$same" = 1 ] && [ -n "$c" ] && [ "$(echo $c | wc -w)" = 3 ] && [ $# = 0 ]; then ok "start token + H = 6, 3 training steps from the same init: C $c, PyTorch $p"
+  else bad "start token + H = 6, 3 training steps from the same init: C '$c', PyTorch '$p'"; fi
+else bad "start-token training from a PyTorch init: $(tail -1 "$tmp/c_tr.out" 2>/dev/null || tail -1 "$tmp/init.log")"; fi
 
 # CRC: a byte flipped in the weights (and one in header[13], still a plausible T) is rejected by the other program
 msg="checksum mismatch: the file is corrupt or was modified"
