@@ -353,9 +353,9 @@ def read_inputs(paths):
 
 
 def sentencepiece_problem(e):
-    """SentencePiece's error text without its source-file prefix."""
-    msg = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
-    return re.sub(r"^.*\] ", "", msg)
+    """SentencePiece's error text without its "Internal: ./src/FILE(LINE) [CONDITION]" prefix."""
+    msg = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+    return re.sub(r"^\w+: \S+\(\d+\) \[.*?\]\s*", "", msg)
 
 
 # ---------------------------------------------------------------- commands
@@ -404,7 +404,7 @@ def train_vocabulary(spm, train_text, vocab_size, coverage):
             shuffle_input_sentence=False, hard_vocab_limit=True,
             num_threads=1, minloglevel=2)
     except (RuntimeError, OSError) as e:
-        problem = sentencepiece_problem(e)
+        problem = sentencepiece_problem(e) or f"training failed ({type(e).__name__})"
         if "too high" in problem:
             problem += " (the training text is too small for this many pieces: lower --vocab-size)"
         raise Failure("sentencepiece", problem) from None
@@ -435,6 +435,13 @@ def cmd_prepare(inputs, outdir, vocab_size, val_fraction, coverage):
         raise Failure(what, f"too small to split ({len(data)} bytes with --val-fraction {val_fraction:g} gives "
                             f"{n_train} train + {n_val} val bytes; each split needs at least {MIN_TOKENS})")
     train_text, val_text = data[:n_train], data[n_train:]
+    try:  # OUTDIR now, so that a bad one fails before the training
+        os.mkdir(outdir)
+    except FileExistsError:
+        if not os.path.isdir(outdir):
+            raise Failure(outdir, "exists and is not a directory") from None
+    except OSError as e:
+        raise Failure(outdir, e.strerror) from None
 
     model, n_kept, n_dropped = train_vocabulary(spm, train_text, vocab_size, coverage)
     sp = spm.SentencePieceProcessor(model_proto=model)
@@ -484,7 +491,8 @@ def load_model(path):
     try:
         sp = spm.SentencePieceProcessor(model_proto=proto)
     except (RuntimeError, OSError) as e:
-        raise Failure(path, "not a SentencePiece model: " + sentencepiece_problem(e)) from None
+        detail = sentencepiece_problem(e)
+        raise Failure(path, "not a SentencePiece model" + (f" ({detail})" if detail else "")) from None
     token_bytes_table(sp)  # checks the layout prepare_bpe writes
     return sp
 
