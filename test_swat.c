@@ -246,13 +246,14 @@ static void ref_rope(double *x, int B, int T, int C, int H, double theta, long p
     free(cs); free(sn);
 }
 
-/* Balanced ALiBi NEG:POS: heads 0..NEG-1 get -2^-(h+1), heads NEG..NEG+POS-1 get +2^-(h-NEG+1),
- * the rest 0. */
-static void ref_slopes(double *s, int H, int neg, int pos) {
-    for (int h = 0; h < H; h++) {
-        if (h < neg) s[h] = -pow(2.0, -(h + 1));
-        else if (h < neg + pos) s[h] = pow(2.0, -(h - neg + 1));
-        else s[h] = 0.0;
+/* Balanced ALiBi NEG:POS: the k-th head of each group (k = 1, 2, ...) has magnitude
+ * 2^(-8k/H) (checkpoint version 2) or 2^-k (version 1); heads 0..NEG-1 negative, heads
+ * NEG..NEG+POS-1 positive, the rest 0. */
+static void ref_slopes(double *s, const ModelConfig *c) {
+    for (int h = 0; h < c->H; h++) {
+        int k = h < c->alibi_neg ? h + 1 : h - c->alibi_neg + 1;
+        double mag = c->version == 1 ? pow(2.0, -k) : pow(2.0, -8.0 * k / c->H);
+        s[h] = h < c->alibi_neg ? -mag : h < c->alibi_neg + c->alibi_pos ? mag : 0.0;
     }
 }
 
@@ -329,7 +330,7 @@ static double ref_run(const ModelConfig *c, const double *P, int stage, const do
     double *x = dalloc(NC), *h = dalloc(NC), *q = dalloc(NC), *k = dalloc(NC), *v = dalloc(NC), *o = dalloc(NC),
            *tmp = dalloc(NC), *g = dalloc((size_t)N * F), *u = dalloc((size_t)N * F), *act = dalloc((size_t)N * F),
            *logits = dalloc((size_t)N * V), *slopes = dalloc(H);
-    ref_slopes(slopes, H, c->alibi_neg, c->alibi_pos);
+    ref_slopes(slopes, c);
     if (stage == 0) {
         for (int n = 0; n < N; n++)
             for (int i = 0; i < C; i++) x[(long)n * C + i] = P[lo.off[R_WTE] + (size_t)in[n] * C + i];
@@ -386,7 +387,9 @@ static int ref_stage_of(const ModelConfig *c, const RefLayout *lo, size_t i) {
 }
 
 /* Spec section 5: K = min(max_chunks, floor((N-1)/E)) chunks, chunk c = t[cE .. cE+E) with
- * targets shifted by one, each on its own at positions 0..E-1 with window W; mean over K*E. */
+ * targets shifted by one, each on its own at positions 0..E-1 with window W; mean over K*E.
+ * With a start token (c->bos >= 0, spec section 2): inputs [bos, t[cE] .. t[cE+E-2]], targets
+ * t[cE .. cE+E). */
 static double ref_evaluate(const ModelConfig *c, const double *P, const uint16_t *tok, long n, int E, int W,
                            long max_chunks) {
     long K = (n - 1) / E;
@@ -394,7 +397,10 @@ static double ref_evaluate(const ModelConfig *c, const double *P, const uint16_t
     int *in = calloc(E, sizeof(int)), *tg = calloc(E, sizeof(int));
     double total = 0.0;
     for (long ch = 0; ch < K; ch++) {
-        for (int i = 0; i < E; i++) { in[i] = tok[ch * E + i]; tg[i] = tok[ch * E + i + 1]; }
+        for (int i = 0; i < E; i++) {
+            in[i] = c->bos < 0 ? tok[ch * E + i] : i == 0 ? c->bos : tok[ch * E + i - 1];
+            tg[i] = c->bos < 0 ? tok[ch * E + i + 1] : tok[ch * E + i];
+        }
         total += E * ref_forward(c, P, in, tg, 1, E, W, NULL, NULL);
     }
     free(in); free(tg);
@@ -459,7 +465,8 @@ static void ref_fd_model_grads(const ModelConfig *c, const double *P, size_t np,
 
 static ModelConfig make_config(int V, int L, int H, int C, int F, int w, int attn, int neg, int pos, int rope) {
     ModelConfig c = {.V = V, .L = L, .H = H, .C = C, .F = F, .window = w, .attn = attn, .alibi_neg = neg,
-                     .alibi_pos = pos, .rope = rope, .rope_theta = 10000, .seq_len = 0};
+                     .alibi_pos = pos, .rope = rope, .rope_theta = 10000, .seq_len = 0, .bos = -1,
+                     .version = CKPT_VERSION};
     return c;
 }
 
@@ -878,39 +885,61 @@ static void test_crossentropy(void) {
 }
 
 static void test_alibi_slopes(void) {
-    int splits[][3] = {{4, 2, 2}, {4, 4, 0}, {4, 0, 4}, {4, 0, 0}, {4, 1, 2}, {8, 3, 5}, {6, 6, 0}};
-    int ok = 1;
-    for (size_t i = 0; i < sizeof(splits) / sizeof(splits[0]); i++) {
-        ModelConfig c = make_config(10, 1, splits[i][0], splits[i][0] * 2, 4, 4, 0, splits[i][1], splits[i][2], 1);
-        float s[8];
-        double r[8];
-        alibi_slopes(&c, s);
-        ref_slopes(r, c.H, c.alibi_neg, c.alibi_pos);
-        for (int h = 0; h < c.H; h++) ok &= s[h] == (float)r[h];
-    }
-    CHECK(ok, "alibi_slopes per spec", "exact for H:NEG:POS 4:2:2 4:4:0 4:0:4 4:0:0 4:1:2 8:3:5 6:6:0");
+    /* every H from 1 to 16 with several splits, in both versions, against ref_slopes */
+    int ok = 1, cases = 0;
+    for (int version = 1; version <= 2; version++)
+        for (int H = 1; H <= 16; H++) {
+            int splits[][2] = {{H / 2, H - H / 2}, {H, 0}, {0, H}, {0, 0}, {H / 3, H / 3}, {1, H - 1}};
+            for (int i = 0; i < 6; i++) {
+                ModelConfig c = make_config(10, 1, H, 2 * H, 4, 4, 0, splits[i][0], splits[i][1], 1);
+                c.version = version;
+                if (config_problem(&c)) continue;
+                float s[16];
+                double r[16];
+                alibi_slopes(&c, s);
+                ref_slopes(r, &c);
+                for (int h = 0; h < H; h++) ok &= s[h] == (float)r[h];
+                cases++;
+            }
+        }
+    CHECK(ok && cases > 150, "alibi_slopes per spec, versions 1 and 2",
+          "%d (version, H, NEG:POS) cases with H = 1..16 exactly equal to the formula", cases);
+    /* the numbers themselves: v2 with H = 6 is 2^(-8k/6); H = 8 is the same in both versions */
+    ModelConfig c6 = make_config(10, 1, 6, 12, 4, 4, 0, 3, 3, 1), c8 = make_config(10, 1, 8, 16, 4, 4, 0, 4, 4, 1);
+    float s6[6], s8a[8], s8b[8];
+    alibi_slopes(&c6, s6);
+    alibi_slopes(&c8, s8a);
+    c8.version = 1;
+    alibi_slopes(&c8, s8b);
+    int v6 = s6[0] == -(float)pow(2.0, -8.0 / 6) && s6[2] == -0.0625f && s6[3] == (float)pow(2.0, -8.0 / 6) &&
+             s6[5] == 0.0625f;
+    CHECK(v6 && !memcmp(s8a, s8b, sizeof s8a) && s8a[3] == -0.0625f,
+          "alibi_slopes: H = 6 (3:3) gives -2^(-4/3), .., -2^-4, +2^(-4/3), .., +2^-4; H = 8 the same in both versions",
+          "%g %g %g | %g %g %g", s6[0], s6[1], s6[2], s6[3], s6[4], s6[5]);
 }
 
 /* ========================================================================================== */
 /* 3. the whole model: forward vs the reference, gradients vs finite differences              */
 /* ========================================================================================== */
 
-typedef struct { int attn, neg, pos, rope, w; } AttnVariant;
+typedef struct { int attn, neg, pos, rope, w, heads; } AttnVariant; /* heads 0 means 4 */
 /* Every value appears with both sigmoid and softmax: ALiBi 2:2, 4:0, 0:4, 0:0 (and 1:2 with a
  * zero-slope head); RoPE on and off; w < T (5, 4), w = T (13), w > T (20) and w = 1. */
 static const AttnVariant model_variants[] = {
-    {ATTN_SIGMOID, 2, 2, 1, 5},  {ATTN_SOFTMAX, 2, 2, 1, 5},
-    {ATTN_SIGMOID, 4, 0, 0, 13}, {ATTN_SOFTMAX, 4, 0, 0, 13},
-    {ATTN_SIGMOID, 0, 4, 1, 20}, {ATTN_SOFTMAX, 0, 4, 1, 20},
-    {ATTN_SIGMOID, 0, 0, 0, 1},  {ATTN_SOFTMAX, 0, 0, 1, 1},
-    {ATTN_SIGMOID, 1, 2, 1, 4},  {ATTN_SOFTMAX, 1, 2, 0, 4},
+    {ATTN_SIGMOID, 2, 2, 1, 5, 0},  {ATTN_SOFTMAX, 2, 2, 1, 5, 0},
+    {ATTN_SIGMOID, 4, 0, 0, 13, 0}, {ATTN_SOFTMAX, 4, 0, 0, 13, 0},
+    {ATTN_SIGMOID, 0, 4, 1, 20, 0}, {ATTN_SOFTMAX, 0, 4, 1, 20, 0},
+    {ATTN_SIGMOID, 0, 0, 0, 1, 0},  {ATTN_SOFTMAX, 0, 0, 1, 1, 0},
+    {ATTN_SIGMOID, 1, 2, 1, 4, 0},  {ATTN_SOFTMAX, 1, 2, 0, 4, 0},
+    /* H = 6: the version 2 slopes 2^(-8k/6) differ from version 1's 2^-k */
+    {ATTN_SIGMOID, 3, 3, 1, 5, 6}, {ATTN_SOFTMAX, 4, 2, 1, 5, 6},
 };
 
 static void test_model_variant(const AttnVariant *av, int idx) {
-    const int V = 23, L = 2, H = 4, C = 16, F = 24, B = 2, T = 13;
+    const int V = 23, L = 2, H = av->heads ? av->heads : 4, C = 4 * H, F = 24, B = 2, T = 13;
     ModelConfig cfg = make_config(V, L, H, C, F, av->w, av->attn, av->neg, av->pos, av->rope);
     char desc[128];
-    snprintf(desc, sizeof desc, "%s", config_desc(&cfg, av->w));
+    snprintf(desc, sizeof desc, "%s%s", config_desc(&cfg, av->w), H != 4 ? S(" H=%d", H) : "");
     Model m;
     make_random_model(&m, &cfg, 0.3, 100 + idx);
     uint64_t s = 200 + idx;
@@ -1150,24 +1179,34 @@ static const char *tmp_path(const char *name) {
     return paths[used++];
 }
 
-static int header_matches_spec(const int32_t *h, const ModelConfig *c, int step, int has_state) {
-    int ok = !memcmp(h, "SWAT", 4) && h[0] == 0x54415753 && h[1] == 1 && h[2] == c->V && h[3] == c->L &&
+/* The CRC of a checkpoint image as spec section 3 defines it: over the whole file with
+ * header field 17 taken as 0. */
+static uint32_t image_crc(const char *raw, long size) {
+    uint32_t zero = 0;
+    return crc32_update(crc32_update(crc32_update(0, raw, 68), &zero, 4), raw + 72, (size_t)(size - 72));
+}
+
+/* A version 2 header per spec section 3, including field 16 (the start token) and the CRC
+ * of the whole file in field 17 (h points at the start of a file of `size` bytes). */
+static int header_matches_spec(const int32_t *h, long size, const ModelConfig *c, int step, int has_state) {
+    int ok = !memcmp(h, "SWAT", 4) && h[0] == 0x54415753 && h[1] == 2 && h[2] == c->V && h[3] == c->L &&
              h[4] == c->H && h[5] == c->C && h[6] == c->F && h[7] == c->window && h[8] == c->attn &&
              h[9] == c->alibi_neg && h[10] == c->alibi_pos && h[11] == c->rope && h[12] == c->rope_theta &&
-             h[13] == c->seq_len && h[14] == step && h[15] == has_state;
-    for (int i = 16; i < 256; i++) ok &= h[i] == 0;
+             h[13] == c->seq_len && h[14] == step && h[15] == has_state && h[16] == c->bos &&
+             (uint32_t)h[17] == image_crc((const char *)h, size);
+    for (int i = 18; i < 256; i++) ok &= h[i] == 0;
     return ok;
 }
 
 static int config_equal(const ModelConfig *a, const ModelConfig *b) {
     return a->V == b->V && a->L == b->L && a->H == b->H && a->C == b->C && a->F == b->F && a->window == b->window &&
            a->attn == b->attn && a->alibi_neg == b->alibi_neg && a->alibi_pos == b->alibi_pos && a->rope == b->rope &&
-           a->rope_theta == b->rope_theta && a->seq_len == b->seq_len;
+           a->rope_theta == b->rope_theta && a->seq_len == b->seq_len && a->bos == b->bos && a->version == b->version;
 }
 
 static void test_checkpoints(void) {
     ModelConfig cfg = make_config(29, 2, 3, 12, 20, 5, ATTN_SOFTMAX, 2, 1, 1); /* every field distinct from its neighbours */
-    cfg.rope_theta = 500; cfg.seq_len = 77;
+    cfg.rope_theta = 500; cfg.seq_len = 77; cfg.bos = 28;
     Model m, m2, m3;
     make_random_model(&m, &cfg, 0.5, 31);
     size_t P = m.num_params;
@@ -1184,7 +1223,7 @@ static void test_checkpoints(void) {
     long size;
     char *raw = read_file(path, &size);
     long expect = 1024 + 12L * P + 8L * (TRAINER_STATE_INTS + TRAINER_STATE_DOUBLES);
-    CHECK(raw && size == expect && header_matches_spec((int32_t *)raw, &cfg, 42, 1) &&
+    CHECK(raw && size == expect && header_matches_spec((int32_t *)raw, size, &cfg, 42, 1) &&
           !memcmp(raw + 1024, m.params, P * 4) && !memcmp(raw + 1024 + 4 * P, m.adam_m, P * 4) &&
           !memcmp(raw + 1024 + 8 * P, m.adam_v, P * 4),
           "checkpoint with trainer state: file layout",
@@ -1231,7 +1270,7 @@ static void test_checkpoints(void) {
     const char *path2 = tmp_path("plain.ckpt");
     checkpoint_save(path2, &m, NULL);
     raw = read_file(path2, &size);
-    CHECK(raw && size == 1024 + 4L * (long)P && header_matches_spec((int32_t *)raw, &cfg, 0, 0) &&
+    CHECK(raw && size == 1024 + 4L * (long)P && header_matches_spec((int32_t *)raw, size, &cfg, 0, 0) &&
           !memcmp(raw + 1024, m.params, P * 4), "checkpoint without trainer state: file layout",
           "%ld bytes = 1024 + 4*%zu; header [14]=0 [15]=0", size, P);
     free(raw);
@@ -1245,7 +1284,7 @@ static void test_checkpoints(void) {
     ts.step = 7;
     checkpoint_save(path2, &m, &ts);
     raw = read_file(path2, &size);
-    CHECK(raw && size == 1024 + 4L * (long)P && header_matches_spec((int32_t *)raw, &cfg, 7, 0),
+    CHECK(raw && size == 1024 + 4L * (long)P && header_matches_spec((int32_t *)raw, size, &cfg, 7, 0),
           "checkpoint with a TrainState but no moments", "%ld bytes, [14]=7 [15]=0", size);
     free(raw);
     model_free(&m);
@@ -1276,7 +1315,7 @@ static void test_evaluate(void) {
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int E = cases[i].E, W = cases[i].W;
         long K;
-        double got = evaluate(&m, &sh, E, W, cases[i].max_chunks, cases[i].batch, &K, NULL);
+        double got = evaluate(&m, &sh, E, W, cases[i].max_chunks, cases[i].batch, &K, NULL, NULL);
         double ref = ref_evaluate(&cfg, P, tok, n, E, W, cases[i].max_chunks);
         long Kref = (n - 1) / E;
         if (cases[i].max_chunks > 0 && cases[i].max_chunks < Kref) Kref = cases[i].max_chunks;
@@ -1285,8 +1324,8 @@ static void test_evaluate(void) {
               "%ld chunks, %.6f vs reference %.6f, rel err %.2e", K, got, ref, e);
     }
     /* chunks are summed in order: the batch size does not change a single bit */
-    double a = evaluate(&m, &sh, 16, 3, 0, 1, NULL, NULL), b = evaluate(&m, &sh, 16, 3, 0, 2, NULL, NULL),
-           c = evaluate(&m, &sh, 16, 3, 0, 5, NULL, NULL);
+    double a = evaluate(&m, &sh, 16, 3, 0, 1, NULL, NULL, NULL), b = evaluate(&m, &sh, 16, 3, 0, 2, NULL, NULL, NULL),
+           c = evaluate(&m, &sh, 16, 3, 0, 5, NULL, NULL, NULL);
     CHECK(a == b && b == c, "evaluate is independent of its batch size", "%.10f %.10f %.10f", a, b, c);
     free(P);
     model_free(&m);
@@ -1313,7 +1352,7 @@ static void test_dumps(void) {
         /* losses: K chunks of E, written in chunk order */
         FILE *f = fopen(tmp_path("losses.bin"), "wb");
         long Kgot;
-        double mean = evaluate(&m, &sh, E, W, K, 3, &Kgot, f);
+        double mean = evaluate(&m, &sh, E, W, K, 3, &Kgot, f, NULL);
         fclose(f);
         long size = 0;
         float *got = read_file(tmp_path("losses.bin"), &size);
@@ -1365,7 +1404,7 @@ static void test_dumps(void) {
         ref_linear(v, h, P + lo.off[R_WV] + lCC, T, C, C);
         ref_rope(q, 1, T, C, H, cfg.rope_theta, 0);
         ref_rope(k, 1, T, C, H, cfg.rope_theta, 0);
-        ref_slopes(slopes, H, cfg.alibi_neg, cfg.alibi_pos);
+        ref_slopes(slopes, &cfg);
         ref_attention(o, wref, q, k, v, slopes, 1, T, C, H, W, attn);
         double err = header_ok ? 0.0 : INFINITY;
         for (long i = 0; header_ok && i < (long)H * T * T; i++) {
@@ -1376,6 +1415,31 @@ static void test_dumps(void) {
         }
         CHECK(header_ok && err < TOL_FWD, S("--dump-attn: layer 1, window 3, %d tokens: header and dense weights vs reference (%s)", T, mode),
               "%ld of %ld bytes, header %s, max abs err %.2e", size, want, header_ok ? "ok" : "WRONG", err);
+        /* the sink diagnostics of that forward pass (B = 1, T = 11, window 3), layer 1, against
+         * the reference weights: queries 1 .. W-1 see position 0 */
+        SinkStats st;
+        sink_stats_init(&st, &cfg);
+        sink_stats_add(&st, &m);
+        double serr = st.queries == W - 1 ? 0.0 : INFINITY;
+        int ref_sinks = 0;
+        for (int hh = 0; hh < H; hh++) {
+            double first = 0, rsum = 0, share = 0;
+            for (int qq = 1; qq < W; qq++) {
+                const double *row = wref + ((size_t)hh * T + qq) * T;
+                double r = 0;
+                for (int nn = 0; nn <= qq; nn++) r += row[nn];
+                first += row[0]; rsum += r; share += row[0] / r;
+            }
+            int i = LAYER * H + hh;
+            serr = fmax(serr, fabs(st.first[i] - first) + fabs(st.row_sum[i] - rsum) + fabs(st.share[i] - share));
+            ref_sinks += share / (W - 1) > SINK_THRESHOLD;
+        }
+        int layer1_sinks = 0;
+        for (int hh = 0; hh < H; hh++) layer1_sinks += st.share[LAYER * H + hh] / st.queries > SINK_THRESHOLD;
+        CHECK(serr < TOL_FWD && layer1_sinks == ref_sinks, S("sink diagnostics vs reference weights, layer 1 (%s)", mode),
+              "weight on position 0, row sums and shares over %ld queries: max abs err %.2e; sink heads %d (reference %d)",
+              st.queries, serr, layer1_sinks, ref_sinks);
+        sink_stats_free(&st);
         free(file); free(streams); free(h); free(q); free(k); free(v); free(o); free(wref); free(P);
         model_free(&m);
     }
@@ -1396,7 +1460,7 @@ static void test_inference(void) {
         random_tokens(tok, T, V, &s);
         model_forward(&m, tok, NULL, 1, T, w);
         InferState st;
-        infer_init(&st, &m, w);
+        infer_init(&st, &m, w, 0);
         double e = 0.0;
         for (int p = 0; p < T; p++) {
             infer_step(&st, tok[p]);
@@ -1420,16 +1484,295 @@ static void test_evaluate_stream(void) {
     uint64_t s = 72;
     for (long i = 0; i < n; i++) tok[i] = (uint16_t)trng_int(&s, cfg.V);
     Shard sh = {tok, n};
-    double a = evaluate(&m, &sh, (int)(n - 1), cfg.window, 0, 1, NULL, NULL);
-    double b = evaluate_stream(&m, &sh, cfg.window, 0);
+    double a = evaluate(&m, &sh, (int)(n - 1), cfg.window, 0, 1, NULL, NULL, NULL);
+    double b = evaluate_stream(&m, &sh, cfg.window, 0, 0, NULL);
     double e = note(E_STREAM, fabs(a - b) / fabs(a));
     CHECK(e < 1e-4, "evaluate_stream == evaluate(E = N-1, W = w)", "%ld tokens, w=6: %.8f vs %.8f, rel err %.2e", n, b, a, e);
     /* a shorter stream, window 3 */
-    a = evaluate(&m, &sh, 500, 3, 1, 1, NULL, NULL);
-    b = evaluate_stream(&m, &sh, 3, 500);
+    a = evaluate(&m, &sh, 500, 3, 1, 1, NULL, NULL, NULL);
+    b = evaluate_stream(&m, &sh, 3, 0, 500, NULL);
     e = note(E_STREAM, fabs(a - b) / fabs(a));
     CHECK(e < 1e-4, "evaluate_stream max_tokens 500, window 3 == first chunk of 500", "%.8f vs %.8f, rel err %.2e", b, a, e);
     free(tok);
+    model_free(&m);
+}
+
+/* ---- checkpoint version 2: CRC, start token, version 1 still read ---- */
+static void test_crc32(void) {
+    uint32_t a = crc32_update(0, "123456789", 9); /* the standard check value of CRC-32 */
+    uint32_t b = crc32_update(crc32_update(0, "1234", 4), "56789", 5);
+    CHECK(a == 0xCBF43926u && b == a && crc32_update(0, "", 0) == 0, "crc32_update: zlib's CRC-32, chainable",
+          "crc(\"123456789\") = %08x (expected cbf43926), in two pieces %08x", a, b);
+}
+
+/* The committed fixture tests/fixtures/v1_h6.ckpt was written by the trainer of commit
+ * d1b91a6 (checkpoint version 1, H = 6, ALiBi 3:3, so its slopes are 2^-k, not 2^(-8k/6)).
+ * That code evaluated it, on tests/fixtures/v1_h6_eval.bin, to these values (gcc -O3
+ * -march=native here; other builds differ in the last bits, so 1e-7 relative). */
+static void test_v1_fixture(void) {
+    const char *ck = "tests/fixtures/v1_h6.ckpt", *ev = "tests/fixtures/v1_h6_eval.bin";
+    if (access(ck, R_OK) != 0 || access(ev, R_OK) != 0) {
+        CHECK(0, "version 1 fixture", "%s or %s is missing (run test_swat from the repository root)", ck, ev);
+        return;
+    }
+    const double want_a = 2.808051000984888, want_b = 4.4139025448156257, want_c = 2.8067908905448866;
+    Model m;
+    checkpoint_load(ck, &m, NULL);
+    Shard sh;
+    shard_load(&sh, ev, m.cfg.V);
+    int slopes_ok = m.cfg.version == 1 && m.cfg.bos == -1 && m.cfg.H == 6 && m.slopes[0] == -0.5f &&
+                    m.slopes[2] == -0.125f && m.slopes[3] == 0.5f && m.slopes[5] == 0.125f;
+    double a = evaluate(&m, &sh, 32, 8, 0, 16, NULL, NULL, NULL);
+    double b = evaluate(&m, &sh, 256, 256, 0, 4, NULL, NULL, NULL);
+    double c = evaluate_stream(&m, &sh, 8, 0, 0, NULL);
+    double e = fmax(fabs(a - want_a) / want_a, fmax(fabs(b - want_b) / want_b, fabs(c - want_c) / want_c));
+    CHECK(slopes_ok && e < 1e-7, "version 1 fixture loads with its slopes and evaluates as the old code did",
+          "slopes %g %g %g %g %g %g; E=32 W=8 %.10f, E=256 W=256 %.10f, stream W=8 %.10f; max rel err %.1e",
+          m.slopes[0], m.slopes[1], m.slopes[2], m.slopes[3], m.slopes[4], m.slopes[5], a, b, c, e);
+    /* the same weights read with the version 2 rule are a different model: the check above
+     * would catch a loader that forgot the version */
+    m.cfg.version = 2;
+    alibi_slopes(&m.cfg, m.slopes);
+    double a2 = evaluate(&m, &sh, 32, 8, 0, 16, NULL, NULL, NULL);
+    CHECK(fabs(a2 - want_a) / want_a > 1e-5, "version 1 fixture: the version 2 slopes would change its loss",
+          "%.6f with 2^(-8k/6) against %.6f with 2^-k", a2, want_a);
+    /* saved again, it stays version 1 (no start token, no checksum) and loads identically */
+    m.cfg.version = 1;
+    alibi_slopes(&m.cfg, m.slopes);
+    const char *path = tmp_path("v1_again.ckpt");
+    checkpoint_save(path, &m, NULL);
+    long size;
+    char *raw = read_file(path, &size);
+    int32_t h[18];
+    if (raw) memcpy(h, raw, sizeof h);
+    Model m2;
+    checkpoint_load(path, &m2, NULL);
+    CHECK(raw && h[1] == 1 && h[16] == 0 && h[17] == 0 && m2.cfg.version == 1 && !memcmp(m2.params, m.params, m.num_params * 4),
+          "a version 1 model is saved as version 1", "header version %d, fields 16, 17: %d %d", raw ? h[1] : -1,
+          raw ? h[16] : -1, raw ? h[17] : -1);
+    free(raw);
+    model_free(&m2);
+    model_free(&m);
+    free(sh.tokens);
+}
+
+/* Every byte of a checkpoint is covered by the CRC: flip bytes all over a file with trainer
+ * state (header, weights, moments, trainer state) and every flip is caught. In-process, so
+ * the check is on the CRC comparison itself (tests/reliability.sh checks the error message). */
+static void test_checkpoint_crc_coverage(void) {
+    ModelConfig cfg = make_config(11, 1, 2, 8, 12, 4, ATTN_SIGMOID, 1, 1, 1);
+    cfg.bos = 10;
+    Model m;
+    make_random_model(&m, &cfg, 0.5, 91);
+    uint64_t s = 92;
+    m.adam_m = rand_floats(m.num_params, 0.1, &s);
+    m.adam_v = falloc(m.num_params);
+    TrainState ts = {.opt = {.lr = 1e-3, .min_lr_ratio = 0.1, .steps = 10, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8},
+                     .B = 2, .T = 8, .step = 3};
+    const char *path = tmp_path("crc.ckpt");
+    checkpoint_save(path, &m, &ts);
+    long size;
+    unsigned char *raw = read_file(path, &size);
+    int caught = 0, tried = 0;
+    for (long pos = 0; raw && pos < size; pos += pos < 1024 ? 1 : 37) {
+        if (pos == 4 || pos < 8) continue; /* magic and version are read before the CRC */
+        for (int bit = 0; bit < 8; bit += 3) {
+            raw[pos] ^= (unsigned char)(1 << bit);
+            uint32_t stored;
+            memcpy(&stored, raw + 68, 4);
+            caught += image_crc((char *)raw, size) != stored;
+            tried++;
+            raw[pos] ^= (unsigned char)(1 << bit);
+        }
+    }
+    CHECK(raw && tried > 3000 && caught == tried, "every single-bit change of a version 2 checkpoint changes its CRC check",
+          "%d of %d flips over the %ld bytes (header, weights, moments, trainer state) caught", caught, tried, size);
+    free(raw);
+    model_free(&m);
+}
+
+/* The start token (spec sections 2 and 5): sequences, the loader, evaluation, streaming. */
+static void test_start_token(void) {
+    uint16_t tok[40];
+    for (int i = 0; i < 40; i++) tok[i] = (uint16_t)(i + 1);
+    int in[8], tg[8];
+    make_sequence(in, tg, tok, 5, 8, 99);
+    int ok = in[0] == 99;
+    for (int i = 1; i < 8; i++) ok &= in[i] == tok[5 + i - 1];
+    for (int i = 0; i < 8; i++) ok &= tg[i] == tok[5 + i];
+    CHECK(ok, "make_sequence with a start token", "inputs [bos, t[p] .. t[p+T-2]], targets t[p .. p+T): %d %d %d .. / %d %d ..",
+          in[0], in[1], in[2], tg[0], tg[1]);
+    /* the loader: the cursor moves by B*T exactly as without the start token */
+    Shard sh = {tok, 40};
+    Loader a, b;
+    loader_init(&a, &sh, 2, 4, 0, 1, 99, "test");
+    loader_init(&b, &sh, 2, 4, 0, 1, -1, "test");
+    int ia[8], ta[8], ib[8], tb[8];
+    ok = 1;
+    for (int step = 0; step < 9; step++) {
+        long p = a.cursor;
+        loader_next(&a, ia, ta);
+        loader_next(&b, ib, tb);
+        for (int s2 = 0; s2 < 2; s2++) {
+            ok &= ia[s2 * 4] == 99 && ta[s2 * 4] == tok[p + s2 * 4];
+            for (int i = 1; i < 4; i++) ok &= ia[s2 * 4 + i] == ib[s2 * 4 + i - 1] && ta[s2 * 4 + i] == tok[p + s2 * 4 + i];
+        }
+        ok &= a.cursor == b.cursor;
+    }
+    Loader c;
+    loader_init(&c, &sh, 2, 4, 1, 5, 99, "test");
+    for (int step = 0; step < 9; step++) {
+        loader_next(&c, ia, ta);
+        for (int s2 = 0; s2 < 2; s2++) {
+            int start = ta[s2 * 4] - 1; /* tok[i] = i + 1 */
+            ok &= start % 4 == 0 && ia[s2 * 4] == 99;
+            for (int i = 1; i < 4; i++) ok &= ia[s2 * 4 + i] == tok[start + i - 1] && ta[s2 * 4 + i] == tok[start + i];
+        }
+    }
+    CHECK(ok, "loader with a start token (sequential and shuffled)", "every sequence [bos, t[p] ..], targets t[p ..], the "
+          "same cursor as without it");
+    loader_free(&a); loader_free(&b); loader_free(&c);
+
+    /* evaluation against the reference, and streaming against evaluation with E = N-1 */
+    ModelConfig cfg = make_config(20, 2, 6, 24, 20, 4, ATTN_SOFTMAX, 3, 3, 1);
+    cfg.bos = 19;
+    Model m;
+    make_random_model(&m, &cfg, 0.3, 93);
+    double *P = to_double(m.params, m.num_params);
+    uint64_t s = 94;
+    long n = 16 * 4 + 3;
+    uint16_t etok[16 * 4 + 3];
+    for (long i = 0; i < n; i++) etok[i] = (uint16_t)trng_int(&s, 19);
+    Shard esh = {etok, n};
+    double worst_e = 0.0;
+    int cases[][2] = {{16, 4}, {16, 40}, {7, 3}, {66, 5}};
+    for (int i = 0; i < 4; i++) {
+        double got = evaluate(&m, &esh, cases[i][0], cases[i][1], 0, 3, NULL, NULL, NULL);
+        double ref = ref_evaluate(&cfg, P, etok, n, cases[i][0], cases[i][1], 0);
+        worst_e = fmax(worst_e, note(E_EVAL, fabs(got - ref) / fabs(ref)));
+    }
+    CHECK(worst_e < TOL_FWD, "evaluate with a start token vs the reference (H = 6, softmax 3:3)",
+          "E:W 16:4 16:40 7:3 66:5, max rel err %.2e", worst_e);
+    double full = evaluate(&m, &esh, (int)(n - 1), 4, 0, 1, NULL, NULL, NULL);
+    double stream = evaluate_stream(&m, &esh, 4, 0, 0, NULL);
+    double es = note(E_STREAM, fabs(full - stream) / fabs(full));
+    CHECK(es < 1e-5, "evaluate_stream with a start token == evaluate(E = N-1)", "%.8f vs %.8f, rel err %.2e", stream, full, es);
+    free(P);
+    model_free(&m);
+}
+
+/* StreamingLLM's cache, computed directly: for each position p and layer, the keys are the
+ * window p-w+1..p and the first K positions that have left it; each key gets its index in
+ * the cache (the first K tokens, then the window: index(j) = j for a kept first token, and
+ * c - (p - n) for a window key n, with the query at c = min(p, K+w-1)), RoPE rotates q and k
+ * at those indices and ALiBi uses their difference. All in double, layer by layer over the
+ * whole sequence. Returns the logits (n, V). */
+static double *ref_stream_keep_first(const ModelConfig *c, const double *P, const int *tok, int n, int w, int K) {
+    RefLayout lo = ref_layout(c);
+    int C = c->C, F = c->F, V = c->V, H = c->H, D = C / H;
+    size_t NC = (size_t)n * C;
+    double *x = dalloc(NC), *h = dalloc(NC), *q = dalloc(NC), *k = dalloc(NC), *v = dalloc(NC), *o = dalloc(NC),
+           *tmp = dalloc(NC), *g = dalloc((size_t)n * F), *u = dalloc((size_t)n * F), *act = dalloc((size_t)n * F),
+           *logits = dalloc((size_t)n * V), slopes[64], qr[256], kr[256], sc[1024];
+    ref_slopes(slopes, c);
+    for (int p = 0; p < n; p++) memcpy(x + (size_t)p * C, P + lo.off[R_WTE] + (size_t)tok[p] * C, C * sizeof(double));
+    for (int l = 0; l < c->L; l++) {
+        size_t lC = (size_t)l * C, lCC = lC * C, lFC = (size_t)l * F * C;
+        ref_rmsnorm(h, x, P + lo.off[R_ATTN_NORM] + lC, n, C);
+        ref_linear(q, h, P + lo.off[R_WQ] + lCC, n, C, C);
+        ref_linear(k, h, P + lo.off[R_WK] + lCC, n, C, C);
+        ref_linear(v, h, P + lo.off[R_WV] + lCC, n, C, C);
+        for (int p = 0; p < n; p++) {
+            long cq = p < K + w - 1 ? p : K + w - 1;
+            int keys[1024], nk = 0;
+            long idx[1024];
+            for (int j = 0; j < K && j < p - w + 1; j++) { keys[nk] = j; idx[nk++] = j; }
+            for (int m = p - w + 1 > 0 ? p - w + 1 : 0; m <= p; m++) { keys[nk] = m; idx[nk++] = cq - (p - m); }
+            for (int hh = 0; hh < H; hh++) {
+                memcpy(qr, q + (size_t)p * C + hh * D, D * sizeof(double));
+                if (c->rope) ref_rope(qr, 1, 1, D, 1, c->rope_theta, cq);
+                double mx = -INFINITY, sum = 0.0;
+                for (int j = 0; j < nk; j++) {
+                    memcpy(kr, k + (size_t)keys[j] * C + hh * D, D * sizeof(double));
+                    if (c->rope) ref_rope(kr, 1, 1, D, 1, c->rope_theta, idx[j]);
+                    double dot = 0.0;
+                    for (int i = 0; i < D; i++) dot += qr[i] * kr[i];
+                    sc[j] = dot / sqrt((double)D) + slopes[hh] * (double)(cq - idx[j]);
+                    mx = fmax(mx, sc[j]);
+                }
+                for (int j = 0; j < nk; j++) {
+                    sc[j] = c->attn == ATTN_SOFTMAX ? exp(sc[j] - mx) : 1.0 / (1.0 + exp(-sc[j]));
+                    sum += sc[j];
+                }
+                for (int i = 0; i < D; i++) {
+                    double acc = 0.0;
+                    for (int j = 0; j < nk; j++)
+                        acc += (c->attn == ATTN_SOFTMAX ? sc[j] / sum : sc[j]) * v[(size_t)keys[j] * C + hh * D + i];
+                    o[(size_t)p * C + hh * D + i] = acc;
+                }
+            }
+        }
+        ref_linear(tmp, o, P + lo.off[R_WO] + lCC, n, C, C);
+        for (size_t i = 0; i < NC; i++) x[i] += tmp[i];
+        ref_rmsnorm(h, x, P + lo.off[R_MLP_NORM] + lC, n, C);
+        ref_linear(g, h, P + lo.off[R_WGATE] + lFC, n, C, F);
+        ref_linear(u, h, P + lo.off[R_WUP] + lFC, n, C, F);
+        ref_swiglu(act, g, u, (long)n * F);
+        ref_linear(tmp, act, P + lo.off[R_WDOWN] + lFC, n, F, C);
+        for (size_t i = 0; i < NC; i++) x[i] += tmp[i];
+    }
+    ref_rmsnorm(h, x, P + lo.off[R_FINAL_NORM], n, C);
+    ref_linear(logits, h, P + lo.off[R_LM_HEAD], n, C, V);
+    free(x); free(h); free(q); free(k); free(v); free(o); free(tmp); free(g); free(u); free(act);
+    return logits;
+}
+
+static void test_keep_first(void) {
+    struct { int attn, neg, pos, rope, w, K; } v[] = {
+        {ATTN_SOFTMAX, 0, 0, 1, 4, 1}, {ATTN_SOFTMAX, 2, 2, 1, 5, 3}, {ATTN_SIGMOID, 2, 2, 1, 4, 2},
+        {ATTN_SOFTMAX, 4, 0, 0, 3, 6}, {ATTN_SIGMOID, 0, 4, 1, 1, 1}};
+    const int n = 30, V = 23;
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        ModelConfig cfg = make_config(V, 2, 4, 16, 24, v[i].w, v[i].attn, v[i].neg, v[i].pos, v[i].rope);
+        Model m;
+        make_random_model(&m, &cfg, 0.3, 110 + i);
+        double *P = to_double(m.params, m.num_params);
+        uint64_t s = 120 + i;
+        int tok[30];
+        random_tokens(tok, n, V, &s);
+        double *ref = ref_stream_keep_first(&cfg, P, tok, n, v[i].w, v[i].K);
+        InferState st;
+        infer_init(&st, &m, v[i].w, v[i].K);
+        double e = 0.0;
+        for (int p = 0; p < n; p++) {
+            infer_step(&st, tok[p]);
+            e = fmax(e, rel_err_fd(st.logits, ref + (size_t)p * V, V));
+        }
+        infer_free(&st);
+        note(E_INFER, e);
+        CHECK(e < 1e-4, S("--keep-first %d: infer_step vs the cache computed directly, %s, %d positions", v[i].K,
+                          config_desc(&cfg, v[i].w), n), "max rel err %.2e", e);
+        free(ref); free(P);
+        model_free(&m);
+    }
+    /* keep_first 0 is the plain ring buffer, bit for bit */
+    ModelConfig cfg = make_config(V, 2, 4, 16, 24, 4, ATTN_SOFTMAX, 2, 2, 1);
+    Model m;
+    make_random_model(&m, &cfg, 0.3, 130);
+    InferState a, b;
+    infer_init(&a, &m, 4, 0);
+    infer_init(&b, &m, 4, 2);
+    int same_until = -1, differs_after = 0;
+    for (int p = 0; p < 12; p++) {
+        infer_step(&a, p % V);
+        infer_step(&b, p % V);
+        int same = !memcmp(a.logits, b.logits, (size_t)V * 4);
+        if (same && same_until == p - 1) same_until = p;
+        if (p >= 4 && !same) differs_after++;
+    }
+    CHECK(same_until == 3 && differs_after == 8, "--keep-first 2, window 4: the same as the plain ring until the first token leaves",
+          "identical through position %d, different at %d of the 8 positions 4..11", same_until, differs_after);
+    infer_free(&a); infer_free(&b);
     model_free(&m);
 }
 
@@ -1558,7 +1901,7 @@ static void test_loader(void) {
         Shard sh = {tok, n};
         int B = 2, T = 4, in[8], tg[8], ok = 1;
         Loader ld;
-        loader_init(&ld, &sh, B, T, 0, 1, "test");
+        loader_init(&ld, &sh, B, T, 0, 1, -1, "test");
         long p = 0;
         char starts[256];
         int len = 0;
@@ -1583,7 +1926,7 @@ static void test_loader(void) {
         for (int i = 0; i < 25; i++) tok[i] = (uint16_t)i;
         Shard sh = {tok, 25};
         Loader ld;
-        loader_init(&ld, &sh, 2, 4, 0, 1, "test");
+        loader_init(&ld, &sh, 2, 4, 0, 1, -1, "test");
         int in[8], tg[8], got[5];
         for (int i = 0; i < 5; i++) { loader_next(&ld, in, tg); got[i] = in[0]; }
         CHECK(got[0] == 0 && got[1] == 8 && got[2] == 16 && got[3] == 0 && got[4] == 8, "loader wrap (dev README example)",
@@ -1597,9 +1940,9 @@ static void test_loader(void) {
     Shard sh = {tok, n};
     int B = 3, T = 5, in[15], tg[15];
     Loader a, b, c;
-    loader_init(&a, &sh, B, T, 1, 7, "test");
-    loader_init(&b, &sh, B, T, 1, 7, "test");
-    loader_init(&c, &sh, B, T, 1, 8, "test");
+    loader_init(&a, &sh, B, T, 1, 7, -1, "test");
+    loader_init(&b, &sh, B, T, 1, 7, -1, "test");
+    loader_init(&c, &sh, B, T, 1, 8, -1, "test");
     int ok = 1, same = 1, differs = 0, epochs_differ = 0, order[3][12];
     for (int ep = 0; ep < 3; ep++) {
         int seen[12] = {0};
@@ -1628,7 +1971,7 @@ static void test_loader(void) {
     loader_free(&a); loader_free(&b); loader_free(&c);
     /* 12 sequences with B=5: a partial batch is skipped, nothing repeats within an epoch */
     Loader d;
-    loader_init(&d, &sh, 5, T, 1, 3, "test");
+    loader_init(&d, &sh, 5, T, 1, 3, -1, "test");
     int in5[25], tg5[25], rep_ok = 1;
     for (int ep = 0; ep < 3; ep++) {
         int seen[12] = {0};
@@ -1680,7 +2023,7 @@ static void test_determinism(void) {
         adamw_step(&m, &o, 0, lr_at_step(&o, 0), norm[r]);
         p[r] = malloc(np * 4);
         memcpy(p[r], m.params, np * 4);
-        ev[r] = evaluate(&m, &sh, 100, 5, 0, 4, NULL, NULL);
+        ev[r] = evaluate(&m, &sh, 100, 5, 0, 4, NULL, NULL, NULL);
         model_free(&m);
     }
     omp_set_num_threads(saved);
@@ -1726,7 +2069,7 @@ static void test_training(void) {
     Shard sh = {tok, n};
     Loader ld;
     int B = 4, T = 32, steps = 60, in[128], tg[128];
-    loader_init(&ld, &sh, B, T, 1, 1, "train");
+    loader_init(&ld, &sh, B, T, 1, 1, -1, "train");
     OptimConfig o = {.lr = 1e-2, .min_lr_ratio = 0.1, .warmup = 5, .steps = steps, .beta1 = 0.9, .beta2 = 0.95,
                      .eps = 1e-8, .weight_decay = 0.1, .clip = 1.0};
     double first = 0, last = 0;
@@ -1831,15 +2174,25 @@ static void write_bytes(const char *path, const void *data, long n) {
 }
 
 /* A copy of the checkpoint at src with header int `idx` set to `value` */
+/* Copy a checkpoint with header field idx set to value and, unless the field is the CRC
+ * itself or the file is not version 2, the CRC made right again: so that the check behind
+ * the CRC is the one that has to catch the bad value. */
 static void corrupt_header(const char *src, const char *dst, int idx, int32_t value) {
     long size;
     char *b = read_file(src, &size);
     memcpy(b + 4 * idx, &value, 4);
+    int32_t version;
+    memcpy(&version, b + 4, 4);
+    if (idx != 17 && version == 2 && size >= 1024) {
+        uint32_t crc = image_crc(b, size);
+        memcpy(b + 68, &crc, 4);
+    }
     write_bytes(dst, b, size);
     free(b);
 }
 
 #define SMALL_MODEL "--vocab 256 --layers 2 --heads 4 --dim 16 --ffn 32 --window 4 --seq 16"
+#define SMALL_MODEL2 "--layers 2 --heads 4 --dim 16 --ffn 32 --window 4 --seq 16" /* without the vocabulary */
 
 static void test_cli_errors(const char *train) {
     const char *d = scratch;
@@ -1886,7 +2239,11 @@ static void test_cli_errors(const char *train) {
     corrupt_header(good, tmp_path("magic.ckpt"), 0, 0x54415754);
     expect_error("checkpoint with wrong magic", S("--init %s/magic.ckpt %s", d, ev), "magic.ckpt", "magic", NULL);
     struct { int idx; int32_t value; const char *what, *kw; } bad[] = {
-        {1, 2, "version 2", "version"},
+        {1, 3, "version 3", "version"},
+        {1, 0, "version 0", "version"},
+        {16, 256, "start token 256 with vocab 256", "start token"},
+        {16, -2, "start token -2", "start token"},
+        {17, 12345, "a wrong CRC", "checksum mismatch"},
         {4, 3, "heads 3 do not divide dim 8", "divisible|heads"},
         {3, 0, "0 layers", "layers"},
         {2, 0, "vocab 0", "vocab"},
@@ -1931,7 +2288,7 @@ static int check_greedy(const Model *m, const char *prompt, int n, const char *t
     int plen = (int)strlen(prompt);
     if (strncmp(text, prompt, plen) != 0 || (int)strlen(text) != plen + n + 1 || text[plen + n] != '\n') return -1;
     InferState st;
-    infer_init(&st, m, m->cfg.window);
+    infer_init(&st, m, m->cfg.window, 0);
     for (int i = 0; i < plen; i++) infer_step(&st, (unsigned char)prompt[i]);
     int result = n;
     for (int i = 0; i < n && result == n; i++) {
@@ -1971,7 +2328,7 @@ static void test_cli_happy(const char *train_path, const uint16_t *tok, const ch
     ModelConfig want = make_config(256, 2, 4, 16, 32, 4, ATTN_SIGMOID, 2, 2, 1);
     want.seq_len = 16;
     RefLayout lo = ref_layout(&want);
-    int ok = r->status == 0 && raw && size == 1024 + 4 * (long)lo.total && header_matches_spec((int32_t *)raw, &want, 0, 0);
+    int ok = r->status == 0 && raw && size == 1024 + 4 * (long)lo.total && header_matches_spec((int32_t *)raw, size, &want, 0, 0);
     free(raw);
     Model m;
     if (ok) {
@@ -2017,7 +2374,7 @@ static void test_cli_happy(const char *train_path, const uint16_t *tok, const ch
     Shard sh = {(uint16_t *)etok, netok};
     {
         checkpoint_load(ckpt_path, &m, NULL);
-        double want_val = evaluate(&m, &sh, 16, m.cfg.window, 0, 2, NULL, NULL);
+        double want_val = evaluate(&m, &sh, 16, m.cfg.window, 0, 2, NULL, NULL, NULL);
         model_free(&m);
         CHECK(fabs(final_val - want_val) < 1e-5, "cli --val: final_val_loss in log.txt",
               "logged %.6f, in-process evaluate() over all chunks of T=16 with the training window %.6f", final_val, want_val);
@@ -2033,7 +2390,7 @@ static void test_cli_happy(const char *train_path, const uint16_t *tok, const ch
         const char *p = strstr(r->out, "eval_loss ");
         double got = p ? atof(p + 10) : NAN;
         checkpoint_load(ckpt_path, &m, NULL);
-        double want_loss = evaluate(&m, &sh, E, W, 0, 4, NULL, NULL);
+        double want_loss = evaluate(&m, &sh, E, W, 0, 4, NULL, NULL, NULL);
         model_free(&m);
         CHECK(r->status == 0 && fabs(got - want_loss) < 1e-5, S("cli --eval --eval-len %d --eval-window %d (training window 4)", E, W),
               "printed %.8f, in-process evaluate() %.8f", got, want_loss);
@@ -2043,7 +2400,7 @@ static void test_cli_happy(const char *train_path, const uint16_t *tok, const ch
         const char *p = strstr(r->out, "eval_loss ");
         double got = p ? atof(p + 10) : NAN;
         checkpoint_load(ckpt_path, &m, NULL);
-        double want_loss = evaluate_stream(&m, &sh, 4, 0);
+        double want_loss = evaluate_stream(&m, &sh, 4, 0, 0, NULL);
         model_free(&m);
         CHECK(r->status == 0 && fabs(got - want_loss) < 1e-5, "cli --eval --stream", "printed %.8f, in-process evaluate_stream() %.8f", got, want_loss);
     }
@@ -2131,6 +2488,81 @@ static void test_cli_happy(const char *train_path, const uint16_t *tok, const ch
           st1, st2, st3, mid_step, csize, same);
 }
 
+/* The start token, --keep-first, --sinks and version 1 checkpoints through the binary. */
+static void test_cli_start_token(const char *train, const char *evalp, const uint16_t *etok, long ne) {
+    const char *d = scratch, *out = tmp_path("bos_run");
+    RunResult *r = run_trainer("--train %s --val %s --out %s --steps 4 --warmup 0 --batch 2 --vocab 257 --bos 256 "
+                               "--layers 1 --heads 2 --dim 16 --ffn 32 --window 4 --seq 16 --val-every 2 --val-chunks 4 "
+                               "--sample-every 0 --threads 1", train, evalp, out);
+    const char *ck = S("%s/model.ckpt", out);
+    Model m;
+    int ok = r->status == 0 && access(ck, R_OK) == 0;
+    long size = 0;
+    char *logtext = ok ? read_file(S("%s/log.txt", out), &size) : NULL;
+    int sink_lines = 0;
+    for (char *p = logtext; p && (p = strstr(p, "\nsink ")); p++) sink_lines++;
+    if (ok) { checkpoint_load(ck, &m, NULL); ok = m.cfg.bos == 256 && m.cfg.V == 257 && m.cfg.version == 2; }
+    CHECK(ok && sink_lines == 3, "cli --vocab 257 --bos 256 trains, stores the start token, logs the sink diagnostics",
+          "exit %d, bos %d, %d 'sink' lines in log.txt (validations at steps 0, 2, 4)", r->status, ok ? m.cfg.bos : -9, sink_lines);
+    free(logtext);
+    if (!ok) return;
+    /* --eval with the start token: the binary against evaluate() in-process */
+    Shard sh = {(uint16_t *)etok, ne};
+    double want = evaluate(&m, &sh, 16, 4, 0, 4, NULL, NULL, NULL);
+    r = run_trainer("--init %s --eval %s --eval-len 16 --eval-window 4 --sinks", ck, evalp);
+    const char *el = strstr(r->out, "eval_loss ");
+    double got = el ? atof(el + 10) : NAN;
+    int sinks = 0;
+    for (const char *p = r->out; (p = strstr(p, "sink layer ")); p++) sinks++;
+    CHECK(r->status == 0 && fabs(got - want) < 1e-5 && sinks == 2 && strstr(r->out, "sink_heads "),
+          "cli --eval --sinks with a start token", "printed %.8f, in-process %.8f; %d per-head lines", got, want, sinks);
+    /* --stream --keep-first 1 --dump-losses: one loss per token, the mean is the printed loss */
+    const char *dump = tmp_path("stream_losses.bin");
+    r = run_trainer("--init %s --eval %s --stream --eval-window 4 --keep-first 1 --dump-losses %s", ck, evalp, dump);
+    el = strstr(r->out, "eval_loss ");
+    got = el ? atof(el + 10) : NAN;
+    float *losses = read_file(dump, &size);
+    double sum = 0;
+    for (long i = 0; losses && i < size / 4; i++) sum += losses[i];
+    InferState st; /* the same stream in-process */
+    infer_init(&st, &m, 4, 1);
+    double ref = 0;
+    for (long i = 0; i < ne - 1; i++) {
+        infer_step(&st, i == 0 ? 256 : etok[i - 1]);
+        float mx = max_of(st.logits, 257);
+        ref += log(sum_exp(st.logits, mx, 257)) + mx - st.logits[etok[i]];
+    }
+    infer_free(&st);
+    ref /= ne - 1;
+    CHECK(r->status == 0 && size == 4 * (ne - 1) && fabs(sum / (ne - 1) - got) < 1e-5 && fabs(got - ref) < 1e-5,
+          "cli --stream --keep-first 1 --dump-losses with a start token",
+          "%ld losses, mean %.8f, printed %.8f, in-process %.8f", size / 4, sum / (ne - 1), got, ref);
+    free(losses);
+    /* --generate starts from the start token; greedy output is reproducible */
+    r = run_trainer("--init %s --generate 12 --prompt ab --temperature 0 --keep-first 1", ck);
+    CHECK(r->status == 0 && !strncmp(r->out, "ab", 2) && strlen(r->out) == 2 + 12 + 1, "cli --generate with a start token and --keep-first",
+          "exit %d, %zu bytes of output", r->status, strlen(r->out));
+    /* a disagreeing --bos, and flags out of their mode */
+    expect_error("--bos that disagrees with the checkpoint", S("--init %s --eval %s --bos 3", ck, evalp), "--bos", "256", NULL);
+    expect_error("--bos beyond the vocabulary", S("--train %s --out %s/o2 --steps 1 --warmup 0 --vocab 256 --bos 256 " SMALL_MODEL2, train, d),
+                 "start token", NULL);
+    expect_error("--keep-first without --stream", S("--init %s --eval %s --keep-first 1", ck, evalp), "--keep-first", NULL);
+    expect_error("--sinks with --stream", S("--init %s --eval %s --stream --sinks", ck, evalp), "--sinks", NULL);
+    model_free(&m);
+    /* a version 1 model fine-tuned stays version 1, and says so */
+    if (access("tests/fixtures/v1_h6.ckpt", R_OK) == 0) {
+        const char *o1 = tmp_path("v1_run");
+        r = run_trainer("--init tests/fixtures/v1_h6.ckpt --train %s --out %s --steps 2 --warmup 0 --batch 2 --val-every 0 "
+                        "--sample-every 0", train, o1);
+        Model m1;
+        ok = r->status == 0 && strstr(r->out, "version 1");
+        if (ok) { checkpoint_load(S("%s/model.ckpt", o1), &m1, NULL); ok = m1.cfg.version == 1 && m1.slopes[0] == -0.5f; model_free(&m1); }
+        CHECK(ok, "cli --init from a version 1 checkpoint: trains, says so, saves version 1 with its slopes", "exit %d", r->status);
+        expect_error("--bos with a version 1 checkpoint", S("--init tests/fixtures/v1_h6.ckpt --eval %s --bos 0", evalp),
+                     "version 1", NULL);
+    } else CHECK(0, "cli version 1 fixture", "tests/fixtures/v1_h6.ckpt missing (run from the repository root)");
+}
+
 static void test_cli(void) {
     if (access(bin_path(), X_OK) != 0) {
         CHECK(0, "cli: trainer binary", "%s is not an executable (build it, or set SWAT_BIN)", bin_path());
@@ -2151,6 +2583,7 @@ static void test_cli(void) {
     write_shard(eval_path, etok, ne);
     test_cli_errors(train_path);
     test_cli_happy(train_path, tok, eval_path, etok, ne);
+    test_cli_start_token(train_path, eval_path, etok, ne);
     free(tok);
     free(etok);
 }
@@ -2210,6 +2643,11 @@ int main(void) {
     test_dumps();
     test_inference();
     test_evaluate_stream();
+    test_crc32();
+    test_v1_fixture();
+    test_checkpoint_crc_coverage();
+    test_start_token();
+    test_keep_first();
     test_lr_schedule();
     test_adamw();
     test_loader();

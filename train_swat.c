@@ -172,11 +172,14 @@ typedef struct {
     int F;          /* SwiGLU hidden width */
     int window;     /* w: each query sees keys m-w+1..m (the training window) */
     int attn;       /* ATTN_SIGMOID (SWAT) or ATTN_SOFTMAX */
-    int alibi_neg;  /* heads 0..NEG-1 get slope -2^-(h+1) */
-    int alibi_pos;  /* heads NEG..NEG+POS-1 get slope +2^-(h-NEG+1) */
+    int alibi_neg;  /* heads 0..NEG-1 get negative slopes (they favour recent keys) */
+    int alibi_pos;  /* heads NEG..NEG+POS-1 get positive slopes (they favour older keys) */
     int rope;       /* 1: rotate q and k by position */
     int rope_theta; /* RoPE base, 10000 */
     int seq_len;    /* training sequence length T (informational) */
+    int bos;        /* the start token that begins every sequence, or -1 for none */
+    int version;    /* the checkpoint version whose meaning the model has: 2 (written now), or
+                       1 (a model loaded from a version 1 file keeps its ALiBi rule) */
 } ModelConfig;
 
 /* Returns NULL if the configuration is valid, else what is wrong with it. */
@@ -195,14 +198,23 @@ static const char *config_problem(const ModelConfig *c) {
     if (c->rope != 0 && c->rope != 1) return "rope must be on or off";
     if (c->rope_theta < 1) return "rope theta must be >= 1";
     if (c->seq_len < 0) return "sequence length must be >= 0";
+    if (c->version != 1 && c->version != 2) return "checkpoint version must be 1 or 2";
+    if (c->bos < -1 || c->bos >= c->V) return "the start token must be -1 (none) or an id below the vocabulary size";
+    if (c->version == 1 && c->bos != -1) return "a version 1 model has no start token";
     return NULL;
 }
 
-/* The ALiBi slope of each head (spec section 2: "balanced ALiBi"). */
+/* The ALiBi slope of each head (spec section 2: "balanced ALiBi"). The k-th head of each
+ * group (k = 1, 2, ...) has the magnitude 2^(-8k/H), as in the official SWAT code and the
+ * ALiBi paper: a geometric sequence from 2^(-8/H) down to 2^-8 over H heads. Version 1
+ * checkpoints used 2^-k for every H (the same for H = 8), and a file keeps its meaning. */
+static float alibi_magnitude(const ModelConfig *c, int k) {
+    return c->version == 1 ? ldexpf(1.0f, -k) : (float)exp2(-8.0 * k / c->H);
+}
 static void alibi_slopes(const ModelConfig *c, float *slopes) {
     for (int h = 0; h < c->H; h++) {
-        if (h < c->alibi_neg) slopes[h] = -ldexpf(1.0f, -(h + 1));
-        else if (h < c->alibi_neg + c->alibi_pos) slopes[h] = ldexpf(1.0f, -(h - c->alibi_neg + 1));
+        if (h < c->alibi_neg) slopes[h] = -alibi_magnitude(c, h + 1);
+        else if (h < c->alibi_neg + c->alibi_pos) slopes[h] = alibi_magnitude(c, h - c->alibi_neg + 1);
         else slopes[h] = 0.0f;
     }
 }
@@ -1219,6 +1231,20 @@ static void shard_load(Shard *s, const char *path, int V) {
         if (s->tokens[i] >= V) die("%s: token %u at index %ld is not below the vocabulary size %d", path, s->tokens[i], i, V);
 }
 
+/* One training sequence or evaluation chunk of T inputs and T targets that starts at token
+ * `start` of the shard (spec sections 2 and 5). Without a start token: inputs t[start ..
+ * start+T), targets one to the right. With one: inputs [bos, t[start] .. t[start+T-2]] and
+ * targets t[start .. start+T), so every target is still one token of data. */
+static void make_sequence(int *inputs, int *targets, const uint16_t *t, long start, int T, int bos) {
+    if (bos < 0) {
+        for (int i = 0; i < T; i++) { inputs[i] = t[start + i]; targets[i] = t[start + i + 1]; }
+    } else {
+        inputs[0] = bos;
+        for (int i = 1; i < T; i++) inputs[i] = t[start + i - 1];
+        for (int i = 0; i < T; i++) targets[i] = t[start + i];
+    }
+}
+
 /* The batch order. Unshuffled (spec section 5): a cursor starts at 0, sequence b of a batch
  * is t[p+b*T .. p+b*T+T) with targets one to the right, the cursor advances by B*T and
  * wraps to 0 when fewer than B*T+1 tokens remain. Shuffled: the shard is cut into
@@ -1228,6 +1254,7 @@ static void shard_load(Shard *s, const char *path, int V) {
 typedef struct {
     const Shard *shard;
     int B, T, shuffle;
+    int bos;            /* the start token, or -1 */
     uint64_t seed;
     long cursor;        /* unshuffled: token position; shuffled: index into the epoch's order */
     long epoch;
@@ -1244,9 +1271,9 @@ static void loader_shuffle(Loader *ld) {
     }
 }
 
-static void loader_init(Loader *ld, const Shard *s, int B, int T, int shuffle, uint64_t seed, const char *name) {
+static void loader_init(Loader *ld, const Shard *s, int B, int T, int shuffle, uint64_t seed, int bos, const char *name) {
     memset(ld, 0, sizeof(*ld));
-    ld->shard = s; ld->B = B; ld->T = T; ld->shuffle = shuffle; ld->seed = seed;
+    ld->shard = s; ld->B = B; ld->T = T; ld->shuffle = shuffle; ld->seed = seed; ld->bos = bos;
     if (s->n < (long)B * T + 1) die("%s: %ld tokens are too few for a batch of %d x %d (+1)", name, s->n, B, T);
     if (shuffle) {
         ld->num_seqs = (s->n - 1) / T;
@@ -1270,16 +1297,15 @@ static void loader_next(Loader *ld, int *inputs, int *targets) {
     int B = ld->B, T = ld->T;
     const uint16_t *t = ld->shard->tokens;
     if (!ld->shuffle) {
-        for (long i = 0; i < (long)B * T; i++) { inputs[i] = t[ld->cursor + i]; targets[i] = t[ld->cursor + i + 1]; }
+        for (int b = 0; b < B; b++)
+            make_sequence(inputs + (long)b * T, targets + (long)b * T, t, ld->cursor + (long)b * T, T, ld->bos);
         ld->cursor += (long)B * T;
         if (ld->shard->n - ld->cursor < (long)B * T + 1) ld->cursor = 0;
         return;
     }
     if (ld->cursor + B > ld->num_seqs) { ld->epoch++; ld->cursor = 0; loader_shuffle(ld); }
-    for (int b = 0; b < B; b++) {
-        long start = ld->order[ld->cursor + b] * T;
-        for (int i = 0; i < T; i++) { inputs[b * T + i] = t[start + i]; targets[b * T + i] = t[start + i + 1]; }
-    }
+    for (int b = 0; b < B; b++)
+        make_sequence(inputs + (long)b * T, targets + (long)b * T, t, ld->order[ld->cursor + b] * T, T, ld->bos);
     ld->cursor += B;
 }
 
@@ -1291,14 +1317,37 @@ static void loader_free(Loader *ld) { free(ld->order); ld->order = NULL; }
 
 /* Spec section 3: 256 int32 header, the parameters as float32 in checkpoint order, and,
  * when header[15] = 1, the AdamW moments m and v (same layout) and the trainer state:
- * TRAINER_STATE_INTS int64 then TRAINER_STATE_DOUBLES float64, documented in the README.
- * A checkpoint is written to PATH.tmp, flushed, fsync'ed and renamed over PATH, so a
- * complete checkpoint exists at every instant. */
+ * TRAINER_STATE_INTS int64 then TRAINER_STATE_DOUBLES float64, documented in doc/SPEC.md.
+ * Version 2 adds the start token (header[16]) and a CRC-32 of the whole file (header[17],
+ * computed with that field 0), so that any corruption is an error instead of a model that
+ * silently means something else. A checkpoint is written to PATH.tmp, flushed, fsync'ed
+ * and renamed over PATH, so a complete checkpoint exists at every instant. */
 #define CKPT_MAGIC 0x54415753 /* the bytes "SWAT" */
-#define CKPT_VERSION 1
+#define CKPT_VERSION 2        /* written for new models; version 1 files are still read */
+#define CKPT_CRC_FIELD 17
 #define TRAINER_STATE_MAGIC 0x4E55525454415753ll /* the bytes "SWATTRUN" */
 #define TRAINER_STATE_INTS 16
 #define TRAINER_STATE_DOUBLES 16
+
+/* CRC-32 as in zlib, PNG and Python's zlib.crc32 (reflected polynomial 0xEDB88320, initial
+ * and final XOR 0xFFFFFFFF), one byte at a time through a 256-entry table. Chainable:
+ * crc32_update(crc32_update(0, a, na), b, nb) is the CRC of a followed by b. */
+static uint32_t crc32_update(uint32_t crc, const void *data, size_t n) {
+    static uint32_t table[256];
+    static int ready = 0;
+    if (!ready) { /* benign if two threads race: both write the same values */
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = i;
+            for (int j = 0; j < 8; j++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            table[i] = c;
+        }
+        ready = 1;
+    }
+    const unsigned char *p = data;
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
 
 /* Everything needed to continue a run exactly where it stopped. */
 typedef struct {
@@ -1310,10 +1359,17 @@ typedef struct {
 
 static void config_to_header(const ModelConfig *c, int32_t *h) {
     memset(h, 0, 256 * sizeof(int32_t));
-    h[0] = CKPT_MAGIC; h[1] = CKPT_VERSION;
+    h[0] = CKPT_MAGIC; h[1] = c->version;
     h[2] = c->V; h[3] = c->L; h[4] = c->H; h[5] = c->C; h[6] = c->F; h[7] = c->window;
     h[8] = c->attn; h[9] = c->alibi_neg; h[10] = c->alibi_pos; h[11] = c->rope; h[12] = c->rope_theta;
     h[13] = c->seq_len;
+    if (c->version >= 2) h[16] = c->bos; /* version 1: 0, and no start token */
+}
+
+/* fwrite that also runs the CRC over what it wrote */
+static int write_crc(FILE *f, const void *data, size_t size, size_t count, uint32_t *crc) {
+    *crc = crc32_update(*crc, data, size * count);
+    return fwrite(data, size, count, f) == count;
 }
 
 static void checkpoint_save(const char *path, const Model *m, const TrainState *ts) {
@@ -1323,19 +1379,22 @@ static void checkpoint_save(const char *path, const Model *m, const TrainState *
     FILE *f = fopen(tmp, "wb");
     if (!f) die("%s: cannot write checkpoint: %s", tmp, strerror(errno));
     int32_t h[256];
+    uint32_t crc = 0;
     config_to_header(&m->cfg, h);
     h[14] = ts ? ts->step : 0;
     h[15] = ts && m->adam_m ? 1 : 0;
-    int ok = fwrite(h, 4, 256, f) == 256 && fwrite(m->params, 4, m->num_params, f) == m->num_params;
+    int ok = write_crc(f, h, 4, 256, &crc) && write_crc(f, m->params, 4, m->num_params, &crc);
     if (ok && h[15]) {
         int64_t ints[TRAINER_STATE_INTS] = {TRAINER_STATE_MAGIC, ts->opt.steps, ts->opt.warmup, ts->B, ts->T,
                                             (int64_t)ts->seed, ts->shuffle, ts->cursor, ts->epoch, (int64_t)ts->sample_rng};
         double dbl[TRAINER_STATE_DOUBLES] = {ts->opt.lr, ts->opt.min_lr_ratio, ts->opt.beta1, ts->opt.beta2,
                                              ts->opt.eps, ts->opt.weight_decay, ts->opt.clip};
-        ok = fwrite(m->adam_m, 4, m->num_params, f) == m->num_params &&
-             fwrite(m->adam_v, 4, m->num_params, f) == m->num_params &&
-             fwrite(ints, 8, TRAINER_STATE_INTS, f) == TRAINER_STATE_INTS &&
-             fwrite(dbl, 8, TRAINER_STATE_DOUBLES, f) == TRAINER_STATE_DOUBLES;
+        ok = write_crc(f, m->adam_m, 4, m->num_params, &crc) && write_crc(f, m->adam_v, 4, m->num_params, &crc) &&
+             write_crc(f, ints, 8, TRAINER_STATE_INTS, &crc) && write_crc(f, dbl, 8, TRAINER_STATE_DOUBLES, &crc);
+    }
+    if (ok && m->cfg.version >= 2) { /* the CRC went over the header with its field still 0 */
+        uint32_t le = crc; /* stored as the uint32's bit pattern; the format is little-endian */
+        ok = fseek(f, 4L * CKPT_CRC_FIELD, SEEK_SET) == 0 && fwrite(&le, 4, 1, f) == 1;
     }
     int err = errno;
     if (ok && fflush(f) != 0) { ok = 0; err = errno; }
@@ -1351,8 +1410,26 @@ static void checkpoint_save(const char *path, const Model *m, const TrainState *
     free(tmp);
 }
 
+/* The CRC of a version 2 file, read as it is on disk with the CRC field taken as 0. */
+static uint32_t checkpoint_file_crc(FILE *f, const char *path) {
+    static unsigned char buf[1 << 16];
+    uint32_t crc = 0;
+    long offset = 0;
+    size_t got;
+    if (fseek(f, 0, SEEK_SET) != 0) die("%s: cannot seek: %s", path, strerror(errno));
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
+        for (long i = 4L * CKPT_CRC_FIELD; i < 4L * CKPT_CRC_FIELD + 4; i++)
+            if (i >= offset && i < offset + (long)got) buf[i - offset] = 0;
+        crc = crc32_update(crc, buf, got);
+        offset += (long)got;
+    }
+    if (ferror(f)) die("%s: read error", path);
+    return crc;
+}
+
 /* Load a checkpoint into a freshly created model. If ts is not NULL and the file carries
- * trainer state, fill it and the AdamW moments and return 1; else return 0. */
+ * trainer state, fill it and the AdamW moments and return 1; else return 0. Nothing beyond
+ * the magic and the version is trusted before a version 2 file's CRC matches. */
 static int checkpoint_load(const char *path, Model *m, TrainState *ts) {
     FILE *f = fopen(path, "rb");
     if (!f) die("%s: cannot open checkpoint: %s", path, strerror(errno));
@@ -1361,14 +1438,30 @@ static int checkpoint_load(const char *path, Model *m, TrainState *ts) {
     if (got == 0) die("%s: checkpoint is empty", path);
     if (got < 256) die("%s: checkpoint is truncated (header is %zu of 1024 bytes)", path, got * 4);
     if (h[0] != CKPT_MAGIC) die("%s: not a SWAT checkpoint (bad magic 0x%08x)", path, (unsigned)h[0]);
-    if (h[1] != CKPT_VERSION) die("%s: unsupported checkpoint version %d (expected %d)", path, h[1], CKPT_VERSION);
+    if (h[1] != 1 && h[1] != 2) die("%s: unsupported checkpoint version %d (this trainer reads 1 and 2)", path, h[1]);
+    if (h[1] == 2 && checkpoint_file_crc(f, path) != (uint32_t)h[CKPT_CRC_FIELD]) {
+        /* a short file is the likeliest reason: say so, without trusting the header for more */
+        double size = (double)ftell(f), implied = 0;
+        ModelConfig u = {.V = h[2], .L = h[3], .H = h[4], .C = h[5], .F = h[6], .window = h[7], .attn = h[8],
+                         .alibi_neg = h[9], .alibi_pos = h[10], .rope = h[11], .rope_theta = h[12], .seq_len = h[13],
+                         .bos = -1, .version = 2};
+        if (!config_problem(&u) && (h[15] == 0 || h[15] == 1))
+            implied = 1024.0 + (h[15] ? 12.0 : 4.0) * param_count(&u) + (h[15] ? 8.0 * (TRAINER_STATE_INTS + TRAINER_STATE_DOUBLES) : 0);
+        if (implied > size)
+            die("%s: checksum mismatch: the file is corrupt or was modified (it is %.0f bytes, its header implies %.0f: "
+                "truncated?)", path, size, implied);
+        die("%s: checksum mismatch: the file is corrupt or was modified", path);
+    }
     ModelConfig c = {.V = h[2], .L = h[3], .H = h[4], .C = h[5], .F = h[6], .window = h[7], .attn = h[8],
-                     .alibi_neg = h[9], .alibi_pos = h[10], .rope = h[11], .rope_theta = h[12], .seq_len = h[13]};
+                     .alibi_neg = h[9], .alibi_pos = h[10], .rope = h[11], .rope_theta = h[12], .seq_len = h[13],
+                     .bos = h[1] == 2 ? h[16] : -1, .version = h[1]};
+    if (h[1] == 1 && (h[16] != 0 || h[17] != 0))
+        die("%s: bad checkpoint header: version 1 has fields 16 and 17 at 0 (they are %d and %d)", path, h[16], h[17]);
     const char *problem = config_problem(&c);
     if (problem) die("%s: bad checkpoint header: %s", path, problem);
     if (h[14] < 0) die("%s: bad checkpoint header: negative step count %d", path, h[14]);
     if (h[15] != 0 && h[15] != 1) die("%s: bad checkpoint header: field 15 is %d (expected 0 or 1)", path, h[15]);
-    for (int i = 16; i < 256; i++)
+    for (int i = 18; i < 256; i++)
         if (h[i] != 0) die("%s: bad checkpoint header: reserved field %d is %d (expected 0)", path, i, h[i]);
     double P = (double)param_count(&c);
     double expect = 1024.0 + 4 * P + (h[15] ? 8 * P + 8 * (TRAINER_STATE_INTS + TRAINER_STATE_DOUBLES) : 0);
@@ -1420,36 +1513,60 @@ static int checkpoint_load(const char *path, Model *m, TrainState *ts) {
 /* A SWAT layer at position p only needs the keys and values of positions p-w+1..p, so each
  * layer keeps a ring buffer of w keys (RoPE already applied) and w values: slot p % w holds
  * position p. A token costs O(L*(C*C + C*F + w*C)) work and the memory never grows. RoPE
- * makes q.k depend only on m-n, so absolute positions may grow without bound. */
+ * makes q.k depend only on m-n, so absolute positions may grow without bound.
+ *
+ * StreamingLLM (Xiao et al. 2023) keeps the first K positions ("attention sinks") in the
+ * cache beside the last w, and counts positions within the cache: the cache is the first K
+ * tokens followed by the last w, indexed 0, 1, 2, ...; a query at text position p sits at
+ * cache index c = min(p, K+w-1). A window key keeps its distance p-n (the window is
+ * contiguous), a kept first token j that has left the window is at distance c - j for both
+ * RoPE and ALiBi. Up to p = K+w-1 this is exactly plain attention over positions 0..p. */
 typedef struct {
     const Model *m;
-    int window;
+    int window;            /* w: the ring holds the last w positions */
+    int keep_first;        /* K: positions 0..K-1 also stay, after they leave the window */
     long pos;              /* tokens consumed so far */
-    float *k_cache, *v_cache;      /* (L, window, C) */
-    float *x, *h, *q, *k, *v, *o, *gate, *up, *scores, *rope_cos, *rope_sin;
+    float *k_cache;        /* (L, window, C) ring of keys, RoPE applied at their position */
+    float *v_cache;        /* (L, window, C) ring of values */
+    float *k_first;        /* (L, keep_first, C) keys of positions 0..K-1 (position = cache index) */
+    float *v_first;        /* (L, keep_first, C) */
+    float *x;              /* (C) the residual stream of the current token */
+    float *h;              /* (C) RMSNorm(x), then a projection's output */
+    float *q;              /* (C) the query, RoPE at text position p */
+    float *q_first;        /* (C) the same query, RoPE at cache index c (for the kept first keys) */
+    float *o;              /* (C) attention output, heads concatenated */
+    float *gate, *up;      /* (F) the MLP's two projections */
+    float *scores;         /* (keep_first + window) one head's scores, then weights */
+    float *rope_cos, *rope_sin;   /* (D/2) RoPE at the current position */
+    float *first_cos, *first_sin; /* (D/2) RoPE at the current cache index */
     float *logits;         /* (V) the prediction for the next token */
 } InferState;
 
-static void infer_init(InferState *s, const Model *m, int window) {
+static void infer_init(InferState *s, const Model *m, int window, int keep_first) {
     const ModelConfig *c = &m->cfg;
     memset(s, 0, sizeof(*s));
-    s->m = m; s->window = window;
-    size_t LWC = (size_t)c->L * window * c->C;
+    s->m = m; s->window = window; s->keep_first = keep_first;
+    size_t LWC = (size_t)c->L * window * c->C, LKC = (size_t)c->L * keep_first * c->C;
+    int half = c->C / c->H / 2 + 1;
     s->k_cache = xcalloc(LWC, 4, "KV cache");
     s->v_cache = xcalloc(LWC, 4, "KV cache");
-    float **vecs[] = {&s->x, &s->h, &s->q, &s->k, &s->v, &s->o};
-    for (int i = 0; i < 6; i++) *vecs[i] = xcalloc(c->C, 4, "inference");
+    s->k_first = xcalloc(LKC, 4, "KV cache");
+    s->v_first = xcalloc(LKC, 4, "KV cache");
+    float **vecs[] = {&s->x, &s->h, &s->q, &s->q_first, &s->o};
+    for (int i = 0; i < 5; i++) *vecs[i] = xcalloc(c->C, 4, "inference");
     s->gate = xcalloc(c->F, 4, "inference");
     s->up = xcalloc(c->F, 4, "inference");
-    s->scores = xcalloc(window, 4, "inference");
-    s->rope_cos = xcalloc(c->C / c->H / 2 + 1, 4, "inference");
-    s->rope_sin = xcalloc(c->C / c->H / 2 + 1, 4, "inference");
+    s->scores = xcalloc((size_t)keep_first + window, 4, "inference");
+    s->rope_cos = xcalloc(half, 4, "inference");
+    s->rope_sin = xcalloc(half, 4, "inference");
+    s->first_cos = xcalloc(half, 4, "inference");
+    s->first_sin = xcalloc(half, 4, "inference");
     s->logits = xcalloc(c->V, 4, "inference");
 }
 
 static void infer_free(InferState *s) {
-    float *all[] = {s->k_cache, s->v_cache, s->x, s->h, s->q, s->k, s->v, s->o, s->gate, s->up,
-                    s->scores, s->rope_cos, s->rope_sin, s->logits};
+    float *all[] = {s->k_cache, s->v_cache, s->k_first, s->v_first, s->x, s->h, s->q, s->q_first, s->o,
+                    s->gate, s->up, s->scores, s->rope_cos, s->rope_sin, s->first_cos, s->first_sin, s->logits};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) free(all[i]);
     memset(s, 0, sizeof(*s));
 }
@@ -1465,49 +1582,78 @@ static void matvec(float *y, const float *W, const float *x, int IN, int OUT) {
     }
 }
 
-/* Consume one token; s->logits then predicts the next one. */
+/* Consume one token at position p = s->pos; s->logits then predicts the next one. */
 static void infer_step(InferState *s, int token) {
     const Model *m = s->m;
     const ModelConfig *c = &m->cfg;
-    int C = c->C, F = c->F, H = c->H, D = C / H, W = s->window;
+    int C = c->C, F = c->F, H = c->H, D = C / H, W = s->window, K = s->keep_first;
     long p = s->pos;
-    int slot = (int)(p % W), nd = p + 1 < W ? (int)p + 1 : W;
+    int slot = (int)(p % W);
+    int nd = p + 1 < W ? (int)p + 1 : W;                   /* window keys: distances 0..nd-1 */
+    long evicted = p - W + 1 > 0 ? p - W + 1 : 0;           /* positions 0..evicted-1 left the ring */
+    int nf = evicted < K ? (int)evicted : K;                /* kept first keys outside the window */
+    long cache_index = p < (long)K + W - 1 ? p : (long)K + W - 1;
     float scale = 1.0f / sqrtf((float)D);
     memcpy(s->x, m->p.wte + (long)token * C, C * sizeof(float));
-    if (c->rope) rope_tables(s->rope_cos, s->rope_sin, 1, D, c->rope_theta, p);
+    if (c->rope) {
+        rope_tables(s->rope_cos, s->rope_sin, 1, D, c->rope_theta, p);
+        if (nf > 0) rope_tables(s->first_cos, s->first_sin, 1, D, c->rope_theta, cache_index);
+    }
     for (int l = 0; l < c->L; l++) {
         long lC = (long)l * C, lCC = lC * C, lFC = (long)l * F * C;
         float *kc = s->k_cache + (long)l * W * C, *vc = s->v_cache + (long)l * W * C;
+        float *kf = s->k_first + (long)l * K * C, *vf = s->v_first + (long)l * K * C;
+        float *k_new = kc + (long)slot * C, *v_new = vc + (long)slot * C;
+        /* q, k, v of this token; k and v go straight into the ring */
         rmsnorm_forward(s->h, NULL, s->x, m->p.attn_norm + lC, 1, C);
         matvec(s->q, m->p.wq + lCC, s->h, C, C);
-        matvec(kc + (long)slot * C, m->p.wk + lCC, s->h, C, C);
-        matvec(vc + (long)slot * C, m->p.wv + lCC, s->h, C, C);
+        matvec(k_new, m->p.wk + lCC, s->h, C, C);
+        matvec(v_new, m->p.wv + lCC, s->h, C, C);
+        if (nf > 0) memcpy(s->q_first, s->q, C * sizeof(float));
         if (c->rope) {
             rope_forward(s->q, s->rope_cos, s->rope_sin, 1, 1, C, H);
-            rope_forward(kc + (long)slot * C, s->rope_cos, s->rope_sin, 1, 1, C, H);
+            rope_forward(k_new, s->rope_cos, s->rope_sin, 1, 1, C, H);
+            if (nf > 0) rope_forward(s->q_first, s->first_cos, s->first_sin, 1, 1, C, H);
+        }
+        if (p < K) { /* a first position: keep it (its text position is its cache index) */
+            memcpy(kf + p * C, k_new, C * sizeof(float));
+            memcpy(vf + p * C, v_new, C * sizeof(float));
         }
         for (int h = 0; h < H; h++) { /* the same arithmetic as attention_forward */
-            const float *qh = s->q + h * D;
-            float maxs = -FLT_MAX, *a = s->scores;
+            const float *qh = s->q + h * D, *qfh = s->q_first + h * D;
+            float *a = s->scores; /* a[0..nf): kept first keys j = 0..nf-1; a[nf+d]: the key at distance d */
+            float maxs = -FLT_MAX;
+            for (int j = 0; j < nf; j++) {
+                const float *kn = kf + (long)j * C + h * D;
+                float sc = 0.0f;
+                for (int i = 0; i < D; i++) sc += qfh[i] * kn[i];
+                a[j] = sc * scale + m->slopes[h] * (float)(cache_index - j);
+                if (a[j] > maxs) maxs = a[j];
+            }
             for (int d = 0; d < nd; d++) {
                 const float *kn = kc + (long)((p - d) % W) * C + h * D;
                 float sc = 0.0f;
                 for (int i = 0; i < D; i++) sc += qh[i] * kn[i];
-                a[d] = sc * scale + m->slopes[h] * d;
-                if (a[d] > maxs) maxs = a[d];
+                a[nf + d] = sc * scale + m->slopes[h] * d;
+                if (a[nf + d] > maxs) maxs = a[nf + d];
             }
+            int n = nf + nd;
             if (c->attn == ATTN_SIGMOID) {
-                for (int d = 0; d < nd; d++) a[d] = sigmoid(a[d]);
+                for (int j = 0; j < n; j++) a[j] = sigmoid(a[j]);
             } else {
                 float sum = 0.0f;
-                for (int d = 0; d < nd; d++) { a[d] = exp_approx(a[d] - maxs); sum += a[d]; }
-                for (int d = 0; d < nd; d++) a[d] /= sum;
+                for (int j = 0; j < n; j++) { a[j] = exp_approx(a[j] - maxs); sum += a[j]; }
+                for (int j = 0; j < n; j++) a[j] /= sum;
             }
             float *oh = s->o + h * D;
             for (int i = 0; i < D; i++) oh[i] = 0.0f;
+            for (int j = 0; j < nf; j++) {
+                const float *vn = vf + (long)j * C + h * D;
+                for (int i = 0; i < D; i++) oh[i] += a[j] * vn[i];
+            }
             for (int d = 0; d < nd; d++) {
                 const float *vn = vc + (long)((p - d) % W) * C + h * D;
-                for (int i = 0; i < D; i++) oh[i] += a[d] * vn[i];
+                for (int i = 0; i < D; i++) oh[i] += a[nf + d] * vn[i];
             }
         }
         matvec(s->h, m->p.wo + lCC, s->o, C, C);
@@ -1551,19 +1697,24 @@ static int sample_token(const float *logits, int V, double temperature, int top_
     return best;
 }
 
-/* Print a byte token as text (control bytes other than newline and tab as '?'); other
+/* Print a byte token as text (control bytes other than newline and tab as '?'); the byte
+ * vocabulary with a start token (V = 257, id 256) prints that token as <256>; other
  * vocabularies print token ids. */
 static void print_token(FILE *f, int token, int V) {
-    if (V == 256) fputc(token == '\n' || token == '\t' || token >= 32 ? token : '?', f);
+    if ((V == 256 || V == 257) && token < 256) fputc(token == '\n' || token == '\t' || token >= 32 ? token : '?', f);
+    else if (V == 257) fprintf(f, "<%d>", token);
     else fprintf(f, "%d ", token);
 }
 
-/* Feed a prompt and generate n tokens, writing them to f as they are produced. */
-static void generate(const Model *m, const int *prompt, int prompt_len, int n, double temperature,
+/* Feed a prompt (after the model's start token, if it has one) and generate n tokens,
+ * writing them to f as they are produced. keep_first: see InferState. */
+static void generate(const Model *m, const int *prompt, int prompt_len, int n, int keep_first, double temperature,
                      int top_k, uint64_t *rng, FILE *f) {
     InferState s;
-    long positions = (long)prompt_len + n; /* a ring of min(window, positions) slots gives the same results */
-    infer_init(&s, m, positions < m->cfg.window ? (int)(positions > 0 ? positions : 1) : m->cfg.window);
+    int bos = m->cfg.bos;
+    long positions = (long)(bos >= 0) + prompt_len + n; /* a ring of min(window, positions) slots gives the same results */
+    infer_init(&s, m, positions < m->cfg.window ? (int)(positions > 0 ? positions : 1) : m->cfg.window, keep_first);
+    if (bos >= 0) infer_step(&s, bos);
     for (int i = 0; i < prompt_len; i++) infer_step(&s, prompt[i]);
     for (int i = 0; i < n; i++) {
         int t = sample_token(s.logits, m->cfg.V, temperature, top_k, rng);
@@ -1578,13 +1729,64 @@ static void generate(const Model *m, const int *prompt, int prompt_len, int n, d
 /* 10. evaluation                                                                        */
 /* ------------------------------------------------------------------------------------ */
 
+/* Where the attention goes, per layer and head, summed over evaluation chunks: the weight on
+ * position 0 (the start token, when the model has one) for the queries that can see it,
+ * positions 1 .. min(E, window)-1. Softmax parks spare weight there: that is the attention
+ * sink (Xiao et al. 2023), and Gu et al. (2025) count a head as a sink head when its mean
+ * weight on the first token exceeds 0.3. Sigmoid rows are not normalised, so for them the
+ * raw weight, the row sum and the share (weight / row sum) tell different stories: a
+ * dormant sigmoid head can output almost nothing instead of parking its weight. */
+#define SINK_THRESHOLD 0.3
+typedef struct {
+    int L, H;
+    double *first;   /* (L, H) sum over queries of a(m, 0) */
+    double *row_sum; /* (L, H) sum over queries of sum_n a(m, n) */
+    double *share;   /* (L, H) sum over queries of a(m, 0) / sum_n a(m, n) */
+    long queries;    /* queries summed (the same for every head) */
+} SinkStats;
+
+static void sink_stats_init(SinkStats *st, const ModelConfig *c) {
+    st->L = c->L; st->H = c->H; st->queries = 0;
+    st->first = xcalloc((size_t)c->L * c->H, sizeof(double), "sink stats");
+    st->row_sum = xcalloc((size_t)c->L * c->H, sizeof(double), "sink stats");
+    st->share = xcalloc((size_t)c->L * c->H, sizeof(double), "sink stats");
+}
+static void sink_stats_free(SinkStats *st) { free(st->first); free(st->row_sum); free(st->share); }
+
+/* Add the last forward pass's attention (m->a.att, the band: a[d] is the weight on key m-d). */
+static void sink_stats_add(SinkStats *st, const Model *m) {
+    const Activations *a = &m->a;
+    int B = a->B, T = a->T, Wb = a->Wb, H = m->cfg.H;
+    for (int l = 0; l < st->L; l++)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                for (int q = 1; q < Wb; q++) { /* query q sees position 0 at distance q */
+                    const float *band = a->att + ((((long)l * B + b) * H + h) * T + q) * Wb;
+                    double sum = 0.0;
+                    for (int d = 0; d <= q; d++) sum += band[d];
+                    st->first[l * H + h] += band[q];
+                    st->row_sum[l * H + h] += sum;
+                    st->share[l * H + h] += sum > 0 ? band[q] / sum : 0.0;
+                }
+    st->queries += (long)B * (Wb > 1 ? Wb - 1 : 0);
+}
+
+/* Heads whose mean share on position 0 exceeds SINK_THRESHOLD. */
+static int sink_heads(const SinkStats *st) {
+    int n = 0;
+    for (int i = 0; i < st->L * st->H; i++) n += st->queries > 0 && st->share[i] / st->queries > SINK_THRESHOLD;
+    return n;
+}
+
 /* Spec section 5: K = min(max_chunks, floor((N-1)/E)) chunks (max_chunks 0: all), chunk c
- * has inputs t[cE .. cE+E) and targets one to the right, each chunk is its own sequence
- * (positions 0..E-1) with attention window W; the mean loss over K*E predictions. Chunks
- * are run `batch` at a time; the sum runs in chunk order, so the result is exact-repeatable.
- * losses_out (optional) receives the K*E per-prediction losses as float32, in chunk order. */
+ * starts at token cE and is its own sequence (positions 0..E-1, inputs and targets as
+ * make_sequence lays them out, with the model's start token if it has one) with attention
+ * window W; the mean loss over K*E predictions. Chunks are run `batch` at a time; the sum
+ * runs in chunk order, so the result is exact-repeatable. losses_out (optional) receives
+ * the K*E per-prediction losses as float32, in chunk order; sinks (optional) accumulates
+ * where the attention goes. */
 static double evaluate(Model *m, const Shard *s, int E, int W, long max_chunks, int batch, long *chunks_out,
-                       FILE *losses_out) {
+                       FILE *losses_out, SinkStats *sinks) {
     if (E < 1) die("eval length must be >= 1");
     if (W < 1) die("eval window must be >= 1");
     long K = (s->n - 1) / E;
@@ -1597,33 +1799,44 @@ static double evaluate(Model *m, const Shard *s, int E, int W, long max_chunks, 
     double total = 0.0;
     for (long c0 = 0; c0 < K; c0 += batch) {
         int nb = K - c0 < batch ? (int)(K - c0) : batch;
-        for (long i = 0; i < (long)nb * E; i++) { in[i] = s->tokens[c0 * E + i]; tg[i] = s->tokens[c0 * E + i + 1]; }
+        for (int b = 0; b < nb; b++) make_sequence(in + (long)b * E, tg + (long)b * E, s->tokens, (c0 + b) * E, E, m->cfg.bos);
         model_forward(m, in, tg, nb, E, W);
         for (long i = 0; i < (long)nb * E; i++) total += m->a.losses[i];
         if (losses_out && fwrite(m->a.losses, sizeof(float), (size_t)nb * E, losses_out) != (size_t)nb * E)
             die("cannot write the per-token losses: %s", strerror(errno));
+        if (sinks) sink_stats_add(sinks, m);
     }
     free(in); free(tg);
     if (chunks_out) *chunks_out = K;
     return total / ((double)K * E);
 }
 
-/* Streaming evaluation: the whole shard as one sequence, token by token through the ring
- * buffers; memory does not depend on the shard's length. */
-static double evaluate_stream(const Model *m, const Shard *s, int W, long max_tokens) {
+/* Streaming evaluation: the whole shard as one sequence (after the start token, if the
+ * model has one), token by token through the ring buffers (window W, plus the first
+ * keep_first positions, see InferState); memory does not depend on the shard's length.
+ * There are N-1 predictions, as for the chunked evaluation with E = N-1: of t[1..N) without
+ * a start token, of t[0..N-1) with one. losses_out (optional) receives them as float32. */
+static double evaluate_stream(const Model *m, const Shard *s, int W, int keep_first, long max_tokens, FILE *losses_out) {
     long n = s->n - 1;
     if (max_tokens > 0 && max_tokens < n) n = max_tokens;
+    int bos = m->cfg.bos;
     InferState st;
-    infer_init(&st, m, n < W ? (int)(n > 0 ? n : 1) : W);
+    infer_init(&st, m, n < W ? (int)(n > 0 ? n : 1) : W, keep_first);
     double total = 0.0;
     for (long i = 0; i < n; i++) {
-        infer_step(&st, s->tokens[i]);
+        int input = bos < 0 ? s->tokens[i] : i == 0 ? bos : s->tokens[i - 1];
+        int target = bos < 0 ? s->tokens[i + 1] : s->tokens[i];
+        infer_step(&st, input);
         const float *z = st.logits;
         float maxz = -FLT_MAX;
         for (int v = 0; v < m->cfg.V; v++) if (z[v] > maxz) maxz = z[v];
         double sum = 0.0;
         for (int v = 0; v < m->cfg.V; v++) sum += exp_approx(z[v] - maxz);
-        total += log(sum) + maxz - z[s->tokens[i + 1]];
+        double loss = log(sum) + maxz - z[target];
+        total += loss;
+        float lf = (float)loss;
+        if (losses_out && fwrite(&lf, sizeof(float), 1, losses_out) != 1)
+            die("cannot write the per-token losses: %s", strerror(errno));
     }
     infer_free(&st);
     return total / n;
@@ -1693,6 +1906,8 @@ static const char *usage_text =
 "  --layers L          (default 4)      --heads H   (default 8)\n"
 "  --dim C             (default 256)    --ffn F     (default 704)\n"
 "  --vocab V           (default 256: bytes)\n"
+"  --bos ID            start token: every sequence begins with it (default none; for bytes\n"
+"                      use --vocab 257 --bos 256, an id no byte has)\n"
 "  --attn MODE         sigmoid (SWAT, default) or softmax\n"
 "  --alibi NEG:POS     ALiBi heads with negative:positive slopes (default H/2:H/2; 0:0 off)\n"
 "  --rope on|off       rotary position embedding on q and k (default on)\n"
@@ -1713,15 +1928,20 @@ static const char *usage_text =
 "  --threads N         OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
 "\n"
 "Evaluate (spec section 5):  --init CKPT --eval SHARD [--eval-len E] [--eval-window W]\n"
-"  [--eval-chunks K] [--stream]   E defaults to the checkpoint's T, W to its window,\n"
-"  K to 0 (all chunks). --stream reads the whole shard as one sequence with the ring\n"
-"  buffers (window W). Ends with the line: eval_loss <value>\n"
+"  [--eval-chunks K] [--stream [--keep-first K]] [--sinks]   E defaults to the checkpoint's\n"
+"  T, W to its window, K to 0 (all chunks). --stream reads the whole shard as one sequence\n"
+"  with the ring buffers (window W); --keep-first K keeps the first K positions in the cache\n"
+"  beside the last W (StreamingLLM's attention sinks, positions counted within the cache).\n"
+"  --sinks prints, per layer and head, the attention on position 0 (the start token).\n"
+"  Ends with the line: eval_loss <value>\n"
 "\n"
 "Generate:  --init CKPT --generate N [--prompt TEXT] [--temperature X] [--top-k K] [--seed N]\n"
+"  [--keep-first K]\n"
 "  writes the continuation of the prompt to stdout (default temperature 0.8, top-k 0 = all)\n"
 "\n"
 "Look inside (with --init CKPT):\n"
-"  --dump-losses FILE  eval mode: the K*E per-prediction losses as float32, in chunk order\n"
+"  --dump-losses FILE  eval mode: the per-prediction losses as float32, in chunk order (with\n"
+"                      --stream: one per token of the stream)\n"
 "  --dump-attn FILE    the attention weights of one layer over --prompt TEXT (at most 2048\n"
 "                      bytes; --eval-window W, default the model's), before any --generate\n"
 "  --dump-layer L      the layer for --dump-attn (default 0)\n";
@@ -1731,7 +1951,7 @@ typedef struct {
     ModelConfig model;
     OptimConfig opt;
     int batch, stop_after, shuffle, val_every, val_chunks, sample_every, sample_len, save_every, threads;
-    int eval_len, eval_window, eval_chunks, stream, generate, top_k, dump_layer;
+    int eval_len, eval_window, eval_chunks, stream, generate, top_k, dump_layer, keep_first, sinks;
     double temperature;
     uint64_t seed;
     char given[64][24]; /* the flags given on the command line */
@@ -1780,7 +2000,8 @@ static void parse_args(Args *a, int argc, char **argv) {
     memset(a, 0, sizeof(*a));
     a->out = "out";
     a->model = (ModelConfig){.V = 256, .L = 4, .H = 8, .C = 256, .F = 704, .window = 64, .attn = ATTN_SIGMOID,
-                             .alibi_neg = -1, .rope = 1, .rope_theta = 10000, .seq_len = 256};
+                             .alibi_neg = -1, .rope = 1, .rope_theta = 10000, .seq_len = 256, .bos = -1,
+                             .version = CKPT_VERSION};
     a->opt = (OptimConfig){.lr = 2e-3, .min_lr_ratio = 0.1, .warmup = 40, .steps = 600, .beta1 = 0.9,
                            .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1, .clip = 1.0};
     a->batch = 16; a->shuffle = 1; a->val_every = 50; a->val_chunks = 64; a->sample_every = 100;
@@ -1790,6 +2011,7 @@ static void parse_args(Args *a, int argc, char **argv) {
         const char *f = argv[i];
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) { fputs(usage_text, stdout); exit(0); }
         if (!strcmp(f, "--stream")) { a->stream = 1; continue; }
+        if (!strcmp(f, "--sinks")) { a->sinks = 1; continue; }
         if (strncmp(f, "--", 2) != 0) die("unexpected argument '%s' (flags start with --; see --help)", f);
         const char *v = i + 1 < argc ? argv[i + 1] : NULL; /* checked by the flag's parser */
         i++;
@@ -1816,6 +2038,8 @@ static void parse_args(Args *a, int argc, char **argv) {
         else if (!strcmp(f, "--dim")) a->model.C = (int)parse_int(f, v, 1, 65536);
         else if (!strcmp(f, "--ffn")) a->model.F = (int)parse_int(f, v, 1, 1 << 20);
         else if (!strcmp(f, "--vocab")) a->model.V = (int)parse_int(f, v, 1, 65536);
+        else if (!strcmp(f, "--bos")) a->model.bos = (int)parse_int(f, v, -1, 65535);
+        else if (!strcmp(f, "--keep-first")) a->keep_first = (int)parse_int(f, v, 0, 1 << 20);
         else if (!strcmp(f, "--rope-theta")) a->model.rope_theta = (int)parse_int(f, v, 1, INT32_MAX);
         else if (!strcmp(f, "--rope")) a->model.rope = parse_onoff(f, v);
         else if (!strcmp(f, "--attn")) {
@@ -1862,7 +2086,10 @@ static void parse_args(Args *a, int argc, char **argv) {
     if ((a->eval || a->generate) && !a->init) die("%s needs --init CKPT", a->eval ? "--eval" : "--generate");
     if (a->eval && a->generate) die("--eval and --generate exclude each other");
     if (a->stream && !a->eval) die("--stream needs --eval SHARD");
-    if (a->dump_losses && (!a->eval || a->stream)) die("--dump-losses needs --eval SHARD (without --stream)");
+    if (a->dump_losses && !a->eval) die("--dump-losses needs --eval SHARD");
+    if (flag_given(a, "--keep-first") && !a->stream && !a->generate)
+        die("--keep-first works with --eval SHARD --stream and with --generate N");
+    if (a->sinks && (!a->eval || a->stream)) die("--sinks needs --eval SHARD (without --stream)");
     if (a->dump_attn && !a->init) die("--dump-attn needs --init CKPT");
     if (a->dump_attn && a->eval) die("--dump-attn works on --prompt TEXT, not with --eval");
     if (flag_given(a, "--dump-layer") && !a->dump_attn) die("--dump-layer needs --dump-attn FILE");
@@ -1881,9 +2108,11 @@ static const char *const run_flags[] = {"--batch", "--seq", "--window", "--lr", 
 
 static void print_config(FILE *f, const Model *m, const Args *a, int B, int T) {
     const ModelConfig *c = &m->cfg;
-    fprintf(f, "model: V=%d L=%d H=%d C=%d F=%d window=%d attn=%s alibi=%d:%d rope=%s theta=%d\n", c->V, c->L, c->H,
-            c->C, c->F, c->window, c->attn == ATTN_SIGMOID ? "sigmoid" : "softmax", c->alibi_neg, c->alibi_pos,
-            c->rope ? "on" : "off", c->rope_theta);
+    char bos[16] = "none";
+    if (c->bos >= 0) snprintf(bos, sizeof bos, "%d", c->bos);
+    fprintf(f, "model: V=%d L=%d H=%d C=%d F=%d window=%d attn=%s alibi=%d:%d rope=%s theta=%d bos=%s version=%d\n", c->V,
+            c->L, c->H, c->C, c->F, c->window, c->attn == ATTN_SIGMOID ? "sigmoid" : "softmax", c->alibi_neg,
+            c->alibi_pos, c->rope ? "on" : "off", c->rope_theta, bos, c->version);
     fprintf(f, "parameters: %zu (%.2f M)\n", m->num_params, m->num_params / 1e6);
     fprintf(f, "train: batch=%d seq=%d steps=%d lr=%g min_lr_ratio=%g warmup=%d wd=%g clip=%g seed=%llu shuffle=%s threads=%d\n",
             B, T, a->opt.steps, a->opt.lr, a->opt.min_lr_ratio, a->opt.warmup, a->opt.weight_decay, a->opt.clip,
@@ -1916,7 +2145,7 @@ static void sample_text(const Model *m, const Shard *prompt_src, int len, double
     for (int i = 0; i < plen; i++) prompt[i] = prompt_src->tokens[i];
     printf("---- sample ----\n");
     for (int i = 0; i < plen; i++) print_token(stdout, prompt[i], m->cfg.V);
-    generate(m, prompt, plen, len, temperature, top_k, rng, stdout);
+    generate(m, prompt, plen, len, 0, temperature, top_k, rng, stdout);
     printf("\n----------------\n");
 }
 
@@ -1926,25 +2155,65 @@ static void format_duration(char *buf, size_t n, double s) {
     else snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
 }
 
+/* --bos with --init or --resume must say what the checkpoint says: a model's start token
+ * is part of what its weights mean. */
+static void check_bos(const Args *a, const Model *m, const char *path) {
+    if (!flag_given(a, "--bos") || a->model.bos == m->cfg.bos) return;
+    if (m->cfg.version == 1) die("--bos %d: %s is a version 1 checkpoint, which has no start token", a->model.bos, path);
+    if (m->cfg.bos < 0) die("--bos %d: %s was trained without a start token", a->model.bos, path);
+    die("--bos %d: %s was trained with start token %d", a->model.bos, path, m->cfg.bos);
+}
+
+/* A validation's loss and where its attention went: stdout gets a summary, the log one line
+ * "val STEP loss X" and one line "sink STEP N M s_0 .. s_{M-1}": N of the M heads are sink
+ * heads, s_i the share on position 0 of head i (layer-major). */
+static void log_validation(FILE *logf, int step, double loss, const SinkStats *st) {
+    int M = st->L * st->H, best = 0;
+    double n = st->queries > 0 ? (double)st->queries : 1.0;
+    for (int i = 1; i < M; i++) if (st->share[i] > st->share[best]) best = i;
+    printf("step %d val_loss %.4f | sink heads %d of %d (most: layer %d head %d, %.2f on position 0)\n", step, loss,
+           sink_heads(st), M, best / st->H, best % st->H, st->share[best] / n);
+    fprintf(logf, "val %d loss %.6f\n", step, loss);
+    fprintf(logf, "sink %d %d %d", step, sink_heads(st), M);
+    for (int i = 0; i < M; i++) fprintf(logf, " %.4f", st->share[i] / n);
+    fprintf(logf, "\n");
+}
+
+/* The sink diagnostics of an evaluation: one line per layer and head, then the count. */
+static void print_sinks(FILE *f, const SinkStats *st) {
+    double n = st->queries > 0 ? (double)st->queries : 1.0;
+    for (int l = 0; l < st->L; l++)
+        for (int h = 0; h < st->H; h++) {
+            int i = l * st->H + h;
+            fprintf(f, "sink layer %d head %d first %.4f row_sum %.4f share %.4f\n", l, h, st->first[i] / n,
+                    st->row_sum[i] / n, st->share[i] / n);
+        }
+    fprintf(f, "sink_heads %d of %d (share > %.1f)\n", sink_heads(st), st->L * st->H, SINK_THRESHOLD);
+}
+
 static int run_eval(Model *m, const Args *a) {
     Shard s;
     shard_load(&s, a->eval, m->cfg.V);
     int E = a->eval_len ? a->eval_len : (m->cfg.seq_len > 0 ? m->cfg.seq_len : 256);
     int W = a->eval_window ? a->eval_window : m->cfg.window;
     double t0 = now_seconds(), loss;
+    FILE *dump = NULL;
+    if (a->dump_losses && !(dump = fopen(a->dump_losses, "wb")))
+        die("cannot open %s for writing: %s", a->dump_losses, strerror(errno));
     if (a->stream) {
-        loss = evaluate_stream(m, &s, W, 0);
-        printf("stream: %ld tokens as one sequence, window %d, %.1fs\n", s.n - 1, W, now_seconds() - t0);
+        loss = evaluate_stream(m, &s, W, a->keep_first, 0, dump);
+        printf("stream: %ld tokens as one sequence, window %d, keep first %d, %.1fs\n", s.n - 1, W, a->keep_first,
+               now_seconds() - t0);
     } else {
         long K;
         int batch = (int)(16384 / E) > 1 ? (int)(16384 / E) : 1;
-        FILE *dump = NULL;
-        if (a->dump_losses && !(dump = fopen(a->dump_losses, "wb")))
-            die("cannot open %s for writing: %s", a->dump_losses, strerror(errno));
-        loss = evaluate(m, &s, E, W, a->eval_chunks, batch, &K, dump);
-        if (dump && fclose(dump) != 0) die("cannot write %s: %s", a->dump_losses, strerror(errno));
+        SinkStats sinks;
+        if (a->sinks) sink_stats_init(&sinks, &m->cfg);
+        loss = evaluate(m, &s, E, W, a->eval_chunks, batch, &K, dump, a->sinks ? &sinks : NULL);
         printf("eval: %ld chunks of %d tokens, window %d, %.1fs\n", K, E, W, now_seconds() - t0);
+        if (a->sinks) { print_sinks(stdout, &sinks); sink_stats_free(&sinks); }
     }
+    if (dump && fclose(dump) != 0) die("cannot write %s: %s", a->dump_losses, strerror(errno));
     printf("eval_loss %.8f\n", loss);
     free(s.tokens);
     return 0;
@@ -1959,17 +2228,21 @@ static int run_generate(Model *m, const Args *a) {
         tokens[i] = (unsigned char)prompt[i];
         if (tokens[i] >= m->cfg.V) die("--prompt: byte %d at offset %d is not below the vocabulary size %d", tokens[i], i, m->cfg.V);
     }
-    if (a->dump_attn) {
-        int W = a->eval_window ? a->eval_window : m->cfg.window;
-        dump_attention(m, tokens, n, W, a->dump_layer, a->dump_attn);
-        fprintf(stderr, "wrote the layer-%d attention over %d prompt tokens (window %d) to %s\n", a->dump_layer, n, W,
-                a->dump_attn);
+    if (a->dump_attn) { /* the model's start token first, as in training */
+        int W = a->eval_window ? a->eval_window : m->cfg.window, bos = m->cfg.bos >= 0;
+        int *seq = xcalloc((size_t)n + bos, sizeof(int), "prompt");
+        if (bos) seq[0] = m->cfg.bos;
+        memcpy(seq + bos, tokens, (size_t)n * sizeof(int));
+        dump_attention(m, seq, n + bos, W, a->dump_layer, a->dump_attn);
+        fprintf(stderr, "wrote the layer-%d attention over %d prompt tokens%s (window %d) to %s\n", a->dump_layer, n,
+                bos ? " after the start token" : "", W, a->dump_attn);
+        free(seq);
         if (!a->generate) { free(tokens); return 0; }
     }
     uint64_t rng = a->seed;
     fputs(a->prompt ? prompt : "", stdout);
     double t0 = now_seconds();
-    generate(m, tokens, n, a->generate, a->temperature, a->top_k, &rng, stdout);
+    generate(m, tokens, n, a->generate, a->keep_first, a->temperature, a->top_k, &rng, stdout);
     double dt = now_seconds() - t0;
     fputc('\n', stdout);
     fflush(stdout);
@@ -1995,6 +2268,7 @@ int main(int argc, char **argv) {
     if (a.init) {
         check_no_flags(&a, model_flags, "--init (the model comes from the checkpoint)");
         checkpoint_load(a.init, &model, NULL);
+        check_bos(&a, &model, a.init);
         if (a.eval || a.generate || a.dump_attn) {
             int rc = a.eval ? run_eval(&model, &a) : run_generate(&model, &a);
             model_free(&model);
@@ -2006,6 +2280,7 @@ int main(int argc, char **argv) {
         check_no_flags(&a, model_flags, "--resume (the model comes from the checkpoint)");
         check_no_flags(&a, run_flags, "--resume (the run's settings come from the checkpoint)");
         if (!checkpoint_load(a.resume, &model, &ts)) die("%s: has no optimizer state to resume from (use --init)", a.resume);
+        check_bos(&a, &model, a.resume);
         a.opt = ts.opt; a.batch = ts.B; a.model.seq_len = ts.T; a.seed = ts.seed; a.shuffle = ts.shuffle;
         model.cfg.seq_len = ts.T;
         if (ts.step >= ts.opt.steps) die("%s: the run is complete (%d of %d steps)", a.resume, ts.step, ts.opt.steps);
@@ -2021,6 +2296,9 @@ int main(int argc, char **argv) {
         ts.opt = a.opt; ts.B = B; ts.T = T; ts.seed = a.seed; ts.shuffle = a.shuffle;
         ts.sample_rng = a.seed ^ 0x73616D706C65ull;
     }
+    if (model.cfg.version == 1)
+        printf("note: %s is a version 1 checkpoint: the model keeps its ALiBi slopes (2^-k) and is saved as version 1 "
+               "(no start token, no checksum)\n", a.init ? a.init : a.resume);
     if (a.opt.steps == 0) { /* write the freshly initialised (or --init) model */
         if (!a.save) die("--steps 0 trains nothing: give --save FILE to write the initial model");
         checkpoint_save(a.save, &model, NULL);
@@ -2038,7 +2316,7 @@ int main(int argc, char **argv) {
     if (a.val) shard_load(&val, a.val, model.cfg.V);
     if (a.val && val.n < (long)T + 1) die("%s: %ld tokens are too few for one validation chunk of %d", a.val, val.n, T);
     Loader loader;
-    loader_init(&loader, &train, B, T, a.shuffle, a.seed, a.train);
+    loader_init(&loader, &train, B, T, a.shuffle, a.seed, model.cfg.bos, a.train);
     if (resumed) loader_seek(&loader, ts.cursor, ts.epoch);
 
     mkdir_p(a.out);
@@ -2067,9 +2345,11 @@ int main(int argc, char **argv) {
         long cursor0 = loader.cursor, epoch0 = loader.epoch;
         uint64_t sample_rng0 = ts.sample_rng;
         if (a.val && a.val_every && step % a.val_every == 0) {
-            double vl = evaluate(&model, &val, T, model.cfg.window, a.val_chunks, B, NULL, NULL);
-            printf("step %d val_loss %.4f\n", step, vl);
-            fprintf(logf, "val %d loss %.6f\n", step, vl);
+            SinkStats sinks;
+            sink_stats_init(&sinks, &model.cfg);
+            double vl = evaluate(&model, &val, T, model.cfg.window, a.val_chunks, B, NULL, NULL, &sinks);
+            log_validation(logf, step, vl, &sinks);
+            sink_stats_free(&sinks);
             fflush(logf);
         }
         if (a.sample_every && step > 0 && step % a.sample_every == 0)
@@ -2113,9 +2393,12 @@ int main(int argc, char **argv) {
     if (stop_requested) printf("interrupted at step %d: saving and exiting\n", ts.step);
     if (a.val && ts.step == a.opt.steps) { /* the final validation uses the whole val shard */
         long K;
-        double vl = evaluate(&model, &val, T, model.cfg.window, 0, B, &K, NULL);
-        printf("step %d val_loss %.4f (all %ld chunks)\n", ts.step, vl, K);
-        fprintf(logf, "val %d loss %.6f\n", ts.step, vl);
+        SinkStats sinks;
+        sink_stats_init(&sinks, &model.cfg);
+        double vl = evaluate(&model, &val, T, model.cfg.window, 0, B, &K, NULL, &sinks);
+        printf("(the final validation: all %ld chunks)\n", K);
+        log_validation(logf, ts.step, vl, &sinks);
+        sink_stats_free(&sinks);
         fprintf(logf, "final_val_loss %.6f\n", vl);
     }
     if (a.sample_every && ts.step == a.opt.steps)
