@@ -316,24 +316,25 @@ def write_files_atomically(outdir, files):
         pass
     except OSError as e:
         raise Failure(outdir, e.strerror) from None
-    tmps = []
+    tmps, current = [], outdir
     try:
         for name, content in files.items():
-            tmp = os.path.join(outdir, name + ".tmp")
-            tmps.append(tmp)
-            with open(tmp, "wb") as f:
+            current = os.path.join(outdir, name + ".tmp")
+            tmps.append(current)
+            with open(current, "wb") as f:
                 f.write(content)
                 f.flush()
                 os.fsync(f.fileno())
         for name in files:
-            os.replace(os.path.join(outdir, name + ".tmp"), os.path.join(outdir, name))
+            current = os.path.join(outdir, name)
+            os.replace(current + ".tmp", current)
     except OSError as e:
         for tmp in tmps:
             try:
                 os.remove(tmp)
             except OSError:
                 pass
-        raise Failure(e.filename or outdir, e.strerror) from None
+        raise Failure(current, e.strerror) from None
 
 
 def read_inputs(paths):
@@ -584,6 +585,9 @@ if __name__ == "__main__":
         sys.exit(main(sys.argv[1:]))
     except Failure as e:
         print(f"prepare_bpe: {e}", file=sys.stderr)
+        sys.exit(1)
+    except BrokenPipeError:  # e.g. --decode-shard ... | head
+        sys.stderr.close()
         sys.exit(1)
     except MemoryError:
         print("prepare_bpe: out of memory", file=sys.stderr)

@@ -5,7 +5,7 @@
 # Prints "ok - ..." / "FAIL - ..." / "SKIPPED - ..." per check, then
 # "N passed, M failed[, K skipped]". Offline; needs /usr/bin/python3 (override with PYTHON=),
 # and python3-sentencepiece for the prepare_bpe checks (installed as root, else skipped).
-# shellcheck disable=SC2016  # eval strings
+# shellcheck disable=SC2016,SC2317  # eval strings; functions called inside them
 set -u
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -321,6 +321,12 @@ expect_error "OUTDIR is a file" "$work/afile" --vocab-size 512 "$input" "$work/a
 expect_error "--encode without MODEL" "MODEL" --encode "x"
 expect_error "--encode with a file that is not a model" "not a SentencePiece model" --encode "x" "$tok"
 expect_error "--encode and --decode together" "cannot be combined" --encode "x" --decode 1 "$out"
+# A write failure (a 16 KiB file size limit; Python ignores SIGXFSZ, so write() fails).
+limit_16k() { (ulimit -f 16; exec "$@"); }
+check "a write failure (16 KiB file size limit): exit 1, one line naming a .tmp file, no file left" \
+    eval '! limit_16k "$py" "$tool" --vocab-size 512 "$input" "$errdir" >/dev/null 2>"$work/stderr" &&
+          [ "$(wc -l <"$work/stderr")" -eq 1 ] && grep -q "\.bin\.tmp: File too large" "$work/stderr" &&
+          [ -z "$(ls -A "$errdir")" ]'
 
 cp "$out/train.bin" "$work/train.keep"
 "$py" "$tool" "$work/three.txt" "$out" >/dev/null 2>&1
