@@ -159,6 +159,9 @@ corrupt zero_length.bin 'raw[1024] = 0'
 corrupt truncated.bin 'del raw[-5:]'
 corrupt extra_byte.bin 'raw.append(0)'
 corrupt header_only.bin 'del raw[1000:]'
+corrupt version1.bin 'struct.pack_into("<I", raw, 4, 1)'
+check "a version 1 tokenizer file (no end-of-text id) decodes too" \
+    eval '"$py" "$tool" --decode-shard "$gpt2/val.bin" "$work/version1.bin" | cmp -s - "$gpt2/val.txt"'
 expect_error "tokenizer file with a bad magic" "bad magic" --decode 1 "$work/bad_magic.bin"
 expect_error "tokenizer file of version 3" "version 3" --decode 1 "$work/bad_version.bin"
 expect_error "tokenizer file whose end-of-text id is V" "end-of-text id 50257" --decode 1 "$work/eot_too_big.bin"
