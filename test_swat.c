@@ -2563,6 +2563,99 @@ static void test_cli_start_token(const char *train, const char *evalp, const uin
     } else CHECK(0, "cli version 1 fixture", "tests/fixtures/v1_h6.ckpt missing (run from the repository root)");
 }
 
+/* What a new user ran into (issue 14): short runs, the final validation, --resume's folder
+ * and settings, overwriting, flags outside their mode, llm.c-style data and prompts. */
+static int count_lines_starting(const char *path, const char *prefix) {
+    long size;
+    char *t = read_file(path, &size);
+    int n = 0;
+    for (char *p = t; p && p < t + size; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : t + size)
+        n += !strncmp(p, prefix, strlen(prefix));
+    free(t);
+    return n;
+}
+
+static void test_cli_new_user(const char *train, const char *evalp) {
+    const char *d = scratch;
+    /* a short run without --warmup fits the default warmup to it */
+    RunResult *r = run_trainer("--train %s --out %s/short --steps 10 " SMALL_MODEL " --batch 2 --val-every 0 --sample-every 0", train, d);
+    CHECK(r->status == 0 && strstr(r->out, "warmup: 2 steps"), "cli: --steps 10 without --warmup fits the warmup to the run",
+          "exit %d; '%s'", r->status, strstr(r->out, "warmup:") ? "warmup: ... printed" : "no warmup line");
+    expect_error("--warmup longer than the run says what to pass", S("--train %s --out %s/short2 --steps 10 --warmup 40 " SMALL_MODEL, train, d),
+                 "--warmup 10 or less", NULL);
+    /* the final validation follows --final-val-chunks, and says how long it took */
+    r = run_trainer("--train %s --val %s --out %s/fv --steps 2 --warmup 0 " SMALL_MODEL " --batch 2 --val-every 0 --sample-every 0 "
+                    "--final-val-chunks 3", train, evalp, d);
+    int vals = count_lines_starting(S("%s/fv/log.txt", d), "val ");
+    CHECK(r->status == 0 && strstr(r->out, "final validation: 3 chunks of 16 tokens in") && vals == 1,
+          "cli: --val-every 0 --final-val-chunks 3: one validation, at the end, over 3 chunks, timed", "exit %d, %d val lines", r->status, vals);
+    r = run_trainer("--train %s --val %s --out %s/fv2 --steps 2 --warmup 0 " SMALL_MODEL " --batch 2 --val-every 0 --sample-every 0 "
+                    "--final-val-chunks -1", train, evalp, d);
+    CHECK(r->status == 0 && count_lines_starting(S("%s/fv2/log.txt", d), "val ") == 0, "cli: --final-val-chunks -1 skips the final validation",
+          "exit %d", r->status);
+    /* --resume continues in the checkpoint's folder with the run's data and validation settings */
+    const char *run = S("%s/res/run1", d);
+    r = run_trainer("--train %s --val %s --out %s --steps 6 --warmup 0 " SMALL_MODEL " --batch 2 --val-every 2 --val-chunks 2 "
+                    "--sample-every 0 --stop-after 3", train, evalp, run);
+    int told = r->status == 0 && strstr(r->out, S("continue with: %s --resume %s/model.ckpt", bin_path(), run));
+    char cwd_out[1100];
+    snprintf(cwd_out, sizeof cwd_out, "%s/res/out", d);
+    r = run_trainer("--resume %s/model.ckpt", run); /* nothing else: the log has the rest */
+    int vals_after = count_lines_starting(S("%s/log.txt", run), "val ");
+    long size;
+    char *raw = read_file(S("%s/model.ckpt", run), &size);
+    int32_t step = -1;
+    if (raw && size > 64) memcpy(&step, raw + 56, 4);
+    free(raw);
+    CHECK(told && r->status == 0 && step == 6 && vals_after == 4 && access(cwd_out, F_OK) != 0,
+          "cli: --resume CKPT alone continues in CKPT's folder with the run's --train, --val and --val-every",
+          "'continue with' printed: %d; exit %d; checkpoint at step %d; %d val lines in the same log (steps 0, 2, 4, final)",
+          told, r->status, step, vals_after);
+    /* an earlier run is not overwritten unless asked */
+    expect_error("a second run into the same --out", S("--train %s --out %s --steps 2 --warmup 0 " SMALL_MODEL, train, run),
+                 "already holds a run", "--overwrite", "--resume", NULL);
+    r = run_trainer("--train %s --out %s --steps 2 --warmup 0 " SMALL_MODEL " --batch 2 --val-every 0 --sample-every 0 --overwrite", train, run);
+    CHECK(r->status == 0 && count_lines_starting(S("%s/log.txt", run), "val ") == 0, "cli: --overwrite replaces an earlier run",
+          "exit %d", r->status);
+    /* flags that the mode would ignore are errors naming the flag */
+    char ck[1100]; /* S's buffers rotate: keep the path */
+    snprintf(ck, sizeof ck, "%s/model.ckpt", run);
+    expect_error("--generate with --window", S("--init %s --generate 5 --window 1", ck), "--window", "--eval-window", NULL);
+    expect_error("--eval with --window", S("--init %s --eval %s --window 8", ck, evalp), "--window", "--eval-window", NULL);
+    expect_error("--generate with training flags", S("--init %s --generate 5 --steps 5 --lr 1 --batch 3", ck), "--steps", "--generate", NULL);
+    expect_error("--eval with --seed", S("--init %s --eval %s --seed 3", ck, evalp), "--seed", "--eval", NULL);
+    expect_error("--eval with --prompt", S("--init %s --eval %s --prompt hi", ck, evalp), "--prompt", NULL);
+    expect_error("training with --eval-window", S("--train %s --out %s/ew --steps 2 " SMALL_MODEL " --eval-window 4", train, d),
+                 "--eval-window", NULL);
+    expect_error("training with --prompt", S("--train %s --out %s/ew --steps 2 " SMALL_MODEL " --prompt hi", train, d), "--prompt", NULL);
+    expect_error("--stream without --eval", S("--init %s --generate 3 --stream", ck), "--stream", NULL);
+    /* --eval-window is the generation window */
+    r = run_trainer("--init %s --generate 5 --eval-window 2 --prompt ab", ck);
+    CHECK(r->status == 0 && strstr(r->err, "(window 2)"), "cli: --generate --eval-window 2 generates with window 2", "exit %d: %s",
+          r->status, r->err);
+    /* llm.c-style data: the vocabulary a shard needs, several shards by pattern, prompts as ids */
+    uint16_t big[300];
+    for (int i = 0; i < 300; i++) big[i] = (uint16_t)(i % 7 == 3 ? 299 : i % 40);
+    write_shard(tmp_path("big_1.bin"), big, 300);
+    expect_error("a token beyond --vocab names the vocabulary the data needs", S("--train %s/big_1.bin --out %s/bg " SMALL_MODEL, d, d),
+                 "--vocab 300", NULL);
+    uint16_t small[200];
+    for (int i = 0; i < 200; i++) small[i] = (uint16_t)(i * 7 % 50);
+    write_shard(tmp_path("ids_000001.bin"), small, 200);
+    write_shard(tmp_path("ids_000002.bin"), small, 150);
+    const char *idrun = S("%s/ids_run", d);
+    r = run_trainer("--train '%s/ids_*.bin' --out %s --vocab 50 --layers 1 --heads 2 --dim 16 --ffn 32 --window 4 --seq 16 "
+                    "--batch 2 --steps 3 --warmup 0 --val-every 0 --sample-every 0", d, idrun);
+    CHECK(r->status == 0 && strstr(r->out, "2 shards, 350 tokens"), "cli: --train 'dir/ids_*.bin' reads both shards in order",
+          "exit %d", r->status);
+    r = run_trainer("--init %s/model.ckpt --generate 4 --prompt-ids \"7 14 21\" --temperature 0", idrun);
+    int fields = 0, bar = 0, good = r->status == 0 && !strncmp(r->out, "7 14 21 | ", 10);
+    for (char *t = strtok(r->out, " \n"); t; t = strtok(NULL, " \n")) { if (!strcmp(t, "|")) bar++; else fields++; }
+    CHECK(good && bar == 1 && fields == 7, "cli: --prompt-ids prints the prompt's ids, ' | ', then the generated ids",
+          "exit %d, %d ids, %d separators", r->status, fields, bar);
+    expect_error("--prompt-ids beyond the vocabulary", S("--init %s/model.ckpt --generate 4 --prompt-ids \"7 50\"", idrun), "50", "vocabulary", NULL);
+}
+
 static void test_cli(void) {
     if (access(bin_path(), X_OK) != 0) {
         CHECK(0, "cli: trainer binary", "%s is not an executable (build it, or set SWAT_BIN)", bin_path());
@@ -2584,6 +2677,7 @@ static void test_cli(void) {
     test_cli_errors(train_path);
     test_cli_happy(train_path, tok, eval_path, etok, ne);
     test_cli_start_token(train_path, eval_path, etok, ne);
+    test_cli_new_user(train_path, eval_path);
     free(tok);
     free(etok);
 }

@@ -35,6 +35,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <float.h>
+#include <glob.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1228,7 +1230,38 @@ static void shard_load(Shard *s, const char *path, int V) {
         die("%s: read error", path);
     fclose(f);
     for (long i = 0; i < s->n; i++)
-        if (s->tokens[i] >= V) die("%s: token %u at index %ld is not below the vocabulary size %d", path, s->tokens[i], i, V);
+        if (s->tokens[i] >= V) {
+            unsigned largest = 0; /* what vocabulary the data needs, for the message */
+            for (long j = 0; j < s->n; j++) if (s->tokens[j] > largest) largest = s->tokens[j];
+            die("%s: token %u at index %ld is not below the vocabulary size %d (the largest token is %u: the data "
+                "needs --vocab %u or more)", path, s->tokens[i], i, V, largest, largest + 1);
+        }
+}
+
+/* A shard, or several read in order as one token stream: PATTERN may be a glob pattern
+ * (llm.c's data comes as name_000001.bin, name_000002.bin, ...), expanded in sorted order. */
+static void shards_load(Shard *s, const char *pattern, int V, const char *flag) {
+    if (!strpbrk(pattern, "*?[")) { shard_load(s, pattern, V); return; }
+    glob_t g;
+    int rc = glob(pattern, 0, NULL, &g);
+    if (rc == GLOB_NOMATCH || (rc == 0 && g.gl_pathc == 0)) die("%s %s: no file matches the pattern", flag, pattern);
+    if (rc != 0) die("%s %s: cannot expand the pattern", flag, pattern);
+    Shard *parts = xcalloc(g.gl_pathc, sizeof(Shard), "shards");
+    long total = 0;
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        shard_load(&parts[i], g.gl_pathv[i], V);
+        if (parts[i].n > LONG_MAX / 2 - total) die("%s %s: too many tokens", flag, pattern);
+        total += parts[i].n;
+    }
+    s->n = total;
+    s->tokens = xcalloc(total, sizeof(uint16_t), pattern);
+    for (size_t i = 0, at = 0; i < g.gl_pathc; at += parts[i].n, i++) {
+        memcpy(s->tokens + at, parts[i].tokens, parts[i].n * sizeof(uint16_t));
+        free(parts[i].tokens);
+    }
+    printf("%s %s: %zu shards, %ld tokens, read in order as one stream\n", flag, pattern, g.gl_pathc, total);
+    free(parts);
+    globfree(&g);
 }
 
 /* One training sequence or evaluation chunk of T inputs and T targets that starts at token
@@ -1707,13 +1740,14 @@ static void print_token(FILE *f, int token, int V) {
 }
 
 /* Feed a prompt (after the model's start token, if it has one) and generate n tokens,
- * writing them to f as they are produced. keep_first: see InferState. */
-static void generate(const Model *m, const int *prompt, int prompt_len, int n, int keep_first, double temperature,
-                     int top_k, uint64_t *rng, FILE *f) {
+ * writing them to f as they are produced; attention window `window` (the model's, or
+ * another), keep_first: see InferState. */
+static void generate(const Model *m, const int *prompt, int prompt_len, int n, int window, int keep_first,
+                     double temperature, int top_k, uint64_t *rng, FILE *f) {
     InferState s;
     int bos = m->cfg.bos;
     long positions = (long)(bos >= 0) + prompt_len + n; /* a ring of min(window, positions) slots gives the same results */
-    infer_init(&s, m, positions < m->cfg.window ? (int)(positions > 0 ? positions : 1) : m->cfg.window, keep_first);
+    infer_init(&s, m, positions < window ? (int)(positions > 0 ? positions : 1) : window, keep_first);
     if (bos >= 0) infer_step(&s, bos);
     for (int i = 0; i < prompt_len; i++) infer_step(&s, prompt[i]);
     for (int i = 0; i < n; i++) {
@@ -1785,6 +1819,8 @@ static int sink_heads(const SinkStats *st) {
  * runs in chunk order, so the result is exact-repeatable. losses_out (optional) receives
  * the K*E per-prediction losses as float32, in chunk order; sinks (optional) accumulates
  * where the attention goes. */
+static const char *eval_progress = NULL; /* main sets it to show a long evaluation's progress */
+
 static double evaluate(Model *m, const Shard *s, int E, int W, long max_chunks, int batch, long *chunks_out,
                        FILE *losses_out, SinkStats *sinks) {
     if (E < 1) die("eval length must be >= 1");
@@ -1805,7 +1841,10 @@ static double evaluate(Model *m, const Shard *s, int E, int W, long max_chunks, 
         if (losses_out && fwrite(m->a.losses, sizeof(float), (size_t)nb * E, losses_out) != (size_t)nb * E)
             die("cannot write the per-token losses: %s", strerror(errno));
         if (sinks) sink_stats_add(sinks, m);
+        if (eval_progress && isatty(STDERR_FILENO))
+            fprintf(stderr, "\r%s: %ld of %ld chunks", eval_progress, c0 + nb, K);
     }
+    if (eval_progress && isatty(STDERR_FILENO)) fprintf(stderr, "\r%*s\r", (int)strlen(eval_progress) + 40, "");
     free(in); free(tg);
     if (chunks_out) *chunks_out = K;
     return total / ((double)K * E);
@@ -1892,12 +1931,16 @@ static const char *usage_text =
 "usage: train_swat [flags]\n"
 "\n"
 "Train (the default mode):\n"
-"  --train FILE        training token shard (required)\n"
-"  --val FILE          validation token shard (optional)\n"
-"  --out DIR           directory for log.txt and model.ckpt (default: out)\n"
+"  --train FILE        training token shard (required); a glob pattern in quotes ('dir/x_*.bin')\n"
+"                      reads several shards in sorted order as one stream\n"
+"  --val FILE          validation token shard (optional; a pattern too)\n"
+"  --out DIR           directory for log.txt and model.ckpt (default: out; with --resume, the\n"
+"                      checkpoint's own directory)\n"
+"  --overwrite         replace the log.txt and model.ckpt of an earlier run in --out\n"
 "  --save FILE         also write the final checkpoint here\n"
 "  --init CKPT         start from a checkpoint's weights and model config, fresh optimizer\n"
-"  --resume CKPT       continue a run: weights, optimizer, schedule, data position\n"
+"  --resume CKPT       continue a run: weights, optimizer, schedule, data position; the data\n"
+"                      and validation flags are taken from the run's log.txt unless given\n"
 "  --steps N           optimizer steps in the run (default 600; 0 with --save writes the init)\n"
 "  --stop-after N      stop (and save) after N steps of this run; resume continues it\n"
 "  --batch B           sequences per step (default 16)\n"
@@ -1914,14 +1957,16 @@ static const char *usage_text =
 "  --rope-theta N      RoPE base (default 10000)\n"
 "  --lr X              peak learning rate (default 2e-3)\n"
 "  --min-lr-ratio X    the cosine decays to lr*X (default 0.1)\n"
-"  --warmup N          linear warmup steps (default 40)\n"
+"  --warmup N          linear warmup steps (default 40, or steps/5 for runs shorter than 200)\n"
 "  --wd X              AdamW weight decay on matrices (default 0.1)\n"
 "  --clip X            clip gradients to this global norm; 0 disables (default 1.0)\n"
 "  --beta1 X --beta2 X AdamW betas (default 0.9, 0.95)\n"
 "  --seed N            seed of the initialisation, data order and sampling (default 1337)\n"
 "  --shuffle on|off    shuffled sequence order, or the spec's sequential order (default on)\n"
-"  --val-every N       validation loss every N steps (default 50; 0 never)\n"
+"  --val-every N       validation loss every N steps (default 50; 0: none during the run)\n"
 "  --val-chunks K      chunks of length T for the periodic validation (default 64; 0 all)\n"
+"  --final-val-chunks K  chunks for the validation at the end of the run (default 0: all;\n"
+"                      -1: none)\n"
 "  --sample-every N    print a generated sample every N steps (default 100; 0 never)\n"
 "  --sample-len N      tokens per sample (default 200)\n"
 "  --save-every N      write the checkpoint every N steps (default 0: only at the end)\n"
@@ -1935,9 +1980,13 @@ static const char *usage_text =
 "  --sinks prints, per layer and head, the attention on position 0 (the start token).\n"
 "  Ends with the line: eval_loss <value>\n"
 "\n"
-"Generate:  --init CKPT --generate N [--prompt TEXT] [--temperature X] [--top-k K] [--seed N]\n"
-"  [--keep-first K]\n"
-"  writes the continuation of the prompt to stdout (default temperature 0.8, top-k 0 = all)\n"
+"Generate:  --init CKPT --generate N [--prompt TEXT | --prompt-ids \"ID ID ..\"] [--temperature X]\n"
+"  [--top-k K] [--seed N] [--eval-window W] [--keep-first K]\n"
+"  writes the continuation of the prompt to stdout (default temperature 0.8, top-k 0 = all;\n"
+"  the window defaults to the model's). Token ids (a vocabulary other than bytes) print as\n"
+"  the prompt's ids, ' | ', then the generated ids.\n"
+"\n"
+"Flags that do not apply to the mode (training, --eval, --generate) are errors.\n"
 "\n"
 "Look inside (with --init CKPT):\n"
 "  --dump-losses FILE  eval mode: the per-prediction losses as float32, in chunk order (with\n"
@@ -1947,11 +1996,12 @@ static const char *usage_text =
 "  --dump-layer L      the layer for --dump-attn (default 0)\n";
 
 typedef struct {
-    const char *train, *val, *out, *save, *init, *resume, *eval, *prompt, *dump_losses, *dump_attn;
+    const char *train, *val, *out, *save, *init, *resume, *eval, *prompt, *prompt_ids, *dump_losses, *dump_attn;
     ModelConfig model;
     OptimConfig opt;
     int batch, stop_after, shuffle, val_every, val_chunks, sample_every, sample_len, save_every, threads;
     int eval_len, eval_window, eval_chunks, stream, generate, top_k, dump_layer, keep_first, sinks;
+    int final_val_chunks, overwrite;
     double temperature;
     uint64_t seed;
     char given[64][24]; /* the flags given on the command line */
@@ -1996,6 +2046,42 @@ static int parse_onoff(const char *flag, const char *s) {
     return 0;
 }
 
+static void check_no_flags(const Args *a, const char *const *flags, const char *why);
+static const char *S_mode(const char *mode, const char *what) { /* "MODE WHAT", for check_no_flags */
+    static char buf[64];
+    snprintf(buf, sizeof buf, "%s %s", mode, what);
+    return buf;
+}
+
+/* A flag that the chosen mode would ignore is an error that names the flag and the mode:
+ * `--eval ... --window 8` must not quietly evaluate with another window. */
+static void check_mode_flags(const Args *a) {
+    static const char *const training_only[] = {"--train", "--val", "--out", "--overwrite", "--save", "--steps",
+        "--stop-after", "--batch", "--lr", "--min-lr-ratio", "--warmup", "--wd", "--clip", "--beta1", "--beta2",
+        "--shuffle", "--val-every", "--val-chunks", "--final-val-chunks", "--sample-every", "--sample-len",
+        "--save-every", NULL};
+    static const char *const eval_only[] = {"--eval-len", "--eval-chunks", "--stream", "--sinks", "--dump-losses", NULL};
+    static const char *const prompt_flags[] = {"--prompt", "--prompt-ids", NULL};
+    static const char *const sampling[] = {"--temperature", "--top-k", "--seed", NULL};
+    const char *mode = a->eval ? "--eval" : a->generate ? "--generate" : a->dump_attn ? "--dump-attn" : NULL;
+    if (mode) {
+        check_no_flags(a, training_only, S_mode(mode, "(a training flag)"));
+        if (flag_given(a, "--window")) die("--window does not apply to %s: its attention window is --eval-window W", mode);
+        if (flag_given(a, "--seq"))
+            die("--seq does not apply to %s: %s", mode, a->eval ? "the chunk length is --eval-len E" : "it runs over the prompt");
+    }
+    if (!a->eval) check_no_flags(a, eval_only, "anything but --eval SHARD");
+    if (a->eval) {
+        check_no_flags(a, prompt_flags, "--eval (it reads the shard)");
+        check_no_flags(a, sampling, "--eval (it samples nothing)");
+    }
+    if (!mode) {
+        check_no_flags(a, prompt_flags, "training (the samples start from the data; --prompt is for --generate and --dump-attn)");
+        if (flag_given(a, "--eval-window")) die("--eval-window applies to --eval, --generate and --dump-attn, not to training");
+    }
+    if (a->dump_attn && !a->generate) check_no_flags(a, sampling, "--dump-attn without --generate (it samples nothing)");
+}
+
 static void parse_args(Args *a, int argc, char **argv) {
     memset(a, 0, sizeof(*a));
     a->out = "out";
@@ -2010,15 +2096,16 @@ static void parse_args(Args *a, int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) { fputs(usage_text, stdout); exit(0); }
-        if (!strcmp(f, "--stream")) { a->stream = 1; continue; }
-        if (!strcmp(f, "--sinks")) { a->sinks = 1; continue; }
         if (strncmp(f, "--", 2) != 0) die("unexpected argument '%s' (flags start with --; see --help)", f);
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL; /* checked by the flag's parser */
-        i++;
-        if (strlen(f) < sizeof(a->given[0]) && !flag_given(a, f)) { /* each name once: ~45 flags exist */
+        if (strlen(f) < sizeof(a->given[0]) && !flag_given(a, f)) { /* each name once: ~50 flags exist */
             if (a->num_given == (int)(sizeof(a->given) / sizeof(a->given[0]))) die("too many different flags");
             strcpy(a->given[a->num_given++], f);
         }
+        if (!strcmp(f, "--stream")) { a->stream = 1; continue; } /* the flags without a value */
+        if (!strcmp(f, "--sinks")) { a->sinks = 1; continue; }
+        if (!strcmp(f, "--overwrite")) { a->overwrite = 1; continue; }
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL; /* checked by the flag's parser */
+        i++;
         if (!strcmp(f, "--train")) a->train = need_value(f, v);
         else if (!strcmp(f, "--val")) a->val = need_value(f, v);
         else if (!strcmp(f, "--out")) a->out = need_value(f, v);
@@ -2027,6 +2114,8 @@ static void parse_args(Args *a, int argc, char **argv) {
         else if (!strcmp(f, "--resume")) a->resume = need_value(f, v);
         else if (!strcmp(f, "--eval")) a->eval = need_value(f, v);
         else if (!strcmp(f, "--prompt")) a->prompt = need_value(f, v);
+        else if (!strcmp(f, "--prompt-ids")) a->prompt_ids = need_value(f, v);
+        else if (!strcmp(f, "--final-val-chunks")) a->final_val_chunks = (int)parse_int(f, v, -1, BIG);
         else if (!strcmp(f, "--dump-losses")) a->dump_losses = need_value(f, v);
         else if (!strcmp(f, "--dump-attn")) a->dump_attn = need_value(f, v);
         else if (!strcmp(f, "--dump-layer")) a->dump_layer = (int)parse_int(f, v, 0, 4096);
@@ -2093,6 +2182,8 @@ static void parse_args(Args *a, int argc, char **argv) {
     if (a->dump_attn && !a->init) die("--dump-attn needs --init CKPT");
     if (a->dump_attn && a->eval) die("--dump-attn works on --prompt TEXT, not with --eval");
     if (flag_given(a, "--dump-layer") && !a->dump_attn) die("--dump-layer needs --dump-attn FILE");
+    if (a->prompt && a->prompt_ids) die("--prompt and --prompt-ids exclude each other");
+    check_mode_flags(a);
 }
 
 /* With --init or --resume the model comes from the checkpoint: a shape flag that says
@@ -2145,7 +2236,7 @@ static void sample_text(const Model *m, const Shard *prompt_src, int len, double
     for (int i = 0; i < plen; i++) prompt[i] = prompt_src->tokens[i];
     printf("---- sample ----\n");
     for (int i = 0; i < plen; i++) print_token(stdout, prompt[i], m->cfg.V);
-    generate(m, prompt, plen, len, 0, temperature, top_k, rng, stdout);
+    generate(m, prompt, plen, len, m->cfg.window, 0, temperature, top_k, rng, stdout);
     printf("\n----------------\n");
 }
 
@@ -2219,17 +2310,45 @@ static int run_eval(Model *m, const Args *a) {
     return 0;
 }
 
-static int run_generate(Model *m, const Args *a) {
-    const char *prompt = a->prompt ? a->prompt : "\n";
-    int n = (int)strlen(prompt);
-    if (n == 0) die("--prompt is empty");
-    int *tokens = xcalloc(n, sizeof(int), "prompt");
-    for (int i = 0; i < n; i++) {
-        tokens[i] = (unsigned char)prompt[i];
-        if (tokens[i] >= m->cfg.V) die("--prompt: byte %d at offset %d is not below the vocabulary size %d", tokens[i], i, m->cfg.V);
+/* The prompt as token ids: --prompt TEXT is bytes, --prompt-ids "464 2068" ids. */
+static int *prompt_tokens(const Model *m, const Args *a, int *n_out) {
+    int V = m->cfg.V, n = 0;
+    int *tokens;
+    if (a->prompt_ids) {
+        tokens = xcalloc(strlen(a->prompt_ids) / 2 + 1, sizeof(int), "prompt");
+        const char *p = a->prompt_ids;
+        for (;;) {
+            while (*p == ' ' || *p == ',' || *p == '\t') p++;
+            if (!*p) break;
+            char *end;
+            errno = 0;
+            long id = strtol(p, &end, 10);
+            if (end == p || errno) die("--prompt-ids: '%s' is not a list of token ids", a->prompt_ids);
+            if (id < 0 || id >= V) die("--prompt-ids: token %ld is not below the vocabulary size %d", id, V);
+            tokens[n++] = (int)id;
+            p = end;
+        }
+        if (n == 0) die("--prompt-ids is empty");
+    } else {
+        const char *prompt = a->prompt ? a->prompt : "\n";
+        n = (int)strlen(prompt);
+        if (n == 0) die("--prompt is empty");
+        tokens = xcalloc(n, sizeof(int), "prompt");
+        for (int i = 0; i < n; i++) {
+            tokens[i] = (unsigned char)prompt[i];
+            if (tokens[i] >= V) die("--prompt: byte %d at offset %d is not below the vocabulary size %d", tokens[i], i, V);
+        }
     }
+    *n_out = n;
+    return tokens;
+}
+
+static int run_generate(Model *m, const Args *a) {
+    int n, V = m->cfg.V, bytes = V == 256 || V == 257;
+    int *tokens = prompt_tokens(m, a, &n);
+    int W = a->eval_window ? a->eval_window : m->cfg.window;
     if (a->dump_attn) { /* the model's start token first, as in training */
-        int W = a->eval_window ? a->eval_window : m->cfg.window, bos = m->cfg.bos >= 0;
+        int bos = m->cfg.bos >= 0;
         int *seq = xcalloc((size_t)n + bos, sizeof(int), "prompt");
         if (bos) seq[0] = m->cfg.bos;
         memcpy(seq + bos, tokens, (size_t)n * sizeof(int));
@@ -2240,18 +2359,95 @@ static int run_generate(Model *m, const Args *a) {
         if (!a->generate) { free(tokens); return 0; }
     }
     uint64_t rng = a->seed;
-    fputs(a->prompt ? prompt : "", stdout);
+    /* echo the prompt: bytes as text (the default prompt, a newline, is not echoed); ids as
+     * ids, then " | " so that the generated ids stand apart */
+    if (bytes && (a->prompt || a->prompt_ids))
+        for (int i = 0; i < n; i++) print_token(stdout, tokens[i], V);
+    if (!bytes) {
+        for (int i = 0; i < n; i++) print_token(stdout, tokens[i], V);
+        fputs("| ", stdout);
+    }
     double t0 = now_seconds();
-    generate(m, tokens, n, a->generate, a->keep_first, a->temperature, a->top_k, &rng, stdout);
+    generate(m, tokens, n, a->generate, W, a->keep_first, a->temperature, a->top_k, &rng, stdout);
     double dt = now_seconds() - t0;
     fputc('\n', stdout);
     fflush(stdout);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru); /* ru_maxrss is in kilobytes on Linux */
-    fprintf(stderr, "generated %d tokens after a %d-token prompt in %.2f s: %.1f tokens/s, peak RSS %.1f MB\n",
-            a->generate, n, dt, (a->generate + n) / dt, ru.ru_maxrss / 1024.0);
+    fprintf(stderr, "generated %d tokens after a %d-token prompt (window %d) in %.2f s: %.1f tokens/s, peak RSS %.1f MB\n",
+            a->generate, n, W, dt, (a->generate + n) / dt, ru.ru_maxrss / 1024.0);
     free(tokens);
     return 0;
+}
+
+/* The flags of a run that --resume takes from the run's log.txt when they are not given again:
+ * the data and what the run does periodically. The log's "args" line records them (tab-
+ * separated; a value with a tab or a newline is not recorded and must be given again). */
+static const char *const remembered_flags[] = {"--train", "--val", "--val-every", "--val-chunks", "--final-val-chunks",
+                                               "--sample-every", "--sample-len", "--save-every", "--temperature",
+                                               "--top-k", NULL};
+
+static void log_args(FILE *logf, const Args *a) {
+    char num[10][32];
+    snprintf(num[0], 32, "%d", a->val_every); snprintf(num[1], 32, "%d", a->val_chunks);
+    snprintf(num[2], 32, "%d", a->final_val_chunks); snprintf(num[3], 32, "%d", a->sample_every);
+    snprintf(num[4], 32, "%d", a->sample_len); snprintf(num[5], 32, "%d", a->save_every);
+    snprintf(num[6], 32, "%g", a->temperature); snprintf(num[7], 32, "%d", a->top_k);
+    const char *values[] = {a->train, a->val, num[0], num[1], num[2], num[3], num[4], num[5], num[6], num[7]};
+    fputs("args", logf);
+    for (int i = 0; remembered_flags[i]; i++)
+        if (values[i] && !strpbrk(values[i], "\t\n\r")) fprintf(logf, "\t%s\t%s", remembered_flags[i], values[i]);
+    fputc('\n', logf);
+}
+
+/* Fill the remembered flags that were not given from the last "args" line of log_path. */
+static void resume_settings(Args *a, const char *log_path) {
+    FILE *f = fopen(log_path, "r");
+    if (!f) return;
+    char *line = NULL, *last = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0)
+        if (!strncmp(line, "args\t", 5)) { free(last); last = strdup(line); }
+    free(line);
+    fclose(f);
+    if (!last) return;
+    last[strcspn(last, "\n")] = 0;
+    char taken[512] = "";
+    size_t used = 0;
+    char *save = NULL, *flag = strtok_r(last + 5, "\t", &save);
+    while (flag) {
+        char *value = strtok_r(NULL, "\t", &save);
+        if (!value) break;
+        int known = 0;
+        for (int i = 0; remembered_flags[i]; i++) known |= !strcmp(flag, remembered_flags[i]);
+        if (known && !flag_given(a, flag)) {
+            if (!strcmp(flag, "--train")) a->train = strdup(value);
+            else if (!strcmp(flag, "--val")) a->val = strdup(value);
+            else if (!strcmp(flag, "--val-every")) a->val_every = (int)parse_int(flag, value, 0, 1L << 30);
+            else if (!strcmp(flag, "--val-chunks")) a->val_chunks = (int)parse_int(flag, value, 0, 1L << 30);
+            else if (!strcmp(flag, "--final-val-chunks")) a->final_val_chunks = (int)parse_int(flag, value, -1, 1L << 30);
+            else if (!strcmp(flag, "--sample-every")) a->sample_every = (int)parse_int(flag, value, 0, 1L << 30);
+            else if (!strcmp(flag, "--sample-len")) a->sample_len = (int)parse_int(flag, value, 1, 1L << 30);
+            else if (!strcmp(flag, "--save-every")) a->save_every = (int)parse_int(flag, value, 0, 1L << 30);
+            else if (!strcmp(flag, "--temperature")) a->temperature = parse_double(flag, value, 0, 1e3);
+            else if (!strcmp(flag, "--top-k")) a->top_k = (int)parse_int(flag, value, 0, 65536);
+            if (used < sizeof taken - 1)
+                used += (size_t)snprintf(taken + used, sizeof taken - used, " %s %s", flag, value);
+        }
+        flag = strtok_r(NULL, "\t", &save);
+    }
+    if (used) printf("resume: from %s:%s%s\n", log_path, taken, used >= sizeof taken - 1 ? " ..." : "");
+    free(last);
+}
+
+/* The directory part of a path ("." for a bare file name), as a new string. */
+static char *dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return strdup(".");
+    if (slash == path) return strdup("/");
+    char *d = xcalloc((size_t)(slash - path) + 1, 1, "path");
+    memcpy(d, path, (size_t)(slash - path));
+    return d;
 }
 
 int main(int argc, char **argv) {
@@ -2281,6 +2477,12 @@ int main(int argc, char **argv) {
         check_no_flags(&a, run_flags, "--resume (the run's settings come from the checkpoint)");
         if (!checkpoint_load(a.resume, &model, &ts)) die("%s: has no optimizer state to resume from (use --init)", a.resume);
         check_bos(&a, &model, a.resume);
+        if (!flag_given(&a, "--out")) a.out = dir_of(a.resume); /* continue the run where it is */
+        size_t n = strlen(a.out) + 16;
+        char *old_log = xcalloc(n, 1, "path");
+        snprintf(old_log, n, "%s/log.txt", a.out);
+        resume_settings(&a, old_log);
+        free(old_log);
         a.opt = ts.opt; a.batch = ts.B; a.model.seq_len = ts.T; a.seed = ts.seed; a.shuffle = ts.shuffle;
         model.cfg.seq_len = ts.T;
         if (ts.step >= ts.opt.steps) die("%s: the run is complete (%d of %d steps)", a.resume, ts.step, ts.opt.steps);
@@ -2306,14 +2508,22 @@ int main(int argc, char **argv) {
         model_free(&model);
         return 0;
     }
+    if (!a.train && resumed) die("--resume: give --train FILE: %s/log.txt, which would name it, is missing", a.out);
     if (!a.train) die("--train FILE is required for training (see --help)");
-    if (a.opt.warmup > a.opt.steps) die("--warmup %d is longer than the run (--steps %d)", a.opt.warmup, a.opt.steps);
+    char warmup_note[128] = "";
+    if (!resumed && !flag_given(&a, "--warmup") && a.opt.warmup > a.opt.steps / 5) { /* a short run: fit the default */
+        snprintf(warmup_note, sizeof warmup_note, "warmup: %d steps (the default 40, fitted to a run of %d steps)",
+                 a.opt.steps / 5, a.opt.steps);
+        a.opt.warmup = ts.opt.warmup = a.opt.steps / 5;
+    }
+    if (a.opt.warmup > a.opt.steps)
+        die("--warmup %d is longer than the run (--steps %d): pass --warmup %d or less", a.opt.warmup, a.opt.steps, a.opt.steps);
     double gb = activation_bytes(&model.cfg, B, T, model.cfg.window) / 1e9;
     if (gb > 20) die("batch %d x sequence %d needs %.1f GB of activations; reduce --batch or --seq", B, T, gb);
 
     Shard train, val = {0};
-    shard_load(&train, a.train, model.cfg.V);
-    if (a.val) shard_load(&val, a.val, model.cfg.V);
+    shards_load(&train, a.train, model.cfg.V, "--train");
+    if (a.val) shards_load(&val, a.val, model.cfg.V, "--val");
     if (a.val && val.n < (long)T + 1) die("%s: %ld tokens are too few for one validation chunk of %d", a.val, val.n, T);
     Loader loader;
     loader_init(&loader, &train, B, T, a.shuffle, a.seed, model.cfg.bos, a.train);
@@ -2324,12 +2534,17 @@ int main(int argc, char **argv) {
     char *log_path = xcalloc(olen, 1, "path"), *ckpt_path = xcalloc(olen, 1, "path");
     snprintf(log_path, olen, "%s/log.txt", a.out);
     snprintf(ckpt_path, olen, "%s/model.ckpt", a.out);
+    if (!resumed && !a.overwrite && (access(log_path, F_OK) == 0 || access(ckpt_path, F_OK) == 0))
+        die("%s already holds a run (%s): continue it with --resume %s, choose another --out, or pass --overwrite to "
+            "replace it", a.out, access(ckpt_path, F_OK) == 0 ? "model.ckpt" : "log.txt", ckpt_path);
     FILE *logf = fopen(log_path, resumed ? "a" : "w");
     if (!logf) die("%s: cannot open log file: %s", log_path, strerror(errno));
 
     print_config(stdout, &model, &a, B, T);
     print_config(logf, &model, &a, B, T);
-    if (resumed) printf("resuming %s at step %d of %d\n", a.resume, ts.step, ts.opt.steps);
+    log_args(logf, &a);
+    if (warmup_note[0]) printf("%s\n", warmup_note);
+    if (resumed) printf("resuming %s at step %d of %d, into %s\n", a.resume, ts.step, ts.opt.steps, a.out);
     fflush(logf);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -2391,13 +2606,17 @@ int main(int argc, char **argv) {
         if (a.save_every && ts.step % a.save_every == 0 && ts.step < end) save_pending = 1;
     }
     if (stop_requested) printf("interrupted at step %d: saving and exiting\n", ts.step);
-    if (a.val && ts.step == a.opt.steps) { /* the final validation uses the whole val shard */
+    if (a.val && ts.step == a.opt.steps && a.final_val_chunks >= 0) { /* --final-val-chunks chunks (0: all) */
         long K;
         SinkStats sinks;
         sink_stats_init(&sinks, &model.cfg);
-        double vl = evaluate(&model, &val, T, model.cfg.window, 0, B, &K, NULL, &sinks);
-        printf("(the final validation: all %ld chunks)\n", K);
+        double t0 = now_seconds();
+        eval_progress = "final validation";
+        double vl = evaluate(&model, &val, T, model.cfg.window, a.final_val_chunks, B, &K, NULL, &sinks);
+        eval_progress = NULL;
         log_validation(logf, ts.step, vl, &sinks);
+        printf("final validation: %ld chunks of %d tokens in %.1f s (--final-val-chunks sets how many)\n", K, T,
+               now_seconds() - t0);
         sink_stats_free(&sinks);
         fprintf(logf, "final_val_loss %.6f\n", vl);
     }
@@ -2406,6 +2625,7 @@ int main(int argc, char **argv) {
     ts.cursor = loader.cursor; ts.epoch = loader.epoch;
     checkpoint_save(ckpt_path, &model, &ts);
     printf("saved %s (step %d of %d)\n", ckpt_path, ts.step, a.opt.steps);
+    if (ts.step < a.opt.steps) printf("continue with: %s --resume %s\n", argv[0], ckpt_path);
     if (a.save) { checkpoint_save(a.save, &model, &ts); printf("saved %s\n", a.save); }
     fclose(logf);
     free(inputs); free(targets); free(log_path); free(ckpt_path); free(train.tokens); free(val.tokens);
