@@ -31,15 +31,26 @@ How to read the outputs (dev/results/<mode>/):
   swat_train_length.png     swat trained on T = 2w, 4w, 8w, evaluated with W = w.
   results.md / results.csv  the numbers (bold = best in the column).
 
-Usage:  /usr/bin/python3 dev/experiments.py [--mode quick|full] [--only swat,swat-T64] [--plots-only]
-The script resumes: finished runs and cached evaluations are skipped, so re-run after a Ctrl-C.
+Usage:  /usr/bin/python3 dev/experiments.py [--mode quick|full|tiny] [--only swat,swat-T64] [--out DIR]
+        /usr/bin/python3 dev/experiments.py --mode full --plots-only     (redraws dev/results/full)
+A run goes to a fresh directory, dev/results/<mode>-YYYYmmdd-HHMMSS, unless --out is given, and
+never reuses committed results; its checkpoints are kept out of git. At the end the new numbers
+are printed next to the committed ones (--compare, default dev/results/full) and written to
+comparison.md. With --out an existing directory it resumes: finished runs and cached evaluations
+are skipped, an interrupted run continues from its last checkpoint, so after a Ctrl-C run the
+command it prints. Every run has one seed (1337): the tables say so. --mode tiny (a few steps,
+a few thousand evaluation tokens; the numbers mean nothing) runs the whole pipeline in a minute
+or two, with --train/--val for a small text, for dev/test_repro.sh.
 """
-import argparse, csv, json, os, subprocess, sys, time
+import argparse, csv, datetime, json, math, os, shlex, subprocess, sys, time
 import numpy as np
-import matplotlib
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+try:
+    import matplotlib
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+except ImportError:  # the tables need no matplotlib; main() says that the plots were not drawn
+    plt = None
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN, VAL = "data/bible/train.bin", "data/bible/val.bin"
@@ -49,10 +60,14 @@ EVAL_LENS = [32, 128, 512, 2048]                      # 1x, 4x, 16x, 64x the win
 # Time on an idle 2-core machine: a step of 4096 tokens takes ~0.29 s whatever T is, so quick is
 # ~8 min (9 x 120 steps + evaluations) and full ~75-80 min. Other jobs on the cores slow it down;
 # quick keeps a margin for that (20 minutes is its promise).
+# tiny is for dev/test_repro.sh: the whole pipeline in a minute or two, numbers that mean nothing.
 MODES = {
     "quick": dict(steps=120, warmup=20, eval_tokens=32768),
     "full": dict(steps=1500, warmup=40, eval_tokens=131072),
+    "tiny": dict(steps=6, warmup=2, eval_tokens=2048, val_every=3),
 }
+COMMITTED = os.path.join("dev", "results", "full")  # the committed results: the default reference
+RESUME_HINT = None  # the command that continues this invocation, for the interrupt message
 # name, attention, ALiBi NEG:POS, RoPE, training length T
 RUNS = [
     ("vanilla-softmax-rope", "softmax", "0:0", "on", 32),
@@ -106,20 +121,25 @@ def read_json(path, default):
 
 def parse_log(path):
     """log.txt -> training losses, step times, validation losses (by step) and the final loss.
-    A resumed run appends to the log and may repeat a few steps: the last line for a step wins."""
+    A resumed run appends to the log and may repeat a few steps: the last line for a step wins.
+    Other lines (sink ..., anything a newer trainer adds) and a line still being written (the
+    log of a running training) are skipped."""
     train, ms, val, final = {}, {}, {}, None
     if os.path.exists(path):
         with open(path) as f:
             lines = f.readlines()
         for line in lines:
             p = line.split()
-            if len(p) >= 4 and p[0] == "step":
-                train[int(p[1])] = float(p[3])
-                ms[int(p[1])] = float(p[p.index("ms") + 1])
-            elif len(p) == 4 and p[0] == "val":
-                val[int(p[1])] = float(p[3])
-            elif len(p) == 2 and p[0] == "final_val_loss":
-                final = float(p[1])
+            try:
+                if len(p) >= 4 and p[0] == "step" and p[2] == "loss" and "ms" in p:
+                    loss, t = float(p[3]), float(p[p.index("ms") + 1])
+                    train[int(p[1])], ms[int(p[1])] = loss, t
+                elif len(p) == 4 and p[0] == "val" and p[2] == "loss":
+                    val[int(p[1])] = float(p[3])
+                elif len(p) == 2 and p[0] == "final_val_loss":
+                    final = float(p[1])
+            except (ValueError, IndexError):
+                continue
     return dict(train=train, val=val, final=final, train_s=sum(ms.values()) / 1000)
 
 
@@ -127,10 +147,11 @@ def run_dir(out, run):
     return os.path.join(out, "runs", run[0].replace(":", "_"))  # ':' is not allowed in Windows paths
 
 
-def train_args(run, mode):
+def train_args(run, mode, data=(TRAIN, VAL)):
+    """The flags of a new training, also kept in run.json (a resumed run must have the same)."""
     name, attn, alibi, rope, T = run
     steps = MODES[mode]["steps"]
-    return ["--train", TRAIN, "--val", VAL, "--steps", str(steps), "--warmup", str(MODES[mode]["warmup"]),
+    return ["--train", data[0], "--val", data[1], "--steps", str(steps), "--warmup", str(MODES[mode]["warmup"]),
             "--batch", str(TOKENS_PER_STEP // T), "--seq", str(T), "--window", str(WINDOW), *MODEL,
             "--attn", attn, "--alibi", alibi, "--rope", rope, "--seed", str(SEED)]
 
@@ -138,7 +159,7 @@ def train_args(run, mode):
 def periodic_args(run, mode, threads):
     """Flags allowed with --resume too. K = 8192 // T: every run validates on ~8192 tokens."""
     steps = MODES[mode]["steps"]
-    return ["--val-every", str(max(1, steps // 20)), "--val-chunks", str(8192 // run[4]),
+    return ["--val-every", str(MODES[mode].get("val_every", max(1, steps // 20))), "--val-chunks", str(8192 // run[4]),
             "--sample-every", "0", "--save-every", str(max(1, steps // 5)), "--threads", str(threads)]
 
 
@@ -150,15 +171,18 @@ def train(run, mode, rdir, args):
         return
     os.makedirs(rdir, exist_ok=True)
     spec = read_json(os.path.join(rdir, "run.json"), None)
-    if spec is not None and spec != train_args(run, mode):  # never mix two settings in one run
-        fail(f"{rdir} was started with other settings; delete it to retrain")
-    write_json(os.path.join(rdir, "run.json"), train_args(run, mode))
+    targs = train_args(run, mode, (args.train, args.val))
+    if spec is not None and spec != targs:  # never mix two settings in one run
+        fail(f"{rdir} was started with other settings; delete it to retrain (or give another --out)")
+    write_json(os.path.join(rdir, "run.json"), targs)
     if os.path.exists(ckpt):
         print(f"[{run[0]}] resuming from {ckpt}", flush=True)
-        cmd = [args.bin, "--resume", ckpt, "--out", rdir, "--train", TRAIN, "--val", VAL]
+        cmd = [args.bin, "--resume", ckpt, "--out", rdir, "--train", args.train, "--val", args.val]
     else:
+        if os.path.exists(log):  # a log without a checkpoint cannot be continued: start clean
+            os.remove(log)
         print(f"[{run[0]}] training: T={run[4]} attn={run[1]} alibi={run[2]} rope={run[3]}", flush=True)
-        cmd = [args.bin, "--out", rdir] + train_args(run, mode)
+        cmd = [args.bin, "--out", rdir] + targs
     cmd += periodic_args(run, mode, args.threads)
     t0 = time.time()
     rc, _, err = call(cmd)
@@ -172,7 +196,7 @@ def train(run, mode, rdir, args):
     if rc != 0:
         fail(f"training {run[0]} failed (exit {rc})", cmd, err)
     if parse_log(log)["final"] is None:  # the trainer was stopped by a signal and saved itself
-        fail(f"{run[0]} stopped before its last step (interrupted?): run the same command again to continue")
+        fail(f"{run[0]} stopped before its last step (interrupted?); to continue: {RESUME_HINT}")
     print(f"[{run[0]}] done in {time.time() - t0:.0f} s, final val loss {parse_log(log)['final']:.4f}",
           flush=True)
 
@@ -181,12 +205,12 @@ def evaluate(run, rdir, E, W, tokens, args):
     """Eval loss of the run's checkpoint at length E with window W, cached in evals.json."""
     path, key = os.path.join(rdir, "evals.json"), f"E={E},W={W}"
     cache = read_json(path, {})
-    if key in cache:
+    if key in cache and cache[key].get("chunks") == tokens // E:  # an evaluation of other tokens is redone
         return cache[key]["loss"]
     ckpt = os.path.join(rdir, "model.ckpt")
     if not os.path.exists(ckpt):
         fail(f"{ckpt} is missing: cannot evaluate {key} (delete {rdir} to retrain the run)")
-    cmd = [args.bin, "--init", ckpt, "--eval", VAL, "--eval-len", str(E), "--eval-window", str(W),
+    cmd = [args.bin, "--init", ckpt, "--eval", args.val, "--eval-len", str(E), "--eval-window", str(W),
            "--eval-chunks", str(tokens // E), "--threads", str(args.threads)]
     t0 = time.time()
     rc, out, err = call(cmd, want_stdout=True)
@@ -244,7 +268,9 @@ def write_tables(rows, mode, out):
         md.append(f"| {name} | {r['T']} | " + " | ".join(fmt(r[c], best[c]) for c in cols) + " |")
     md += ["", f"`/usr/bin/python3 dev/experiments.py --mode {mode}`: {steps} steps of {TOKENS_PER_STEP} "
                f"tokens per run ({steps * TOKENS_PER_STEP / 1e6:.2f} M tokens), seed {SEED}, lr 2e-3. "
-               "W=w: sliding-window inference; W=E: full attention over the evaluation length.", ""]
+               "W=w: sliding-window inference; W=E: full attention over the evaluation length. "
+               f"One training seed per run ({SEED}): the spread between seeds is not measured, so a difference "
+               "between two runs smaller than that spread is not a finding.", ""]
     by = {r["name"]: r for r in rows}
     if "vanilla-softmax-rope" in by and "swat" in by:  # the Table-2-style comparison
         pairs = [(E, tag) for E in (512, 2048) for tag in (f"W{WINDOW}", "Wfull")]
@@ -260,6 +286,68 @@ def write_tables(rows, mode, out):
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(text)
     print(text)
+
+
+def read_results(path):
+    """results.csv -> {run name: row of strings}; None if there is none."""
+    if not os.path.exists(path):
+        return None
+    with open(path, newline="") as f:
+        return {r["name"]: r for r in csv.DictReader(f)}
+
+
+def compare(ref, ref_dir, rows, mode, out):
+    """The reference's numbers next to the new ones in one table, printed and written to
+    out/comparison.md: per run, the final validation loss and each evaluation, "reference / new"."""
+    cols = ["final_val_loss"] + [f"eval_E{E}_W{WINDOW}" for E in EVAL_LENS] + [f"eval_E{E}_Wfull" for E in EVAL_LENS]
+    heads = ["final val"] + [f"E={E} W=w" for E in EVAL_LENS] + [f"E={E} W=E" for E in EVAL_LENS]
+    new = {r["name"]: dict(final_val_loss=r["log"]["final"], **{c: r[c] for c in cols[1:]},
+                           status="diverged" if r["diverged"] else "ok") for r in rows}
+    ref_steps = sorted({r.get("steps", "?") for r in ref.values()})
+    md = [f"Reference `{ref_dir}` ({', '.join(ref_steps)} steps per run) next to this run `{out}` "
+          f"(--mode {mode}: {MODES[mode]['steps']} steps per run, {MODES[mode]['eval_tokens']} evaluation tokens). "
+          "Each cell: reference / new eval loss (nats/byte); – where one of them has no number.", ""]
+    if ref_steps != [str(MODES[mode]["steps"])]:
+        md += ["The reference was trained for another number of steps: the numbers are not expected to agree.", ""]
+    md += ["| run | " + " | ".join(heads) + " |", "|---|" + "--:|" * len(cols)]
+    diffs = []
+    for name in [r["name"] for r in rows] + [n for n in ref if n not in new]:
+        o, n = ref.get(name, {}), new.get(name, {})
+        cells = []
+        for c in cols:
+            a = float(o[c]) if o.get(c) else None
+            b = n.get(c)
+            if a is not None and b is not None and c != "final_val_loss" and math.isfinite(a) and math.isfinite(b):
+                diffs.append(b - a)
+            cells.append(f"{'–' if a is None else f'{a:.3f}'} / {'–' if b is None else f'{b:.3f}'}")
+        label = name + "".join(f" ({who} diverged)" for who, x in (("reference", o), ("new", n))
+                               if x.get("status") == "diverged")
+        md.append(f"| {label} | " + " | ".join(cells) + " |")
+    if diffs:
+        md += ["", f"New minus reference over the {len(diffs)} evaluations both have: mean {np.mean(diffs):+.3f}, "
+                   f"smallest {min(diffs):+.3f}, largest {max(diffs):+.3f}."]
+    text = "\n".join(md + [""])
+    with open(os.path.join(out, "comparison.md"), "w") as f:
+        f.write(text)
+    print(text)
+
+
+def fresh_dir(base):
+    """base-YYYYmmdd-HHMMSS, a directory that does not exist yet."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, i = f"{base}-{stamp}", 1
+    while os.path.exists(path):
+        i += 1
+        path = f"{base}-{stamp}-{i}"
+    return path
+
+
+def unfinished(out):
+    """The runs under out/runs that have a log but neither a final loss nor a divergence."""
+    runs = os.path.join(out, "runs")
+    return [d for d in (sorted(os.listdir(runs)) if os.path.isdir(runs) else [])
+            if os.path.exists(os.path.join(runs, d, "log.txt")) and not os.path.exists(os.path.join(runs, d, "diverged.txt"))
+            and parse_log(os.path.join(runs, d, "log.txt"))["final"] is None]
 
 
 def style(name):
@@ -353,16 +441,31 @@ def plot_all(rows, out, steps):
 
 
 def main():
+    global RESUME_HINT
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("--mode", choices=list(MODES), default="quick")
-    ap.add_argument("--out", help="results directory (default dev/results/<mode>)")
+    ap.add_argument("--out", help="results directory (default: a fresh dev/results/<mode>-YYYYmmdd-HHMMSS; "
+                    "an existing one is resumed; with --plots-only the default is dev/results/<mode>)")
     ap.add_argument("--bin", default="./train_swat", help="the trainer binary")
     ap.add_argument("--only", help="comma-separated run names (default: all)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--train", default=TRAIN, help=f"training shard (default {TRAIN})")
+    ap.add_argument("--val", default=VAL, help=f"validation and evaluation shard (default {VAL})")
+    ap.add_argument("--compare", help=f"results to print next to the new ones (default {COMMITTED}, none "
+                    "with --plots-only; 'none' for none)")
     ap.add_argument("--plots-only", action="store_true", help="rebuild table and plots from existing results")
     args = ap.parse_args()
     os.chdir(REPO)  # the data paths and default binary are relative to the repository
-    out = args.out or os.path.join("dev", "results", args.mode)
+    if args.plots_only:
+        out = args.out or os.path.join("dev", "results", args.mode)
+    else:
+        out = args.out or fresh_dir(os.path.join("dev", "results", args.mode))
+    ref_dir = args.compare or (None if args.plots_only else COMMITTED)
+    ref = None
+    if ref_dir not in (None, "none"):
+        ref = read_results(os.path.join(ref_dir, "results.csv"))  # before this run may overwrite it
+        if ref is None:
+            print(f"note: no {ref_dir}/results.csv to compare with", flush=True)
     runs = RUNS
     if args.only:
         wanted = args.only.split(",")
@@ -374,8 +477,22 @@ def main():
     if not args.plots_only:
         if not os.path.exists(args.bin):
             fail(f"{args.bin} not found: build it with `make train_swat`")
-        if not (os.path.exists(TRAIN) and os.path.exists(VAL)):
-            fail(f"{TRAIN} not found: prepare the data with `make data/bible/train.bin`")
+        for shard in (args.train, args.val):
+            if not os.path.exists(shard):
+                fail(f"{shard} not found" + (": prepare the data with `make data/bible/train.bin`"
+                                             if shard in (TRAIN, VAL) else ""))
+        if args.out is None:
+            left = unfinished(os.path.join("dev", "results", args.mode))
+            if left:
+                print(f"note: dev/results/{args.mode} has unfinished runs ({', '.join(left)}); this invocation "
+                      f"starts afresh in {out}; to continue those, pass --out dev/results/{args.mode}", flush=True)
+        RESUME_HINT = shlex.join([sys.executable, "dev/experiments.py"] + sys.argv[1:]
+                                 + ([] if args.out else ["--out", out]))
+        if not os.path.exists(out):
+            os.makedirs(out)
+            with open(os.path.join(out, ".gitignore"), "w") as f:
+                f.write("# made by dev/experiments.py: the checkpoints stay local\n*.ckpt\n*.tmp\n")
+        print(f"results go to {out}; to continue after a stop: {RESUME_HINT}", flush=True)
         for run in runs:
             rdir = run_dir(out, run)
             train(run, args.mode, rdir, args)
@@ -390,13 +507,22 @@ def main():
         fail(f"no runs found in {out}/runs")
     os.makedirs(out, exist_ok=True)
     write_tables(rows, args.mode, out)
-    plot_all(rows, out, MODES[args.mode]["steps"])
-    print(f"wrote {out}/results.md, results.csv and 3 plots; total wall time {time.time() - t0:.0f} s")
+    if plt is None:
+        print(f"note: no plots: {sys.executable} cannot import matplotlib "
+              "(sudo apt-get install python3-matplotlib), the tables are written", flush=True)
+    else:
+        plot_all(rows, out, MODES[args.mode]["steps"])
+    print(f"wrote {out}/results.md, results.csv" + ("" if plt is None else " and 3 plots")
+          + f"; total wall time {time.time() - t0:.0f} s")
+    if ref is not None:
+        print()
+        compare(ref, ref_dir, rows, args.mode, out)
 
 
 if __name__ == "__main__":
     try:
         main()
     except KeyboardInterrupt:
-        print("\ninterrupted: the checkpoints are saved; run the same command again to continue", file=sys.stderr)
+        print("\ninterrupted: the checkpoints are saved; to continue: "
+              + (RESUME_HINT or "run the same command again"), file=sys.stderr)
         sys.exit(130)
