@@ -82,16 +82,20 @@ bench-gen: train_swat
 	@bash dev/bench_gen.sh
 
 # The paper's experiments at CPU scale (dev/experiments.py): MODE=quick (under 20 minutes on
-# 2 cores) or MODE=full (the committed results in dev/results/full); resumable.
+# 2 cores) or MODE=full (reproduces dev/results/full, ~80 min). Trains into a fresh
+# dev/results/MODE-TIMESTAMP, then prints the new numbers next to the committed ones;
+# OUT=DIR resumes a stopped run (the command to do so is printed).
 MODE ?= quick
 experiments: train_swat data
 	@bash dev/need_matplotlib.sh $(PYTHON)
-	$(PYTHON) dev/experiments.py --mode $(MODE)
+	$(PYTHON) dev/experiments.py --mode $(MODE) $(if $(OUT),--out $(OUT))
 
-# Key recall against distance: information beyond the window (dev/recall.py).
+# Key recall against distance: information beyond the window (dev/recall.py). Trains into a
+# fresh dev/results/recall-TIMESTAMP and prints the new numbers next to dev/results/recall's;
+# SEEDS=1,2,3 gives mean and spread over seeds; OUT=DIR resumes.
 recall: train_swat
 	@bash dev/need_matplotlib.sh $(PYTHON)
-	$(PYTHON) dev/recall.py
+	$(PYTHON) dev/recall.py $(if $(SEEDS),--seeds $(SEEDS)) $(if $(OUT),--out $(OUT))
 
 # The attention maps in dev/results/attention (needs make train and the full experiment).
 attention-figures: train_swat data
