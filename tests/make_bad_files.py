@@ -14,17 +14,26 @@ MODE says how reliability.sh feeds the file to train_swat:
 and SUBSTRING is what the one-line error message must contain.
 
 With --valid VALIDDIR the valid helper files are written there too: ok_shard16.bin (tokens
-< 16), ok_shard256.bin, ok_ckpt.ckpt (no trainer state), ok_ckpt_state.ckpt (with trainer
-state, resumable on ok_shard16.bin), and text shards train.bin, small.bin, val.bin for the
-training tests. Everything is deterministic: running the script twice gives the same bytes.
+< 16), ok_shard256.bin, ok_ckpt.ckpt (version 2, no trainer state), ok_ckpt_state.ckpt
+(version 2 with trainer state, resumable on ok_shard16.bin), ok_ckpt_bos.ckpt (version 2,
+start token 15 = V-1), ok_ckpt_v1.ckpt and ok_ckpt_state_v1.ckpt (the same models as version
+1 files), and text shards train.bin, small.bin, val.bin for the training tests. Everything is
+deterministic: running the script twice gives the same bytes.
+
+Checkpoints (spec section 3) are version 2 unless a case says otherwise: header[16] is the
+start token (-1 = none) and header[17] the CRC-32 (zlib.crc32) of the whole file computed
+with field 17 set to 0. Every bad file aimed at a check after the CRC carries the CRC of its
+own bytes (fix_crc), so that it reaches the check it was written for; the crc_* cases are
+the ones whose CRC is wrong on purpose. Version 1 files (v1_* cases, ok_ckpt_v1.ckpt) have
+fields 16 and 17 at 0 and no checksum.
 
 The tiny checkpoint model: V=16 L=1 H=2 C=4 F=4 window 4, sigmoid, ALiBi 1:1, RoPE, T=8,
 252 parameters, so a checkpoint is about 2 KB (about 4 KB with the optimizer state).
 """
-import math
 import os
 import struct
 import sys
+import zlib
 
 SHARD_MAGIC = 20240520
 CKPT_MAGIC = 0x54415753
@@ -63,12 +72,34 @@ def param_count(c):
     return V * C + L * C + 4 * L * C * C + L * C + 3 * L * F * C + C + V * C
 
 
-def header(c, step=1, state=1):
+CRC_OFFSET = 4 * 17  # header[17]: the CRC-32 of the file with these 4 bytes set to 0
+
+
+def file_crc(data):
+    """The CRC of spec section 3: zlib.crc32 of the whole file with field 17 read as 0."""
+    return zlib.crc32(data[CRC_OFFSET + 4:], zlib.crc32(b"\0\0\0\0", zlib.crc32(data[:CRC_OFFSET])))
+
+
+def fix_crc(data):
+    """data with header[17] set to its CRC (the file as it is: any length >= the 17 fields)."""
+    if len(data) < CRC_OFFSET + 4:
+        return data
+    return data[:CRC_OFFSET] + struct.pack("<I", file_crc(data)) + data[CRC_OFFSET + 4:]
+
+
+def xor_byte(data, pos, x=0x01):
+    """data with the byte at pos XORed with x (after the CRC was written: a corruption)."""
+    return data[:pos] + bytes([data[pos] ^ x]) + data[pos + 1:]
+
+
+def header(c, step=1, state=1, version=2, bos=-1):
     h = [0] * 256
-    h[0], h[1] = CKPT_MAGIC, 1
+    h[0], h[1] = CKPT_MAGIC, version
     h[2:14] = [c["V"], c["L"], c["H"], c["C"], c["F"], c["w"], c["attn"], c["neg"], c["pos"],
                c["rope"], c["theta"], c["T"]]
     h[14], h[15] = step, state
+    if version != 1:
+        h[16] = bos
     return h
 
 
@@ -91,9 +122,12 @@ STATE_INTS = dict(magic=STATE_MAGIC, steps=3, warmup=0, B=2, T=8, seed=1, shuffl
 STATE_DBL = dict(lr=1e-3, min_lr_ratio=0.1, beta1=0.9, beta2=0.95, eps=1e-8, wd=0.1, clip=1.0)
 
 
-def ckpt_bytes(c=TINY, step=1, state=1, hdr=None, p=None, m=None, v=None, ints=None, dbl=None):
+def ckpt_bytes(c=TINY, step=1, state=1, hdr=None, p=None, m=None, v=None, ints=None, dbl=None, version=2,
+               bos=-1, crc=True):
+    """A checkpoint. version 2 (default) gets its CRC in field 17 unless crc=False or hdr sets
+    field 17 itself; hdr overrides header fields (after the version and bos are filled in)."""
     P = param_count(c)
-    h = header(c, step, state)
+    h = header(c, step, state, version, bos)
     if hdr:
         for i, val in hdr.items():
             h[i] = val
@@ -109,6 +143,8 @@ def ckpt_bytes(c=TINY, step=1, state=1, hdr=None, p=None, m=None, v=None, ints=N
         dv = [sd[k] for k in ("lr", "min_lr_ratio", "beta1", "beta2", "eps", "wd", "clip")] + [0.0] * 9
         out += struct.pack("<%df" % P, *m) + struct.pack("<%df" % P, *v)
         out += struct.pack("<16q", *iv) + struct.pack("<16d", *dv)
+    if version == 2 and crc and not (hdr and 17 in hdr):
+        out = fix_crc(out)
     return out
 
 
@@ -164,15 +200,18 @@ def cases():
     add("eval_too_short.bin", "eval", "fewer than eval length", shard_bytes(OK16[:5]))
     add("eval_bad_magic.bin", "eval", "not a token shard", shard_bytes(OK16, magic=0))
 
-    # checkpoints, fed as --init (then --eval)
+    # checkpoints, fed as --init (then --eval). Version 2 with a correct CRC (of the file as
+    # it is, also when it is cut short or too long), so each reaches the check it is named for
     full = ckpt_bytes(state=0)
     add("ckpt_empty.ckpt", "init", "checkpoint is empty", b"")
     add("ckpt_header_truncated.ckpt", "init", "truncated", full[:512])
     add("ckpt_header_1020_bytes.ckpt", "init", "truncated", full[:1020])
     add("ckpt_bad_magic.ckpt", "init", "bad magic", ckpt_bytes(state=0, hdr={0: 0x54415754}))
     add("ckpt_is_a_shard.ckpt", "init", "bad magic", shard_bytes(OK16))
-    add("ckpt_bad_version.ckpt", "init", "unsupported checkpoint version", ckpt_bytes(state=0, hdr={1: 2}))
+    add("ckpt_bad_version.ckpt", "init", "unsupported checkpoint version", ckpt_bytes(state=0, hdr={1: 0x7fffffff}))
     add("ckpt_version_0.ckpt", "init", "unsupported checkpoint version", ckpt_bytes(state=0, hdr={1: 0}))
+    add("ckpt_version_3.ckpt", "init", "unsupported checkpoint version", ckpt_bytes(state=0, hdr={1: 3}))
+    add("ckpt_version_negative.ckpt", "init", "unsupported checkpoint version", ckpt_bytes(state=0, hdr={1: -2}))
     add("ckpt_vocab_0.ckpt", "init", "vocabulary size", ckpt_bytes(state=0, hdr={2: 0}))
     add("ckpt_vocab_70000.ckpt", "init", "vocabulary size", ckpt_bytes(state=0, hdr={2: 70000}))
     add("ckpt_layers_0.ckpt", "init", "layers must be", ckpt_bytes(state=0, hdr={3: 0}))
@@ -193,18 +232,58 @@ def cases():
     add("ckpt_seq_negative.ckpt", "init", "sequence length", ckpt_bytes(state=0, hdr={13: -8}))
     add("ckpt_step_negative.ckpt", "init", "negative step count", ckpt_bytes(state=0, hdr={14: -1}))
     add("ckpt_field15_is_2.ckpt", "init", "field 15", ckpt_bytes(state=0, hdr={15: 2}))
-    add("ckpt_reserved_16.ckpt", "init", "reserved field 16", ckpt_bytes(state=0, hdr={16: 1}))
+    # header[16], the start token: -1 or 0..V-1 (V = 16)
+    add("ckpt_bos_16_is_V.ckpt", "init", "start token", ckpt_bytes(state=0, bos=16))
+    add("ckpt_bos_minus_2.ckpt", "init", "start token", ckpt_bytes(state=0, bos=-2))
+    add("ckpt_bos_int_min.ckpt", "init", "start token", ckpt_bytes(state=0, bos=-2147483648))
+    add("ckpt_bos_int_max.ckpt", "init", "start token", ckpt_bytes(state=0, bos=2147483647))
+    add("ckpt_reserved_18.ckpt", "init", "reserved field 18", ckpt_bytes(state=0, hdr={18: 1}))
     add("ckpt_reserved_255.ckpt", "init", "reserved field 255", ckpt_bytes(state=0, hdr={255: -1}))
-    add("ckpt_short_by_one_float.ckpt", "init", "header implies", full[:-4])
-    add("ckpt_short_by_one_byte.ckpt", "init", "header implies", full[:-1])
-    add("ckpt_extra_byte.ckpt", "init", "header implies", full + b"\x00")
-    add("ckpt_header_only.ckpt", "init", "header implies", full[:1024])
+    add("ckpt_short_by_one_float.ckpt", "init", "header implies", fix_crc(full[:-4]))
+    add("ckpt_short_by_one_byte.ckpt", "init", "header implies", fix_crc(full[:-1]))
+    add("ckpt_extra_byte.ckpt", "init", "header implies", fix_crc(full + b"\x00"))
+    add("ckpt_header_only.ckpt", "init", "header implies", fix_crc(full[:1024]))
     add("ckpt_huge_dims.ckpt", "init", "header implies",
         ckpt_bytes(state=0, hdr={2: 65536, 3: 4096, 4: 4096, 5: 65536, 6: 1 << 20, 7: 2147483647}))
     add("ckpt_state_flag_without_state.ckpt", "init", "header implies", ckpt_bytes(state=0, hdr={15: 1}))
     add("ckpt_nan_weight.ckpt", "init", "not finite", ckpt_bytes(state=0, p=with_param(3, float("nan"))))
     add("ckpt_inf_last_weight.ckpt", "init", "not finite", ckpt_bytes(state=0, p=with_param(P - 1, float("-inf"))))
     add("ckpt_nan_norm_gain.ckpt", "init", "not finite", ckpt_bytes(state=0, p=with_param(64, float("nan"))))
+
+    # the CRC (header[17]): any change after the CRC was written, wherever it is, and before
+    # any other check is trusted (a defect that a later check would catch is reported as the
+    # checksum mismatch, because the CRC comes first)
+    crc = "checksum mismatch: the file is corrupt or was modified"
+    state_full = ckpt_bytes()
+    S = 1024 + 4 * P           # where the moments start (m, then v, then the trainer state)
+    add("crc_weight_byte_flipped.ckpt", "init", crc, xor_byte(full, 1024 + 4 * 100 + 2, 0x10))
+    add("crc_last_byte_flipped.ckpt", "init", crc, xor_byte(full, len(full) - 1, 0x80))
+    add("crc_step_count_changed.ckpt", "init", crc, xor_byte(full, 4 * 14, 0x02))   # step 1 -> 3
+    add("crc_seq_len_changed.ckpt", "init", crc, xor_byte(full, 4 * 13, 0x18))      # T 8 -> 16
+    add("crc_bos_changed.ckpt", "init", crc, full[:64] + struct.pack("<i", 3) + full[68:])  # -1 -> 3
+    add("crc_field_flipped.ckpt", "init", crc, xor_byte(full, CRC_OFFSET + 1, 0x01))
+    add("crc_field_zero.ckpt", "init", crc, ckpt_bytes(state=0, hdr={17: 0}))
+    add("crc_reserved_changed.ckpt", "init", crc, xor_byte(full, 4 * 200, 0x01))
+    add("crc_stale_after_truncation.ckpt", "init", crc, full[:-4])
+    add("crc_stale_bad_layers.ckpt", "init", crc, ckpt_bytes(state=0, hdr={3: 0}, crc=False))
+    add("crc_stale_nan_weight.ckpt", "init", crc, full[:1024 + 12] + struct.pack("<f", float("nan")) + full[1024 + 16:])
+    add("crc_moment_m_flipped.ckpt", "resume", crc, xor_byte(state_full, S + 4 * 10 + 3, 0x01))
+    add("crc_moment_v_flipped.ckpt", "resume", crc, xor_byte(state_full, S + 4 * P + 4 * 10, 0x40))
+    add("crc_state_cursor_changed.ckpt", "resume", crc, xor_byte(state_full, S + 8 * P + 8 * 7, 0x08))
+    add("crc_state_lr_changed.ckpt", "resume", crc, xor_byte(state_full, S + 8 * P + 8 * 16 + 6, 0x01))
+    add("crc_state_step_changed.ckpt", "resume", crc, xor_byte(state_full, 4 * 14, 0x01))  # step 1 -> 0
+
+    # version 1: no start token, no checksum; fields 16 and 17 must be 0, the other checks stay
+    v1 = ckpt_bytes(state=0, version=1)
+    add("v1_field16_nonzero.ckpt", "init", "fields 16 and 17", ckpt_bytes(state=0, version=1, hdr={16: 1}))
+    add("v1_field16_minus_1.ckpt", "init", "fields 16 and 17", ckpt_bytes(state=0, version=1, hdr={16: -1}))
+    add("v1_field17_nonzero.ckpt", "init", "fields 16 and 17", ckpt_bytes(state=0, version=1, hdr={17: 0x12345678}))
+    add("v1_field17_is_its_crc.ckpt", "init", "fields 16 and 17", fix_crc(v1))
+    add("v1_reserved_18.ckpt", "init", "reserved field 18", ckpt_bytes(state=0, version=1, hdr={18: 7}))
+    add("v1_layers_0.ckpt", "init", "layers must be", ckpt_bytes(state=0, version=1, hdr={3: 0}))
+    add("v1_short_by_one_float.ckpt", "init", "header implies", v1[:-4])
+    add("v1_nan_weight.ckpt", "init", "not finite", ckpt_bytes(state=0, version=1, p=with_param(3, float("nan"))))
+    add("v1_state_nan_moment_m.ckpt", "resume", "AdamW moment", ckpt_bytes(version=1, m=moments(7, float("nan"))))
 
     # checkpoints with trainer state, fed as --resume (train shard ok_shard16.bin, n = 200)
     add("ckpt_no_state_resume.ckpt", "resume", "no optimizer state", ckpt_bytes(state=0))
@@ -252,6 +331,10 @@ def valid_files():
         ("ok_shard256.bin", shard_bytes(text_tokens(600, 7))),
         ("ok_ckpt.ckpt", ckpt_bytes(state=0)),
         ("ok_ckpt_state.ckpt", ckpt_bytes()),
+        ("ok_ckpt_bos.ckpt", ckpt_bytes(state=0, bos=15)),
+        ("ok_ckpt_state_bos.ckpt", ckpt_bytes(bos=0)),
+        ("ok_ckpt_v1.ckpt", ckpt_bytes(state=0, version=1)),
+        ("ok_ckpt_state_v1.ckpt", ckpt_bytes(version=1)),
         ("train.bin", shard_bytes(text_tokens(20000, 1))),
         ("small.bin", shard_bytes(text_tokens(1200, 2))),
         ("val.bin", shard_bytes(text_tokens(3000, 3))),
