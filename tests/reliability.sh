@@ -76,9 +76,9 @@ run() {
 }
 sanitizer_clean() { ! grep -a -q -E 'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:' "$@"; }
 # the lines of a run that must not depend on timing: step lines without the timing columns,
-# val lines, samples (the configuration, resume and save lines are dropped)
+# val lines, samples (the configuration, resume, save and "continue with" lines are dropped)
 filt() {
-  cat "$@" | grep -a -v -E '^(model:|parameters:|train:|flops per token|resuming |saved |interrupted at step)' |
+  cat "$@" | grep -a -v -E '^(model:|parameters:|train:|flops per token|resuming |saved |interrupted at step|continue with: |resume: )' |
     sed -E 's/ \| +[0-9.]+ ms \|.*$//'
 }
 logfilt() { cat "$@" | grep -a -E '^(step|val|final_val_loss) ' | sed -E 's/ ms .*$//'; }
@@ -191,25 +191,27 @@ THR="--layers 2 --heads 4 --dim 64 --ffn 96 --seq 64 --window 16 --batch 4 --ste
 thread_case() {  # NAME ENV-OR-FLAG A B
   local name=$1 how=$2 a=$3 b=$4 x
   for x in $a $b; do
-    if [ "$how" = env ]; then OMP_NUM_THREADS=$x run "thr_${name}_$x" $THR --out "$TMP/thr_${name}_$x"
-    else run "thr_${name}_$x" $THR --threads "$x" --out "$TMP/thr_${name}_$x"; fi
-    if [ $RC -ne 0 ]; then fail "threads $name=$x: run failed (rc $RC: $(show_err "$TMP/thr_${name}_$x.err"))"; return; fi
+    # a folder per case and count: a second run into a folder that holds one is refused
+    local o="thr_${name}_${a}v${b}_$x"
+    if [ "$how" = env ]; then OMP_NUM_THREADS=$x run "$o" $THR --out "$TMP/$o"
+    else run "$o" $THR --threads "$x" --out "$TMP/$o"; fi
+    if [ $RC -ne 0 ]; then fail "threads $name=$x: run failed (rc $RC: $(show_err "$TMP/$o.err"))"; return; fi
   done
-  if cmp -s "$TMP/thr_${name}_$a/model.ckpt" "$TMP/thr_${name}_$b/model.ckpt" &&
-     diff <(filt "$TMP/thr_${name}_$a.out") <(filt "$TMP/thr_${name}_$b.out") >/dev/null; then
+  if cmp -s "$TMP/thr_${name}_${a}v${b}_$a/model.ckpt" "$TMP/thr_${name}_${a}v${b}_$b/model.ckpt" &&
+     diff <(filt "$TMP/thr_${name}_${a}v${b}_$a.out") <(filt "$TMP/thr_${name}_${a}v${b}_$b.out") >/dev/null; then
     ok "threads: $name $a vs $b give byte-identical checkpoints and the same losses/val/samples"
   else fail "threads: $name $a vs $b differ"; fi
 }
 thread_case OMP_NUM_THREADS env 1 2
 thread_case --threads flag 1 2
 [ "$QUICK" != 1 ] && thread_case --threads flag 2 3
-if [ -s "$TMP/thr_OMP_NUM_THREADS_1/model.ckpt" ]; then
+if [ -s "$TMP/thr_OMP_NUM_THREADS_1v2_1/model.ckpt" ]; then
   same=1
   for mode in "--eval $V/val.bin --eval-len 128 --eval-window 16" "--eval $V/val.bin --stream --eval-window 16" \
               "--generate 40 --prompt hello --top-k 10"; do
-    run thr_m1 --init "$TMP/thr_OMP_NUM_THREADS_1/model.ckpt" $mode --threads 1
+    run thr_m1 --init "$TMP/thr_OMP_NUM_THREADS_1v2_1/model.ckpt" $mode --threads 1
     r1=$RC
-    run thr_m2 --init "$TMP/thr_OMP_NUM_THREADS_1/model.ckpt" $mode --threads 2
+    run thr_m2 --init "$TMP/thr_OMP_NUM_THREADS_1v2_1/model.ckpt" $mode --threads 2
     if [ $r1 -ne 0 ] || [ $RC -ne 0 ] || ! diff <(grep -a -v -E '^(eval|stream):' "$TMP/thr_m1.out") \
                                               <(grep -a -v -E '^(eval|stream):' "$TMP/thr_m2.out") >/dev/null; then
       same=0; fail "threads: $mode differs between --threads 1 and 2 (rc $r1/$RC)"
@@ -445,7 +447,6 @@ flag_case "not a SWAT checkpoint" --init "$V/val.bin" --generate 5 --prompt "a"
 P3=$'\x01\x02\x03'
 flag_case "--dump-layer needs --dump-attn" --init "$V/ok_ckpt.ckpt" --generate 2 --prompt "$P3" --dump-layer 1
 flag_case "--dump-losses needs --eval" --init "$V/ok_ckpt.ckpt" --generate 2 --prompt "$P3" --dump-losses "$TMP/l.bin"
-flag_case "--dump-losses needs --eval" --init "$V/ok_ckpt.ckpt" --eval "$V/val.bin" --stream --dump-losses "$TMP/l.bin"
 flag_case "not with --eval" --init "$V/ok_ckpt.ckpt" --eval "$V/val.bin" --dump-attn "$TMP/a.bin"
 flag_case "--dump-attn needs --init" $FT --dump-attn "$TMP/a.bin"
 flag_case "the model has layers" --init "$V/ok_ckpt.ckpt" --prompt "$P3" --dump-attn "$TMP/a.bin" --dump-layer 99
@@ -462,6 +463,9 @@ check "--dump-attn writes 32 + 4T + 4HT^2 bytes for T=6 (H=${dump_h:-?}, T=${dum
 run dump_losses --init "$V/ok_ckpt.ckpt" --eval "$V/ok_shard16.bin" --eval-len 5 --eval-chunks 3 --dump-losses "$TMP/l.bin"
 got=$(stat -c %s "$TMP/l.bin" 2>/dev/null || echo 0)
 check "--dump-losses writes K*E float32 (3 x 5 = 60 bytes: $got)" [ $RC -eq 0 -a "$got" -eq 60 ]
+run dump_losses_stream --init "$V/ok_ckpt.ckpt" --eval "$V/ok_shard16.bin" --stream --dump-losses "$TMP/ls.bin"
+got=$(stat -c %s "$TMP/ls.bin" 2>/dev/null || echo 0)
+check "--stream --dump-losses writes N-1 float32 (199 x 4 = 796 bytes: $got)" [ $RC -eq 0 -a "$got" -eq 796 ]
 # user text echoed in a message must not break the one-line promise
 flag_case "expected on or off" $FT --rope $'on\nsecond line'
 flag_case "cannot open token shard" --train "$TMP/new"$'\n'"line.bin" --steps 1 --warmup 0
