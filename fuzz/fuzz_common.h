@@ -94,6 +94,20 @@ __attribute__((unused)) static uint32_t fuzz_u32(const uint8_t *data, size_t siz
     return v;
 }
 
+/* CRC-32 as zlib computes it (reflected polynomial 0xEDB88320, initial and final XOR
+ * 0xffffffff), written here independently of train_swat.c so that the targets can check the
+ * trainer's crc32_update against it: fuzz_crc32(0, buf, n) == zlib.crc32(buf), and
+ * fuzz_crc32(fuzz_crc32(0, a, na), b, nb) == zlib.crc32(a + b). Bitwise: slow, but the
+ * inputs are at most a few KB. */
+__attribute__((unused)) static uint32_t fuzz_crc32(uint32_t crc, const uint8_t *p, size_t n) {
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= p[i];
+        for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+    }
+    return ~crc;
+}
+
 #define fopen fuzz_fopen
 #define fclose fuzz_fclose
 
