@@ -95,8 +95,8 @@ def slope_rule(version):
 
 
 def training_shard(ckpt):
-    """The training shard named next to the checkpoint (run.json of dev/experiments.py, or a
-    --train / train= / train: path in log.txt), with the file that says so; or (None, None)."""
+    """The training shard named next to the checkpoint (run.json of dev/experiments.py, or the
+    --train of log.txt's args line), with the file that says so; or (None, None)."""
     folder = os.path.dirname(os.path.abspath(ckpt))
     run = os.path.join(folder, "run.json")
     try:
@@ -109,7 +109,8 @@ def training_shard(ckpt):
     try:
         with open(log, errors="replace") as f:
             for line in f:
-                m = re.search(r"(?:--train |\btrain=|\btrain: )(\S+\.bin)\b", line)
+                # the trainer's "args<TAB>--train<TAB>PATH..." line (or a --train PATH / train=PATH)
+                m = re.search(r"(?:--train[ \t=]|\btrain=)(\S+)", line)
                 if m:
                     return m.group(1), log
     except OSError:
@@ -218,7 +219,9 @@ def plot_maps(d, slopes, title, path, bos=-1):
         if bos >= 0 and 1 < step < T and 1 not in ticks:
             ticks.insert(1, 1)  # the first text position next to <bos>
         ax.set_xticks(ticks)
-        ax.set_xticklabels([labels[i] for i in ticks], fontsize=6)
+        for t in ax.set_xticklabels([labels[i] for i in ticks], fontsize=6):
+            if len(t.get_text()) > 2:  # <bos>, <id>: upright they run into the next label
+                t.set_rotation(90)
         ax.set_yticks(ticks)
         ax.set_yticklabels([labels[i] for i in ticks], fontsize=6)
         if h % cols == 0:
