@@ -78,10 +78,11 @@ run() {
 }
 sanitizer_clean() { ! grep -a -q -E 'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:' "$@"; }
 # the lines of a run that must not depend on timing: step lines without the timing columns,
-# val lines, samples (the configuration, resume, save and "continue with" lines are dropped)
+# val lines, samples (the configuration, resume, save and "continue with" lines are dropped,
+# and the final validation's time)
 filt() {
   cat "$@" | grep -a -v -E '^(model:|parameters:|train:|flops per token|resuming |saved |interrupted at step|continue with: |resume: )' |
-    sed -E 's/ \| +[0-9.]+ ms \|.*$//'
+    sed -E -e 's/ \| +[0-9.]+ ms \|.*$//' -e 's/^(final validation: .*) in [0-9.]+ s /\1 in (time) /'
 }
 logfilt() { cat "$@" | grep -a -E '^(step|val|final_val_loss) ' | sed -E 's/ ms .*$//'; }
 ckpt_step() { od -An -t d4 -j 56 -N 4 "$1" | tr -d ' '; }
