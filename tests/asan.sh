@@ -8,7 +8,8 @@
 # temp dir (SWAT_ASAN_BIN=path uses an existing sanitizer build instead), then runs
 #   1. a handful of representative runs: training with val, samples, --save-every, softmax and
 #      vanilla variants, --steps 0 --save, --init fine-tuning with another window, --eval,
-#      --stream, --generate with top-k, --resume;
+#      --stream, --generate with top-k, --resume; a start token (--bos) through training,
+#      evaluation, streaming and generation; version 1 checkpoints (--init, --stream, --resume);
 #   2. the quick subset of tests/reliability.sh against that binary (bit-exact resume, threads,
 #      non-finite, the bad-file corpus, bad flags), with SWAT_SANITIZER=1;
 # and fails on any sanitizer report (abort_on_error=1, halt_on_error=1). Every check prints
@@ -76,6 +77,18 @@ sane "--generate top-k" "." --init "$TMP/a/model.ckpt" --generate 50 --prompt "i
 sane "--generate greedy" "." --init "$TMP/a/model.ckpt" --generate 20 --temperature 0
 sane "--generate V=16" "." --init "$TMP/c/model.ckpt" --generate 20
 THREADS=1 sane "train one thread" "^saved " $TINY --steps 3 --warmup 0 --train "$V/small.bin" --val-every 0 --sample-every 0 --out "$TMP/e"
+# checkpoint version 2: a start token through training, evaluation, streaming and sampling;
+# version 1 files (no CRC, the old slopes) through --init, --stream and --resume
+sane "train with a start token (--vocab 257 --bos 256), samples" "^saved " $TINY --vocab 257 --bos 256 --steps 3 --warmup 0 \
+  --train "$V/small.bin" --val "$V/val.bin" --val-every 2 --val-chunks 2 --sample-every 2 --sample-len 8 --out "$TMP/f"
+sane "--eval with a start token" "^eval_loss " --init "$TMP/f/model.ckpt" --eval "$V/val.bin" --eval-len 40 --eval-chunks 3
+sane "--eval --stream with a start token" "^eval_loss " --init "$TMP/f/model.ckpt" --eval "$V/val.bin" --stream --eval-window 5
+sane "--generate with a start token" "." --init "$TMP/f/model.ckpt" --generate 10 --prompt "in the"
+if [ -s tests/fixtures/v1_h6.ckpt ]; then
+  sane "version 1 fixture --eval" "^eval_loss " --init tests/fixtures/v1_h6.ckpt --eval tests/fixtures/v1_h6_eval.bin --eval-len 32 --eval-window 8
+  sane "version 1 fixture --stream" "^eval_loss " --init tests/fixtures/v1_h6.ckpt --eval tests/fixtures/v1_h6_eval.bin --stream --eval-window 8
+fi
+sane "--resume a version 1 checkpoint" "^saved " --resume "$V/ok_ckpt_state_v1.ckpt" --train "$V/ok_shard16.bin" --val-every 0 --sample-every 0 --out "$TMP/g"
 
 # the quick subset of the reliability suite on the sanitizer build. Error paths exit through
 # die() with live allocations by design, so leak detection is off there (it is on above);
