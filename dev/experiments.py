@@ -167,13 +167,13 @@ def train(run, mode, rdir, args):
     """Train one run to completion: skip it if done, resume it if it has a checkpoint."""
     log, ckpt = os.path.join(rdir, "log.txt"), os.path.join(rdir, "model.ckpt")
     diverged = os.path.join(rdir, "diverged.txt")
+    spec = read_json(os.path.join(rdir, "run.json"), None)
+    targs = train_args(run, mode, (args.train, args.val))
+    if spec is not None and spec != targs:  # never mix two settings (or modes) in one run
+        fail(f"{rdir} was started with other settings; delete it to retrain (or give another --out)")
     if parse_log(log)["final"] is not None or os.path.exists(diverged):
         return
     os.makedirs(rdir, exist_ok=True)
-    spec = read_json(os.path.join(rdir, "run.json"), None)
-    targs = train_args(run, mode, (args.train, args.val))
-    if spec is not None and spec != targs:  # never mix two settings in one run
-        fail(f"{rdir} was started with other settings; delete it to retrain (or give another --out)")
     write_json(os.path.join(rdir, "run.json"), targs)
     if os.path.exists(ckpt):
         print(f"[{run[0]}] resuming from {ckpt}", flush=True)

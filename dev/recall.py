@@ -448,10 +448,15 @@ def compare(ref, ref_dir, rows, out, ref_flags, new_flags):
 def plot(rows, meta, out):
     """Top: recall accuracy against d. Bottom: mean probability of the correct key symbols, which
     also shows partial recall. Dashed: the window (grey) and each SWAT model's receptive field.
-    With several seeds: the mean, and a band from the lowest to the highest seed."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    With several seeds: the mean, and a band from the lowest to the highest seed. Without
+    matplotlib it says so and draws nothing (the tables need none)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"note: no plot: {sys.executable} cannot import matplotlib (sudo apt-get install python3-matplotlib)")
+        return False
     fig, (top, bot) = plt.subplots(2, 1, figsize=(9.5, 7.5), sharex=True, gridspec_kw=dict(height_ratios=[3, 2]))
     colors = {m[0]: m[3] for m in MODELS}
     key, chance = key_text(meta)
@@ -487,6 +492,7 @@ def plot(rows, meta, out):
     fig.tight_layout()
     fig.savefig(os.path.join(out, "recall_vs_distance.png"), dpi=110)
     plt.close(fig)
+    return True
 
 
 def fresh_dir(base):
@@ -551,8 +557,8 @@ def main():
         command = "/usr/bin/python3 dev/recall.py" + (f" --seeds {rows[0]['seeds'].replace(' ', ',')}"
                                                       if n_seeds(rows) > 1 else "")
         write_tables(rows, [], meta, out, settings, command)
-        plot(rows, meta, out)
-        print(f"wrote {out}/recall.csv, recall.md, recall_vs_distance.png")
+        drawn = plot(rows, meta, out)
+        print(f"wrote {out}/recall.csv, recall.md" + (", recall_vs_distance.png" if drawn else ""))
         return
     if not os.path.exists("train_swat"):
         sys.exit("error: ./train_swat not found: build it with `make train_swat`")
@@ -615,9 +621,9 @@ def main():
                          or seeds != [1] else []) + (["--mode", args.mode] if args.mode != "full" else [])
                          + (["--steps", str(args.steps)] if args.steps else []))
     write_tables(rows, per_seed, meta, out, train_args(args.mode, seeds[0], args.steps), command)
-    plot(rows, meta, out)
-    print(f"wrote {out}/recall.csv, recall_seeds.csv, recall.md, recall_vs_distance.png; "
-          f"wall time {time.time() - t0:.0f} s")
+    drawn = plot(rows, meta, out)
+    print(f"wrote {out}/recall.csv, recall_seeds.csv, recall.md" + (", recall_vs_distance.png" if drawn else "")
+          + f"; wall time {time.time() - t0:.0f} s")
     if ref is not None:
         print()
         new_flags = {m[0]: model_flags(m, train_args(args.mode, 1, args.steps)) for m in MODELS}
