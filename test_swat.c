@@ -874,11 +874,11 @@ static void test_crossentropy(void) {
     CHECK(e < TOL_FWD, "crossentropy_forward", "per-position losses %.2e", e);
     double *g = dalloc((size_t)N * V);
     fd_grad(xent_loss, &c, c.z, (size_t)N * V, g);
-    crossentropy_backward(dz, z, tg, (float)c.dloss, N, V);
+    crossentropy_backward(dz, z, tg, (float)c.dloss, N, V, 1);
     double eg = note(E_FD_LAYER, rel_err_fd(dz, g, (size_t)N * V));
     CHECK(eg < TOL_GRAD, "crossentropy_backward vs finite differences", "dlogits %.2e (dloss 0.37)", eg);
-    crossentropy_backward(dz2, z, tg, (float)c.dloss, N, V);
-    crossentropy_backward(dz2, z, tg, (float)c.dloss, N, V);
+    crossentropy_backward(dz2, z, tg, (float)c.dloss, N, V, 1);
+    crossentropy_backward(dz2, z, tg, (float)c.dloss, N, V, 1);
     double a = doubled_err(dz, dz2, (size_t)N * V);
     CHECK(a < TOL_ACC, "crossentropy_backward accumulates", "2nd call doubles: %.1e", a);
     free(z); free(losses); free(dz); free(dz2); free(c.z); free(lr); free(g);
@@ -1776,6 +1776,46 @@ static void test_keep_first(void) {
     model_free(&m);
 }
 
+/* The classifier in chunks of positions (large vocabularies): the same loss, per-token losses
+ * and gradients as all positions at once, for a budget that cuts B*T = 26 positions into
+ * chunks of 5 (the last one partial) and of 1. */
+static void test_chunked_logits(void) {
+    const int V = 23, B = 2, T = 13;
+    ModelConfig cfg = make_config(V, 2, 4, 16, 24, 5, ATTN_SOFTMAX, 2, 2, 1);
+    Model m;
+    make_random_model(&m, &cfg, 0.3, 140);
+    uint64_t s = 141;
+    int in[2 * 13], tg[2 * 13];
+    random_tokens(in, B * T, V, &s);
+    random_tokens(tg, B * T, V, &s);
+    size_t np = m.num_params;
+    float loss0 = model_forward(&m, in, tg, B, T, 5);
+    float *losses0 = malloc(B * T * 4), *g0 = malloc(np * 4);
+    memcpy(losses0, m.a.losses, B * T * 4);
+    model_zero_grad(&m);
+    model_backward(&m);
+    memcpy(g0, m.grads, np * 4);
+    int rows_all = m.a.logit_rows;
+    long saved = logits_budget;
+    int budgets[] = {5 * V, V};
+    for (int i = 0; i < 2; i++) {
+        logits_budget = budgets[i];
+        activations_free(&m.a); /* sized again for the new budget */
+        float loss = model_forward(&m, in, tg, B, T, 5);
+        int rows = m.a.logit_rows;
+        double el = fabs(loss - loss0) / fabs(loss0), ep = rel_err_ff(m.a.losses, losses0, B * T);
+        model_zero_grad(&m);
+        model_backward(&m);
+        double eg = rel_err_ff(m.grads, g0, np);
+        CHECK(rows_all == B * T && rows == budgets[i] / V && el < 1e-6 && ep < 1e-6 && eg < 1e-5,
+              S("classifier in chunks of %d positions == all %d at once", rows, B * T),
+              "loss %.1e, per-token losses %.1e, all gradients %.1e", el, ep, eg);
+    }
+    logits_budget = saved;
+    free(losses0); free(g0);
+    model_free(&m);
+}
+
 static void test_lr_schedule(void) {
     /* warmup 0 and one step: exactly lr, for many values of lr */
     int exact = 1;
@@ -2656,6 +2696,115 @@ static void test_cli_new_user(const char *train, const char *evalp) {
     expect_error("--prompt-ids beyond the vocabulary", S("--init %s/model.ckpt --generate 4 --prompt-ids \"7 50\"", idrun), "50", "vocabulary", NULL);
 }
 
+/* Tokenizer files (llm.c's format): GPT-2's decodes the committed GPT-2 shard to its text;
+ * corrupt files are one-line errors; a text prompt through a subword vocabulary. */
+static void write_tokenizer_file(const char *path, uint32_t version, uint32_t V, uint32_t eot, int zero_len_at,
+                                 int truncate, int extra) {
+    FILE *f = fopen(path, "wb");
+    uint32_t h[256] = {20240328, version, V, eot};
+    fwrite(h, 4, 256, f);
+    for (uint32_t i = 0; i < V - (truncate ? 1 : 0); i++) {
+        char text[16];
+        int n = i < 256 ? 1 : snprintf(text, sizeof text, "<%u>", i);
+        if (i < 256) text[0] = (char)i;
+        if ((int)i == zero_len_at) n = 0;
+        fputc(n, f);
+        fwrite(text, 1, n, f);
+    }
+    if (extra) fputc('x', f);
+    fclose(f);
+}
+
+static void test_tokenizer(void) {
+    const char *tkp = "data/gpt2/gpt2_tokenizer.bin", *valp = "data/gpt2/val.bin", *txtp = "data/gpt2/val.txt";
+    if (access(tkp, R_OK) || access(valp, R_OK) || access(txtp, R_OK)) {
+        CHECK(0, "tokenizer: the GPT-2 test set", "%s, %s or %s is missing (run from the repository root)", tkp, valp, txtp);
+        return;
+    }
+    Tokenizer tk;
+    tokenizer_load(&tk, tkp);
+    Shard sh;
+    shard_load(&sh, valp, tk.V);
+    long size, at = 0;
+    char *want = read_file(txtp, &size);
+    int same = want != NULL;
+    for (long i = 0; same && i < sh.n; i++)
+        for (long j = tk.offset[sh.tokens[i]]; same && j < tk.offset[sh.tokens[i] + 1]; j++)
+            same = at < size && (char)tk.bytes[j] == want[at++];
+    CHECK(tk.V == 50257 && tk.eot == 50256 && same && at == size, "tokenizer: GPT-2's file decodes the GPT-2 val shard to its text",
+          "V %d, eot %d, %ld tokens -> %ld of %ld bytes equal", tk.V, tk.eot, sh.n, at, size);
+    /* the greedy prompt encoding decodes to the text, and uses whole words where it can */
+    const char *text = "In the beginning God created the heaven and the earth. \xc3\xa9\xe2\x96\x81!";
+    int ids[128], n = tokenizer_encode(&tk, text, ids);
+    char back[256];
+    int bl = 0;
+    for (int i = 0; i < n; i++)
+        for (long j = tk.offset[ids[i]]; j < tk.offset[ids[i] + 1] && bl < 255; j++) back[bl++] = (char)tk.bytes[j];
+    back[bl] = 0;
+    CHECK(n > 0 && n < (int)strlen(text) / 2 && !strcmp(back, text), "tokenizer_encode: a prompt's tokens decode to the prompt",
+          "%zu bytes -> %d tokens -> '%s'", strlen(text), n, back);
+    free(want); free(sh.tokens);
+    tokenizer_free(&tk);
+
+    /* corrupt tokenizer files through the binary: one line naming the problem */
+    const char *d = scratch;
+    write_tokenizer_file(tmp_path("tk_ok.bin"), 1, 260, 0, -1, 0, 0);
+    write_tokenizer_file(tmp_path("tk_magic.bin"), 1, 260, 0, -1, 0, 0);
+    FILE *f = fopen(tmp_path("tk_magic.bin"), "r+b"); fputc(7, f); fclose(f);
+    write_tokenizer_file(tmp_path("tk_version.bin"), 3, 260, 0, -1, 0, 0);
+    write_tokenizer_file(tmp_path("tk_trunc.bin"), 1, 260, 0, -1, 1, 0);
+    write_tokenizer_file(tmp_path("tk_zero.bin"), 1, 260, 0, 258, 0, 0);
+    write_tokenizer_file(tmp_path("tk_extra.bin"), 1, 260, 0, -1, 0, 1);
+    write_tokenizer_file(tmp_path("tk_eot.bin"), 2, 260, 260, -1, 0, 0);
+    uint16_t tok[400];
+    for (int i = 0; i < 400; i++) tok[i] = (uint16_t)(i * 37 % 260);
+    write_shard(tmp_path("tk_shard.bin"), tok, 400);
+    const char *run = S("%s/tk_run", d);
+    RunResult *r = run_trainer("--train %s/tk_shard.bin --out %s --vocab 260 --layers 1 --heads 2 --dim 16 --ffn 32 --window 4 "
+                               "--seq 16 --batch 2 --steps 3 --val-every 0 --sample-every 0", d, run);
+    CHECK(r->status == 0, "cli: a V=260 model for the tokenizer checks", "exit %d", r->status);
+    char ck[1100];
+    snprintf(ck, sizeof ck, "%s/model.ckpt", run);
+    const char *ev = S("--init %s --eval %s/tk_shard.bin --tokenizer", ck, d);
+    char evb[1400];
+    snprintf(evb, sizeof evb, "%s", ev);
+    expect_error("tokenizer with a bad magic", S("%s %s/tk_magic.bin", evb, d), "tk_magic.bin", "not a tokenizer", NULL);
+    expect_error("tokenizer version 3", S("%s %s/tk_version.bin", evb, d), "version", NULL);
+    expect_error("tokenizer truncated", S("%s %s/tk_trunc.bin", evb, d), "truncated", NULL);
+    expect_error("tokenizer with a zero-length token", S("%s %s/tk_zero.bin", evb, d), "length 0", NULL);
+    expect_error("tokenizer with extra bytes", S("%s %s/tk_extra.bin", evb, d), "after its", NULL);
+    expect_error("tokenizer end-of-text id beyond V", S("%s %s/tk_eot.bin", evb, d), "end-of-text", NULL);
+    expect_error("tokenizer missing", S("%s %s/none.bin", evb, d), "none.bin", "cannot open", NULL);
+    expect_error("tokenizer of another vocabulary size", S("%s %s", evb, tkp), "50257", "260", NULL);
+    expect_error("a text prompt for V=260 without a tokenizer", S("--init %s --generate 3 --prompt hi", ck), "--tokenizer", NULL);
+    /* nats per byte: every token of this tokenizer is one byte (ids < 256) or "<id>" */
+    r = run_trainer("%s %s/tk_ok.bin --eval-len 16", evb, d);
+    const char *np = strstr(r->out, "nats per byte: "), *el = strstr(r->out, "eval_loss ");
+    double nats = np ? atof(np + 15) : NAN, loss = el ? atof(el + 10) : NAN, bytes = 0;
+    long K = 399 / 16;
+    for (long i = 1; i <= K * 16; i++) bytes += tok[i] < 256 ? 1 : (tok[i] < 1000 ? 5 : 6);
+    CHECK(r->status == 0 && fabs(nats - loss * K * 16 / bytes) < 1e-5, "cli --eval --tokenizer: nats per byte",
+          "printed %.6f, eval_loss * %ld predictions / %.0f bytes = %.6f", nats, K * 16, bytes, loss * K * 16 / bytes);
+    /* a text prompt through the tokenizer: the output is the prompt's text, then the sample, the
+     * same text as the ids of the greedy encoding decoded */
+    r = run_trainer("--init %s --generate 6 --temperature 0 --prompt 'ab<258>c' --tokenizer %s/tk_ok.bin", ck, d);
+    char text_out[4096];
+    snprintf(text_out, sizeof text_out, "%.4000s", r->out);
+    int ok1 = r->status == 0 && !strncmp(text_out, "ab<258>c", 8);
+    r = run_trainer("--init %s --generate 6 --temperature 0 --prompt-ids '97 98 258 99'", ck);
+    char decoded[4096] = "";
+    int dl = 0, bar = 0;
+    for (char *t = strtok(r->out, " \n"); t; t = strtok(NULL, " \n")) {
+        if (!strcmp(t, "|")) { bar = 1; continue; }
+        int id = atoi(t);
+        int ch = id == '\n' || id == '\t' || id >= 32 ? id : '?'; /* as the trainer prints control bytes */
+        dl += id < 256 ? snprintf(decoded + dl, sizeof decoded - dl, "%c", ch) : snprintf(decoded + dl, sizeof decoded - dl, "<%d>", id);
+    }
+    snprintf(decoded + dl, sizeof decoded - dl, "\n");
+    CHECK(ok1 && bar && !strcmp(text_out, decoded), "cli --generate --prompt TEXT --tokenizer: the prompt's text, then the sample",
+          "'%.60s' vs the ids decoded '%.60s'", text_out, decoded);
+}
+
 static void test_cli(void) {
     if (access(bin_path(), X_OK) != 0) {
         CHECK(0, "cli: trainer binary", "%s is not an executable (build it, or set SWAT_BIN)", bin_path());
@@ -2678,6 +2827,7 @@ static void test_cli(void) {
     test_cli_happy(train_path, tok, eval_path, etok, ne);
     test_cli_start_token(train_path, eval_path, etok, ne);
     test_cli_new_user(train_path, eval_path);
+    test_tokenizer();
     free(tok);
     free(etok);
 }
@@ -2742,6 +2892,7 @@ int main(void) {
     test_checkpoint_crc_coverage();
     test_start_token();
     test_keep_first();
+    test_chunked_logits();
     test_lr_schedule();
     test_adamw();
     test_loader();

@@ -870,7 +870,9 @@ static void swiglu_backward(float *dgate, float *dup, const float *dout, const f
 
 /* ---- 4.7 cross-entropy ----------------------------------------------------------------
  * loss_t = logsumexp(logits_t) - logits_t[target]; the mean over N positions is the loss.
- * d loss / d logits_t = (softmax(logits_t) - onehot(target)) * dloss, with dloss = 1/N. */
+ * d loss / d logits_t = (softmax(logits_t) - onehot(target)) * dloss, with dloss = 1/N.
+ * The backward adds into dlogits (add = 1) or overwrites it (add = 0); overwriting may be done
+ * in place (dlogits == logits): each row's max and sum are taken before it is written. */
 static void crossentropy_forward(float *losses, const float *logits, const int *targets, int N, int V) {
     #pragma omp parallel for schedule(static)
     for (int t = 0; t < N; t++) {
@@ -881,13 +883,14 @@ static void crossentropy_forward(float *losses, const float *logits, const int *
 }
 
 static void crossentropy_backward(float *dlogits, const float *logits, const int *targets,
-                                  float dloss, int N, int V) {
+                                  float dloss, int N, int V, int add) {
     #pragma omp parallel for schedule(static)
     for (int t = 0; t < N; t++) {
         const float *z = logits + (long)t * V;
         float *dz = dlogits + (long)t * V;
         float maxz = max_of(z, V), inv_sum = 1.0f / sum_exp(z, maxz, V);
-        for (int i = 0; i < V; i++) dz[i] += exp_approx(z[i] - maxz) * inv_sum * dloss;
+        if (add) for (int i = 0; i < V; i++) dz[i] += exp_approx(z[i] - maxz) * inv_sum * dloss;
+        else for (int i = 0; i < V; i++) dz[i] = exp_approx(z[i] - maxz) * inv_sum * dloss;
         dz[targets[t]] -= dloss;
     }
 }
@@ -914,11 +917,13 @@ typedef struct {
     float *act;           /* (L, B*T, F) silu(gate) * up */
     float *h_final;       /* (B*T, C) */
     float *rstd_final;    /* (B*T) */
-    float *logits;        /* (B*T, V) */
+    float *logits;        /* (logit_rows, V): all positions' logits, or the last chunk's (see logit_rows) */
     float *losses;        /* (B*T) */
     float *rope_cos, *rope_sin; /* (T, D/2) */
     /* gradient scratch for one layer at a time */
-    float *dx, *dh, *dq, *dk, *dv, *dgate, *dup, *dact, *dlogits;
+    float *dx, *dh, *dq, *dk, *dv, *dgate, *dup, *dact; /* allocated by the first backward */
+    float *dlogits;       /* (B*T, V) when all logits are held at once; else the gradient goes in place of the logits */
+    int logit_rows;       /* positions whose logits are held at once: B*T, or a chunk of them */
     int *inputs, *targets;
 } Activations;
 
@@ -968,11 +973,25 @@ static void model_free(Model *m) {
     memset(m, 0, sizeof(*m));
 }
 
-/* Bytes of activation memory for (B, T, window): checked before allocating. */
+/* The logits of B*T positions are B*T*V floats, and their gradient as many: 1.6 GB each
+ * for GPT-2's V = 50257 at B*T = 8192. Above LOGITS_BUDGET floats the forward computes the
+ * logits and the loss a chunk of positions at a time, and the backward recomputes each
+ * chunk's logits (one more lm_head product) for its gradient, so memory stays bounded. The
+ * chunk size depends only on B*T and V, so the sums stay in a fixed order. Tests lower the
+ * budget to check the chunked path against the plain one. */
+static long logits_budget = 1L << 24; /* 64 MB of logits */
+static int logit_rows(long N, int V) {
+    if (N * (long)V <= logits_budget) return (int)N;
+    long rows = logits_budget / V;
+    return rows > 0 ? (int)rows : 1;
+}
+
+/* Bytes of activation memory for (B, T, window), gradient buffers included: checked before
+ * allocating. */
 static double activation_bytes(const ModelConfig *c, int B, int T, int window) {
-    double BT = (double)B * T, L = c->L, C = c->C, F = c->F;
+    double BT = (double)B * T, L = c->L, C = c->C, F = c->F, rows = logit_rows((long)B * T, c->V);
     double floats = (L + 1) * BT * C + L * BT * (7 * C + 2 + 3 * F) + L * B * c->H * (double)T * band_width(window, T)
-                  + BT * (C + 1 + 2 * c->V + 1) + T * (double)C + BT * (6 * C + 3 * F) + 2 * BT;
+                  + BT * (C + 1 + 1) + (rows < BT ? 1 : 2) * rows * c->V + T * (double)C + BT * (5 * C + 3 * F) + 2 * BT;
     return floats * 4;
 }
 
@@ -1002,11 +1021,21 @@ static void activations_ensure(Model *m, int B, int T, int window) {
     a->act = xcalloc(L * BT * F, 4, "activations");
     a->h_final = xcalloc(BT * C, 4, "activations");
     a->rstd_final = xcalloc(BT, 4, "activations");
-    a->logits = xcalloc(BT * c->V, 4, "activations");
+    a->logit_rows = logit_rows((long)BT, c->V);
+    a->logits = xcalloc((size_t)a->logit_rows * c->V, 4, "activations");
     a->losses = xcalloc(BT, 4, "activations");
     a->rope_cos = xcalloc((size_t)T * (D / 2 + 1), 4, "activations");
     a->rope_sin = xcalloc((size_t)T * (D / 2 + 1), 4, "activations");
     if (c->rope) rope_tables(a->rope_cos, a->rope_sin, T, D, c->rope_theta, 0);
+    a->inputs = xcalloc(BT, sizeof(int), "tokens");
+    a->targets = xcalloc(BT, sizeof(int), "tokens");
+}
+
+/* The backward's buffers, on its first call: evaluation and generation never pay for them. */
+static void activations_ensure_grads(Model *m) {
+    Activations *a = &m->a;
+    if (a->dx) return;
+    size_t BT = (size_t)a->B * a->T, C = m->cfg.C, F = m->cfg.F;
     a->dx = xcalloc(BT * C, 4, "gradients");
     a->dh = xcalloc(BT * C, 4, "gradients");
     a->dq = xcalloc(BT * C, 4, "gradients");
@@ -1015,14 +1044,13 @@ static void activations_ensure(Model *m, int B, int T, int window) {
     a->dgate = xcalloc(BT * F, 4, "gradients");
     a->dup = xcalloc(BT * F, 4, "gradients");
     a->dact = xcalloc(BT * F, 4, "gradients");
-    a->dlogits = xcalloc(BT * c->V, 4, "gradients");
-    a->inputs = xcalloc(BT, sizeof(int), "tokens");
-    a->targets = xcalloc(BT, sizeof(int), "tokens");
+    if (a->logit_rows == a->B * a->T) a->dlogits = xcalloc((size_t)a->logit_rows * m->cfg.V, 4, "gradients");
 }
 
 /* The forward pass of spec section 2 on B sequences of T tokens (positions 0..T-1 each),
  * with attention window `window` (the training window, or another one for evaluation).
- * Logits land in m->a.logits. With targets (may be NULL) it returns the mean loss. */
+ * Logits land in m->a.logits: all of them, or the last chunk's when B*T*V floats exceed the
+ * logits budget (see logit_rows). With targets (may be NULL) it returns the mean loss. */
 static float model_forward(Model *m, const int *inputs, const int *targets, int B, int T, int window) {
     const ModelConfig *c = &m->cfg;
     activations_ensure(m, B, T, window);
@@ -1064,10 +1092,13 @@ static float model_forward(Model *m, const int *inputs, const int *targets, int 
         add_floats(xn, xm, NC);
     }
     rmsnorm_forward(a->h_final, a->rstd_final, a->x + c->L * NC, m->p.final_norm, N, C);
-    matmul_forward(a->logits, a->h_final, m->p.lm_head, N, C, V);
+    for (int r0 = 0; r0 < N; r0 += a->logit_rows) { /* one chunk of positions, or all of them */
+        int rows = N - r0 < a->logit_rows ? N - r0 : a->logit_rows;
+        matmul_forward(a->logits, a->h_final + (long)r0 * C, m->p.lm_head, rows, C, V);
+        if (targets) crossentropy_forward(a->losses + r0, a->logits, targets + r0, rows, V);
+    }
     m->has_targets = targets != NULL;
     if (!targets) return 0.0f;
-    crossentropy_forward(a->losses, a->logits, targets, N, V);
     double sum = 0.0; /* fixed order: the same loss for any thread count */
     for (int i = 0; i < N; i++) sum += a->losses[i];
     m->loss = (float)(sum / N);
@@ -1084,9 +1115,17 @@ static void model_backward(Model *m) {
     int B = a->B, T = a->T, N = B * T, C = c->C, F = c->F, V = c->V, H = c->H;
     long NC = (long)N * C, NF = (long)N * F;
 
-    zero_floats(a->dlogits, (long)N * V);
-    crossentropy_backward(a->dlogits, a->logits, a->targets, 1.0f / N, N, V);
-    matmul_backward(a->dh, m->g.lm_head, a->dlogits, a->h_final, m->p.lm_head, N, C, V, 0);
+    activations_ensure_grads(m);
+    /* all positions at once: dlogits has its own buffer. In chunks (model_forward's): each
+     * chunk's logits again, and their gradient in place of them */
+    float *dlogits = a->logit_rows < N ? a->logits : a->dlogits;
+    for (int r0 = 0; r0 < N; r0 += a->logit_rows) {
+        int rows = N - r0 < a->logit_rows ? N - r0 : a->logit_rows;
+        if (a->logit_rows < N) matmul_forward(a->logits, a->h_final + (long)r0 * C, m->p.lm_head, rows, C, V);
+        crossentropy_backward(dlogits, a->logits, a->targets + r0, 1.0f / N, rows, V, 0);
+        matmul_backward(a->dh + (long)r0 * C, m->g.lm_head, dlogits, a->h_final + (long)r0 * C, m->p.lm_head, rows,
+                        C, V, 0);
+    }
     zero_floats(a->dx, NC); /* dx: gradient of the residual stream */
     rmsnorm_backward(a->dx, m->g.final_norm, a->dh, a->x + c->L * NC, m->p.final_norm, a->rstd_final, N, C);
 
@@ -1730,11 +1769,81 @@ static int sample_token(const float *logits, int V, double temperature, int top_
     return best;
 }
 
-/* Print a byte token as text (control bytes other than newline and tab as '?'); the byte
- * vocabulary with a start token (V = 257, id 256) prints that token as <256>; other
- * vocabularies print token ids. */
-static void print_token(FILE *f, int token, int V) {
-    if ((V == 256 || V == 257) && token < 256) fputc(token == '\n' || token == '\t' || token >= 32 ? token : '?', f);
+/* A tokenizer file (llm.c's format, spec section 4): 256 uint32 [20240328, version 1 or 2,
+ * V, end-of-text id (version 2)], then for each token one uint8 length n >= 1 and its n
+ * bytes. Decoding is concatenating the tokens' bytes; the file says nothing about how text
+ * was split into tokens (that is the BPE's business: data/prepare_bpe.py). */
+#define TOKENIZER_MAGIC 20240328
+typedef struct {
+    int V;                /* tokens in the file (0: no tokenizer, tokens are bytes or printed as ids) */
+    int eot;              /* the end-of-text id (version 2), or -1 */
+    unsigned char *bytes; /* every token's text, back to back */
+    long *offset;         /* (V + 1) token i is bytes[offset[i] .. offset[i+1]) */
+} Tokenizer;
+
+static void tokenizer_load(Tokenizer *tk, const char *path) {
+    memset(tk, 0, sizeof(*tk));
+    FILE *f = fopen(path, "rb");
+    if (!f) die("%s: cannot open tokenizer file: %s", path, strerror(errno));
+    uint32_t h[256];
+    size_t got = fread(h, 4, 256, f);
+    if (got < 256) die("%s: tokenizer file is truncated (header is %zu of 1024 bytes)", path, got * 4);
+    if (h[0] != TOKENIZER_MAGIC) die("%s: not a tokenizer file (magic %u, expected %d)", path, h[0], TOKENIZER_MAGIC);
+    if (h[1] != 1 && h[1] != 2) die("%s: unsupported tokenizer version %u (expected 1 or 2)", path, h[1]);
+    if (h[2] < 1 || h[2] > 65536) die("%s: tokenizer vocabulary size %u is not in 1..65536", path, h[2]);
+    tk->V = (int)h[2];
+    tk->eot = h[1] == 2 ? (int)h[3] : -1;
+    if (h[1] == 2 && h[3] >= h[2]) die("%s: end-of-text id %u is not below the vocabulary size %u", path, h[3], h[2]);
+    tk->offset = xcalloc((size_t)tk->V + 1, sizeof(long), "tokenizer");
+    tk->bytes = xcalloc((size_t)tk->V * 255, 1, "tokenizer"); /* at most 255 bytes a token */
+    long at = 0;
+    for (int i = 0; i < tk->V; i++) {
+        int n = fgetc(f);
+        if (n == EOF) die("%s: tokenizer file is truncated at token %d of %d", path, i, tk->V);
+        if (n == 0) die("%s: token %d has length 0 (every token has at least one byte)", path, i);
+        if (fread(tk->bytes + at, 1, (size_t)n, f) != (size_t)n) die("%s: tokenizer file is truncated at token %d of %d", path, i, tk->V);
+        tk->offset[i] = at;
+        at += n;
+    }
+    tk->offset[tk->V] = at;
+    if (fgetc(f) != EOF) die("%s: tokenizer file has bytes after its %d tokens", path, tk->V);
+    fclose(f);
+}
+
+static void tokenizer_free(Tokenizer *tk) { free(tk->bytes); free(tk->offset); memset(tk, 0, sizeof(*tk)); }
+
+/* Text to tokens for a prompt: at each position the longest token whose bytes match (the
+ * end-of-text token excepted). It decodes to exactly the text, but it need not be the
+ * tokenizer's own (canonical) split: for that, encode with the data tool and pass the ids
+ * (--prompt-ids). Returns the number of tokens, or -1 if some byte has no token. */
+static int tokenizer_encode(const Tokenizer *tk, const char *text, int *tokens) {
+    int n = 0;
+    size_t len = strlen(text);
+    for (size_t p = 0; p < len;) {
+        int best = -1;
+        long best_len = 0;
+        for (int i = 0; i < tk->V; i++) {
+            long tl = tk->offset[i + 1] - tk->offset[i];
+            if (i == tk->eot || tl <= best_len || (size_t)tl > len - p) continue;
+            if (!memcmp(tk->bytes + tk->offset[i], text + p, (size_t)tl)) { best = i; best_len = tl; }
+        }
+        if (best < 0) return -1;
+        tokens[n++] = best;
+        p += (size_t)best_len;
+    }
+    return n;
+}
+
+/* Print a token: the tokenizer's bytes for it, if there is a tokenizer; else a byte for the
+ * byte vocabulary (V = 256, or 257 with the start token 256, which prints as <256>); else
+ * its id. Control bytes other than newline and tab print as '?'. */
+static void print_token(FILE *f, const Tokenizer *tk, int token, int V) {
+    if (tk && tk->V > 0) {
+        for (long i = tk->offset[token]; i < tk->offset[token + 1]; i++) {
+            unsigned char ch = tk->bytes[i];
+            fputc(ch == '\n' || ch == '\t' || ch >= 32 ? ch : '?', f);
+        }
+    } else if ((V == 256 || V == 257) && token < 256) fputc(token == '\n' || token == '\t' || token >= 32 ? token : '?', f);
     else if (V == 257) fprintf(f, "<%d>", token);
     else fprintf(f, "%d ", token);
 }
@@ -1743,7 +1852,7 @@ static void print_token(FILE *f, int token, int V) {
  * writing them to f as they are produced; attention window `window` (the model's, or
  * another), keep_first: see InferState. */
 static void generate(const Model *m, const int *prompt, int prompt_len, int n, int window, int keep_first,
-                     double temperature, int top_k, uint64_t *rng, FILE *f) {
+                     double temperature, int top_k, uint64_t *rng, const Tokenizer *tk, FILE *f) {
     InferState s;
     int bos = m->cfg.bos;
     long positions = (long)(bos >= 0) + prompt_len + n; /* a ring of min(window, positions) slots gives the same results */
@@ -1752,7 +1861,7 @@ static void generate(const Model *m, const int *prompt, int prompt_len, int n, i
     for (int i = 0; i < prompt_len; i++) infer_step(&s, prompt[i]);
     for (int i = 0; i < n; i++) {
         int t = sample_token(s.logits, m->cfg.V, temperature, top_k, rng);
-        print_token(f, t, m->cfg.V);
+        print_token(f, tk, t, m->cfg.V);
         fflush(f);
         if (i + 1 < n) infer_step(&s, t);
     }
@@ -1971,6 +2080,9 @@ static const char *usage_text =
 "  --sample-len N      tokens per sample (default 200)\n"
 "  --save-every N      write the checkpoint every N steps (default 0: only at the end)\n"
 "  --threads N         OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
+"  --tokenizer FILE    a tokenizer file (llm.c's format, e.g. from data/prepare_bpe.py) to\n"
+"                      print samples as text, encode a text --prompt and report nats per\n"
+"                      byte in --eval; in every mode\n"
 "\n"
 "Evaluate (spec section 5):  --init CKPT --eval SHARD [--eval-len E] [--eval-window W]\n"
 "  [--eval-chunks K] [--stream [--keep-first K]] [--sinks]   E defaults to the checkpoint's\n"
@@ -1997,6 +2109,7 @@ static const char *usage_text =
 
 typedef struct {
     const char *train, *val, *out, *save, *init, *resume, *eval, *prompt, *prompt_ids, *dump_losses, *dump_attn;
+    const char *tokenizer;
     ModelConfig model;
     OptimConfig opt;
     int batch, stop_after, shuffle, val_every, val_chunks, sample_every, sample_len, save_every, threads;
@@ -2115,6 +2228,7 @@ static void parse_args(Args *a, int argc, char **argv) {
         else if (!strcmp(f, "--eval")) a->eval = need_value(f, v);
         else if (!strcmp(f, "--prompt")) a->prompt = need_value(f, v);
         else if (!strcmp(f, "--prompt-ids")) a->prompt_ids = need_value(f, v);
+        else if (!strcmp(f, "--tokenizer")) a->tokenizer = need_value(f, v);
         else if (!strcmp(f, "--final-val-chunks")) a->final_val_chunks = (int)parse_int(f, v, -1, BIG);
         else if (!strcmp(f, "--dump-losses")) a->dump_losses = need_value(f, v);
         else if (!strcmp(f, "--dump-attn")) a->dump_attn = need_value(f, v);
@@ -2231,12 +2345,13 @@ static void mkdir_p(const char *dir) {
 static volatile sig_atomic_t stop_requested = 0;
 static void on_signal(int sig) { (void)sig; stop_requested = 1; }
 
-static void sample_text(const Model *m, const Shard *prompt_src, int len, double temperature, int top_k, uint64_t *rng) {
+static void sample_text(const Model *m, const Shard *prompt_src, int len, double temperature, int top_k, uint64_t *rng,
+                        const Tokenizer *tk) {
     int plen = prompt_src && prompt_src->n > 16 ? 16 : 0, prompt[16];
     for (int i = 0; i < plen; i++) prompt[i] = prompt_src->tokens[i];
     printf("---- sample ----\n");
-    for (int i = 0; i < plen; i++) print_token(stdout, prompt[i], m->cfg.V);
-    generate(m, prompt, plen, len, m->cfg.window, 0, temperature, top_k, rng, stdout);
+    for (int i = 0; i < plen; i++) print_token(stdout, tk, prompt[i], m->cfg.V);
+    generate(m, prompt, plen, len, m->cfg.window, 0, temperature, top_k, rng, tk, stdout);
     printf("\n----------------\n");
 }
 
@@ -2244,6 +2359,11 @@ static void format_duration(char *buf, size_t n, double s) {
     if (s < 60) snprintf(buf, n, "%.0fs", s);
     else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
     else snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+}
+
+static void check_tokenizer(const Tokenizer *tk, const Model *m, const char *path) {
+    if (tk->V > 0 && tk->V != m->cfg.V)
+        die("--tokenizer %s has %d tokens but the model's vocabulary is %d", path, tk->V, m->cfg.V);
 }
 
 /* --bos with --init or --resume must say what the checkpoint says: a model's start token
@@ -2282,7 +2402,16 @@ static void print_sinks(FILE *f, const SinkStats *st) {
     fprintf(f, "sink_heads %d of %d (share > %.1f)\n", sink_heads(st), st->L * st->H, SINK_THRESHOLD);
 }
 
-static int run_eval(Model *m, const Args *a) {
+/* The bytes of text behind the targets of an evaluation (the tokenizer's lengths): what turns
+ * nats per token into nats per byte, to compare models with different tokenizers. */
+static double target_bytes(const Shard *s, const Tokenizer *tk, int bos, int E, long K, int stream) {
+    double total = 0;
+    long first = bos < 0 ? 1 : 0, count = stream ? s->n - 1 : K * E; /* targets t[first .. first+count) */
+    for (long i = first; i < first + count; i++) total += (double)(tk->offset[s->tokens[i] + 1] - tk->offset[s->tokens[i]]);
+    return total;
+}
+
+static int run_eval(Model *m, const Args *a, const Tokenizer *tk) {
     Shard s;
     shard_load(&s, a->eval, m->cfg.V);
     int E = a->eval_len ? a->eval_len : (m->cfg.seq_len > 0 ? m->cfg.seq_len : 256);
@@ -2305,13 +2434,21 @@ static int run_eval(Model *m, const Args *a) {
         if (a->sinks) { print_sinks(stdout, &sinks); sink_stats_free(&sinks); }
     }
     if (dump && fclose(dump) != 0) die("cannot write %s: %s", a->dump_losses, strerror(errno));
+    if (tk->V > 0) {
+        long K = a->stream ? 1 : (s.n - 1) / E;
+        if (!a->stream && a->eval_chunks > 0 && a->eval_chunks < K) K = a->eval_chunks;
+        double predictions = a->stream ? (double)(s.n - 1) : (double)K * E;
+        double bytes = target_bytes(&s, tk, m->cfg.bos, E, K, a->stream);
+        printf("nats per byte: %.6f (%.0f predicted tokens, %.0f bytes of text; %.3f bytes per token)\n",
+               loss * predictions / bytes, predictions, bytes, bytes / predictions);
+    }
     printf("eval_loss %.8f\n", loss);
     free(s.tokens);
     return 0;
 }
 
 /* The prompt as token ids: --prompt TEXT is bytes, --prompt-ids "464 2068" ids. */
-static int *prompt_tokens(const Model *m, const Args *a, int *n_out) {
+static int *prompt_tokens(const Model *m, const Args *a, const Tokenizer *tk, int *n_out) {
     int V = m->cfg.V, n = 0;
     int *tokens;
     if (a->prompt_ids) {
@@ -2334,6 +2471,13 @@ static int *prompt_tokens(const Model *m, const Args *a, int *n_out) {
         n = (int)strlen(prompt);
         if (n == 0) die("--prompt is empty");
         tokens = xcalloc(n, sizeof(int), "prompt");
+        if (tk->V > 0) { /* text through the tokenizer's tokens */
+            n = tokenizer_encode(tk, prompt, tokens);
+            if (n < 0) die("--prompt: some byte of it is no token of the tokenizer (give --prompt-ids)");
+            *n_out = n;
+            return tokens;
+        }
+        if (V > 257) die("--prompt TEXT for a vocabulary of %d tokens needs --tokenizer FILE (or give --prompt-ids)", V);
         for (int i = 0; i < n; i++) {
             tokens[i] = (unsigned char)prompt[i];
             if (tokens[i] >= V) die("--prompt: byte %d at offset %d is not below the vocabulary size %d", tokens[i], i, V);
@@ -2343,9 +2487,9 @@ static int *prompt_tokens(const Model *m, const Args *a, int *n_out) {
     return tokens;
 }
 
-static int run_generate(Model *m, const Args *a) {
-    int n, V = m->cfg.V, bytes = V == 256 || V == 257;
-    int *tokens = prompt_tokens(m, a, &n);
+static int run_generate(Model *m, const Args *a, const Tokenizer *tk) {
+    int n, V = m->cfg.V, text = V == 256 || V == 257 || tk->V > 0; /* the output is text, or ids */
+    int *tokens = prompt_tokens(m, a, tk, &n);
     int W = a->eval_window ? a->eval_window : m->cfg.window;
     if (a->dump_attn) { /* the model's start token first, as in training */
         int bos = m->cfg.bos >= 0;
@@ -2359,16 +2503,16 @@ static int run_generate(Model *m, const Args *a) {
         if (!a->generate) { free(tokens); return 0; }
     }
     uint64_t rng = a->seed;
-    /* echo the prompt: bytes as text (the default prompt, a newline, is not echoed); ids as
-     * ids, then " | " so that the generated ids stand apart */
-    if (bytes && (a->prompt || a->prompt_ids))
-        for (int i = 0; i < n; i++) print_token(stdout, tokens[i], V);
-    if (!bytes) {
-        for (int i = 0; i < n; i++) print_token(stdout, tokens[i], V);
+    /* echo the prompt: as text (the default prompt, a newline, is not echoed), or as ids and
+     * then " | " so that the generated ids stand apart */
+    if (text && (a->prompt || a->prompt_ids))
+        for (int i = 0; i < n; i++) print_token(stdout, tk, tokens[i], V);
+    if (!text) {
+        for (int i = 0; i < n; i++) print_token(stdout, tk, tokens[i], V);
         fputs("| ", stdout);
     }
     double t0 = now_seconds();
-    generate(m, tokens, n, a->generate, W, a->keep_first, a->temperature, a->top_k, &rng, stdout);
+    generate(m, tokens, n, a->generate, W, a->keep_first, a->temperature, a->top_k, &rng, tk, stdout);
     double dt = now_seconds() - t0;
     fputc('\n', stdout);
     fflush(stdout);
@@ -2385,7 +2529,7 @@ static int run_generate(Model *m, const Args *a) {
  * separated; a value with a tab or a newline is not recorded and must be given again). */
 static const char *const remembered_flags[] = {"--train", "--val", "--val-every", "--val-chunks", "--final-val-chunks",
                                                "--sample-every", "--sample-len", "--save-every", "--temperature",
-                                               "--top-k", NULL};
+                                               "--top-k", "--tokenizer", NULL};
 
 static void log_args(FILE *logf, const Args *a) {
     char num[10][32];
@@ -2393,7 +2537,7 @@ static void log_args(FILE *logf, const Args *a) {
     snprintf(num[2], 32, "%d", a->final_val_chunks); snprintf(num[3], 32, "%d", a->sample_every);
     snprintf(num[4], 32, "%d", a->sample_len); snprintf(num[5], 32, "%d", a->save_every);
     snprintf(num[6], 32, "%g", a->temperature); snprintf(num[7], 32, "%d", a->top_k);
-    const char *values[] = {a->train, a->val, num[0], num[1], num[2], num[3], num[4], num[5], num[6], num[7]};
+    const char *values[] = {a->train, a->val, num[0], num[1], num[2], num[3], num[4], num[5], num[6], num[7], a->tokenizer};
     fputs("args", logf);
     for (int i = 0; remembered_flags[i]; i++)
         if (values[i] && !strpbrk(values[i], "\t\n\r")) fprintf(logf, "\t%s\t%s", remembered_flags[i], values[i]);
@@ -2431,6 +2575,7 @@ static void resume_settings(Args *a, const char *log_path) {
             else if (!strcmp(flag, "--save-every")) a->save_every = (int)parse_int(flag, value, 0, 1L << 30);
             else if (!strcmp(flag, "--temperature")) a->temperature = parse_double(flag, value, 0, 1e3);
             else if (!strcmp(flag, "--top-k")) a->top_k = (int)parse_int(flag, value, 0, 65536);
+            else if (!strcmp(flag, "--tokenizer")) a->tokenizer = strdup(value);
             if (used < sizeof taken - 1)
                 used += (size_t)snprintf(taken + used, sizeof taken - used, " %s %s", flag, value);
         }
@@ -2461,13 +2606,17 @@ int main(int argc, char **argv) {
     TrainState ts;
     memset(&ts, 0, sizeof(ts));
     int resumed = 0;
+    Tokenizer tokenizer = {0};
+    if (a.tokenizer) tokenizer_load(&tokenizer, a.tokenizer);
     if (a.init) {
         check_no_flags(&a, model_flags, "--init (the model comes from the checkpoint)");
         checkpoint_load(a.init, &model, NULL);
         check_bos(&a, &model, a.init);
+        check_tokenizer(&tokenizer, &model, a.tokenizer);
         if (a.eval || a.generate || a.dump_attn) {
-            int rc = a.eval ? run_eval(&model, &a) : run_generate(&model, &a);
+            int rc = a.eval ? run_eval(&model, &a, &tokenizer) : run_generate(&model, &a, &tokenizer);
             model_free(&model);
+            tokenizer_free(&tokenizer);
             return rc;
         }
         if (flag_given(&a, "--window")) model.cfg.window = a.model.window;
@@ -2483,6 +2632,7 @@ int main(int argc, char **argv) {
         snprintf(old_log, n, "%s/log.txt", a.out);
         resume_settings(&a, old_log);
         free(old_log);
+        if (a.tokenizer && !tokenizer.V) tokenizer_load(&tokenizer, a.tokenizer); /* named by the log */
         a.opt = ts.opt; a.batch = ts.B; a.model.seq_len = ts.T; a.seed = ts.seed; a.shuffle = ts.shuffle;
         model.cfg.seq_len = ts.T;
         if (ts.step >= ts.opt.steps) die("%s: the run is complete (%d of %d steps)", a.resume, ts.step, ts.opt.steps);
@@ -2498,6 +2648,7 @@ int main(int argc, char **argv) {
         ts.opt = a.opt; ts.B = B; ts.T = T; ts.seed = a.seed; ts.shuffle = a.shuffle;
         ts.sample_rng = a.seed ^ 0x73616D706C65ull;
     }
+    check_tokenizer(&tokenizer, &model, a.tokenizer);
     if (model.cfg.version == 1)
         printf("note: %s is a version 1 checkpoint: the model keeps its ALiBi slopes (2^-k) and is saved as version 1 "
                "(no start token, no checksum)\n", a.init ? a.init : a.resume);
@@ -2568,7 +2719,7 @@ int main(int argc, char **argv) {
             fflush(logf);
         }
         if (a.sample_every && step > 0 && step % a.sample_every == 0)
-            sample_text(&model, a.val ? &val : &train, a.sample_len, a.temperature, a.top_k, &ts.sample_rng);
+            sample_text(&model, a.val ? &val : &train, a.sample_len, a.temperature, a.top_k, &ts.sample_rng, &tokenizer);
 
         double t0 = now_seconds();
         loader_next(&loader, inputs, targets);
@@ -2621,7 +2772,7 @@ int main(int argc, char **argv) {
         fprintf(logf, "final_val_loss %.6f\n", vl);
     }
     if (a.sample_every && ts.step == a.opt.steps)
-        sample_text(&model, a.val ? &val : &train, a.sample_len, a.temperature, a.top_k, &ts.sample_rng);
+        sample_text(&model, a.val ? &val : &train, a.sample_len, a.temperature, a.top_k, &ts.sample_rng, &tokenizer);
     ts.cursor = loader.cursor; ts.epoch = loader.epoch;
     checkpoint_save(ckpt_path, &model, &ts);
     printf("saved %s (step %d of %d)\n", ckpt_path, ts.step, a.opt.steps);
@@ -2631,6 +2782,7 @@ int main(int argc, char **argv) {
     free(inputs); free(targets); free(log_path); free(ckpt_path); free(train.tokens); free(val.tokens);
     loader_free(&loader);
     model_free(&model);
+    tokenizer_free(&tokenizer);
     return 0;
 }
 #endif /* TESTING */

@@ -87,7 +87,7 @@ static void run_elt(void *p) {
     case E_ZERO_NC: zero_floats(a->dq, (long)N * C); break;
     case E_ADD_NC: add_floats(a->dk, a->dv, (long)N * C); break;
     case E_CE_F: crossentropy_forward(a->losses, a->logits, a->targets, N, V); break;
-    case E_CE_B: crossentropy_backward(a->dlogits, a->logits, a->targets, 1.0f / N, N, V); break;
+    case E_CE_B: crossentropy_backward(a->dlogits, a->logits, a->targets, 1.0f / N, N, V, 0); break;
     case E_EMB_F: embedding_forward(a->dx, a->inputs, m->p.wte, N, C); break;
     case E_EMB_B: embedding_backward(m->g.wte, a->dx, a->inputs, N, C); break;
     }
