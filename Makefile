@@ -61,7 +61,8 @@ states:
 # EXTRA_TESTS adds suites (CI adds the sanitizer builds and a short fuzzing pass).
 test: train_swat test_swat test_swat_plain data/prepare_text states
 	@bash dev/run_tests.sh "./test_swat" "./test_swat_plain" "bash data/test_prepare.sh" "bash data/test_bpe.sh" \
-	    "bash dev/crosscheck.sh" "bash dev/test_plot_log.sh" "bash tests/reliability.sh" "bash tests/doc_names.sh" $(EXTRA_TESTS)
+	    "bash dev/crosscheck.sh" "bash dev/test_plot_log.sh" "bash tests/reliability.sh" "bash tests/doc_names.sh" \
+	    "bash dev/test_repro.sh" $(EXTRA_TESTS)
 
 # The test suite and the trainer under AddressSanitizer and UndefinedBehaviorSanitizer.
 SANITIZE = -std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
