@@ -11,8 +11,9 @@
  *   6. the optimizer        AdamW, warmup + cosine schedule, global-norm clipping
  *   7. data                 token shards and the batch order
  *   8. checkpoints          save and load (the format of SWAT_SPEC.md section 3)
- *   9. inference            a ring buffer of w keys and values per layer: constant memory
- *  10. evaluation           the spec's chunked evaluation
+ *   9. inference            token by token: a ring buffer of w keys and values per layer
+ *  10. evaluation           the model in blocks of positions: the spec's chunked evaluation,
+ *                           streams, prompts; generation
  *  11. main                 the command line and the training loop
  *
  * SWAT in one paragraph: every attention layer looks at the last w tokens only, and it is
@@ -131,6 +132,44 @@ static int thread_id(void) {
     return omp_get_thread_num();
 #else
     return 0;
+#endif
+}
+
+/* How long an idle OpenMP thread spins before it sleeps. A parallel region ends in a barrier,
+ * and libgomp's threads wait there, and between regions, by spinning for GOMP_SPINCOUNT turns
+ * of a pause loop (300,000 by default: 15 ms on this project's machine) before they sleep. On
+ * an idle machine that costs nothing. On a busy one (another process on a core, two trainings
+ * at once) the spinning thread holds a core that its partner, or the other program, needs,
+ * and every barrier waits for a thread that is not running: the default was up to 5.5x slower
+ * than --threads 1 (dev/PERFORMANCE.md). Spinning about SPIN_MICROSECONDS and then sleeping
+ * keeps the fast hand-over between regions on an idle machine and gives the core back on a
+ * busy one. libgomp reads GOMP_SPINCOUNT once, when it is loaded, before main: so main sets it
+ * and executes the program again (once: the variable is then set). A user's OMP_WAIT_POLICY or
+ * GOMP_SPINCOUNT is left alone, and so is a failed exec (the run continues as it was). */
+#define SPIN_MICROSECONDS 50
+static long spin_count_for(double microseconds) {
+#if defined(__x86_64__) || defined(__i386__)
+    /* libgomp's spin loop is one pause instruction per turn, whose length varies 10x between CPUs */
+    double t0 = now_seconds();
+    for (int i = 0; i < 2000; i++) __builtin_ia32_pause();
+    double per_turn = (now_seconds() - t0) / 2000;
+    if (per_turn > 0) {
+        double turns = microseconds * 1e-6 / per_turn;
+        return turns < 100 ? 100 : turns > 1e6 ? 1000000 : (long)turns;
+    }
+#endif
+    return (long)(microseconds * 100); /* libgomp's own estimate: 100 turns per microsecond */
+}
+static void choose_wait_policy(char **argv) {
+#if defined(_OPENMP) && defined(__linux__)
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    char turns[32];
+    snprintf(turns, sizeof turns, "%ld", spin_count_for(SPIN_MICROSECONDS));
+    if (setenv("GOMP_SPINCOUNT", turns, 1) != 0) return;
+    execv("/proc/self/exe", argv);
+    unsetenv("GOMP_SPINCOUNT"); /* no exec: carry on with the defaults */
+#else
+    (void)argv;
 #endif
 }
 
@@ -623,13 +662,17 @@ static void embedding_backward(float *dwte, const float *dout, const int *tokens
  * (the second term removes the part of dy*g that would change the norm of x). */
 #define RMSNORM_EPS 1e-5f
 
+/* one position: y = x * r * g, returns r */
+static inline float rmsnorm_row(float *y, const float *x, const float *g, int C) {
+    float r = 1.0f / sqrtf(dot3(x, x, NULL, C) / C + RMSNORM_EPS);
+    for (int c = 0; c < C; c++) y[c] = x[c] * r * g[c];
+    return r;
+}
+
 static void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *g, int N, int C) {
     #pragma omp parallel for schedule(static)
     for (int t = 0; t < N; t++) {
-        const float *x = inp + (long)t * C;
-        float *y = out + (long)t * C;
-        float r = 1.0f / sqrtf(dot3(x, x, NULL, C) / C + RMSNORM_EPS);
-        for (int c = 0; c < C; c++) y[c] = x[c] * r * g[c];
+        float r = rmsnorm_row(out + (long)t * C, inp + (long)t * C, g, C);
         if (rstd) rstd[t] = r;
     }
 }
@@ -677,20 +720,22 @@ static void rope_tables(float *cos_t, float *sin_t, int T, int D, int theta, lon
         }
 }
 
+/* one head vector v (D) rotated in place by the angles of one table row */
+static inline void rope_head(float *v, const float *cs, const float *sn, int D, float sign) {
+    for (int i = 0; i < D / 2; i++) {
+        float x0 = v[2 * i], x1 = v[2 * i + 1], c = cs[i], s = sign * sn[i];
+        v[2 * i] = x0 * c - x1 * s;
+        v[2 * i + 1] = x0 * s + x1 * c;
+    }
+}
+
 /* x (B, T, C) rotated in place, every head the same way; sign = +1 forward, -1 backward. */
 static void rope_rotate(float *x, const float *cos_t, const float *sin_t, int B, int T, int C, int H, float sign) {
     int D = C / H;
     #pragma omp parallel for schedule(static)
     for (long bt = 0; bt < (long)B * T; bt++) {
         const float *cs = cos_t + (bt % T) * (D / 2), *sn = sin_t + (bt % T) * (D / 2);
-        for (int h = 0; h < H; h++) {
-            float *v = x + bt * C + h * D;
-            for (int i = 0; i < D / 2; i++) {
-                float x0 = v[2 * i], x1 = v[2 * i + 1], c = cs[i], s = sign * sn[i];
-                v[2 * i] = x0 * c - x1 * s;
-                v[2 * i + 1] = x0 * s + x1 * c;
-            }
-        }
+        for (int h = 0; h < H; h++) rope_head(x + bt * C + h * D, cs, sn, D, sign);
     }
 }
 static void rope_forward(float *x, const float *cos_t, const float *sin_t, int B, int T, int C, int H) {
@@ -762,28 +807,36 @@ static void head_transposed(float *xt, const float *x, int b, int h, int T, int 
         for (int i = 0; i < D; i++) xt[(long)i * T + n] = x[((long)b * T + n) * C + h * D + i];
 }
 
-static void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
-                              const float *slopes, int B, int T, int C, int H, int window, int mode) {
-    int D = C / H, Wb = band_width(window, T);
+/* The forward pass, for training (ctx = 0) and for inference in blocks: each of the B
+ * sequences may have ctx positions of context before its T queries, whose keys and values come
+ * first in k and v (which then hold ctx+T rows per sequence; q and out hold T). Query m is at
+ * key index ctx+m and sees the keys ctx+m-w+1 .. ctx+m, the band Wb = min(w, ctx+T) wide. A
+ * query's arithmetic depends only on its key index and the keys it sees, not on how the text
+ * was cut into blocks, as long as blocks start at multiples of ATTN_QB: then a text fed in
+ * blocks with the previous w-1 keys as context gives bit for bit what one pass over the whole
+ * text gives. att, if not NULL, receives the band (B, H, T, Wb). */
+static void attention_forward_ctx(float *out, float *att, const float *q, const float *k, const float *v,
+                                  const float *slopes, int B, int T, int ctx, int C, int H, int window, int mode) {
+    int D = C / H, Tk = ctx + T, Wb = band_width(window, Tk);
     float scale = 1.0f / sqrtf((float)D);
-    size_t bf, per_thread = attention_scratch(Wb, T, D, &bf);
+    size_t bf, per_thread = attention_scratch(Wb, Tk, D, &bf);
     float *all = scratch_floats(SCRATCH_ATTENTION, per_thread * num_threads());
     #pragma omp parallel
     {
-        float *P = all + per_thread * thread_id(), *kt = P + 2 * bf, *scratch = kt + (size_t)D * T;
+        float *P = all + per_thread * thread_id(), *kt = P + 2 * bf, *scratch = kt + (size_t)D * Tk;
         #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
-                head_transposed(kt, k, b, h, T, C, D);
+                head_transposed(kt, k, b, h, Tk, C, D);
                 for (int m0 = 0; m0 < T; m0 += ATTN_QB) {
-                    AttnBlock blk = attention_block(b, h, m0, T, C, D, Wb);
-                    int m1 = blk.m1, n0 = blk.n0, nk = blk.nk;
-                    long q0 = blk.q0, k0 = blk.k0;
+                    int m1 = m0 + ATTN_QB < T ? m0 + ATTN_QB : T;
+                    int n0 = ctx + m0 - Wb + 1 > 0 ? ctx + m0 - Wb + 1 : 0, nk = ctx + m1 - n0;
+                    long q0 = ((long)b * T + m0) * C + h * D, k0 = ((long)b * Tk + n0) * C + h * D;
                     float slope = slopes[h];
-                    gemm_serial(P, nk, q + q0, C, 1, kt + n0, T, 1, m1 - m0, nk, D, 0, scratch); /* S = Q K^T */
+                    gemm_serial(P, nk, q + q0, C, 1, kt + n0, Tk, 1, m1 - m0, nk, D, 0, scratch); /* S = Q K^T */
                     for (int m = m0; m < m1; m++) {
-                        float *p = P + (long)(m - m0) * nk, *a = att + (((long)b * H + h) * T + m) * Wb;
-                        int jlo, nd = band_row(m, n0, Wb, &jlo), jhi = jlo + nd - 1; /* column of key m */
+                        float *p = P + (long)(m - m0) * nk, *a = att ? att + (((long)b * H + h) * T + m) * Wb : NULL;
+                        int jlo, nd = band_row(ctx + m, n0, Wb, &jlo), jhi = jlo + nd - 1; /* column of key ctx+m */
                         for (int j = jlo; j <= jhi; j++) p[j] = p[j] * scale + slope * (float)(jhi - j); /* d = jhi-j */
                         if (mode == ATTN_SIGMOID) {
                             for (int j = jlo; j <= jhi; j++) p[j] = sigmoid(p[j]);
@@ -794,13 +847,20 @@ static void attention_forward(float *out, float *att, const float *q, const floa
                         }
                         for (int j = 0; j < jlo; j++) p[j] = 0.0f;
                         for (int j = jhi + 1; j < nk; j++) p[j] = 0.0f;
-                        for (int d = 0; d < nd; d++) a[d] = p[jhi - d];
-                        for (int d = nd; d < Wb; d++) a[d] = 0.0f;
+                        if (a) {
+                            for (int d = 0; d < nd; d++) a[d] = p[jhi - d];
+                            for (int d = nd; d < Wb; d++) a[d] = 0.0f;
+                        }
                     }
                     gemm_serial(out + q0, C, P, nk, 1, v + k0, C, 1, m1 - m0, D, nk, 0, scratch); /* O = P V */
                 }
             }
     }
+}
+
+static void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                              const float *slopes, int B, int T, int C, int H, int window, int mode) {
+    attention_forward_ctx(out, att, q, k, v, slopes, B, T, 0, C, H, window, mode);
 }
 
 static void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
@@ -1579,167 +1639,456 @@ static int checkpoint_load(const char *path, Model *m, TrainState *ts) {
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* 9. inference: constant memory, token by token                                         */
+/* 9. inference: token by token, with a ring buffer of w keys per layer                   */
 /* ------------------------------------------------------------------------------------ */
 
 /* A SWAT layer at position p only needs the keys and values of positions p-w+1..p, so each
  * layer keeps a ring buffer of w keys (RoPE already applied) and w values: slot p % w holds
  * position p. A token costs O(L*(C*C + C*F + w*C)) work and the memory never grows. RoPE
- * makes q.k depend only on m-n, so absolute positions may grow without bound.
+ * makes q.k depend only on m-n, so absolute positions may grow without bound. (Texts and
+ * prompts go through in blocks instead, section 10; generation then continues here.)
  *
  * StreamingLLM (Xiao et al. 2023) keeps the first K positions ("attention sinks") in the
  * cache beside the last w, and counts positions within the cache: the cache is the first K
  * tokens followed by the last w, indexed 0, 1, 2, ...; a query at text position p sits at
  * cache index c = min(p, K+w-1). A window key keeps its distance p-n (the window is
  * contiguous), a kept first token j that has left the window is at distance c - j for both
- * RoPE and ALiBi. Up to p = K+w-1 this is exactly plain attention over positions 0..p. */
+ * RoPE and ALiBi. Up to p = K+w-1 this is exactly plain attention over positions 0..p.
+ *
+ * Speed. A token's products y = W x read every weight once (13 MB for the default model, so
+ * they run at the speed the caches deliver weights), and n sequences decoded together (the
+ * --samples of generation) read them once for all n. The weights are copied once into panels
+ * of GEMM_NR rows stored k-major, the layout gemm packs B into: for each k one vector load
+ * gives the weights of NR outputs, multiplied by the broadcast x[k] of each sequence. Every
+ * output is one chain of fused multiply-adds over k in order, with no horizontal sum: the same
+ * numbers for one sequence or many, and for any thread count (a thread computes whole outputs).
+ * A token is one parallel region: threads take heads (q, k, v, RoPE and attention of a head
+ * together), then panels of each product, with one barrier after each of the four steps of a
+ * layer; small models run on one thread (parallel_min_work). */
+#define PANEL_FLOATS(in) ((size_t)(in) * GEMM_NR)
+static long parallel_min_work = 1L << 18; /* multiply-adds per token below which one thread decodes */
+
+static int panels_for(int rows) { return (rows + GEMM_NR - 1) / GEMM_NR; }
+
+/* rows [r0, r1) of W (rows of IN floats) as panels: dst[(p*IN + k)*NR + j] = W[r0 + p*NR + j][k],
+ * 0 past r1. Returns the floats written. */
+static size_t pack_panels(float *dst, const float *W, int IN, int r0, int r1) {
+    int np = panels_for(r1 - r0);
+    for (int p = 0; p < np; p++)
+        for (int k = 0; k < IN; k++)
+            for (int j = 0; j < GEMM_NR; j++) {
+                int r = r0 + p * GEMM_NR + j;
+                dst[((size_t)p * IN + k) * GEMM_NR + j] = r < r1 ? W[(size_t)r * IN + k] : 0.0f;
+            }
+    return (size_t)np * PANEL_FLOATS(IN);
+}
+
+/* Where each layer's matrices sit in the packed copy (offsets in floats from the layer's start):
+ * per head h, its q, k and v rows (hp panels each) at h*3*hp panels of C; then wo, w_gate,
+ * w_up (IN = C) and w_down (IN = F); lm_head after the last layer. */
+typedef struct { int hp, cp, fp, vp; size_t wo, gate, up, down, layer, lm_head, total; } PackedLayout;
+static PackedLayout packed_layout(const ModelConfig *c) {
+    PackedLayout p;
+    int D = c->C / c->H;
+    p.hp = panels_for(D); p.cp = panels_for(c->C); p.fp = panels_for(c->F); p.vp = panels_for(c->V);
+    p.wo = (size_t)3 * c->H * p.hp * PANEL_FLOATS(c->C);
+    p.gate = p.wo + (size_t)p.cp * PANEL_FLOATS(c->C);
+    p.up = p.gate + (size_t)p.fp * PANEL_FLOATS(c->C);
+    p.down = p.up + (size_t)p.fp * PANEL_FLOATS(c->C);
+    p.layer = p.down + (size_t)p.cp * PANEL_FLOATS(c->F);
+    p.lm_head = (size_t)c->L * p.layer;
+    p.total = p.lm_head + (size_t)p.vp * PANEL_FLOATS(c->C);
+    return p;
+}
+
+static float *pack_model(const Model *m) {
+    const ModelConfig *c = &m->cfg;
+    PackedLayout pl = packed_layout(c);
+    int C = c->C, F = c->F, D = C / c->H;
+    float *pk = xcalloc(pl.total, sizeof(float), "packed weights");
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int l = 0; l < c->L; l++) {
+        float *d = pk + (size_t)l * pl.layer;
+        size_t lCC = (size_t)l * C * C, lFC = (size_t)l * F * C;
+        for (int h = 0; h < c->H; h++) {
+            float *dh = d + (size_t)h * 3 * pl.hp * PANEL_FLOATS(C);
+            dh += pack_panels(dh, m->p.wq + lCC, C, h * D, (h + 1) * D);
+            dh += pack_panels(dh, m->p.wk + lCC, C, h * D, (h + 1) * D);
+            pack_panels(dh, m->p.wv + lCC, C, h * D, (h + 1) * D);
+        }
+        pack_panels(d + pl.wo, m->p.wo + lCC, C, 0, C);
+        pack_panels(d + pl.gate, m->p.w_gate + lFC, C, 0, F);
+        pack_panels(d + pl.up, m->p.w_up + lFC, C, 0, F);
+        pack_panels(d + pl.down, m->p.w_down + lFC, F, 0, C);
+    }
+    pack_panels(pk + pl.lm_head, m->p.lm_head, C, 0, c->V);
+    return pk;
+}
+
+/* y[n][c] (+)= sum_k x[n][k] * W[c][k] for N <= 8 sequences and the NP*NR rows of NP panels at
+ * Bp (cols of them real): N*2*NP vector accumulators, NP panels at once so that even one
+ * sequence has several independent chains. With N and NP constants after inlining, the
+ * accumulators live in registers. add: y += the sum (one rounding: y + sum). */
+#if defined(__GNUC__) && !defined(SWAT_PLAIN_C)
+static inline __attribute__((always_inline)) void panel_group(float *y, long ldy, const float *x, long ldx, int N,
+                                                              int NP, const float *Bp, int IN, int cols, int add) {
+    vfloat acc[8][8];
+    for (int n = 0; n < N; n++)
+        for (int v = 0; v < 2 * NP; v++) acc[n][v] = (vfloat){0};
+    for (int k = 0; k < IN; k++) {
+        vfloat b[8];
+        for (int v = 0; v < 2 * NP; v++)
+            memcpy(&b[v], Bp + (size_t)(v >> 1) * PANEL_FLOATS(IN) + (size_t)k * GEMM_NR + (v & 1) * VEC_LEN, sizeof b[v]);
+        for (int n = 0; n < N; n++) {
+            float a = x[(long)n * ldx + k];
+            for (int v = 0; v < 2 * NP; v++) acc[n][v] += a * b[v];
+        }
+    }
+    for (int n = 0; n < N; n++)
+        for (int v = 0; v < 2 * NP; v++) {
+            float *yv = y + (long)n * ldy + v * VEC_LEN;
+            int c0 = v * VEC_LEN;
+            if (c0 + VEC_LEN <= cols) {
+                vfloat old;
+                if (add) { memcpy(&old, yv, sizeof old); acc[n][v] = old + acc[n][v]; }
+                memcpy(yv, &acc[n][v], sizeof acc[n][v]);
+            } else if (c0 < cols) {
+                float out[VEC_LEN];
+                memcpy(out, &acc[n][v], sizeof out);
+                for (int j = 0; j < cols - c0; j++) yv[j] = add ? yv[j] + out[j] : out[j];
+            }
+        }
+}
+#else
+static inline void panel_group(float *y, long ldy, const float *x, long ldx, int N, int NP, const float *Bp, int IN,
+                               int cols, int add) {
+    float acc[8][4 * GEMM_NR];
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < NP * GEMM_NR; j++) acc[n][j] = 0.0f;
+    for (int k = 0; k < IN; k++)
+        for (int n = 0; n < N; n++) {
+            float a = x[(long)n * ldx + k];
+            for (int q = 0; q < NP; q++) {
+                const float *b = Bp + (size_t)q * PANEL_FLOATS(IN) + (size_t)k * GEMM_NR;
+                for (int j = 0; j < GEMM_NR; j++) acc[n][q * GEMM_NR + j] += a * b[j];
+            }
+        }
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < cols && j < NP * GEMM_NR; j++)
+            y[(long)n * ldy + j] = add ? y[(long)n * ldy + j] + acc[n][j] : acc[n][j];
+}
+#endif
+
+/* y (N, ldy) (+)= x (N, IN) times the rows of np panels at Bp, of which cols are real */
+static void panel_rows(float *y, long ldy, const float *x, long ldx, int N, const float *Bp, int IN, int np,
+                       int cols, int add) {
+    for (int n0 = 0; n0 < N; n0 += 8) {
+        int nn = N - n0 < 8 ? N - n0 : 8;
+        for (int p = 0; p < np;) {
+            int g = nn <= 2 ? 4 : nn <= 4 ? 2 : 1;
+            while (g > np - p) g /= 2;
+            int c = cols - p * GEMM_NR < g * GEMM_NR ? cols - p * GEMM_NR : g * GEMM_NR;
+            float *yp = y + (long)n0 * ldy + p * GEMM_NR;
+            const float *xp = x + (long)n0 * ldx, *bp = Bp + (size_t)p * PANEL_FLOATS(IN);
+            switch (nn * 8 + g) { /* the (sequences, panels) pairs, each its own register allocation */
+#define PANEL_CASE(NN, G) case NN * 8 + G: panel_group(yp, ldy, xp, ldx, NN, G, bp, IN, c, add); break;
+                PANEL_CASE(1, 4) PANEL_CASE(1, 2) PANEL_CASE(1, 1) PANEL_CASE(2, 4) PANEL_CASE(2, 2) PANEL_CASE(2, 1)
+                PANEL_CASE(3, 2) PANEL_CASE(3, 1) PANEL_CASE(4, 2) PANEL_CASE(4, 1) PANEL_CASE(5, 1) PANEL_CASE(6, 1)
+                PANEL_CASE(7, 1) PANEL_CASE(8, 1)
+#undef PANEL_CASE
+            default: die("panel_rows: no kernel for %d sequences x %d panels", nn, g);
+            }
+            p += g;
+        }
+    }
+}
+
 typedef struct {
     const Model *m;
     int window;            /* w: the ring holds the last w positions */
     int keep_first;        /* K: positions 0..K-1 also stay, after they leave the window */
-    long pos;              /* tokens consumed so far */
-    float *k_cache;        /* (L, window, C) ring of keys, RoPE applied at their position */
-    float *v_cache;        /* (L, window, C) ring of values */
-    float *k_first;        /* (L, keep_first, C) keys of positions 0..K-1 (position = cache index) */
-    float *v_first;        /* (L, keep_first, C) */
-    float *x;              /* (C) the residual stream of the current token */
-    float *h;              /* (C) RMSNorm(x), then a projection's output */
-    float *q;              /* (C) the query, RoPE at text position p */
-    float *q_first;        /* (C) the same query, RoPE at cache index c (for the kept first keys) */
-    float *o;              /* (C) attention output, heads concatenated */
-    float *gate, *up;      /* (F) the MLP's two projections */
-    float *scores;         /* (keep_first + window) one head's scores, then weights */
+    int n;                 /* sequences decoded together (generation's --samples), all at one position */
+    long pos;              /* tokens consumed so far (by each sequence) */
+    float *packed;         /* the weights in panels (pack_model) */
+    float *k_ring;         /* (L, n, H, D, window) keys, RoPE applied at their position, transposed per head */
+    float *v_ring;         /* (L, n, window, C) values */
+    float *k_first;        /* (L, n, keep_first, C) keys of positions 0..K-1 (position = cache index) */
+    float *v_first;        /* (L, n, keep_first, C) */
+    float *x;              /* (n, C) the residual streams of the current tokens */
+    float *q, *q_first;    /* (n, C) queries, RoPE at text position p and at cache index c (for the kept first keys) */
+    float *k_new, *v_new;  /* (n, C) the new keys and values, before they enter the ring */
+    float *o;              /* (n, C) attention outputs, heads concatenated */
+    float *act;            /* (n, F) the MLP's silu(gate) * up */
+    float *scratch;        /* per thread: RMSNorm outputs (n, C), gate and up panels (2, n, 4 NR), scores */
+    size_t per_thread;     /* floats of scratch per thread */
+    int threads;           /* threads the scratch is for */
+    int use_threads;       /* threads for the next token: 0 all, else that many (see DecodeThreads) */
     float *rope_cos, *rope_sin;   /* (D/2) RoPE at the current position */
     float *first_cos, *first_sin; /* (D/2) RoPE at the current cache index */
-    float *logits;         /* (V) the prediction for the next token */
+    float *logits;         /* (n, V) the predictions for the next tokens */
 } InferState;
 
-static void infer_init(InferState *s, const Model *m, int window, int keep_first) {
+static void infer_scratch(InferState *s, int threads) {
+    const ModelConfig *c = &s->m->cfg;
+    free(s->scratch);
+    s->per_thread = ((size_t)s->n * c->C + (size_t)2 * s->n * 4 * GEMM_NR + 2 * ((size_t)s->keep_first + s->window) + 15) / 16 * 16;
+    s->scratch = xcalloc(s->per_thread * threads, sizeof(float), "inference");
+    s->threads = threads;
+}
+
+/* n sequences at position 0, all with the same window and kept first positions */
+static void infer_init_n(InferState *s, const Model *m, int window, int keep_first, int n) {
     const ModelConfig *c = &m->cfg;
     memset(s, 0, sizeof(*s));
-    s->m = m; s->window = window; s->keep_first = keep_first;
-    size_t LWC = (size_t)c->L * window * c->C, LKC = (size_t)c->L * keep_first * c->C;
+    s->m = m; s->window = window; s->keep_first = keep_first; s->n = n;
+    size_t LWC = (size_t)c->L * n * window * c->C, LKC = (size_t)c->L * n * keep_first * c->C, nC = (size_t)n * c->C;
     int half = c->C / c->H / 2 + 1;
-    s->k_cache = xcalloc(LWC, 4, "KV cache");
-    s->v_cache = xcalloc(LWC, 4, "KV cache");
+    s->packed = pack_model(m);
+    s->k_ring = xcalloc(LWC, 4, "KV cache");
+    s->v_ring = xcalloc(LWC, 4, "KV cache");
     s->k_first = xcalloc(LKC, 4, "KV cache");
     s->v_first = xcalloc(LKC, 4, "KV cache");
-    float **vecs[] = {&s->x, &s->h, &s->q, &s->q_first, &s->o};
-    for (int i = 0; i < 5; i++) *vecs[i] = xcalloc(c->C, 4, "inference");
-    s->gate = xcalloc(c->F, 4, "inference");
-    s->up = xcalloc(c->F, 4, "inference");
-    s->scores = xcalloc((size_t)keep_first + window, 4, "inference");
+    float **vecs[] = {&s->x, &s->q, &s->q_first, &s->k_new, &s->v_new, &s->o};
+    for (int i = 0; i < 6; i++) *vecs[i] = xcalloc(nC, 4, "inference");
+    s->act = xcalloc((size_t)n * c->F, 4, "inference");
     s->rope_cos = xcalloc(half, 4, "inference");
     s->rope_sin = xcalloc(half, 4, "inference");
     s->first_cos = xcalloc(half, 4, "inference");
     s->first_sin = xcalloc(half, 4, "inference");
-    s->logits = xcalloc(c->V, 4, "inference");
+    s->logits = xcalloc((size_t)n * c->V, 4, "inference");
+    infer_scratch(s, num_threads());
 }
+static void infer_init(InferState *s, const Model *m, int window, int keep_first) { infer_init_n(s, m, window, keep_first, 1); }
 
 static void infer_free(InferState *s) {
-    float *all[] = {s->k_cache, s->v_cache, s->k_first, s->v_first, s->x, s->h, s->q, s->q_first, s->o,
-                    s->gate, s->up, s->scores, s->rope_cos, s->rope_sin, s->first_cos, s->first_sin, s->logits};
+    float *all[] = {s->packed, s->k_ring, s->v_ring, s->k_first, s->v_first, s->x, s->q, s->q_first, s->k_new, s->v_new,
+                    s->o, s->act, s->scratch, s->rope_cos, s->rope_sin, s->first_cos, s->first_sin, s->logits};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) free(all[i]);
     memset(s, 0, sizeof(*s));
 }
 
-/* y (OUT) = W (OUT, IN) x (IN); big layers split their rows over the threads */
-static void matvec(float *y, const float *W, const float *x, int IN, int OUT) {
-    #pragma omp parallel for schedule(static) if ((long)IN * OUT > 65536)
-    for (int o = 0; o < OUT; o++) {
-        const float *w = W + (long)o * IN;
-        float acc = 0.0f;
-        for (int i = 0; i < IN; i++) acc += w[i] * x[i];
-        y[o] = acc;
+/* Attention of sequence i, head h, layer l at position p, after its key and value entered the
+ * ring: the same arithmetic, in the same order, as the first version of this code (scores of
+ * the kept first keys, then of the window by distance d = 0..nd-1). a: scratch of K + w
+ * floats, sbuf: w floats. */
+static void infer_attention(InferState *s, int l, int i, int h, float *a, float *sbuf) {
+    const Model *m = s->m;
+    const ModelConfig *c = &m->cfg;
+    int C = c->C, H = c->H, D = C / H, W = s->window, K = s->keep_first, n = s->n;
+    long p = s->pos, evicted = p - W + 1 > 0 ? p - W + 1 : 0, cache_index = p < (long)K + W - 1 ? p : (long)K + W - 1;
+    int nd = p + 1 < W ? (int)p + 1 : W, nf = evicted < K ? (int)evicted : K, valid = nd; /* slots 0..valid-1 are filled */
+    float scale = 1.0f / sqrtf((float)D), slope = m->slopes[h], maxs = -FLT_MAX;
+    const float *qh = s->q + (long)i * C + h * D, *qfh = s->q_first + (long)i * C + h * D;
+    const float *kf = s->k_first + ((size_t)l * n + i) * K * C, *vf = s->v_first + ((size_t)l * n + i) * K * C;
+    const float *kt = s->k_ring + (((size_t)l * n + i) * H + h) * D * W, *vr = s->v_ring + ((size_t)l * n + i) * W * C;
+    for (int j = 0; j < nf; j++) { /* a[0..nf): kept first keys j = 0..nf-1 */
+        const float *kn = kf + (long)j * C + h * D;
+        float sc = 0.0f;
+        for (int t = 0; t < D; t++) sc += qfh[t] * kn[t];
+        a[j] = sc * scale + slope * (float)(cache_index - j);
+        if (a[j] > maxs) maxs = a[j];
+    }
+    int s0 = 0; /* q.k of every slot: one chain over t per slot, as a dot product */
+#if defined(__GNUC__) && !defined(SWAT_PLAIN_C)
+    for (; s0 + 4 * VEC_LEN <= valid; s0 += 4 * VEC_LEN) { /* 4 vectors of slots: independent chains */
+        vfloat acc[4] = {{0}, {0}, {0}, {0}};
+        for (int t = 0; t < D; t++) {
+            const float *kr = kt + (long)t * W + s0;
+            for (int v = 0; v < 4; v++) {
+                vfloat kv;
+                memcpy(&kv, kr + v * VEC_LEN, sizeof kv);
+                acc[v] += qh[t] * kv;
+            }
+        }
+        memcpy(sbuf + s0, acc, sizeof acc);
+    }
+#endif
+    for (; s0 < valid; s0 += 16) {
+        float acc[16] = {0};
+        int len = valid - s0 < 16 ? valid - s0 : 16;
+        for (int t = 0; t < D; t++)
+            for (int j = 0; j < len; j++) acc[j] += qh[t] * kt[(long)t * W + s0 + j];
+        for (int j = 0; j < len; j++) sbuf[s0 + j] = acc[j];
+    }
+    int slot = (int)(p % W);
+    for (int d = 0, sl = slot; d < nd; d++, sl = sl ? sl - 1 : W - 1) { /* a[nf+d]: the key at distance d, slot (p-d) % W */
+        a[nf + d] = sbuf[sl] * scale + slope * d;
+        if (a[nf + d] > maxs) maxs = a[nf + d];
+    }
+    int na = nf + nd;
+    if (c->attn == ATTN_SIGMOID) {
+        for (int j = 0; j < na; j++) a[j] = sigmoid(a[j]);
+    } else {
+        float sum = 0.0f;
+        for (int j = 0; j < na; j++) { a[j] = exp_approx(a[j] - maxs); sum += a[j]; }
+        for (int j = 0; j < na; j++) a[j] /= sum;
+    }
+    float *oh = s->o + (long)i * C + h * D;
+    int t0 = 0; /* o = sum of a v: the kept keys, then the window by distance; one chain per lane */
+#if defined(__GNUC__) && !defined(SWAT_PLAIN_C)
+    for (; t0 + VEC_LEN <= D; t0 += 4 * VEC_LEN) { /* up to 4 vectors of the head's lanes: independent chains */
+        int nv = (D - t0) / VEC_LEN < 4 ? (D - t0) / VEC_LEN : 4;
+        vfloat acc[4] = {{0}, {0}, {0}, {0}};
+        for (int j = 0; j < nf; j++)
+            for (int v = 0; v < nv; v++) {
+                vfloat x;
+                memcpy(&x, vf + (long)j * C + h * D + t0 + v * VEC_LEN, sizeof x);
+                acc[v] += a[j] * x;
+            }
+#define ATTN_OUT(NV) for (int d = 0, sl = slot; d < nd; d++, sl = sl ? sl - 1 : W - 1) \
+            for (int v = 0; v < (NV); v++) { \
+                vfloat x; \
+                memcpy(&x, vr + (long)sl * C + h * D + t0 + v * VEC_LEN, sizeof x); \
+                acc[v] += a[nf + d] * x; \
+            }
+        switch (nv) { case 4: ATTN_OUT(4) break; case 3: ATTN_OUT(3) break; case 2: ATTN_OUT(2) break; default: ATTN_OUT(1) }
+#undef ATTN_OUT
+        memcpy(oh + t0, acc, nv * sizeof(vfloat));
+        if (nv < 4) { t0 += nv * VEC_LEN; break; }
+    }
+#endif
+    for (; t0 < D; t0 += 16) {
+        int len = D - t0 < 16 ? D - t0 : 16;
+        float acc[16] = {0};
+        for (int j = 0; j < nf; j++)
+            for (int t = 0; t < len; t++) acc[t] += a[j] * vf[(long)j * C + h * D + t0 + t];
+        for (int d = 0, sl = slot; d < nd; d++, sl = sl ? sl - 1 : W - 1)
+            for (int t = 0; t < len; t++) acc[t] += a[nf + d] * vr[(long)sl * C + h * D + t0 + t];
+        for (int t = 0; t < len; t++) oh[t0 + t] = acc[t];
     }
 }
 
-/* Consume one token at position p = s->pos; s->logits then predicts the next one. */
-static void infer_step(InferState *s, int token) {
+/* One token for each of the s->n sequences (tokens[i] for sequence i), all at position
+ * p = s->pos; s->logits row i then predicts sequence i's next token. */
+static void infer_step_all(InferState *s, const int *tokens) {
     const Model *m = s->m;
     const ModelConfig *c = &m->cfg;
-    int C = c->C, F = c->F, H = c->H, D = C / H, W = s->window, K = s->keep_first;
-    long p = s->pos;
-    int slot = (int)(p % W);
-    int nd = p + 1 < W ? (int)p + 1 : W;                   /* window keys: distances 0..nd-1 */
-    long evicted = p - W + 1 > 0 ? p - W + 1 : 0;           /* positions 0..evicted-1 left the ring */
-    int nf = evicted < K ? (int)evicted : K;                /* kept first keys outside the window */
-    long cache_index = p < (long)K + W - 1 ? p : (long)K + W - 1;
-    float scale = 1.0f / sqrtf((float)D);
-    memcpy(s->x, m->p.wte + (long)token * C, C * sizeof(float));
+    int C = c->C, F = c->F, H = c->H, D = C / H, V = c->V, W = s->window, K = s->keep_first, n = s->n;
+    long p = s->pos, evicted = p - W + 1 > 0 ? p - W + 1 : 0, cache_index = p < (long)K + W - 1 ? p : (long)K + W - 1;
+    int slot = (int)(p % W), nf = evicted < K ? (int)evicted : K;
+    PackedLayout pl = packed_layout(c);
+    for (int i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= V) die("token %d is outside the vocabulary (V=%d)", tokens[i], V);
+        memcpy(s->x + (long)i * C, m->p.wte + (long)tokens[i] * C, C * sizeof(float));
+    }
     if (c->rope) {
         rope_tables(s->rope_cos, s->rope_sin, 1, D, c->rope_theta, p);
         if (nf > 0) rope_tables(s->first_cos, s->first_sin, 1, D, c->rope_theta, cache_index);
     }
-    for (int l = 0; l < c->L; l++) {
-        long lC = (long)l * C, lCC = lC * C, lFC = (long)l * F * C;
-        float *kc = s->k_cache + (long)l * W * C, *vc = s->v_cache + (long)l * W * C;
-        float *kf = s->k_first + (long)l * K * C, *vf = s->v_first + (long)l * K * C;
-        float *k_new = kc + (long)slot * C, *v_new = vc + (long)slot * C;
-        /* q, k, v of this token; k and v go straight into the ring */
-        rmsnorm_forward(s->h, NULL, s->x, m->p.attn_norm + lC, 1, C);
-        matvec(s->q, m->p.wq + lCC, s->h, C, C);
-        matvec(k_new, m->p.wk + lCC, s->h, C, C);
-        matvec(v_new, m->p.wv + lCC, s->h, C, C);
-        if (nf > 0) memcpy(s->q_first, s->q, C * sizeof(float));
-        if (c->rope) {
-            rope_forward(s->q, s->rope_cos, s->rope_sin, 1, 1, C, H);
-            rope_forward(k_new, s->rope_cos, s->rope_sin, 1, 1, C, H);
-            if (nf > 0) rope_forward(s->q_first, s->first_cos, s->first_sin, 1, 1, C, H);
+    long work = (long)n * ((long)c->L * (4L * C * C + 3L * C * F) + (long)V * C);
+    if (num_threads() > s->threads) infer_scratch(s, num_threads());
+    int G = n <= 2 ? 4 : 2; /* panels per work item */
+    int cgroups = (pl.cp + G - 1) / G, fgroups = (pl.fp + G - 1) / G, vgroups = (pl.vp + G - 1) / G;
+    int team = s->use_threads > 0 && s->use_threads < num_threads() ? s->use_threads : num_threads();
+    #pragma omp parallel if (work >= parallel_min_work && team > 1) num_threads(team)
+    {
+        float *hn = s->scratch + s->per_thread * thread_id(), *tg = hn + (size_t)n * C, *tu = tg + (size_t)n * 4 * GEMM_NR;
+        float *a = tu + (size_t)n * 4 * GEMM_NR, *sbuf = a + K + W;
+        for (int l = 0; l < c->L; l++) {
+            const float *pk = s->packed + (size_t)l * pl.layer;
+            long lC = (long)l * C;
+            for (int i = 0; i < n; i++) rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, m->p.attn_norm + lC, C);
+            #pragma omp for schedule(dynamic, 1)
+            for (int h = 0; h < H; h++) { /* q, k, v of head h, RoPE, into the ring, attention */
+                const float *ph = pk + (size_t)h * 3 * pl.hp * PANEL_FLOATS(C);
+                panel_rows(s->q + h * D, C, hn, C, n, ph, C, pl.hp, D, 0);
+                panel_rows(s->k_new + h * D, C, hn, C, n, ph + pl.hp * PANEL_FLOATS(C), C, pl.hp, D, 0);
+                panel_rows(s->v_new + h * D, C, hn, C, n, ph + 2 * pl.hp * PANEL_FLOATS(C), C, pl.hp, D, 0);
+                for (int i = 0; i < n; i++) {
+                    float *qh = s->q + (long)i * C + h * D, *kh = s->k_new + (long)i * C + h * D;
+                    const float *vh = s->v_new + (long)i * C + h * D;
+                    if (nf > 0) memcpy(s->q_first + (long)i * C + h * D, qh, D * sizeof(float));
+                    if (c->rope) {
+                        rope_head(qh, s->rope_cos, s->rope_sin, D, 1.0f);
+                        rope_head(kh, s->rope_cos, s->rope_sin, D, 1.0f);
+                        if (nf > 0) rope_head(s->q_first + (long)i * C + h * D, s->first_cos, s->first_sin, D, 1.0f);
+                    }
+                    float *kt = s->k_ring + (((size_t)l * n + i) * H + h) * D * W;
+                    for (int t = 0; t < D; t++) kt[(long)t * W + slot] = kh[t];
+                    memcpy(s->v_ring + (((size_t)l * n + i) * W + slot) * C + h * D, vh, D * sizeof(float));
+                    if (p < K) { /* a first position: keep it (its text position is its cache index) */
+                        memcpy(s->k_first + (((size_t)l * n + i) * K + p) * C + h * D, kh, D * sizeof(float));
+                        memcpy(s->v_first + (((size_t)l * n + i) * K + p) * C + h * D, vh, D * sizeof(float));
+                    }
+                    infer_attention(s, l, i, h, a, sbuf);
+                }
+            }
+            #pragma omp for schedule(dynamic, 1)
+            for (int g = 0; g < cgroups; g++) { /* x += o Wo^T */
+                int np = pl.cp - g * G < G ? pl.cp - g * G : G, cols = C - g * G * GEMM_NR;
+                panel_rows(s->x + g * G * GEMM_NR, C, s->o, C, n, pk + pl.wo + (size_t)g * G * PANEL_FLOATS(C), C, np,
+                           cols < G * GEMM_NR ? cols : G * GEMM_NR, 1);
+            }
+            for (int i = 0; i < n; i++) rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, m->p.mlp_norm + lC, C);
+            #pragma omp for schedule(dynamic, 1)
+            for (int g = 0; g < fgroups; g++) { /* act = silu(h Wgate^T) * h Wup^T, G panels of F */
+                int np = pl.fp - g * G < G ? pl.fp - g * G : G, cols = F - g * G * GEMM_NR;
+                if (cols > G * GEMM_NR) cols = G * GEMM_NR;
+                panel_rows(tg, 4 * GEMM_NR, hn, C, n, pk + pl.gate + (size_t)g * G * PANEL_FLOATS(C), C, np, cols, 0);
+                panel_rows(tu, 4 * GEMM_NR, hn, C, n, pk + pl.up + (size_t)g * G * PANEL_FLOATS(C), C, np, cols, 0);
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j < cols; j++) {
+                        float gt = tg[i * 4 * GEMM_NR + j], sg = sigmoid(gt);
+                        s->act[(long)i * F + g * G * GEMM_NR + j] = gt * sg * tu[i * 4 * GEMM_NR + j];
+                    }
+            }
+            #pragma omp for schedule(dynamic, 1)
+            for (int g = 0; g < cgroups; g++) { /* x += act Wdown^T */
+                int np = pl.cp - g * G < G ? pl.cp - g * G : G, cols = C - g * G * GEMM_NR;
+                panel_rows(s->x + g * G * GEMM_NR, C, s->act, F, n, pk + pl.down + (size_t)g * G * PANEL_FLOATS(F), F,
+                           np, cols < G * GEMM_NR ? cols : G * GEMM_NR, 1);
+            }
         }
-        if (p < K) { /* a first position: keep it (its text position is its cache index) */
-            memcpy(kf + p * C, k_new, C * sizeof(float));
-            memcpy(vf + p * C, v_new, C * sizeof(float));
+        for (int i = 0; i < n; i++) rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, m->p.final_norm, C);
+        #pragma omp for schedule(dynamic, 1)
+        for (int g = 0; g < vgroups; g++) {
+            int np = pl.vp - g * G < G ? pl.vp - g * G : G, cols = V - g * G * GEMM_NR;
+            panel_rows(s->logits + g * G * GEMM_NR, V, hn, C, n, s->packed + pl.lm_head + (size_t)g * G * PANEL_FLOATS(C),
+                       C, np, cols < G * GEMM_NR ? cols : G * GEMM_NR, 0);
         }
-        for (int h = 0; h < H; h++) { /* the same arithmetic as attention_forward */
-            const float *qh = s->q + h * D, *qfh = s->q_first + h * D;
-            float *a = s->scores; /* a[0..nf): kept first keys j = 0..nf-1; a[nf+d]: the key at distance d */
-            float maxs = -FLT_MAX;
-            for (int j = 0; j < nf; j++) {
-                const float *kn = kf + (long)j * C + h * D;
-                float sc = 0.0f;
-                for (int i = 0; i < D; i++) sc += qfh[i] * kn[i];
-                a[j] = sc * scale + m->slopes[h] * (float)(cache_index - j);
-                if (a[j] > maxs) maxs = a[j];
-            }
-            for (int d = 0; d < nd; d++) {
-                const float *kn = kc + (long)((p - d) % W) * C + h * D;
-                float sc = 0.0f;
-                for (int i = 0; i < D; i++) sc += qh[i] * kn[i];
-                a[nf + d] = sc * scale + m->slopes[h] * d;
-                if (a[nf + d] > maxs) maxs = a[nf + d];
-            }
-            int n = nf + nd;
-            if (c->attn == ATTN_SIGMOID) {
-                for (int j = 0; j < n; j++) a[j] = sigmoid(a[j]);
-            } else {
-                float sum = 0.0f;
-                for (int j = 0; j < n; j++) { a[j] = exp_approx(a[j] - maxs); sum += a[j]; }
-                for (int j = 0; j < n; j++) a[j] /= sum;
-            }
-            float *oh = s->o + h * D;
-            for (int i = 0; i < D; i++) oh[i] = 0.0f;
-            for (int j = 0; j < nf; j++) {
-                const float *vn = vf + (long)j * C + h * D;
-                for (int i = 0; i < D; i++) oh[i] += a[j] * vn[i];
-            }
-            for (int d = 0; d < nd; d++) {
-                const float *vn = vc + (long)((p - d) % W) * C + h * D;
-                for (int i = 0; i < D; i++) oh[i] += a[nf + d] * vn[i];
-            }
-        }
-        matvec(s->h, m->p.wo + lCC, s->o, C, C);
-        for (int i = 0; i < C; i++) s->x[i] += s->h[i];
-        rmsnorm_forward(s->h, NULL, s->x, m->p.mlp_norm + lC, 1, C);
-        matvec(s->gate, m->p.w_gate + lFC, s->h, C, F);
-        matvec(s->up, m->p.w_up + lFC, s->h, C, F);
-        swiglu_forward(s->gate, s->gate, s->up, F);
-        matvec(s->h, m->p.w_down + lFC, s->gate, F, C);
-        for (int i = 0; i < C; i++) s->x[i] += s->h[i];
     }
-    rmsnorm_forward(s->h, NULL, s->x, m->p.final_norm, 1, C);
-    matvec(s->logits, m->p.lm_head, s->h, C, c->V);
     s->pos++;
+}
+
+/* Decoding a token is a short parallel region with a barrier every few microseconds (17 for the
+ * default model, in 100-150 us). On an idle machine two threads are faster than one; when the
+ * scheduler puts both on one core because another program holds the other (measured: 9x slower
+ * than one thread, in whole runs), or where a barrier costs more than the work between two,
+ * one thread is. So the choice is measured while decoding: DECODE_PROBE tokens with one thread,
+ * then as many with all threads, given up as soon as they have taken longer than the one-thread
+ * probe; then the faster of the two until the next probe, DECODE_PERIOD tokens later, a period
+ * that doubles (up to 16 times) while one thread keeps winning. A probe costs at most the time
+ * of DECODE_PROBE tokens, about 1% of a period. Every choice gives the same numbers. */
+#define DECODE_PERIOD 1024
+#define DECODE_PROBE 16
+typedef struct { int all, choice, k, period; double t0, time_one; } DecodeThreads;
+static void decode_threads_init(DecodeThreads *d) {
+    memset(d, 0, sizeof(*d));
+    d->all = num_threads();
+    d->choice = d->all;
+    d->period = DECODE_PERIOD;
+}
+/* before each token: sets s->use_threads */
+static void decode_threads_before(DecodeThreads *d, InferState *s) {
+    if (d->all <= 1) { s->use_threads = 1; return; }
+    double t = now_seconds();
+    if (d->k == 0) { d->t0 = t; s->use_threads = 1; } /* the one-thread probe */
+    else if (d->k == DECODE_PROBE) { d->time_one = t - d->t0; d->t0 = t; s->use_threads = d->all; } /* then all threads */
+    else if (d->k < 2 * DECODE_PROBE && s->use_threads == d->all && t - d->t0 > d->time_one) d->k = 2 * DECODE_PROBE; /* lost */
+    if (d->k == 2 * DECODE_PROBE) {
+        int all_won = s->use_threads == d->all && t - d->t0 <= d->time_one;
+        d->choice = all_won ? d->all : 1;
+        if (all_won) d->period = DECODE_PERIOD;
+        else if (d->period < 16 * DECODE_PERIOD) d->period *= 2;
+        s->use_threads = d->choice;
+    }
+    if (++d->k >= d->period) d->k = 0;
+}
+
+/* Consume one token at position p = s->pos (one sequence); s->logits then predicts the next one. */
+static void infer_step(InferState *s, int token) {
+    if (s->n != 1) die("infer_step: the state holds %d sequences", s->n);
+    infer_step_all(s, &token);
 }
 
 /* Sample from softmax(logits / temperature), restricted to the top_k largest (0 = all);
@@ -1848,28 +2197,8 @@ static void print_token(FILE *f, const Tokenizer *tk, int token, int V) {
     else fprintf(f, "%d ", token);
 }
 
-/* Feed a prompt (after the model's start token, if it has one) and generate n tokens,
- * writing them to f as they are produced; attention window `window` (the model's, or
- * another), keep_first: see InferState. */
-static void generate(const Model *m, const int *prompt, int prompt_len, int n, int window, int keep_first,
-                     double temperature, int top_k, uint64_t *rng, const Tokenizer *tk, FILE *f) {
-    InferState s;
-    int bos = m->cfg.bos;
-    long positions = (long)(bos >= 0) + prompt_len + n; /* a ring of min(window, positions) slots gives the same results */
-    infer_init(&s, m, positions < window ? (int)(positions > 0 ? positions : 1) : window, keep_first);
-    if (bos >= 0) infer_step(&s, bos);
-    for (int i = 0; i < prompt_len; i++) infer_step(&s, prompt[i]);
-    for (int i = 0; i < n; i++) {
-        int t = sample_token(s.logits, m->cfg.V, temperature, top_k, rng);
-        print_token(f, tk, t, m->cfg.V);
-        fflush(f);
-        if (i + 1 < n) infer_step(&s, t);
-    }
-    infer_free(&s);
-}
-
 /* ------------------------------------------------------------------------------------ */
-/* 10. evaluation                                                                        */
+/* 10. evaluation and generation: the model in blocks of positions                     */
 /* ------------------------------------------------------------------------------------ */
 
 /* Where the attention goes, per layer and head, summed over evaluation chunks: the weight on
@@ -1896,22 +2225,30 @@ static void sink_stats_init(SinkStats *st, const ModelConfig *c) {
 }
 static void sink_stats_free(SinkStats *st) { free(st->first); free(st->row_sum); free(st->share); }
 
-/* Add the last forward pass's attention (m->a.att, the band: a[d] is the weight on key m-d). */
-static void sink_stats_add(SinkStats *st, const Model *m) {
+/* Add one layer's attention band of a block (att (B, H, T, Wb): a[d] is the weight on key
+ * pos0+m-d of query m) to the sums: queries at positions 1 .. Wq-1 (Wq = min(E, window)) of
+ * each chunk. The sums run in the order of sink_stats_add: chunk, head, query. */
+static void sink_stats_add_band(SinkStats *st, int l, const float *att, int B, int H, int T, int Wb, long pos0, int Wq) {
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int mq = 0; mq < T; mq++) {
+                long q = pos0 + mq; /* the query's position, which sees position 0 at distance q */
+                if (q < 1 || q >= Wq) continue;
+                const float *band = att + (((long)b * H + h) * T + mq) * Wb;
+                double sum = 0.0;
+                for (long d = 0; d <= q; d++) sum += band[d];
+                st->first[l * H + h] += band[q];
+                st->row_sum[l * H + h] += sum;
+                st->share[l * H + h] += sum > 0 ? band[q] / sum : 0.0;
+            }
+}
+
+/* Add the last model_forward's attention (m->a.att, every layer's band). */
+static inline void sink_stats_add(SinkStats *st, const Model *m) {
     const Activations *a = &m->a;
-    int B = a->B, T = a->T, Wb = a->Wb, H = m->cfg.H;
     for (int l = 0; l < st->L; l++)
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++)
-                for (int q = 1; q < Wb; q++) { /* query q sees position 0 at distance q */
-                    const float *band = a->att + ((((long)l * B + b) * H + h) * T + q) * Wb;
-                    double sum = 0.0;
-                    for (int d = 0; d <= q; d++) sum += band[d];
-                    st->first[l * H + h] += band[q];
-                    st->row_sum[l * H + h] += sum;
-                    st->share[l * H + h] += sum > 0 ? band[q] / sum : 0.0;
-                }
-    st->queries += (long)B * (Wb > 1 ? Wb - 1 : 0);
+        sink_stats_add_band(st, l, a->att + (long)l * a->B * m->cfg.H * a->T * a->Wb, a->B, m->cfg.H, a->T, a->Wb, 0, a->Wb);
+    st->queries += (long)a->B * (a->Wb > 1 ? a->Wb - 1 : 0);
 }
 
 /* Heads whose mean share on position 0 exceeds SINK_THRESHOLD. */
@@ -1921,13 +2258,173 @@ static int sink_heads(const SinkStats *st) {
     return n;
 }
 
+/* ---- 10.1 the model in blocks of positions ------------------------------------------
+ * Evaluation, streams and prompts run the forward pass of section 5 through the same layer
+ * functions (matrix products, the blocked attention), but without keeping what a backward pass
+ * needs: one layer's buffers serve every layer, for a block of at most BLOCK_POSITIONS
+ * positions, so they stay in the caches (model_forward over the 16,384 positions --eval used
+ * to run at once wrote 1.1 GB of activations). Two uses:
+ *   - chunks: B sequences of T positions each (positions 0..T-1), B*T <= BLOCK_POSITIONS;
+ *   - a text (context = 1): one sequence fed a block at a time, every layer keeping the keys
+ *     and values of the last w-1 positions before the block (memory O(w) per layer plus one
+ *     block). Blocks are BLOCK_POSITIONS long, a multiple of ATTN_QB, so the attention of each
+ *     query is computed exactly as in one pass over the whole text (attention_forward_ctx),
+ *     and so is everything else (every other layer works position by position, and a matrix
+ *     product's rows do not depend on how many there are): the results are bit for bit those
+ *     of model_forward on the whole text, with or without the cut. */
+#define BLOCK_POSITIONS 1024
+typedef struct {
+    const Model *m;
+    int W;                 /* attention window */
+    int rows;              /* positions per block */
+    int context;           /* 1: one text in blocks, keeping ctx_cap keys and values per layer */
+    int ctx_cap, ctx;      /* context rows kept between blocks (at most w-1), and held now */
+    long pos;              /* position of the next block's first token (context = 1) */
+    int logit_rows;        /* positions whose logits are held at once */
+    float *kv;             /* per layer (context) or once: keys then values, (ctx_cap + rows, C) each */
+    float *x, *h, *q, *o;  /* (rows, C) */
+    float *gate, *up;      /* (rows, F) */
+    float *logits;         /* (logit_rows, V) */
+    float *losses;         /* (rows) */
+    float *rope_cos, *rope_sin; /* (rows, D/2) */
+    float *att;            /* one layer's attention band, for the sink statistics (or NULL) */
+} BlockState;
+
+/* rows: positions per block; context: see above, for texts of at most max_len positions */
+static void block_init(BlockState *s, const Model *m, int W, int rows, int context, long max_len, int with_att) {
+    const ModelConfig *c = &m->cfg;
+    memset(s, 0, sizeof(*s));
+    s->m = m; s->W = W; s->rows = rows; s->context = context;
+    s->ctx_cap = context ? (int)(W - 1 < max_len ? W - 1 : max_len) : 0;
+    size_t R = rows, C = c->C, F = c->F, kv_rows = (size_t)s->ctx_cap + R;
+    s->kv = xcalloc((context ? (size_t)c->L : 1) * 2 * kv_rows * C, 4, "inference activations");
+    s->x = xcalloc(R * C, 4, "inference activations");
+    s->h = xcalloc(R * C, 4, "inference activations");
+    s->q = xcalloc(R * C, 4, "inference activations");
+    s->o = xcalloc(R * C, 4, "inference activations");
+    s->gate = xcalloc(R * F, 4, "inference activations");
+    s->up = xcalloc(R * F, 4, "inference activations");
+    s->logit_rows = logit_rows(rows, c->V);
+    s->logits = xcalloc((size_t)s->logit_rows * c->V, 4, "inference activations");
+    s->losses = xcalloc(R, 4, "inference activations");
+    s->rope_cos = xcalloc(R * (C / c->H / 2 + 1), 4, "inference activations");
+    s->rope_sin = xcalloc(R * (C / c->H / 2 + 1), 4, "inference activations");
+    if (with_att) s->att = xcalloc(R * c->H * (size_t)band_width(W, (int)kv_rows), 4, "inference activations");
+}
+
+static void block_free(BlockState *s) {
+    float *all[] = {s->kv, s->x, s->h, s->q, s->o, s->gate, s->up, s->logits, s->losses, s->rope_cos, s->rope_sin, s->att};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) free(all[i]);
+    memset(s, 0, sizeof(*s));
+}
+
+/* keys of layer l (values follow them: kv_rows further) */
+static float *block_keys(const BlockState *s, int l) {
+    return s->kv + (s->context ? (size_t)l * 2 * ((size_t)s->ctx_cap + s->rows) * s->m->cfg.C : 0);
+}
+
+/* The forward pass over B sequences of T positions (context: B = 1, at s->pos and after the
+ * held context). With targets, s->losses gets each position's loss (the logits go through in
+ * chunks of logit_rows); without, s->logits gets the last position's logits. sinks (optional):
+ * where the attention goes, Wq = min(window, chunk length). */
+static void block_forward(BlockState *s, const int *inputs, const int *targets, int B, int T, SinkStats *sinks, int Wq) {
+    const Model *m = s->m;
+    const ModelConfig *c = &m->cfg;
+    int N = B * T, C = c->C, F = c->F, V = c->V, H = c->H, D = C / H, ctx = s->ctx, Tk = ctx + T;
+    long NC = (long)N * C, NF = (long)N * F, pos0 = s->context ? s->pos : 0;
+    size_t kv_rows = (size_t)s->ctx_cap + s->rows;
+    if (N > s->rows || (s->context && B != 1)) die("block_forward: %d x %d positions do not fit the block", B, T);
+    for (int i = 0; i < N; i++) {
+        if (inputs[i] < 0 || inputs[i] >= V) die("token %d at position %ld is outside the vocabulary (V=%d)", inputs[i], pos0 + i, V);
+        if (targets && (targets[i] < 0 || targets[i] >= V)) die("target %d at position %ld is outside the vocabulary (V=%d)", targets[i], pos0 + i, V);
+    }
+    if (c->rope) rope_tables(s->rope_cos, s->rope_sin, T, D, c->rope_theta, pos0);
+    embedding_forward(s->x, inputs, m->p.wte, N, C);
+    for (int l = 0; l < c->L; l++) {
+        long lC = (long)l * C, lCC = lC * C, lFC = (long)l * F * C;
+        float *kl = block_keys(s, l), *vl = kl + kv_rows * C, *kb = kl + (long)ctx * C, *vb = vl + (long)ctx * C;
+        /* attention block: x += Attn(RMSNorm(x)) Wo^T */
+        rmsnorm_forward(s->h, NULL, s->x, m->p.attn_norm + lC, N, C);
+        matmul_forward(s->q, s->h, m->p.wq + lCC, N, C, C);
+        matmul_forward(kb, s->h, m->p.wk + lCC, N, C, C);
+        matmul_forward(vb, s->h, m->p.wv + lCC, N, C, C);
+        if (c->rope) {
+            rope_forward(s->q, s->rope_cos, s->rope_sin, B, T, C, H);
+            rope_forward(kb, s->rope_cos, s->rope_sin, B, T, C, H);
+        }
+        attention_forward_ctx(s->o, sinks ? s->att : NULL, s->q, kl, vl, m->slopes, B, T, ctx, C, H, s->W, c->attn);
+        if (sinks) sink_stats_add_band(sinks, l, s->att, B, H, T, band_width(s->W, Tk), pos0, Wq);
+        matmul_forward(s->h, s->o, m->p.wo + lCC, N, C, C);
+        add_floats(s->x, s->h, NC); /* x + y: the same sum as model_forward's y + x */
+        /* MLP block: x += (silu(h Wgate^T) * h Wup^T) Wdown^T, h = RMSNorm(x) */
+        rmsnorm_forward(s->h, NULL, s->x, m->p.mlp_norm + lC, N, C);
+        matmul_forward(s->gate, s->h, m->p.w_gate + lFC, N, C, F);
+        matmul_forward(s->up, s->h, m->p.w_up + lFC, N, C, F);
+        swiglu_forward(s->gate, s->gate, s->up, NF);
+        matmul_forward(s->h, s->gate, m->p.w_down + lFC, N, F, C);
+        add_floats(s->x, s->h, NC);
+    }
+    rmsnorm_forward(s->h, NULL, s->x, m->p.final_norm, N, C);
+    if (targets) {
+        for (int r0 = 0; r0 < N; r0 += s->logit_rows) {
+            int rows = N - r0 < s->logit_rows ? N - r0 : s->logit_rows;
+            matmul_forward(s->logits, s->h + (long)r0 * C, m->p.lm_head, rows, C, V);
+            crossentropy_forward(s->losses + r0, s->logits, targets + r0, rows, V);
+        }
+    } else {
+        matmul_forward(s->logits, s->h + (long)(N - 1) * C, m->p.lm_head, 1, C, V);
+    }
+    if (s->context) { /* the last ctx_cap keys and values are the next block's context */
+        int keep = Tk < s->ctx_cap ? Tk : s->ctx_cap;
+        for (int l = 0; l < c->L && keep < Tk; l++) {
+            float *kl = block_keys(s, l), *vl = kl + kv_rows * C;
+            memmove(kl, kl + (size_t)(Tk - keep) * C, (size_t)keep * C * sizeof(float));
+            memmove(vl, vl + (size_t)(Tk - keep) * C, (size_t)keep * C * sizeof(float));
+        }
+        s->ctx = keep;
+        s->pos += T;
+    }
+}
+
+/* Positions i0 .. i0+n-1 of the sequence that make_sequence lays out from token `start`. */
+static void sequence_slice(int *inputs, int *targets, const uint16_t *t, long start, long i0, int n, int bos) {
+    for (int j = 0; j < n; j++) {
+        long i = i0 + j;
+        if (bos < 0) { inputs[j] = t[start + i]; targets[j] = t[start + i + 1]; }
+        else { inputs[j] = i == 0 ? bos : t[start + i - 1]; targets[j] = t[start + i]; }
+    }
+}
+
+/* Add n losses to the total in order, and to the dump if there is one. */
+static void add_losses(double *total, const float *losses, long n, FILE *losses_out) {
+    for (long i = 0; i < n; i++) *total += losses[i];
+    if (losses_out && fwrite(losses, sizeof(float), (size_t)n, losses_out) != (size_t)n)
+        die("cannot write the per-token losses: %s", strerror(errno));
+}
+
+/* One long sequence of E positions from token `start` through a context BlockState (reset
+ * here), block by block; returns the sum of its losses added to *total. */
+static void run_long_sequence(BlockState *bs, const Shard *s, long start, long E, double *total, FILE *losses_out,
+                              SinkStats *sinks, int Wq, int *in, int *tg) {
+    bs->ctx = 0;
+    bs->pos = 0;
+    for (long t0 = 0; t0 < E; t0 += bs->rows) {
+        int n = E - t0 < bs->rows ? (int)(E - t0) : bs->rows;
+        sequence_slice(in, tg, s->tokens, start, t0, n, bs->m->cfg.bos);
+        block_forward(bs, in, tg, 1, n, sinks, Wq);
+        add_losses(total, bs->losses, n, losses_out);
+    }
+}
+
 /* Spec section 5: K = min(max_chunks, floor((N-1)/E)) chunks (max_chunks 0: all), chunk c
  * starts at token cE and is its own sequence (positions 0..E-1, inputs and targets as
  * make_sequence lays them out, with the model's start token if it has one) with attention
- * window W; the mean loss over K*E predictions. Chunks are run `batch` at a time; the sum
- * runs in chunk order, so the result is exact-repeatable. losses_out (optional) receives
- * the K*E per-prediction losses as float32, in chunk order; sinks (optional) accumulates
- * where the attention goes. */
+ * window W; the mean loss over K*E predictions. The chunks go through block_forward, several
+ * in one block when they are short (at most `batch` of them, which changes nothing in the
+ * result), a long one in blocks with context; the sum runs in chunk order, so the result is
+ * exact-repeatable, and it is bit for bit what model_forward gives on the chunks. losses_out
+ * (optional) receives the K*E per-prediction losses as float32, in chunk order; sinks
+ * (optional) accumulates where the attention goes. */
 static const char *eval_progress = NULL; /* main sets it to show a long evaluation's progress */
 
 static double evaluate(Model *m, const Shard *s, int E, int W, long max_chunks, int batch, long *chunks_out,
@@ -1937,57 +2434,141 @@ static double evaluate(Model *m, const Shard *s, int E, int W, long max_chunks, 
     long K = (s->n - 1) / E;
     if (max_chunks > 0 && max_chunks < K) K = max_chunks;
     if (K < 1) die("the eval shard has %ld tokens, fewer than eval length %d + 1", s->n, E);
-    if (batch < 1) batch = 1;
-    if (batch > K) batch = (int)K;
-    int *in = xcalloc((size_t)batch * E, sizeof(int), "eval tokens");
-    int *tg = xcalloc((size_t)batch * E, sizeof(int), "eval tokens");
+    int whole = E <= BLOCK_POSITIONS, per_block = whole ? BLOCK_POSITIONS / E : 1, Wq = band_width(W, E);
+    if (batch >= 1 && batch < per_block) per_block = batch;
+    if (per_block > K) per_block = (int)K;
+    int rows = whole ? per_block * E : BLOCK_POSITIONS;
+    BlockState bs;
+    block_init(&bs, m, W, rows, !whole, E, sinks != NULL);
+    int *in = xcalloc(rows, sizeof(int), "eval tokens"), *tg = xcalloc(rows, sizeof(int), "eval tokens");
     double total = 0.0;
-    for (long c0 = 0; c0 < K; c0 += batch) {
-        int nb = K - c0 < batch ? (int)(K - c0) : batch;
-        for (int b = 0; b < nb; b++) make_sequence(in + (long)b * E, tg + (long)b * E, s->tokens, (c0 + b) * E, E, m->cfg.bos);
-        model_forward(m, in, tg, nb, E, W);
-        for (long i = 0; i < (long)nb * E; i++) total += m->a.losses[i];
-        if (losses_out && fwrite(m->a.losses, sizeof(float), (size_t)nb * E, losses_out) != (size_t)nb * E)
-            die("cannot write the per-token losses: %s", strerror(errno));
-        if (sinks) sink_stats_add(sinks, m);
+    for (long c0 = 0; c0 < K; c0 += per_block) {
+        int nb = K - c0 < per_block ? (int)(K - c0) : per_block;
+        if (whole) {
+            for (int b = 0; b < nb; b++) make_sequence(in + (long)b * E, tg + (long)b * E, s->tokens, (c0 + b) * E, E, m->cfg.bos);
+            block_forward(&bs, in, tg, nb, E, sinks, Wq);
+            add_losses(&total, bs.losses, (long)nb * E, losses_out);
+        } else {
+            run_long_sequence(&bs, s, c0 * E, E, &total, losses_out, sinks, Wq, in, tg);
+        }
+        if (sinks) sinks->queries += (long)nb * (Wq > 1 ? Wq - 1 : 0);
         if (eval_progress && isatty(STDERR_FILENO))
             fprintf(stderr, "\r%s: %ld of %ld chunks", eval_progress, c0 + nb, K);
     }
     if (eval_progress && isatty(STDERR_FILENO)) fprintf(stderr, "\r%*s\r", (int)strlen(eval_progress) + 40, "");
     free(in); free(tg);
+    block_free(&bs);
     if (chunks_out) *chunks_out = K;
     return total / ((double)K * E);
 }
 
 /* Streaming evaluation: the whole shard as one sequence (after the start token, if the
- * model has one), token by token through the ring buffers (window W, plus the first
- * keep_first positions, see InferState); memory does not depend on the shard's length.
- * There are N-1 predictions, as for the chunked evaluation with E = N-1: of t[1..N) without
- * a start token, of t[0..N-1) with one. losses_out (optional) receives them as float32. */
+ * model has one): N-1 predictions, of t[1..N) without a start token, of t[0..N-1) with one.
+ * With keep_first = 0 the text goes through block_forward a block at a time with w-1 keys
+ * and values of context per layer (memory O(w) per layer plus one block, whatever the
+ * length): that is bit for bit evaluate() with E = N-1, a multiple of the speed of token-by-
+ * token. With keep_first > 0 the cache of StreamingLLM (positions counted within the cache)
+ * is not ordinary attention, so the text goes token by token through infer_step (see
+ * InferState). max_tokens > 0 stops after that many predictions. losses_out (optional)
+ * receives them as float32. */
 static double evaluate_stream(const Model *m, const Shard *s, int W, int keep_first, long max_tokens, FILE *losses_out) {
     long n = s->n - 1;
     if (max_tokens > 0 && max_tokens < n) n = max_tokens;
     int bos = m->cfg.bos;
-    InferState st;
-    infer_init(&st, m, n < W ? (int)(n > 0 ? n : 1) : W, keep_first);
     double total = 0.0;
+    if (keep_first == 0) {
+        BlockState bs;
+        int rows = n < BLOCK_POSITIONS ? (int)n : BLOCK_POSITIONS;
+        block_init(&bs, m, W, rows, 1, n, 0);
+        int *in = xcalloc(rows, sizeof(int), "eval tokens"), *tg = xcalloc(rows, sizeof(int), "eval tokens");
+        run_long_sequence(&bs, s, 0, n, &total, losses_out, NULL, 0, in, tg);
+        free(in); free(tg);
+        block_free(&bs);
+        return total / n;
+    }
+    InferState st;
+    DecodeThreads dt;
+    infer_init(&st, m, n < W ? (int)(n > 0 ? n : 1) : W, keep_first);
+    decode_threads_init(&dt);
     for (long i = 0; i < n; i++) {
         int input = bos < 0 ? s->tokens[i] : i == 0 ? bos : s->tokens[i - 1];
         int target = bos < 0 ? s->tokens[i + 1] : s->tokens[i];
+        decode_threads_before(&dt, &st);
         infer_step(&st, input);
-        const float *z = st.logits;
-        float maxz = -FLT_MAX;
-        for (int v = 0; v < m->cfg.V; v++) if (z[v] > maxz) maxz = z[v];
-        double sum = 0.0;
-        for (int v = 0; v < m->cfg.V; v++) sum += exp_approx(z[v] - maxz);
-        double loss = log(sum) + maxz - z[target];
+        float loss;
+        crossentropy_forward(&loss, st.logits, &target, 1, m->cfg.V);
         total += loss;
-        float lf = (float)loss;
-        if (losses_out && fwrite(&lf, sizeof(float), 1, losses_out) != 1)
+        if (losses_out && fwrite(&loss, sizeof(float), 1, losses_out) != 1)
             die("cannot write the per-token losses: %s", strerror(errno));
     }
     infer_free(&st);
     return total / n;
+}
+
+/* ---- 10.2 generation ------------------------------------------------------------------
+ * The prompt (after the model's start token, if it has one) goes through block_forward, and
+ * its last w-1 keys and values fill the rings of `samples` sequences that then continue token
+ * by token (infer_step_all), all at once: sample i draws from its own generator rngs[i] (the
+ * command line seeds it with --seed + i), so each sample is exactly the text a single run with
+ * that seed gives. With keep_first > 0 the prompt goes token by token too (see InferState).
+ * Returns the generated tokens, samples x n; with one sample and f, they are also printed to
+ * f as they come. */
+static int *generate(const Model *m, const int *prompt, int prompt_len, int n, int window, int keep_first,
+                     double temperature, int top_k, uint64_t *rngs, int samples, const Tokenizer *tk, FILE *f) {
+    const ModelConfig *c = &m->cfg;
+    int bos = c->bos, V = c->V, C = c->C, H = c->H, D = C / H, L = c->L;
+    long len = (long)(bos >= 0) + prompt_len; /* positions fed before the first sample */
+    long positions = len + n; /* a ring of min(window, positions) slots gives the same results */
+    int ring = positions < window ? (int)(positions > 0 ? positions : 1) : window;
+    int *seq = xcalloc(len > 0 ? len : 1, sizeof(int), "prompt"), *out = xcalloc((size_t)samples * n, sizeof(int), "samples");
+    int *tok = xcalloc(samples, sizeof(int), "samples");
+    if (bos >= 0) seq[0] = bos;
+    memcpy(seq + (bos >= 0), prompt, (size_t)prompt_len * sizeof(int));
+    InferState s;
+    DecodeThreads dt;
+    infer_init_n(&s, m, ring, keep_first, samples);
+    decode_threads_init(&dt);
+    if (keep_first > 0 || len == 0) {
+        for (long i = 0; i < len; i++) {
+            for (int j = 0; j < samples; j++) tok[j] = seq[i];
+            decode_threads_before(&dt, &s);
+            infer_step_all(&s, tok);
+        }
+    } else { /* the prompt in blocks, then its keys and values into every sample's ring */
+        BlockState bs;
+        int rows = len < BLOCK_POSITIONS ? (int)len : BLOCK_POSITIONS;
+        block_init(&bs, m, window, rows, 1, len, 0);
+        for (long t0 = 0; t0 < len; t0 += rows)
+            block_forward(&bs, seq + t0, NULL, 1, len - t0 < rows ? (int)(len - t0) : rows, NULL, 0);
+        for (int l = 0; l < L; l++) {
+            const float *kl = block_keys(&bs, l), *vl = kl + ((size_t)bs.ctx_cap + bs.rows) * C;
+            for (int r = 0; r < bs.ctx; r++) {
+                long slot = (len - bs.ctx + r) % ring;
+                for (int j = 0; j < samples; j++) {
+                    float *kt = s.k_ring + ((size_t)l * samples + j) * H * D * ring;
+                    for (int i = 0; i < C; i++) kt[(size_t)i * ring + slot] = kl[(size_t)r * C + i]; /* (h, t) = i */
+                    memcpy(s.v_ring + (((size_t)l * samples + j) * ring + slot) * C, vl + (size_t)r * C, C * sizeof(float));
+                }
+            }
+        }
+        for (int j = 0; j < samples; j++) memcpy(s.logits + (size_t)j * V, bs.logits, V * sizeof(float));
+        s.pos = len;
+        block_free(&bs);
+    }
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < samples; j++) out[(size_t)j * n + i] = tok[j] = sample_token(s.logits + (size_t)j * V, V, temperature, top_k, &rngs[j]);
+        if (f && samples == 1) {
+            print_token(f, tk, tok[0], V);
+            fflush(f);
+        }
+        if (i + 1 < n) {
+            decode_threads_before(&dt, &s);
+            infer_step_all(&s, tok);
+        }
+    }
+    infer_free(&s);
+    free(seq); free(tok);
+    return out;
 }
 
 /* The attention weights of one layer over a token sequence, written for looking at what
@@ -2079,7 +2660,9 @@ static const char *usage_text =
 "  --sample-every N    print a generated sample every N steps (default 100; 0 never)\n"
 "  --sample-len N      tokens per sample (default 200)\n"
 "  --save-every N      write the checkpoint every N steps (default 0: only at the end)\n"
-"  --threads N         OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
+"  --threads N         OpenMP threads (default: OMP_NUM_THREADS or all cores); results do not\n"
+"                      depend on it. Idle threads spin ~50 us, then sleep (unless\n"
+"                      OMP_WAIT_POLICY or GOMP_SPINCOUNT is set): a busy machine costs little\n"
 "  --tokenizer FILE    a tokenizer file (llm.c's format, e.g. from data/prepare_bpe.py) to\n"
 "                      print samples as text, encode a text --prompt and report nats per\n"
 "                      byte in --eval; in every mode\n"
@@ -2093,10 +2676,12 @@ static const char *usage_text =
 "  Ends with the line: eval_loss <value>\n"
 "\n"
 "Generate:  --init CKPT --generate N [--prompt TEXT | --prompt-ids \"ID ID ..\"] [--temperature X]\n"
-"  [--top-k K] [--seed N] [--eval-window W] [--keep-first K]\n"
+"  [--top-k K] [--seed N] [--eval-window W] [--keep-first K] [--samples S]\n"
 "  writes the continuation of the prompt to stdout (default temperature 0.8, top-k 0 = all;\n"
 "  the window defaults to the model's). Token ids (a vocabulary other than bytes) print as\n"
-"  the prompt's ids, ' | ', then the generated ids.\n"
+"  the prompt's ids, ' | ', then the generated ids. --samples S generates S continuations\n"
+"  at once (faster than S runs), sample i exactly as a run with --seed seed+i, printed one\n"
+"  after the other, each under a line '--- sample i of S (seed X) ---'.\n"
 "\n"
 "Flags that do not apply to the mode (training, --eval, --generate) are errors.\n"
 "\n"
@@ -2113,7 +2698,7 @@ typedef struct {
     ModelConfig model;
     OptimConfig opt;
     int batch, stop_after, shuffle, val_every, val_chunks, sample_every, sample_len, save_every, threads;
-    int eval_len, eval_window, eval_chunks, stream, generate, top_k, dump_layer, keep_first, sinks;
+    int eval_len, eval_window, eval_chunks, stream, generate, top_k, dump_layer, keep_first, sinks, samples;
     int final_val_chunks, overwrite;
     double temperature;
     uint64_t seed;
@@ -2280,6 +2865,7 @@ static void parse_args(Args *a, int argc, char **argv) {
         else if (!strcmp(f, "--eval-window")) a->eval_window = (int)parse_int(f, v, 1, BIG);
         else if (!strcmp(f, "--eval-chunks")) a->eval_chunks = (int)parse_int(f, v, 0, BIG);
         else if (!strcmp(f, "--generate")) a->generate = (int)parse_int(f, v, 1, BIG);
+        else if (!strcmp(f, "--samples")) a->samples = (int)parse_int(f, v, 1, 4096);
         else if (!strcmp(f, "--temperature")) a->temperature = parse_double(f, v, 0, 1e3);
         else if (!strcmp(f, "--top-k")) a->top_k = (int)parse_int(f, v, 0, 65536);
         else die("unknown flag %s (see --help)", f);
@@ -2289,6 +2875,7 @@ static void parse_args(Args *a, int argc, char **argv) {
     if ((a->eval || a->generate) && !a->init) die("%s needs --init CKPT", a->eval ? "--eval" : "--generate");
     if (a->eval && a->generate) die("--eval and --generate exclude each other");
     if (a->stream && !a->eval) die("--stream needs --eval SHARD");
+    if (a->samples && !a->generate) die("--samples needs --generate N");
     if (a->dump_losses && !a->eval) die("--dump-losses needs --eval SHARD");
     if (flag_given(a, "--keep-first") && !a->stream && !a->generate)
         die("--keep-first works with --eval SHARD --stream and with --generate N");
@@ -2351,7 +2938,7 @@ static void sample_text(const Model *m, const Shard *prompt_src, int len, double
     for (int i = 0; i < plen; i++) prompt[i] = prompt_src->tokens[i];
     printf("---- sample ----\n");
     for (int i = 0; i < plen; i++) print_token(stdout, tk, prompt[i], m->cfg.V);
-    generate(m, prompt, plen, len, m->cfg.window, 0, temperature, top_k, rng, tk, stdout);
+    free(generate(m, prompt, plen, len, m->cfg.window, 0, temperature, top_k, rng, 1, tk, stdout));
     printf("\n----------------\n");
 }
 
@@ -2502,24 +3089,39 @@ static int run_generate(Model *m, const Args *a, const Tokenizer *tk) {
         free(seq);
         if (!a->generate) { free(tokens); return 0; }
     }
-    uint64_t rng = a->seed;
+    int samples = a->samples > 0 ? a->samples : 1;
+    uint64_t *rngs = xcalloc(samples, sizeof(uint64_t), "samples");
+    for (int j = 0; j < samples; j++) rngs[j] = a->seed + (uint64_t)j; /* sample j is the run with --seed seed+j */
     /* echo the prompt: as text (the default prompt, a newline, is not echoed), or as ids and
      * then " | " so that the generated ids stand apart */
-    if (text && (a->prompt || a->prompt_ids))
+    int echo = text ? a->prompt || a->prompt_ids : 1;
+    if (samples == 1 && echo) {
         for (int i = 0; i < n; i++) print_token(stdout, tk, tokens[i], V);
-    if (!text) {
-        for (int i = 0; i < n; i++) print_token(stdout, tk, tokens[i], V);
-        fputs("| ", stdout);
+        if (!text) fputs("| ", stdout);
     }
     double t0 = now_seconds();
-    generate(m, tokens, n, a->generate, W, a->keep_first, a->temperature, a->top_k, &rng, tk, stdout);
+    int *out = generate(m, tokens, n, a->generate, W, a->keep_first, a->temperature, a->top_k, rngs, samples, tk,
+                        samples == 1 ? stdout : NULL);
     double dt = now_seconds() - t0;
+    if (samples > 1) /* generated together, printed one after the other */
+        for (int j = 0; j < samples; j++) {
+            printf("%s--- sample %d of %d (seed %llu) ---\n", j ? "\n" : "", j + 1, samples, (unsigned long long)(a->seed + j));
+            if (echo) for (int i = 0; i < n; i++) print_token(stdout, tk, tokens[i], V);
+            if (echo && !text) fputs("| ", stdout);
+            for (int i = 0; i < a->generate; i++) print_token(stdout, tk, out[(size_t)j * a->generate + i], V);
+        }
     fputc('\n', stdout);
     fflush(stdout);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru); /* ru_maxrss is in kilobytes on Linux */
-    fprintf(stderr, "generated %d tokens after a %d-token prompt (window %d) in %.2f s: %.1f tokens/s, peak RSS %.1f MB\n",
-            a->generate, n, W, dt, (a->generate + n) / dt, ru.ru_maxrss / 1024.0);
+    if (samples == 1)
+        fprintf(stderr, "generated %d tokens after a %d-token prompt (window %d) in %.2f s: %.1f tokens/s, peak RSS %.1f MB\n",
+                a->generate, n, W, dt, (a->generate + n) / dt, ru.ru_maxrss / 1024.0);
+    else
+        fprintf(stderr, "generated %d samples of %d tokens after a %d-token prompt (window %d) in %.2f s: %.1f tokens/s in "
+                "total, peak RSS %.1f MB\n", samples, a->generate, n, W, dt, ((double)samples * a->generate + n) / dt,
+                ru.ru_maxrss / 1024.0);
+    free(out); free(rngs);
     free(tokens);
     return 0;
 }
@@ -2596,6 +3198,7 @@ static char *dir_of(const char *path) {
 }
 
 int main(int argc, char **argv) {
+    choose_wait_policy(argv); /* before anything else: it may run the program again */
     Args a;
     parse_args(&a, argc, argv);
     signal(SIGXFSZ, SIG_IGN); /* a file-size limit (ulimit -f) then fails the write with EFBIG: one error line */
