@@ -1,0 +1,824 @@
+"""
+The attention sink at CPU scale, and what SWAT's sigmoid does to it (issue 13).
+
+Softmax attention must put a total weight of 1 somewhere. A head with nothing to do parks it on a
+token whose value it has made harmless, in practice the start token: the "attention sink" (Xiao et
+al. 2023; Gu et al. 2025). Sliding-window inference evicts the start token after w tokens, the
+parked weight lands on real tokens, and the model breaks; StreamingLLM keeps the first token in
+the cache (`--keep-first 1`) and repairs it. SWAT's element-wise sigmoid has no total to park: a
+dormant head sets its gates near 0. This script trains small models with a start token
+(`--vocab 257 --bos 256`) and measures all of that:
+
+  Bigram-Backcopy (data/make_backcopy.py; Guo et al. 2024): a letter bigram chain in which the
+      character after a trigger (b, w, y) copies the character before the trigger. Attention is
+      needed only at trigger queries. Models: vanilla softmax (T = w, RoPE, no ALiBi) with 1, 2
+      and 3 layers, and SWAT (sigmoid, balanced ALiBi, RoPE, window 16, T = 128), several seeds.
+  The Bible (data/bible, bytes): vanilla softmax trained densely (T = w = 128) and SWAT (w = 32,
+      T = 128), several seeds.
+
+For every model:
+  sinks        `train_swat --eval VAL --eval-len T --sinks`: per head, the mean weight on position 0
+               over the queries that see it ("first"), the mean row sum (1 for softmax) and the
+               mean share first/row_sum; sink heads = share > 0.3 (Gu et al.'s threshold).
+  gu           (Bigram-Backcopy) the same from `--dump-attn` over val chains, split into
+               non-trigger queries (the query's own token is not a trigger, so the head has
+               nothing to fetch: the dormant case) and trigger queries (the head must fetch the
+               previous character). A model's sink ratio = the fraction of its heads whose mean
+               weight on the start token over non-trigger queries exceeds 0.3.
+  streams      `--stream --dump-losses` over long texts (one sequence each, the start token once at
+               the beginning), in three modes: full attention (--eval-window >= the text), sliding
+               window W (the start token leaves the cache after W tokens), and sliding window W with
+               --keep-first 1 (the start token stays; positions counted within the cache). The loss
+               is summarised before and after position W and plotted against the position.
+  chunks       (Bigram-Backcopy) `--eval-len 128 --eval-window W --dump-losses` on all val chains:
+               loss at positions < W (the start token still visible) and >= W.
+
+Outputs (dev/results/sink/ for --mode full; --mode quick writes dev/results/sink/quick/, not
+committed): results.md (tables: mean and spread over seeds), results.json (every number), figures
+(*.png), runs/<name>/{log.txt,run.json,evals.json,streams.json} (checkpoints are not committed).
+
+Usage:  /usr/bin/python3 dev/sink.py [--mode quick|full] [--only NAME,...] [--jobs 2] [--plots-only]
+Resumable: finished trainings and cached measurements are skipped, so re-run after a Ctrl-C.
+"""
+import argparse, json, os, struct, subprocess, sys, tempfile, threading, time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIBLE = dict(train="data/bible/train.bin", val="data/bible/val.bin")
+BOS = ["--vocab", "257", "--bos", "256"]
+SINK_T = 0.3  # Gu et al.'s threshold on the mean weight on the first token
+
+
+# ---------------------------------------------------------------------------------- settings
+# Each run: name, data ("bb" | "bible"), attention, ALiBi, window w, training length T, shape
+# (L, H, C, F), steps, lr, wd, seed. Stream windows: the eval windows W of the streaming modes.
+
+def bb_run(kind, L, seed, steps):
+    """kind: softmax-rope (vanilla with RoPE), softmax-nope (vanilla without any position
+    encoding, as GPT-style models without learned positions), swat."""
+    base = dict(data="bb", T=128, L=L, H=2, C=64, F=256, steps=steps, lr=3e-3, wd=0.1, seed=seed)
+    if kind == "swat":
+        return dict(base, name=f"bb-swat-L{L}-s{seed}", group=f"bb-swat-L{L}", attn="sigmoid", alibi="1:1",
+                    rope="on", w=16, stream_windows=[16])
+    return dict(base, name=f"bb-{kind}-L{L}-s{seed}", group=f"bb-{kind}-L{L}", attn="softmax", alibi="0:0",
+                rope="on" if kind == "softmax-rope" else "off", w=128, stream_windows=[16, 128])
+
+
+def bible_run(kind, seed, steps):
+    base = dict(data="bible", T=128, L=4, H=4, C=128, F=352, steps=steps, lr=2e-3, wd=0.1, seed=seed)
+    if kind == "swat":
+        return dict(base, name=f"bible-swat-s{seed}", group="bible-swat", attn="sigmoid", alibi="2:2", rope="on",
+                    w=32, stream_windows=[32])
+    return dict(base, name=f"bible-{kind}-s{seed}", group=f"bible-{kind}", attn="softmax", alibi="0:0",
+                rope="on" if kind == "softmax-rope" else "off", w=128, stream_windows=[32, 128])
+
+
+MODES = {
+    # under 20 minutes on 2 busy cores: one seed of the two-layer Bigram-Backcopy models, a short Bible pair
+    "quick": dict(runs=[bb_run("softmax-nope", 2, 1, 3000), bb_run("swat", 2, 1, 3000),
+                        bible_run("softmax-rope", 1, 300), bible_run("swat", 1, 300)],
+                  bb_streams=8, bible_streams=4, stream_len=1024, gu_chains=8),
+    # seconds: checks that the pipeline runs end to end (nothing in it is a result)
+    "tiny": dict(runs=[bb_run("softmax-nope", 2, 1, 30), bb_run("swat", 2, 1, 30), bible_run("softmax-rope", 1, 10),
+                       bible_run("swat", 1, 10)], bb_streams=2, bible_streams=2, stream_len=256, gu_chains=2),
+    # in the order they run (two at a time): the two-layer trio first, then the Bible, then 3 layers
+    "full": dict(runs=[bb_run(k, 2, s, 3000) for k in ("softmax-nope", "swat", "softmax-rope") for s in (1, 2, 3)]
+                 + [bible_run(k, s, 2000) for k in ("softmax-rope", "swat", "softmax-nope") for s in (1, 2)]
+                 + [bb_run(k, 3, s, 3000) for k in ("softmax-nope", "swat") for s in (1, 2, 3)],
+                 bb_streams=32, bible_streams=8, stream_len=1024, gu_chains=32),
+}
+# Bigram-Backcopy data: one data set (seed 1) for every model; the model seeds differ
+BB_ARGS = ["--length", "128", "--train-seqs", "32768", "--val-seqs", "512", "--stream-length", "1024",
+           "--stream-seqs", "32", "--seed", "1"]
+
+
+# ---------------------------------------------------------------------------------- helpers
+PRINT_LOCK = threading.Lock()
+
+
+def say(msg):
+    with PRINT_LOCK:
+        print(msg, flush=True)
+
+
+class Failure(Exception):
+    pass
+
+
+def fail(msg, cmd=None, stderr=""):
+    """Stop loudly: a missing result must never turn into a silently shorter table."""
+    text = msg
+    if cmd:
+        text = "command: " + " ".join(map(str, cmd)) + "\n" + "\n".join(stderr.strip().splitlines()[-15:]) + "\n" + msg
+    raise Failure(text)
+
+
+def call(cmd):
+    env = dict(os.environ, OMP_WAIT_POLICY="passive")  # don't spin idle threads on a shared machine
+    proc = subprocess.Popen([c if isinstance(c, bytes) else str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    out, err = proc.communicate()
+    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def write_json(path, obj):
+    tmp = path + ".tmp"  # temp + rename: an interrupted write leaves the old file intact
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def read_json(path, default):
+    if not os.path.exists(path):
+        return default
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_tokens(path):
+    data = open(path, "rb").read()
+    header = np.frombuffer(data[:1024], dtype="<i4")
+    if header[0] != 20240520:
+        fail(f"{path} is not a token shard")
+    return np.frombuffer(data, dtype="<u2", count=int(header[2]), offset=1024)
+
+
+def write_tokens(path, toks):
+    header = np.zeros(256, dtype="<i4")
+    header[:3] = [20240520, 1, len(toks)]
+    with open(path + ".tmp", "wb") as f:
+        f.write(header.tobytes())
+        f.write(np.asarray(toks, dtype="<u2").tobytes())
+    os.replace(path + ".tmp", path)
+
+
+def read_dump(path):
+    """train_swat --dump-attn: "SWATATTN", int32 version, layer, H, T, window, attn, T int32
+    tokens, H*T*T float32 weights [h][m][n]."""
+    data = open(path, "rb").read()
+    if data[:8] != b"SWATATTN":
+        fail(f"{path} is not an attention dump")
+    version, layer, H, T, W, attn = struct.unpack("<6i", data[8:32])
+    tokens = np.frombuffer(data, "<i4", T, 32)
+    weights = np.frombuffer(data, "<f4", H * T * T, 32 + 4 * T).reshape(H, T, T)
+    return dict(layer=layer, H=H, T=T, window=W, attn=attn, tokens=tokens, weights=weights)
+
+
+def parse_log(path):
+    """log.txt: training losses, validations and the sink lines (`sink STEP N M s_0 ...`)."""
+    train, val, sinks, final = {}, {}, {}, None
+    if os.path.exists(path):
+        for line in open(path):
+            p = line.split()
+            try:
+                if len(p) >= 4 and p[0] == "step":
+                    train[int(p[1])] = float(p[3])
+                elif len(p) == 4 and p[0] == "val":
+                    val[int(p[1])] = float(p[3])
+                elif len(p) >= 4 and p[0] == "sink":
+                    sinks[int(p[1])] = [float(x) for x in p[4:]]
+                elif len(p) == 2 and p[0] == "final_val_loss":
+                    final = float(p[1])
+            except ValueError:
+                continue  # a half-written line of an interrupted run
+    return dict(train=train, val=val, sinks=sinks, final=final)
+
+
+# ---------------------------------------------------------------------------------- data
+def prepare_data(out, mode):
+    """Bigram-Backcopy shards (once, shared by the modes) and the stream texts of both data sets:
+    one shard per stream, so that --stream reads each as its own sequence."""
+    bb = os.path.join(REPO, "dev", "results", "sink", "data", "backcopy")
+    if read_json(os.path.join(bb, "meta.json"), {}).get("stream_seqs") != 32:
+        say("generating the Bigram-Backcopy shards (data/make_backcopy.py)")
+        rc, _, err = call([sys.executable, "data/make_backcopy.py", "--out", bb, "--quiet"] + BB_ARGS)
+        if rc != 0:
+            fail("data/make_backcopy.py failed", ["make_backcopy"], err)
+    meta = read_json(os.path.join(bb, "meta.json"), None)
+    sd = os.path.join(out, "streams")
+    os.makedirs(sd, exist_ok=True)
+    S = MODES[mode]["stream_len"]
+    streams = dict(bb=[], bible=[])
+    # Bigram-Backcopy: stream.bin holds independent chains of stream_length; stream k is chain k
+    chains = read_tokens(os.path.join(bb, "stream.bin"))[:-1].reshape(-1, meta["stream_length"])
+    for k in range(MODES[mode]["bb_streams"]):
+        path = os.path.join(sd, f"bb_{k:02d}.bin")
+        if not os.path.exists(path):  # chain + one extra token: the stream predicts exactly the chain
+            write_tokens(path, np.append(chains[k, :S], chains[k, 0]))
+        streams["bb"].append(path)
+    # the Bible: stretches of the val text, evenly spaced
+    val = read_tokens(BIBLE["val"])
+    n = MODES[mode]["bible_streams"]
+    for k in range(n):
+        path = os.path.join(sd, f"bible_{k:02d}.bin")
+        start = k * ((len(val) - S - 1) // n)
+        if not os.path.exists(path):
+            write_tokens(path, val[start:start + S + 1])
+        streams["bible"].append(path)
+    return dict(bb=dict(train=os.path.join(bb, "train.bin"), val=os.path.join(bb, "val.bin"), meta=meta),
+                bible=dict(train=BIBLE["train"], val=BIBLE["val"], meta=None), streams=streams)
+
+
+def bb_optimal_losses(tokens, meta):
+    """The Bayes-optimal loss of each prediction of a Bigram-Backcopy chain (stream layout:
+    the first character is predicted from the start token): 0 after a trigger (the copy is
+    certain), -log bigram otherwise, -log start for the first character."""
+    index = {s: i for i, s in enumerate(meta["symbols"])}
+    x = np.array([index[int(t)] for t in tokens])
+    P, start = np.array(meta["bigram"]), np.array(meta["start"])
+    trig = np.isin(tokens, meta["trigger_bytes"])
+    out = np.empty(len(x))
+    out[0] = -np.log(start[x[0]])
+    out[1:] = np.where(trig[:-1], 0.0, -np.log(np.maximum(P[x[:-1], x[1:]], 1e-300)))
+    return out
+
+
+# ---------------------------------------------------------------------------------- training
+def train_args(run, data):
+    batch = 4096 // run["T"]
+    return (["--train", data["train"], "--val", data["val"]] + BOS
+            + ["--layers", run["L"], "--heads", run["H"], "--dim", run["C"], "--ffn", run["F"],
+               "--attn", run["attn"], "--alibi", run["alibi"], "--rope", run["rope"], "--window", run["w"],
+               "--seq", run["T"], "--batch", batch, "--steps", run["steps"], "--warmup", min(50, run["steps"] // 4), "--lr", run["lr"],
+               "--wd", run["wd"], "--seed", run["seed"]])
+
+
+def periodic_args(run, threads):
+    return ["--val-every", max(1, run["steps"] // 20), "--val-chunks", 64, "--final-val-chunks", 512, "--sample-every", 0,
+            "--save-every", max(1, run["steps"] // 5), "--threads", threads]
+
+
+def train(run, rdir, data, args):
+    log, ckpt = os.path.join(rdir, "log.txt"), os.path.join(rdir, "model.ckpt")
+    targs = [str(a) for a in train_args(run, data)]
+    spec = read_json(os.path.join(rdir, "run.json"), None)
+    if spec is not None and spec != targs:  # never mix two settings in one run
+        fail(f"{rdir} was started with other settings; delete it to retrain")
+    if parse_log(log)["final"] is not None and os.path.exists(ckpt):
+        return
+    os.makedirs(rdir, exist_ok=True)
+    write_json(os.path.join(rdir, "run.json"), targs)
+    if os.path.exists(ckpt):
+        say(f"[{run['name']}] resuming from {ckpt}")
+        cmd = [args.bin, "--resume", ckpt, "--out", rdir, "--train", data["train"], "--val", data["val"]]
+    else:
+        say(f"[{run['name']}] training: {run['attn']} w={run['w']} T={run['T']} L={run['L']} "
+            f"alibi={run['alibi']}, {run['steps']} steps")
+        cmd = [args.bin, "--out", rdir, "--overwrite"] + targs
+    t0 = time.time()
+    rc, _, err = call(cmd + periodic_args(run, args.threads))
+    if rc != 0:
+        fail(f"training {run['name']} failed (exit {rc})", cmd, err)
+    if parse_log(log)["final"] is None:
+        fail(f"{run['name']} stopped before its last step (interrupted?): run the same command again")
+    say(f"[{run['name']}] trained in {time.time() - t0:.0f} s, final val loss {parse_log(log)['final']:.4f}")
+
+
+# ---------------------------------------------------------------------------------- measurements
+def measure_sinks(run, rdir, data, args):
+    """train_swat --sinks on the val shard, chunks of T, the model's window."""
+    cmd = [args.bin, "--init", os.path.join(rdir, "model.ckpt"), "--eval", data["val"], "--eval-len", run["T"],
+           "--sinks", "--threads", args.threads]
+    rc, out, err = call(cmd)
+    heads, count, loss = [], None, None
+    for line in out.splitlines():
+        p = line.split()
+        if p[:1] == ["sink"] and len(p) == 11:  # sink layer L head H first X row_sum Y share Z
+            heads.append(dict(layer=int(p[2]), head=int(p[4]), first=float(p[6]), row_sum=float(p[8]),
+                              share=float(p[10])))
+        elif p[:1] == ["sink_heads"]:
+            count = int(p[1])
+        elif p[:1] == ["eval_loss"]:
+            loss = float(p[1])
+    if rc != 0 or count is None or loss is None or len(heads) != run["L"] * run["H"]:
+        fail(f"--sinks of {run['name']} failed (exit {rc})", cmd, err + out)
+    return dict(heads=heads, sink_heads=count, val_loss=loss)
+
+
+def dump_attention(args, ckpt, text, layer, window=None):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "attn.bin")
+        cmd = [args.bin, "--init", ckpt, "--dump-attn", path, "--dump-layer", layer, "--prompt", text,
+               "--threads", 1]
+        if window:
+            cmd += ["--eval-window", window]
+        rc, out, err = call(cmd)
+        if rc != 0:
+            fail("--dump-attn failed", cmd, err + out)
+        return read_dump(path)
+
+
+def measure_gu(run, rdir, data, args, nchains):
+    """Weight on the start token per head over val chains, split into trigger and non-trigger
+    queries. The dump has the start token at position 0 and the chain's characters 0..T-2 at
+    positions 1..T-1; query m (1 <= m < min(T, w)) sees position 0; it is a trigger query when
+    its own token is a trigger."""
+    meta = data["meta"]
+    val = read_tokens(data["val"])
+    T = run["T"]
+    keys = ("nt_first", "nt_row", "nt_share", "t_first", "t_row", "t_share")
+    acc = {k: [[[] for _ in range(run["H"])] for _ in range(run["L"])] for k in keys}
+    for c in range(nchains):
+        text = bytes(val[c * T:c * T + T - 1].astype(np.uint8))  # the trainer prepends the start token
+        for layer in range(run["L"]):
+            d = dump_attention(args, os.path.join(rdir, "model.ckpt"), text, layer)
+            if d["tokens"][0] != 256 or d["T"] != T:
+                fail(f"the attention dump of {run['name']} does not start with the start token")
+            A = d["weights"]
+            q = np.arange(1, min(T, run["w"]))
+            trig = np.isin(d["tokens"][q], meta["trigger_bytes"])
+            for h in range(run["H"]):
+                rows = A[h, q, :].sum(1)
+                share = A[h, q, 0] / np.maximum(rows, 1e-30)
+                for sel, pre in ((~trig, "nt"), (trig, "t")):
+                    acc[pre + "_first"][layer][h] += A[h, q[sel], 0].tolist()
+                    acc[pre + "_row"][layer][h] += rows[sel].tolist()
+                    acc[pre + "_share"][layer][h] += share[sel].tolist()
+    heads = []
+    for layer in range(run["L"]):
+        for h in range(run["H"]):
+            m = {k: float(np.mean(v[layer][h])) if v[layer][h] else None for k, v in acc.items()}
+            heads.append(dict(layer=layer, head=h, nontrigger_first=m["nt_first"], nontrigger_row_sum=m["nt_row"],
+                              nontrigger_share=m["nt_share"], trigger_first=m["t_first"], trigger_row_sum=m["t_row"],
+                              trigger_share=m["t_share"],
+                              queries_nontrigger=len(acc["nt_first"][layer][h]),
+                              queries_trigger=len(acc["t_first"][layer][h])))
+    # Gu et al.'s ratio on the weight itself, and on the share (weight / row sum), which is what
+    # "parked" means for a sigmoid head whose row does not sum to 1 (the same for softmax)
+    ratio = sum(h["nontrigger_first"] > SINK_T for h in heads) / len(heads)
+    ratio_share = sum(h["nontrigger_share"] > SINK_T for h in heads) / len(heads)
+    return dict(heads=heads, sink_ratio=ratio, sink_ratio_share=ratio_share, chains=nchains)
+
+
+def stream_losses(args, ckpt, shard, W, keep):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "losses.bin")
+        cmd = [args.bin, "--init", ckpt, "--eval", shard, "--stream", "--eval-window", W, "--dump-losses", path,
+               "--threads", 1]
+        if keep:
+            cmd += ["--keep-first", keep]
+        rc, out, err = call(cmd)
+        if rc != 0 or "eval_loss" not in out:
+            fail("streaming evaluation failed", cmd, err + out)
+        return np.fromfile(path, dtype=np.float32)
+
+
+def stream_modes(run, S):
+    """(key, W, keep_first): full attention, then each stream window without and with the start token."""
+    modes = [("full", S, 0)]
+    for W in run["stream_windows"]:
+        modes += [(f"W{W}", W, 0), (f"W{W}+keep1", W, 1)]
+    return modes
+
+
+def measure_streams(run, rdir, data, streams, args):
+    """Per-position mean loss over the streams for each mode (streams.json), and summaries."""
+    path = os.path.join(rdir, "streams.json")
+    cache = read_json(path, {})
+    S = None
+    for key, W, keep in stream_modes(run, MODES[args.mode]["stream_len"]):
+        if key in cache and cache[key]["streams"] == len(streams):
+            continue
+        curves = [stream_losses(args, os.path.join(rdir, "model.ckpt"), s, W, keep) for s in streams]
+        S = min(len(c) for c in curves)
+        mean = np.mean([c[:S] for c in curves], axis=0)
+        cache[key] = dict(W=W, keep_first=keep, streams=len(streams), mean=[round(float(v), 4) for v in mean])
+        write_json(path, cache)
+    return cache
+
+
+def summarise_streams(run, cache, optimal=None):
+    """Mean loss before and after the window: positions [1, W) still see the start token
+    (position 0 of a stream predicts its first token from the start token alone)."""
+    out = {}
+    for key, W, keep in stream_modes(run, None):
+        if key not in cache:
+            continue
+        c = np.array(cache[key]["mean"])
+        if key == "full":  # full attention: in the training range (< T) and beyond it
+            out["full_lt_T"] = float(c[1:run["T"]].mean())
+            out["full_ge_T"] = float(c[run["T"]:].mean()) if len(c) > run["T"] else None
+            continue
+        out[f"{key}_lt_W"] = float(c[1:W].mean())
+        out[f"{key}_ge_W"] = float(c[W:].mean())
+    if optimal is not None:
+        out["optimal_all"] = float(optimal[1:].mean())
+        for W in run["stream_windows"]:
+            out[f"optimal_ge_W{W}"] = float(optimal[W:].mean())
+    return out
+
+
+def measure_chunks(run, rdir, data, args, W):
+    """Loss of all val chains (chunks of T with the start token) with eval window W, by position."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "losses.bin")
+        cmd = [args.bin, "--init", os.path.join(rdir, "model.ckpt"), "--eval", data["val"], "--eval-len", run["T"],
+               "--eval-window", W, "--dump-losses", path, "--threads", args.threads]
+        rc, out, err = call(cmd)
+        if rc != 0:
+            fail(f"chunked evaluation of {run['name']} failed", cmd, err + out)
+        l = np.fromfile(path, dtype=np.float32).reshape(-1, run["T"])
+    return dict(W=W, chunks=len(l), lt_W=float(l[:, 1:W].mean()), ge_W=float(l[:, W:].mean()), all=float(l.mean()))
+
+
+def process(run, out, data, args):
+    """Train one run and take every measurement of it (each cached in evals.json)."""
+    rdir = os.path.join(out, "runs", run["name"])
+    d = data[run["data"]]
+    if not args.plots_only:
+        train(run, rdir, d, args)
+    ev_path = os.path.join(rdir, "evals.json")
+    ev = read_json(ev_path, {})
+    if args.plots_only:
+        return ev
+    if "sinks" not in ev:
+        ev["sinks"] = measure_sinks(run, rdir, d, args)
+        write_json(ev_path, ev)
+    if run["data"] == "bb" and (ev.get("gu", {}).get("chains") != MODES[args.mode]["gu_chains"]
+                                or "sink_ratio_share" not in ev["gu"]):
+        ev["gu"] = measure_gu(run, rdir, d, args, MODES[args.mode]["gu_chains"])
+        write_json(ev_path, ev)
+    if run["data"] == "bb":
+        for W in sorted({16, run["w"]} if run["w"] < run["T"] else {16, run["T"]}):
+            key = f"chunks_W{W}"
+            if key not in ev:
+                ev[key] = measure_chunks(run, rdir, d, args, W)
+                write_json(ev_path, ev)
+    cache = measure_streams(run, rdir, d, data["streams"][run["data"]], args)
+    optimal = None
+    if run["data"] == "bb":
+        optimal = np.mean([bb_optimal_losses(read_tokens(s)[:-1], d["meta"])[:MODES[args.mode]["stream_len"]]
+                           for s in data["streams"]["bb"]], axis=0)
+    ev["streams"] = summarise_streams(run, cache, optimal)
+    write_json(ev_path, ev)
+    say(f"[{run['name']}] measured: {ev['sinks']['sink_heads']} of {run['L'] * run['H']} sink heads (all queries)"
+        + (f", non-trigger sink ratio {ev['gu']['sink_ratio']:.2f}" if "gu" in ev else ""))
+    return ev
+
+
+# ---------------------------------------------------------------------------------- report
+def spread(values, fmt="{:.3f}"):
+    """mean (min-max) over seeds; one seed: the value alone."""
+    v = [x for x in values if x is not None]
+    if not v:
+        return "-"
+    if len(v) == 1:
+        return fmt.format(v[0])
+    return fmt.format(np.mean(v)) + " (" + fmt.format(min(v)) + "-" + fmt.format(max(v)) + ")"
+
+
+def groups_of(runs):
+    g = {}
+    for r in runs:
+        g.setdefault(r["group"], []).append(r)
+    return g
+
+
+def bb_val_optimum(data):
+    """The Bayes-optimal loss on the val chains (chunks of 128 with the start token)."""
+    meta = data["bb"]["meta"]
+    val = read_tokens(data["bb"]["val"])[:-1].reshape(-1, meta["length"])
+    return float(np.mean([bb_optimal_losses(c, meta).mean() for c in val]))
+
+
+def table_rows_bb(groups, evals, data):
+    md = []
+    opt = bb_val_optimum(data)
+    md += ["### Where the attention goes (val chains, the model's window)", "",
+           f"val loss: all 512 val chains, chunks of 128 with the start token (Bayes optimum {opt:.4f}). "
+           "Sink ratio: the fraction of a model's heads whose mean weight on the start token over "
+           "non-trigger queries exceeds 0.3 (Gu et al.); bos weight: that mean weight, for the model's "
+           "head with the most (non-trigger) and the same head's trigger queries; sink ratio on the share: "
+           "the same count on weight / row sum (identical for softmax); row sum: sigmoid rows are "
+           "not normalised, so a dormant sigmoid head's total output weight (non-trigger queries, mean over heads). "
+           "--sinks: heads with a share > 0.3 over all queries (the trainer's count).", "",
+           "| model | seeds | val loss | sink ratio (non-trigger) | sink ratio on the share | bos weight, non-trigger (most) | "
+           "same head, trigger | row sum (non-trigger) | --sinks heads |",
+           "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for g, rs in groups.items():
+        if rs[0]["data"] != "bb":
+            continue
+        ev = [evals[r["name"]] for r in rs if "gu" in evals.get(r["name"], {})]
+        if not ev:
+            continue
+        best = [max(e["gu"]["heads"], key=lambda h: h["nontrigger_first"]) for e in ev]
+        M = rs[0]["L"] * rs[0]["H"]
+        md.append(f"| {g} | {len(ev)} | {spread([e['sinks']['val_loss'] for e in ev], '{:.4f}')} | "
+                  f"{spread([e['gu']['sink_ratio'] for e in ev], '{:.2f}')} | "
+                  f"{spread([e['gu']['sink_ratio_share'] for e in ev], '{:.2f}')} | "
+                  f"{spread([b['nontrigger_first'] for b in best])} | {spread([b['trigger_first'] for b in best])} | "
+                  f"{spread([np.mean([h['nontrigger_row_sum'] for h in e['gu']['heads']]) for e in ev])} | "
+                  f"{spread([e['sinks']['sink_heads'] for e in ev], '{:.1f}')} of {M} |")
+    return md
+
+
+def table_streams(groups, evals, dataset, label):
+    md = [f"### Streaming loss, {label}", "",
+          "One stream = one long text with the start token once at its beginning. Loss (nats/token) at "
+          "positions >= W, where the start token has left a window of W (mean over the streams; "
+          "mean and spread over seeds). W+keep1: the same window with --keep-first 1. "
+          "Full attention: --eval-window >= the text, at positions < T (the training length) and >= T.", "",
+          "| model | W | window, pos < W | window, pos >= W | window + keep1, pos >= W | full, pos < T | full, pos >= T |"
+          + (" optimum, pos >= W |" if dataset == "bb" else ""),
+          "|---|--:|--:|--:|--:|--:|--:|" + ("--:|" if dataset == "bb" else "")]
+    for g, rs in groups.items():
+        if rs[0]["data"] != dataset:
+            continue
+        ev = [evals[r["name"]].get("streams", {}) for r in rs if evals.get(r["name"], {}).get("streams")]
+        if not ev:
+            continue
+        for W in rs[0]["stream_windows"]:
+            row = (f"| {g} | {W} | {spread([e.get(f'W{W}_lt_W') for e in ev])} | {spread([e.get(f'W{W}_ge_W') for e in ev])} | "
+                   f"{spread([e.get(f'W{W}+keep1_ge_W') for e in ev])} | {spread([e.get('full_lt_T') for e in ev])} | "
+                   f"{spread([e.get('full_ge_T') for e in ev])} |")
+            if dataset == "bb":
+                row += f" {spread([e.get(f'optimal_ge_W{W}') for e in ev])} |"
+            md.append(row)
+    return md
+
+
+def table_chunks(groups, evals):
+    md = ["### Chunked evaluation of the val chains with a smaller window", "",
+          "All 512 val chains as chunks of 128 (start token first), evaluated with window W: loss at "
+          "positions 1..W-1 (the start token visible) and W..127 (not visible).", "",
+          "| model | W | pos < W | pos >= W |", "|---|--:|--:|--:|"]
+    for g, rs in groups.items():
+        if rs[0]["data"] != "bb":
+            continue
+        ev = [evals.get(r["name"], {}) for r in rs]
+        for key in sorted({k for e in ev for k in e if k.startswith("chunks_W")}, key=lambda k: int(k[8:])):
+            vals = [e[key] for e in ev if key in e]
+            md.append(f"| {g} | {vals[0]['W']} | {spread([v['lt_W'] for v in vals])} | {spread([v['ge_W'] for v in vals])} |")
+    return md
+
+
+def table_heads(groups, evals, dataset):
+    md = ["### Per head (mean over seeds)", ""]
+    if dataset == "bb":
+        md += ["| model | layer | head | bos weight, non-trigger | bos weight, trigger | row sum, non-trigger | row sum, trigger |",
+               "|---|--:|--:|--:|--:|--:|--:|"]
+    else:
+        md += ["| model | layer | head | first (weight on the start token) | row sum | share |", "|---|--:|--:|--:|--:|--:|"]
+    for g, rs in groups.items():
+        if rs[0]["data"] != dataset:
+            continue
+        ev = [evals.get(r["name"], {}) for r in rs]
+        key = "gu" if dataset == "bb" else "sinks"
+        ev = [e for e in ev if key in e]
+        if not ev:
+            continue
+        for i, h in enumerate(ev[0][key]["heads"]):
+            col = lambda k: np.mean([e[key]["heads"][i][k] for e in ev])
+            if dataset == "bb":
+                md.append(f"| {g} | {h['layer']} | {h['head']} | {col('nontrigger_first'):.3f} | {col('trigger_first'):.3f} | "
+                          f"{col('nontrigger_row_sum'):.3f} | {col('trigger_row_sum'):.3f} |")
+            else:
+                md.append(f"| {g} | {h['layer']} | {h['head']} | {col('first'):.3f} | {col('row_sum'):.3f} | {col('share'):.3f} |")
+    return md
+
+
+def table_bible(groups, evals):
+    md = ["### Where the attention goes (Bible val, chunks of T, the model's window)", "",
+          "first / row sum / share as printed by `train_swat --sinks`, for the head with the largest share; "
+          "sink heads: share > 0.3.", "",
+          "| model | seeds | val loss | sink heads | largest share | its first | its row sum |", "|---|--:|--:|--:|--:|--:|--:|"]
+    for g, rs in groups.items():
+        if rs[0]["data"] != "bible":
+            continue
+        ev = [evals[r["name"]] for r in rs if "sinks" in evals.get(r["name"], {})]
+        if not ev:
+            continue
+        best = [max(e["sinks"]["heads"], key=lambda h: h["share"]) for e in ev]
+        md.append(f"| {g} | {len(ev)} | {spread([e['sinks']['val_loss'] for e in ev], '{:.4f}')} | "
+                  f"{spread([e['sinks']['sink_heads'] for e in ev], '{:.1f}')} of {rs[0]['L'] * rs[0]['H']} | "
+                  f"{spread([b['share'] for b in best])} | {spread([b['first'] for b in best])} | {spread([b['row_sum'] for b in best])} |")
+    return md
+
+
+def log_binned(x, bins=48):
+    """Mean of x over bins of positions whose width grows with the position (about `bins`
+    bins from position 1 to the end): single positions at the start, where the window edge
+    is, and long averages later. Returns the bins' mean positions and means."""
+    edges = np.unique(np.round(np.geomspace(1, len(x), bins + 1)).astype(int))
+    pos = [(a + b - 1) / 2 for a, b in zip(edges[:-1], edges[1:])]
+    return np.array(pos), np.array([x[a:b].mean() for a, b in zip(edges[:-1], edges[1:])])
+
+
+MODE_STYLE = {"full": dict(color="#444444", ls=":", lw=1.5), "W": dict(color="#d62728", lw=1.6),
+              "keep": dict(color="#1f77b4", lw=1.6, ls="--")}
+
+
+def plot_streams(groups, out, dataset, path, title, smooth):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    panels = [(g, rs) for g, rs in groups.items() if rs[0]["data"] == dataset]
+    panels = [(g, rs) for g, rs in panels if all(os.path.exists(os.path.join(out, "runs", r["name"], "streams.json")) for r in rs)]
+    if not panels:
+        return
+    ncols = min(3, len(panels))
+    nrows = (len(panels) + ncols - 1) // ncols
+    fig, axs = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows), squeeze=False, sharey=True)
+    opt = None
+    for i, (g, rs) in enumerate(panels):
+        ax = axs[i // ncols][i % ncols]
+        caches = [read_json(os.path.join(out, "runs", r["name"], "streams.json"), {}) for r in rs]
+        if dataset == "bb" and opt is None:
+            opt = np.mean([bb_optimal_losses(read_tokens(s)[:-1], read_json(os.path.join(
+                REPO, "dev", "results", "sink", "data", "backcopy", "meta.json"), None))
+                for s in sorted(p for p in (os.path.join(out, "streams", f) for f in os.listdir(os.path.join(out, "streams")))
+                                if os.path.basename(p).startswith("bb_"))], axis=0)
+        for key, W, keep in stream_modes(rs[0], None):
+            curves = [np.array(c[key]["mean"]) for c in caches if key in c]
+            if not curves:
+                continue
+            S = min(len(c) for c in curves)
+            mean = np.mean([c[:S] for c in curves], axis=0)
+            if opt is not None:  # the same streams: subtracting the optimum removes their shared noise
+                mean = mean - opt[:S]
+            x, y = log_binned(mean, smooth)
+            st = MODE_STYLE["full" if key == "full" else "keep" if keep else "W"]
+            if key != "full" and len(rs[0]["stream_windows"]) > 1 and W != rs[0]["stream_windows"][0]:
+                st = dict(st, alpha=0.45)
+            label = "full attention" if key == "full" else f"window {W}" + (" + keep first 1" if keep else "")
+            ax.plot(x, y, label=label, **st)
+            if key != "full" and not keep:
+                ax.axvline(W, color=st["color"], alpha=0.25, lw=1)
+        if opt is not None:
+            ax.axhline(0, color="#2ca02c", lw=1, alpha=0.7, label="Bayes optimum")
+        ax.axvline(rs[0]["T"], color="k", alpha=0.15, lw=4)
+        ax.set_xscale("log")
+        ylabel = "loss - Bayes optimum (nats/token)" if opt is not None else "loss (nats/token)"
+        ax.set(title=f"{g} ({len(caches)} seed{'s' if len(caches) > 1 else ''})", xlabel="position in the stream",
+               ylabel=ylabel if i % ncols == 0 else None)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for j in range(len(panels), nrows * ncols):
+        axs[j // ncols][j % ncols].axis("off")
+    fig.suptitle(title + " (mean over streams and seeds, in bins that widen with the position; thin vertical "
+                 "lines: the windows; grey band: the training length T)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_formation(groups, out, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axs = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, dataset in zip(axs, ("bb", "bible")):
+        for g, rs in groups.items():
+            if rs[0]["data"] != dataset:
+                continue
+            logs = [parse_log(os.path.join(out, "runs", r["name"], "log.txt"))["sinks"] for r in rs]
+            logs = [l for l in logs if l]
+            if not logs:
+                continue
+            steps = sorted(set.intersection(*[set(l) for l in logs]))
+            y = [np.mean([max(l[s]) for l in logs]) for s in steps]
+            ax.plot(steps, y, marker=".", label=g, ls="--" if "softmax" in g else "-")
+        ax.axhline(SINK_T, color="k", alpha=0.3, lw=1)
+        ax.set(xlabel="training step", ylabel="largest share on the start token (mean over seeds)", ylim=(0, 1.02),
+               title=("Bigram-Backcopy" if dataset == "bb" else "the Bible") + ": the sink forming (periodic validation)")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_attention(pairs, args, path, title, npos=48):
+    """For each (label, run, rdir, text, layers): every head of those layers over the first npos
+    positions. Models side by side (layers as rows) when they show several layers, one model per
+    row when each shows one."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    one = all(len(p[4]) == 1 for p in pairs)
+    H = max(p[1]["H"] for p in pairs)
+    nrows, ncols = (len(pairs), H) if one else (max(len(p[4]) for p in pairs), sum(p[1]["H"] for p in pairs))
+    fig, axs = plt.subplots(nrows, ncols, figsize=(2.3 * ncols, 2.5 * nrows + 0.5), squeeze=False)
+    for ax in axs.flat:
+        ax.axis("off")
+    col0 = 0
+    for i, (label, run, rdir, text, layers) in enumerate(pairs):
+        for j, layer in enumerate(layers):
+            d = dump_attention(args, os.path.join(rdir, "model.ckpt"), text, layer)
+            A = d["weights"][:, :npos, :npos]
+            for h in range(d["H"]):
+                ax = axs[i][h] if one else axs[j][col0 + h]
+                ax.axis("on")
+                ax.imshow(A[h], cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+                ax.set_xticks([0, 16, 32])
+                ax.set_yticks([0, 16, 32])
+                ax.tick_params(labelsize=6)
+                ax.set_title(f"{label.rsplit('-s', 1)[0]} ({run['attn']})\nlayer {layer} head {h}", fontsize=7)
+        col0 += run["H"]
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def report(runs, evals, data, out, args):
+    groups = groups_of(runs)
+    md = ["# The attention sink at CPU scale (dev/sink.py)", "",
+          f"`/usr/bin/python3 dev/sink.py --mode {args.mode}`. Every model has a start token "
+          "(`--vocab 257 --bos 256`). Numbers are `mean (min-max)` over the seeds of a model.", "",
+          "## Bigram-Backcopy", ""]
+    md += table_rows_bb(groups, evals, data) + [""]
+    md += table_streams(groups, evals, "bb", "Bigram-Backcopy") + [""]
+    md += table_chunks(groups, evals) + [""]
+    md += table_heads(groups, evals, "bb") + [""]
+    md += ["## The Bible", ""] + table_bible(groups, evals) + [""]
+    md += table_streams(groups, evals, "bible", "the Bible") + [""]
+    md += table_heads(groups, evals, "bible") + [""]
+    md += ["## Settings", "", "| run | data | attn | ALiBi | w | T | L | H | C | F | steps | lr | wd | seed |",
+           "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for r in runs:
+        md.append(f"| {r['name']} | {r['data']} | {r['attn']} | {r['alibi']} | {r['w']} | {r['T']} | {r['L']} | {r['H']} | "
+                  f"{r['C']} | {r['F']} | {r['steps']} | {r['lr']} | {r['wd']} | {r['seed']} |")
+    md += ["", "Batches of 4096 tokens (32 x 128), warmup 50, AdamW defaults, shuffled chains.", ""]
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write("\n".join(md))
+    write_json(os.path.join(out, "results.json"), {r["name"]: dict(settings=r, evals=evals.get(r["name"], {})) for r in runs})
+    print("\n".join(md))
+    plot_streams(groups, out, "bb", os.path.join(out, "bb_streams.png"), "Bigram-Backcopy: streaming loss", 48)
+    plot_streams(groups, out, "bible", os.path.join(out, "bible_streams.png"), "The Bible: streaming loss", 40)
+    plot_formation(groups, out, os.path.join(out, "sink_formation.png"))
+    if args.plots_only and not os.path.exists(args.bin):
+        return
+    # attention maps: seed 1 of each two-layer Bigram-Backcopy model (every layer), and of each
+    # Bible model (the layer holding its head with the largest share on the start token)
+    for dataset, name in (("bb", "bb_attention.png"), ("bible", "bible_attention.png")):
+        pairs = []
+        for g, rs in groups.items():
+            r = rs[0]
+            if r["data"] != dataset or (dataset == "bb" and r["L"] != 2):
+                continue
+            if not os.path.exists(os.path.join(out, "runs", r["name"], "model.ckpt")):
+                continue
+            val = read_tokens(data[dataset]["val"])
+            text = bytes(val[:r["T"] - 1].astype(np.uint8))  # the first val chain / val text
+            layers = list(range(r["L"]))
+            if dataset == "bible" and "sinks" in evals.get(r["name"], {}):
+                layers = [max(evals[r["name"]]["sinks"]["heads"], key=lambda h: h["share"])["layer"]]
+            pairs.append((r["name"], r, os.path.join(out, "runs", r["name"]), text, layers))
+        if pairs:
+            plot_attention(pairs, args, os.path.join(out, name),
+                           ("Bigram-Backcopy" if dataset == "bb" else "The Bible") +
+                           ": attention over the first 48 positions of a val sequence (position 0 = the start token; "
+                           "colour 0..1; row = query, column = key)")
+
+
+# ---------------------------------------------------------------------------------- main
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    ap.add_argument("--mode", choices=list(MODES), default="quick")
+    ap.add_argument("--out", help="results directory (default dev/results/sink, quick: dev/results/sink/quick)")
+    ap.add_argument("--bin", default="./train_swat")
+    ap.add_argument("--only", help="comma-separated run names or groups (default: all)")
+    ap.add_argument("--jobs", type=int, default=2, help="runs at once (each uses --threads)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--plots-only", action="store_true", help="tables and figures from existing results")
+    args = ap.parse_args()
+    os.chdir(REPO)
+    out = args.out or os.path.join("dev", "results", "sink", *([] if args.mode == "full" else [args.mode]))
+    runs = MODES[args.mode]["runs"]
+    if args.only:
+        wanted = set(args.only.split(","))
+        runs = [r for r in runs if r["name"] in wanted or r["group"] in wanted]
+        if not runs:
+            sys.exit("error: --only matches no run")
+    t0 = time.time()
+    if not args.plots_only:
+        if not os.path.exists(args.bin):
+            sys.exit(f"error: {args.bin} not found: build it with `make train_swat`")
+        if not os.path.exists(BIBLE["train"]):
+            sys.exit(f"error: {BIBLE['train']} not found: prepare the data with `make data`")
+    os.makedirs(out, exist_ok=True)
+    data = prepare_data(out, args.mode)
+    evals = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, args.jobs))
+    try:
+        futures = {r["name"]: pool.submit(process, r, out, data, args) for r in runs}
+        for name, f in futures.items():
+            evals[name] = f.result()
+    except Failure as e:
+        pool.shutdown(wait=True, cancel_futures=True)  # the runs already started finish (and save)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    pool.shutdown()
+    report(runs, evals, data, out, args)
+    print(f"wrote {out}/results.md, results.json and the figures; total wall time {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("\ninterrupted: the checkpoints are saved; run the same command again to continue", file=sys.stderr)
+        sys.exit(130)
