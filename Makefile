@@ -12,7 +12,7 @@ PYTHON ?= /usr/bin/python3
 DATA = data/bible
 STATES = dev/states
 
-.PHONY: all train train-bpe test test-asan fuzz data states clean bench bench-gen kernel-bench compilers experiments recall attention-figures
+.PHONY: all train train-bpe test test-asan fuzz data states clean bench bench-gen kernel-bench compilers experiments recall attention-figures sink
 all: train_swat test_swat test_swat_plain data/prepare_text
 
 train_swat: train_swat.c Makefile
@@ -109,6 +109,12 @@ experiments: train_swat data
 recall: train_swat
 	@bash dev/need_matplotlib.sh $(PYTHON)
 	$(PYTHON) dev/recall.py $(if $(SEEDS),--seeds $(SEEDS)) $(if $(OUT),--out $(OUT))
+
+# The attention sink (dev/sink.py, issue 13): MODE=quick (under 20 minutes, dev/results/sink/quick)
+# or MODE=full (the committed dev/results/sink); resumable, OUT=DIR for another folder.
+sink: train_swat data
+	@bash dev/need_matplotlib.sh $(PYTHON)
+	$(PYTHON) dev/sink.py --mode $(MODE) $(if $(OUT),--out $(OUT))
 
 # The attention maps in dev/results/attention (needs make train and the full experiment).
 attention-figures: train_swat data
