@@ -33,6 +33,13 @@ How to read the outputs (dev/results/<mode>/):
 
 Usage:  /usr/bin/python3 dev/experiments.py [--mode quick|full|tiny] [--only swat,swat-T64] [--out DIR]
         /usr/bin/python3 dev/experiments.py --mode full --plots-only     (redraws dev/results/full)
+        /usr/bin/python3 dev/experiments.py --tokens bpe [--steps N] ... (BPE shards, see below)
+--tokens bpe trains the same models on the 4096-piece BPE shards of data/bible/bpe4096 (make them
+with `/usr/bin/python3 data/prepare_bpe.py --vocab-size 4096 data/bible/kjv.txt data/bible/bpe4096`),
+with --vocab 4096 --bos 1; w, T and E stay in tokens (32 BPE tokens are ~114 bytes). Evaluations
+pass --tokenizer, so each is recorded in nats per token and in nats per byte; the tables show both,
+the byte runs' only in nats per byte. Results go to dev/results/bpe-<mode>-YYYYmmdd-HHMMSS (the
+reference to compare with: dev/results/bpe-full). --steps N overrides the mode's steps per run.
 A run goes to a fresh directory, dev/results/<mode>-YYYYmmdd-HHMMSS, unless --out is given, and
 never reuses committed results; its checkpoints are kept out of git. At the end the new numbers
 are printed next to the committed ones (--compare, default dev/results/full) and written to
@@ -54,6 +61,17 @@ except ImportError:  # the tables need no matplotlib; main() says that the plots
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN, VAL = "data/bible/train.bin", "data/bible/val.bin"
+# --tokens: bytes (the default; V = 256, no start token) or a 4096-piece BPE vocabulary of the same
+# text (data/prepare_bpe.py; id 1 is its start token). Its val.bin encodes exactly the bytes of the
+# byte-level val.bin, so an evaluation on the first N tokens covers (about) the first 3.56 N bytes:
+# bpe_eval_tokens are chosen to cover the same ~131072 (full) / ~32768 (quick) bytes as the byte
+# runs, and the trainer's "nats per byte" (--tokenizer) makes the two comparable.
+BPE_DIR = "data/bible/bpe4096"
+TOKENS = {
+    "bytes": dict(train=TRAIN, val=VAL, flags=[], tokenizer=None, unit="nats/byte"),
+    "bpe": dict(train=f"{BPE_DIR}/train.bin", val=f"{BPE_DIR}/val.bin", flags=["--vocab", "4096", "--bos", "1"],
+                tokenizer=f"{BPE_DIR}/tokenizer.bin", unit="nats/token"),
+}
 MODEL = ["--layers", "4", "--dim", "144", "--heads", "6", "--ffn", "384"]
 WINDOW, TOKENS_PER_STEP, SEED = 32, 4096, 1337
 EVAL_LENS = [32, 128, 512, 2048]                      # 1x, 4x, 16x, 64x the window
@@ -62,12 +80,14 @@ EVAL_LENS = [32, 128, 512, 2048]                      # 1x, 4x, 16x, 64x the win
 # quick keeps a margin for that (20 minutes is its promise).
 # tiny is for dev/test_repro.sh: the whole pipeline in a minute or two, numbers that mean nothing.
 MODES = {
-    "quick": dict(steps=120, warmup=20, eval_tokens=32768),
-    "full": dict(steps=1500, warmup=40, eval_tokens=131072),
-    "tiny": dict(steps=6, warmup=2, eval_tokens=2048, val_every=3),
+    "quick": dict(steps=120, warmup=20, eval_tokens=32768, bpe_eval_tokens=8192),
+    "full": dict(steps=1500, warmup=40, eval_tokens=131072, bpe_eval_tokens=36864),
+    "tiny": dict(steps=6, warmup=2, eval_tokens=2048, bpe_eval_tokens=2048, val_every=3),
 }
 COMMITTED = os.path.join("dev", "results", "full")  # the committed results: the default reference
 RESUME_HINT = None  # the command that continues this invocation, for the interrupt message
+UNIT = "nats/byte"  # the unit of eval_loss: nats per token, which is per byte for --tokens bytes
+DEFAULT_STEPS = {m: v["steps"] for m, v in MODES.items()}  # before --steps changes one
 # name, attention, ALiBi NEG:POS, RoPE, training length T
 RUNS = [
     ("vanilla-softmax-rope", "softmax", "0:0", "on", 32),
@@ -147,11 +167,11 @@ def run_dir(out, run):
     return os.path.join(out, "runs", run[0].replace(":", "_"))  # ':' is not allowed in Windows paths
 
 
-def train_args(run, mode, data=(TRAIN, VAL)):
+def train_args(run, mode, data=(TRAIN, VAL), tokens="bytes"):
     """The flags of a new training, also kept in run.json (a resumed run must have the same)."""
     name, attn, alibi, rope, T = run
     steps = MODES[mode]["steps"]
-    return ["--train", data[0], "--val", data[1], "--steps", str(steps), "--warmup", str(MODES[mode]["warmup"]),
+    return ["--train", data[0], "--val", data[1], *TOKENS[tokens]["flags"], "--steps", str(steps), "--warmup", str(MODES[mode]["warmup"]),
             "--batch", str(TOKENS_PER_STEP // T), "--seq", str(T), "--window", str(WINDOW), *MODEL,
             "--attn", attn, "--alibi", alibi, "--rope", rope, "--seed", str(SEED)]
 
@@ -168,7 +188,7 @@ def train(run, mode, rdir, args):
     log, ckpt = os.path.join(rdir, "log.txt"), os.path.join(rdir, "model.ckpt")
     diverged = os.path.join(rdir, "diverged.txt")
     spec = read_json(os.path.join(rdir, "run.json"), None)
-    targs = train_args(run, mode, (args.train, args.val))
+    targs = train_args(run, mode, (args.train, args.val), args.tokens)
     if spec is not None and spec != targs:  # never mix two settings (or modes) in one run
         fail(f"{rdir} was started with other settings; delete it to retrain (or give another --out)")
     if parse_log(log)["final"] is not None or os.path.exists(diverged):
@@ -178,11 +198,15 @@ def train(run, mode, rdir, args):
     if os.path.exists(ckpt):
         print(f"[{run[0]}] resuming from {ckpt}", flush=True)
         cmd = [args.bin, "--resume", ckpt, "--out", rdir, "--train", args.train, "--val", args.val]
+        if TOKENS[args.tokens]["tokenizer"]:
+            cmd += ["--tokenizer", TOKENS[args.tokens]["tokenizer"]]
     else:
         if os.path.exists(log):  # a log without a checkpoint cannot be continued: start clean
             os.remove(log)
         print(f"[{run[0]}] training: T={run[4]} attn={run[1]} alibi={run[2]} rope={run[3]}", flush=True)
         cmd = [args.bin, "--out", rdir] + targs
+        if TOKENS[args.tokens]["tokenizer"]:  # decoded samples; not in run.json (a file, not a setting)
+            cmd += ["--tokenizer", TOKENS[args.tokens]["tokenizer"]]
     cmd += periodic_args(run, mode, args.threads)
     t0 = time.time()
     rc, _, err = call(cmd)
@@ -202,24 +226,38 @@ def train(run, mode, rdir, args):
 
 
 def evaluate(run, rdir, E, W, tokens, args):
-    """Eval loss of the run's checkpoint at length E with window W, cached in evals.json."""
+    """Eval loss of the run's checkpoint at length E with window W, cached in evals.json. With a
+    tokenizer (--tokens bpe) also the trainer's nats per byte of the same predictions."""
     path, key = os.path.join(rdir, "evals.json"), f"E={E},W={W}"
     cache = read_json(path, {})
-    if key in cache and cache[key].get("chunks") == tokens // E:  # an evaluation of other tokens is redone
-        return cache[key]["loss"]
+    tok = TOKENS[args.tokens]["tokenizer"]
+    if key in cache and cache[key].get("chunks") == tokens // E and (tok is None or "nats_per_byte" in cache[key]):
+        return cache[key]["loss"]  # an evaluation of other tokens is redone
     ckpt = os.path.join(rdir, "model.ckpt")
     if not os.path.exists(ckpt):
         fail(f"{ckpt} is missing: cannot evaluate {key} (delete {rdir} to retrain the run)")
     cmd = [args.bin, "--init", ckpt, "--eval", args.val, "--eval-len", str(E), "--eval-window", str(W),
-           "--eval-chunks", str(tokens // E), "--threads", str(args.threads)]
+           "--eval-chunks", str(tokens // E), "--threads", str(args.threads)] + (["--tokenizer", tok] if tok else [])
     t0 = time.time()
     rc, out, err = call(cmd, want_stdout=True)
-    last = out.strip().splitlines()[-1].split() if out.strip() else []
+    lines = out.strip().splitlines()
+    last = lines[-1].split() if lines else []
     if rc != 0 or len(last) != 2 or last[0] != "eval_loss":
         fail(f"evaluating {run[0]} at {key} failed (exit {rc})", cmd, err + out)
-    cache[key] = dict(loss=float(last[1]), chunks=tokens // E)
+    entry = dict(loss=float(last[1]), chunks=tokens // E)
+    if tok:  # "nats per byte: X (N predicted tokens, B bytes of text; R bytes per token)"
+        npb = [l for l in lines if l.startswith("nats per byte:")]
+        try:
+            p = npb[-1].split()
+            entry.update(nats_per_byte=float(p[3]), predicted_tokens=int(p[4].lstrip("(")),
+                         bytes=int(p[7]))
+        except (IndexError, ValueError):
+            fail(f"evaluating {run[0]} at {key}: no 'nats per byte: X (N predicted tokens, B bytes ...)' line",
+                 cmd, err + out)
+    cache[key] = entry
     write_json(path, cache)
-    print(f"[{run[0]}] eval E={E:4d} W={W:4d}: {float(last[1]):.4f}  ({time.time() - t0:.1f} s)", flush=True)
+    extra = f", {entry['nats_per_byte']:.4f} nats/byte" if tok else ""
+    print(f"[{run[0]}] eval E={E:4d} W={W:4d}: {float(last[1]):.4f}{extra}  ({time.time() - t0:.1f} s)", flush=True)
     return float(last[1])
 
 
@@ -235,6 +273,8 @@ def collect(run, rdir):
     for E in EVAL_LENS:
         for W, tag in ((WINDOW, f"W{WINDOW}"), (E, "Wfull")):
             r[f"eval_E{E}_{tag}"] = evals.get(f"E={E},W={W}", {}).get("loss")
+            r[f"eval_E{E}_{tag}_npb"] = evals.get(f"E={E},W={W}", {}).get("nats_per_byte")
+            r[f"eval_E{E}_{tag}_bytes"] = evals.get(f"E={E},W={W}", {}).get("bytes")
     return r
 
 
@@ -245,28 +285,52 @@ def fmt(v, best=None):
     return f"**{s}**" if best is not None and abs(v - best) < 5e-4 else s
 
 
-def write_tables(rows, mode, out):
+def write_tables(rows, mode, out, tokens="bytes"):
     steps = MODES[mode]["steps"]
+    bpe = tokens != "bytes"
     cols = [f"eval_E{E}_W{WINDOW}" for E in EVAL_LENS] + [f"eval_E{E}_Wfull" for E in EVAL_LENS]
+    num = lambda v: "" if v is None else f"{v:.6f}"
     with open(os.path.join(out, "results.csv"), "w", newline="") as f:
         w = csv.writer(f)
+        # --tokens bpe: the eval columns are nats per token; the same evaluations in nats per byte
+        # follow (<col>_nats_per_byte), and eval_bytes, the bytes of text the evaluations predict
+        extra = ["tokens"] + [c + "_nats_per_byte" for c in cols] + ["eval_bytes"] if bpe else []
         w.writerow(["name", "attn", "alibi", "rope", "T", "w", "steps", "tokens_seen", "train_time_s",
-                    "final_val_loss", "last_train_loss", "status"] + cols)
+                    "final_val_loss", "last_train_loss", "status"] + cols + extra)
         for r in rows:
-            num = lambda v: "" if v is None else f"{v:.6f}"
+            nbytes = sorted({r[c + "_bytes"] for c in cols if r[c + "_bytes"] is not None})
+            more = [tokens] + [num(r[c + "_npb"]) for c in cols] + ["/".join(map(str, nbytes))] if bpe else []
             w.writerow([r["name"], r["attn"], r["alibi"], r["rope"], r["T"], WINDOW, steps,
                         steps * TOKENS_PER_STEP, f"{r['log']['train_s']:.1f}", num(r["log"]["final"]),
-                        num(r["last_train"]), "diverged" if r["diverged"] else "ok"] + [num(r[c]) for c in cols])
-    best = {c: min([r[c] for r in rows if r[c] is not None], default=None) for c in cols}
-    md = [f"Eval loss (nats/byte) on the same {MODES[mode]['eval_tokens']} validation bytes at each length E; "
-          f"window w = {WINDOW}.", "",
-          "| run | T | " + " | ".join(f"E={E} W=w" for E in EVAL_LENS) + " | "
-          + " | ".join(f"E={E} W=E" for E in EVAL_LENS) + " |",
-          "|---|--:|" + "--:|" * len(cols)]
-    for r in rows:
-        name = r["name"] + (f" (diverged: {r['diverged']})" if r["diverged"] else "")
-        md.append(f"| {name} | {r['T']} | " + " | ".join(fmt(r[c], best[c]) for c in cols) + " |")
-    md += ["", f"`/usr/bin/python3 dev/experiments.py --mode {mode}`: {steps} steps of {TOKENS_PER_STEP} "
+                        num(r["last_train"]), "diverged" if r["diverged"] else "ok"] + [num(r[c]) for c in cols] + more)
+
+    def table(key, what):
+        best = {c: min([r[c + key] for r in rows if r[c + key] is not None], default=None) for c in cols}
+        md = [what, "",
+              "| run | T | " + " | ".join(f"E={E} W=w" for E in EVAL_LENS) + " | "
+              + " | ".join(f"E={E} W=E" for E in EVAL_LENS) + " |",
+              "|---|--:|" + "--:|" * len(cols)]
+        for r in rows:
+            name = r["name"] + (f" (diverged: {r['diverged']})" if r["diverged"] else "")
+            md.append(f"| {name} | {r['T']} | " + " | ".join(fmt(r[c + key], best[c]) for c in cols) + " |")
+        return md + [""]
+
+    if not bpe:
+        md = table("", f"Eval loss (nats/byte) on the same {MODES[mode]['eval_tokens']} validation bytes at each "
+                   f"length E; window w = {WINDOW}.")
+    else:
+        nb = sorted({r[c + "_bytes"] for r in rows for c in cols if r[c + "_bytes"] is not None})
+        span = f"{nb[0]}" if len(nb) == 1 else f"{nb[0]}-{nb[-1]}" if nb else "?"
+        md = table("", f"Eval loss in **nats per token** (BPE tokens, V = 4096) on the same "
+                   f"{MODES[mode]['eval_tokens']} validation tokens at each length E (tokens); window w = {WINDOW} "
+                   "tokens.")
+        md += table("_npb", f"The same evaluations in **nats per byte** (the trainer's --tokenizer count: the "
+                    f"summed loss over the {span} bytes of text the evaluated tokens decode to), comparable with "
+                    "byte-level runs on the same held-out text.")
+    md = md[:-1]
+    flags = (f" --tokens {tokens}" if bpe else "") + \
+            (f" --steps {steps}" if steps != DEFAULT_STEPS[mode] else "")
+    md += ["", f"`/usr/bin/python3 dev/experiments.py --mode {mode}{flags}`: {steps} steps of {TOKENS_PER_STEP} "
                f"tokens per run ({steps * TOKENS_PER_STEP / 1e6:.2f} M tokens), seed {SEED}, lr 2e-3. "
                "W=w: sliding-window inference; W=E: full attention over the evaluation length. "
                f"One training seed per run ({SEED}): the spread between seeds is not measured, so a difference "
@@ -274,7 +338,8 @@ def write_tables(rows, mode, out):
     by = {r["name"]: r for r in rows}
     if "vanilla-softmax-rope" in by and "swat" in by:  # the Table-2-style comparison
         pairs = [(E, tag) for E in (512, 2048) for tag in (f"W{WINDOW}", "Wfull")]
-        md += ["| model (train length / window) | " + " | ".join(
+        md += ([f"Eval loss ({UNIT}):", ""] if UNIT != "nats/byte" else []) + [
+               "| model (train length / window) | " + " | ".join(
                    f"E={E} ({E // WINDOW}x) {'W=w' if tag != 'Wfull' else 'W=E'}" for E, tag in pairs) + " |",
                "|---|" + "--:|" * len(pairs)]
         for name in ("vanilla-softmax-rope", "swat"):
@@ -306,7 +371,7 @@ def compare(ref, ref_dir, rows, mode, out):
     ref_steps = sorted({r.get("steps", "?") for r in ref.values()})
     md = [f"Reference `{ref_dir}` ({', '.join(ref_steps)} steps per run) next to this run `{out}` "
           f"(--mode {mode}: {MODES[mode]['steps']} steps per run, {MODES[mode]['eval_tokens']} evaluation tokens). "
-          "Each cell: reference / new eval loss (nats/byte); – where one of them has no number.", ""]
+          f"Each cell: reference / new eval loss ({UNIT}); – where one of them has no number.", ""]
     if ref_steps != [str(MODES[mode]["steps"])]:
         md += ["The reference was trained for another number of steps: the numbers are not expected to agree.", ""]
     md += ["| run | " + " | ".join(heads) + " |", "|---|" + "--:|" * len(cols)]
@@ -376,8 +441,8 @@ def plot_curves(rows, path, steps):
         s = sorted(k for k in va if k < steps)
         ax.plot(np.array(s) * TOKENS_PER_STEP / 1e6, [va[k] for k in s], marker=".", label=label, **style(r["name"]))
     if vals:  # a diverged or exploding run must not squash the interesting range
-        ax.set_ylim(min(vals) - 0.05, 3.5)
-    ax.set(xlabel="tokens seen (M)", ylabel="loss (nats/byte)",
+        ax.set_ylim(min(vals) - 0.05, 3.5 if UNIT == "nats/byte" else min(max(vals) + 0.05, min(vals) + 3.0))
+    ax.set(xlabel="tokens seen (M)", ylabel=f"loss ({UNIT})",
            title="Validation loss (dots, first 8192 val tokens) and training loss (faint)")
     ax.grid(alpha=0.3)
     legend(ax)
@@ -413,7 +478,7 @@ def panel(ax, rows, names, tag, title, logy=False):
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_yticks([t for t in (1.5, 2, 2.5, 3, 4, 5, 6, 8, 10, 12, 16) if min(pts) * 0.95 <= t <= hi])
     ax.set(ylim=(min(pts) * 0.98 if logy else min(pts) - 0.03, hi), title=title,
-           xlabel="evaluation length E (tokens; multiple of the window)", ylabel="eval loss (nats/byte)")
+           xlabel="evaluation length E (tokens; multiple of the window)", ylabel=f"eval loss ({UNIT})")
     ax.grid(alpha=0.3)
 
 
@@ -441,7 +506,7 @@ def plot_all(rows, out, steps):
 
 
 def main():
-    global RESUME_HINT
+    global RESUME_HINT, UNIT
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("--mode", choices=list(MODES), default="quick")
     ap.add_argument("--out", help="results directory (default: a fresh dev/results/<mode>-YYYYmmdd-HHMMSS; "
@@ -449,18 +514,33 @@ def main():
     ap.add_argument("--bin", default="./train_swat", help="the trainer binary")
     ap.add_argument("--only", help="comma-separated run names (default: all)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--train", default=TRAIN, help=f"training shard (default {TRAIN})")
-    ap.add_argument("--val", default=VAL, help=f"validation and evaluation shard (default {VAL})")
+    ap.add_argument("--tokens", choices=list(TOKENS), default="bytes",
+                    help=f"bytes (default) or bpe: the 4096-piece BPE shards of {BPE_DIR} (data/prepare_bpe.py), "
+                    "--vocab 4096 --bos 1, evaluations also in nats per byte; results in dev/results/bpe-<mode>...")
+    ap.add_argument("--steps", type=int, help="training steps per run instead of the mode's (the tables say so)")
+    ap.add_argument("--train", help=f"training shard (default {TRAIN}, or {TOKENS['bpe']['train']} with --tokens bpe)")
+    ap.add_argument("--val", help=f"validation and evaluation shard (default {VAL}, or {TOKENS['bpe']['val']})")
     ap.add_argument("--compare", help=f"results to print next to the new ones (default {COMMITTED}, none "
                     "with --plots-only; 'none' for none)")
     ap.add_argument("--plots-only", action="store_true", help="rebuild table and plots from existing results")
     args = ap.parse_args()
     os.chdir(REPO)  # the data paths and default binary are relative to the repository
+    tk = TOKENS[args.tokens]
+    UNIT = tk["unit"]
+    args.train, args.val = args.train or tk["train"], args.val or tk["val"]
+    if args.steps is not None:
+        if args.steps < 1:
+            fail("--steps must be at least 1")
+        MODES[args.mode]["steps"] = args.steps
+    if args.tokens != "bytes":  # the evaluations cover about the same bytes as a byte-level run's
+        MODES[args.mode]["eval_tokens"] = MODES[args.mode]["bpe_eval_tokens"]
+    label = ("" if args.tokens == "bytes" else args.tokens + "-") + args.mode  # dev/results/<label>...
     if args.plots_only:
-        out = args.out or os.path.join("dev", "results", args.mode)
+        out = args.out or os.path.join("dev", "results", label)
     else:
-        out = args.out or fresh_dir(os.path.join("dev", "results", args.mode))
-    ref_dir = args.compare or (None if args.plots_only else COMMITTED)
+        out = args.out or fresh_dir(os.path.join("dev", "results", label))
+    committed = COMMITTED if args.tokens == "bytes" else os.path.join("dev", "results", f"{args.tokens}-full")
+    ref_dir = args.compare or (None if args.plots_only else committed)
     ref = None
     if ref_dir not in (None, "none"):
         ref = read_results(os.path.join(ref_dir, "results.csv"))  # before this run may overwrite it
@@ -480,12 +560,17 @@ def main():
         for shard in (args.train, args.val):
             if not os.path.exists(shard):
                 fail(f"{shard} not found" + (": prepare the data with `make data/bible/train.bin`"
-                                             if shard in (TRAIN, VAL) else ""))
+                                             if shard in (TRAIN, VAL) else
+                                             f": prepare it with `/usr/bin/python3 data/prepare_bpe.py --vocab-size "
+                                             f"4096 data/bible/kjv.txt {BPE_DIR}`" if args.tokens == "bpe" else ""))
+        if tk["tokenizer"] and not os.path.exists(tk["tokenizer"]):
+            fail(f"{tk['tokenizer']} not found: prepare it with `/usr/bin/python3 data/prepare_bpe.py "
+                 f"--vocab-size 4096 data/bible/kjv.txt {BPE_DIR}`")
         if args.out is None:
-            left = unfinished(os.path.join("dev", "results", args.mode))
+            left = unfinished(os.path.join("dev", "results", label))
             if left:
-                print(f"note: dev/results/{args.mode} has unfinished runs ({', '.join(left)}); this invocation "
-                      f"starts afresh in {out}; to continue those, pass --out dev/results/{args.mode}", flush=True)
+                print(f"note: dev/results/{label} has unfinished runs ({', '.join(left)}); this invocation "
+                      f"starts afresh in {out}; to continue those, pass --out dev/results/{label}", flush=True)
         RESUME_HINT = shlex.join([sys.executable, "dev/experiments.py"] + sys.argv[1:]
                                  + ([] if args.out else ["--out", out]))
         if not os.path.exists(out):
@@ -506,7 +591,7 @@ def main():
     if not rows:
         fail(f"no runs found in {out}/runs")
     os.makedirs(out, exist_ok=True)
-    write_tables(rows, args.mode, out)
+    write_tables(rows, args.mode, out, args.tokens)
     if plt is None:
         print(f"note: no plots: {sys.executable} cannot import matplotlib "
               "(sudo apt-get install python3-matplotlib), the tables are written", flush=True)
