@@ -2833,6 +2833,328 @@ static void test_cli(void) {
 }
 
 /* ========================================================================================== */
+/* 7. inference in blocks, batched decoding, threads (issue 15)                                */
+/* ========================================================================================== */
+
+/* The evaluation as it was before it went through block_forward: model_forward on `batch`
+ * chunks at a time, the losses summed in chunk order. Returns the mean; losses (K*E) and the
+ * sink statistics as model_forward's attention gives them. */
+static double model_forward_evaluate(Model *m, const Shard *s, int E, int W, long K, int batch, float *losses,
+                                     SinkStats *sinks) {
+    int *in = calloc((size_t)batch * E, sizeof(int)), *tg = calloc((size_t)batch * E, sizeof(int));
+    double total = 0.0;
+    long at = 0;
+    for (long c0 = 0; c0 < K; c0 += batch) {
+        int nb = K - c0 < batch ? (int)(K - c0) : batch;
+        for (int b = 0; b < nb; b++) make_sequence(in + (long)b * E, tg + (long)b * E, s->tokens, (c0 + b) * E, E, m->cfg.bos);
+        model_forward(m, in, tg, nb, E, W);
+        for (long i = 0; i < (long)nb * E; i++) { total += m->a.losses[i]; losses[at++] = m->a.losses[i]; }
+        if (sinks) sink_stats_add(sinks, m);
+    }
+    free(in); free(tg);
+    return total / ((double)K * E);
+}
+
+/* evaluate() with its per-token losses, read back from a temporary file */
+static double evaluate_losses(Model *m, const Shard *s, int E, int W, long max_chunks, int batch, float *losses,
+                              SinkStats *sinks) {
+    FILE *f = tmpfile();
+    long K;
+    double loss = evaluate(m, s, E, W, max_chunks, batch, &K, f, sinks);
+    rewind(f);
+    if (fread(losses, sizeof(float), (size_t)K * E, f) != (size_t)K * E) loss = NAN;
+    fclose(f);
+    return loss;
+}
+
+static int sinks_equal(const SinkStats *a, const SinkStats *b) {
+    size_t n = (size_t)a->L * a->H * sizeof(double);
+    return a->queries == b->queries && !memcmp(a->first, b->first, n) && !memcmp(a->row_sum, b->row_sum, n) &&
+           !memcmp(a->share, b->share, n);
+}
+
+/* evaluate() runs on block_forward now: bit for bit what model_forward gave, per-token losses
+ * and sink statistics included, for short chunks (several in a block) and long ones (in blocks
+ * of BLOCK_POSITIONS with w-1 positions of context, also with w large enough that a query
+ * block's keys are summed in two k-blocks of the tile). */
+static void test_block_evaluate(void) {
+    struct { int attn, rope, bos, w, E; long K; int batch; } v[] = {
+        {ATTN_SIGMOID, 1, -1, 6, 40, 0, 3},     {ATTN_SOFTMAX, 1, 30, 9, 100, 20, 64}, {ATTN_SIGMOID, 0, -1, 300, 1500, 2, 1},
+        {ATTN_SOFTMAX, 1, 30, 40, 1030, 3, 2}, {ATTN_SIGMOID, 1, -1, 2000, 2048, 1, 1}, {ATTN_SOFTMAX, 0, -1, 1, 7, 50, 16}};
+    long n = 4200;
+    uint16_t *tok = malloc(n * 2);
+    uint64_t s = 150;
+    for (long i = 0; i < n; i++) tok[i] = (uint16_t)trng_int(&s, 30);
+    Shard sh = {tok, n};
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        ModelConfig cfg = make_config(31, 2, 4, 16, 24, v[i].w, v[i].attn, 2, 2, v[i].rope);
+        cfg.bos = v[i].bos;
+        Model m;
+        make_random_model(&m, &cfg, 0.3, 151 + i);
+        int E = v[i].E, W = v[i].w;
+        long K = (n - 1) / E;
+        if (v[i].K > 0 && v[i].K < K) K = v[i].K;
+        float *la = malloc(K * E * 4), *lb = malloc(K * E * 4);
+        SinkStats sa, sb;
+        sink_stats_init(&sa, &cfg);
+        sink_stats_init(&sb, &cfg);
+        double a = evaluate_losses(&m, &sh, E, W, v[i].K, v[i].batch, la, &sa);
+        double b = model_forward_evaluate(&m, &sh, E, W, K, v[i].batch, lb, &sb);
+        CHECK(a == b && !memcmp(la, lb, K * E * 4) && sinks_equal(&sa, &sb),
+              S("evaluate in blocks == model_forward bit for bit: %s%s, E=%d, %ld chunks%s", config_desc(&cfg, W),
+                v[i].bos >= 0 ? ", start token" : "", E, K, E > BLOCK_POSITIONS ? " (in blocks with context)" : ""),
+              "%.10f vs %.10f; per-token losses %s; sink sums %s", a, b, !memcmp(la, lb, K * E * 4) ? "identical" : "differ",
+              sinks_equal(&sa, &sb) ? "identical" : "differ");
+        sink_stats_free(&sa); sink_stats_free(&sb);
+        free(la); free(lb);
+        model_free(&m);
+    }
+    free(tok);
+}
+
+/* The same stream token by token through infer_step: each position's loss */
+static double stream_by_tokens(const Model *m, const Shard *s, int W, long n, float *losses) {
+    InferState st;
+    infer_init(&st, m, n < W ? (int)n : W, 0);
+    double total = 0.0;
+    int bos = m->cfg.bos;
+    for (long i = 0; i < n; i++) {
+        int input = bos < 0 ? s->tokens[i] : i == 0 ? bos : s->tokens[i - 1];
+        int target = bos < 0 ? s->tokens[i + 1] : s->tokens[i];
+        infer_step(&st, input);
+        crossentropy_forward(&losses[i], st.logits, &target, 1, m->cfg.V);
+        total += losses[i];
+    }
+    infer_free(&st);
+    return total / n;
+}
+
+/* --stream in blocks: bit for bit evaluate() with E = N-1 (and with E = max_tokens), within
+ * 1e-5 of the token-by-token stream at every position, across several blocks; its memory is
+ * the context of min(w-1, N) positions per layer and one block. */
+static void test_block_stream(void) {
+    struct { int attn, rope, bos, w; long max_tokens; } v[] = {
+        {ATTN_SIGMOID, 1, -1, 6, 0}, {ATTN_SOFTMAX, 1, 30, 4, 0}, {ATTN_SIGMOID, 0, -1, 300, 0}, {ATTN_SOFTMAX, 1, -1, 50, 1500},
+        {ATTN_SIGMOID, 1, 30, 1, 0}, {ATTN_SOFTMAX, 0, 30, 5000, 1100}};
+    long n = 2600;
+    uint16_t *tok = malloc(n * 2);
+    uint64_t s = 160;
+    for (long i = 0; i < n; i++) tok[i] = (uint16_t)trng_int(&s, 30);
+    Shard sh = {tok, n};
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        ModelConfig cfg = make_config(31, 2, 4, 16, 24, v[i].w, v[i].attn, 2, 2, v[i].rope);
+        cfg.bos = v[i].bos;
+        Model m;
+        make_random_model(&m, &cfg, 0.3, 161 + i);
+        long np = v[i].max_tokens > 0 ? v[i].max_tokens : n - 1;
+        float *lb = malloc(np * 4), *lt = malloc(np * 4), *le = malloc(np * 4);
+        FILE *f = tmpfile();
+        double blocks = evaluate_stream(&m, &sh, v[i].w, 0, v[i].max_tokens, f);
+        rewind(f);
+        int got = fread(lb, 4, np, f) == (size_t)np;
+        fclose(f);
+        double chunked = evaluate_losses(&m, &sh, (int)np, v[i].w, 1, 1, le, NULL);
+        double tokens = stream_by_tokens(&m, &sh, v[i].w, np, lt);
+        double worst_tok = 0.0;
+        for (long j = 0; j < np; j++) worst_tok = fmax(worst_tok, fabs(lb[j] - lt[j]) / fmax(1.0, fabs(lt[j])));
+        double e = note(E_STREAM, fabs(blocks - tokens) / fabs(tokens));
+        CHECK(got && blocks == chunked && !memcmp(lb, le, np * 4) && e < 1e-5 && worst_tok < 1e-5,
+              S("--stream in blocks, %s%s, %ld predictions: == evaluate(E = %ld) bit for bit, token by token to 1e-5",
+                config_desc(&cfg, v[i].w), v[i].bos >= 0 ? ", start token" : "", np, np),
+              "blocks %.10f, chunked %.10f, token by token %.10f (rel %.1e, worst position %.1e)", blocks, chunked, tokens, e,
+              worst_tok);
+        free(lb); free(lt); free(le);
+        model_free(&m);
+    }
+    /* memory: w-1 keys and values per layer (or the whole text, if shorter) and one block */
+    ModelConfig cfg = make_config(31, 2, 4, 16, 24, 64, ATTN_SIGMOID, 2, 2, 1);
+    Model m;
+    make_random_model(&m, &cfg, 0.3, 170);
+    BlockState a, b;
+    block_init(&a, &m, 64, BLOCK_POSITIONS, 1, 1L << 40, 0);
+    block_init(&b, &m, 1 << 30, 100, 1, 100, 0);
+    CHECK(a.ctx_cap == 63 && a.rows == BLOCK_POSITIONS && b.ctx_cap == 100, "a stream's memory: w-1 positions of context per layer and one block",
+          "w=64 over 2^40 tokens: %d context rows, blocks of %d; w=2^30 over 100 tokens: %d", a.ctx_cap, a.rows, b.ctx_cap);
+    block_free(&a); block_free(&b);
+    model_free(&m);
+    free(tok);
+}
+
+/* A prompt through block_forward, then decoding, against the prompt token by token: the
+ * logits after the prompt and after 20 more tokens within 1e-5. */
+static void test_prefill(void) {
+    struct { int attn, bos, w, len; } v[] = {{ATTN_SIGMOID, -1, 5, 1}, {ATTN_SOFTMAX, 30, 5, 31}, {ATTN_SIGMOID, 30, 50, 1030},
+                                             {ATTN_SOFTMAX, -1, 2000, 1100}, {ATTN_SIGMOID, -1, 1, 40}};
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        ModelConfig cfg = make_config(31, 2, 4, 16, 24, v[i].w, v[i].attn, 2, 2, 1);
+        cfg.bos = v[i].bos;
+        Model m;
+        make_random_model(&m, &cfg, 0.3, 180 + i);
+        int len = v[i].len, extra = 20, W = v[i].w;
+        int *seq = malloc((len + extra) * sizeof(int));
+        uint64_t s = 190 + i;
+        random_tokens(seq, len + extra, 30, &s);
+        if (v[i].bos >= 0) seq[0] = v[i].bos;
+        int ring = len + extra < W ? len + extra : W; /* as generate() sizes it */
+        InferState a, b;
+        infer_init(&a, &m, ring, 0);
+        infer_init(&b, &m, ring, 0);
+        infer_prefill(&a, seq, len);
+        for (int j = 0; j < len; j++) infer_step(&b, seq[j]);
+        double e0 = rel_err_ff(a.logits, b.logits, cfg.V), e1 = 0.0;
+        for (int j = len; j < len + extra; j++) {
+            infer_step(&a, seq[j]);
+            infer_step(&b, seq[j]);
+            e1 = fmax(e1, rel_err_ff(a.logits, b.logits, cfg.V));
+        }
+        note(E_INFER, fmax(e0, e1));
+        CHECK(a.pos == b.pos && e0 < 1e-5 && e1 < 1e-5, S("prompt in blocks, then decoding == token by token: %s%s, %d-token prompt",
+                                                          config_desc(&cfg, W), v[i].bos >= 0 ? ", start token" : "", len),
+              "logits after the prompt rel err %.1e, over the next %d tokens %.1e", e0, extra, e1);
+        infer_free(&a); infer_free(&b);
+        free(seq);
+        model_free(&m);
+    }
+}
+
+/* --samples: N continuations decoded together are the N single runs with generators seed+i,
+ * token for token, for several batch sizes (the kernels take 8 sequences at a time), with and
+ * without top-k, kept first positions and a start token. */
+static void test_batched_samples(void) {
+    struct { int attn, bos, w, keep, samples, top_k, plen; } v[] = {
+        {ATTN_SIGMOID, -1, 6, 0, 4, 0, 3}, {ATTN_SOFTMAX, 30, 6, 0, 3, 5, 40}, {ATTN_SIGMOID, -1, 9, 2, 9, 0, 12},
+        {ATTN_SOFTMAX, -1, 1, 0, 2, 3, 1}, {ATTN_SIGMOID, 30, 100, 0, 17, 0, 20}};
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        ModelConfig cfg = make_config(31, 2, 4, 16, 24, v[i].w, v[i].attn, 2, 2, 1);
+        cfg.bos = v[i].bos;
+        Model m;
+        make_random_model(&m, &cfg, 0.5, 200 + i);
+        int n = 60, N = v[i].samples, prompt[40];
+        uint64_t s = 210 + i, rngs[32], one;
+        random_tokens(prompt, v[i].plen, 30, &s);
+        for (int j = 0; j < N; j++) rngs[j] = 77 + j;
+        int *all = generate(&m, prompt, v[i].plen, n, v[i].w, v[i].keep, 0.9, v[i].top_k, rngs, N, NULL, NULL);
+        int same = 1, distinct = 0;
+        for (int j = 0; j < N; j++) {
+            one = 77 + j;
+            int *single = generate(&m, prompt, v[i].plen, n, v[i].w, v[i].keep, 0.9, v[i].top_k, &one, 1, NULL, NULL);
+            same &= !memcmp(single, all + (size_t)j * n, n * sizeof(int)) && one == rngs[j];
+            distinct += j > 0 && memcmp(all, all + (size_t)j * n, n * sizeof(int)) != 0;
+            free(single);
+        }
+        CHECK(same && distinct == N - 1, S("--samples %d == %d single runs with seeds 77.., %s%s, keep first %d, top-k %d", N, N,
+                                           config_desc(&cfg, v[i].w), v[i].bos >= 0 ? ", start token" : "", v[i].keep, v[i].top_k),
+              "%d x %d tokens %s; %d of the other samples differ from the first", N, n, same ? "identical" : "DIFFER", distinct);
+        free(all);
+        model_free(&m);
+    }
+}
+
+/* Decoding, prompts in blocks and streams on 1, 2 and 3 threads (small models forced onto the
+ * parallel path): the same bits; and the decode's thread choice changes nothing. */
+static void test_infer_threads(void) {
+#ifdef _OPENMP
+    ModelConfig cfg = make_config(67, 2, 4, 32, 48, 7, ATTN_SOFTMAX, 2, 2, 1);
+    cfg.bos = 66;
+    Model m;
+    make_random_model(&m, &cfg, 0.3, 220);
+    long n = 2100;
+    uint16_t *tok = malloc(n * 2);
+    uint64_t s = 221;
+    for (long i = 0; i < n; i++) tok[i] = (uint16_t)trng_int(&s, 66);
+    Shard sh = {tok, n};
+    int saved = omp_get_max_threads(), prompt[1100];
+    for (int i = 0; i < 1100; i++) prompt[i] = tok[i];
+    long saved_work = parallel_min_work;
+    parallel_min_work = 0;
+    float *logits[3];
+    int *gen[3];
+    double stream[3], chunked[3];
+    for (int r = 0; r < 3; r++) {
+        omp_set_num_threads(r + 1);
+        InferState st;
+        infer_init_n(&st, &m, 7, 0, 3);
+        infer_prefill(&st, prompt, 1100);
+        int t3[3] = {1, 2, 3};
+        for (int j = 0; j < 10; j++) {
+            st.use_threads = j % 2 ? 1 : 0; /* what DecodeThreads may choose */
+            infer_step_all(&st, t3);
+        }
+        logits[r] = malloc(3 * cfg.V * 4);
+        memcpy(logits[r], st.logits, 3 * cfg.V * 4);
+        infer_free(&st);
+        uint64_t rngs[3] = {5, 6, 7};
+        gen[r] = generate(&m, prompt, 30, 200, 7, 1, 0.9, 0, rngs, 3, NULL, NULL);
+        stream[r] = evaluate_stream(&m, &sh, 7, 0, 0, NULL);
+        chunked[r] = evaluate(&m, &sh, 1500, 7, 0, 1, NULL, NULL, NULL);
+    }
+    omp_set_num_threads(saved);
+    parallel_min_work = saved_work;
+    int ok = 1;
+    for (int r = 1; r < 3; r++)
+        ok &= !memcmp(logits[0], logits[r], 3 * cfg.V * 4) && !memcmp(gen[0], gen[r], 3 * 200 * sizeof(int)) &&
+              stream[0] == stream[r] && chunked[0] == chunked[r];
+    CHECK(ok, "inference bit-identical with 1, 2 and 3 threads (decoding on the parallel path, one or all threads per token)",
+          "logits of 3 sequences after a 1100-token prompt in blocks and 10 tokens, 3 samples of 200 tokens with --keep-first 1, "
+          "a 2099-token stream, evaluate with E=1500: %s", ok ? "identical" : "DIFFER");
+    for (int r = 0; r < 3; r++) { free(logits[r]); free(gen[r]); }
+    free(tok);
+    model_free(&m);
+#else
+    skip("inference bit-identical with 1, 2 and 3 threads", "built without -fopenmp");
+#endif
+    /* the thread choice of decoding: one thread for the first probe, all for the second, then
+     * the faster; a lost probe doubles the period */
+    DecodeThreads d;
+    InferState fake;
+    memset(&fake, 0, sizeof fake);
+    decode_threads_init(&d);
+    d.all = 4;
+    int first = -1, second = -1;
+    for (int k = 0; k < 2 * DECODE_PROBE + 1; k++) {
+        decode_threads_before(&d, &fake);
+        if (k == 0) first = fake.use_threads;
+        if (k == DECODE_PROBE) second = fake.use_threads;
+    }
+    CHECK(first == 1 && second == 4 && (fake.use_threads == 1 || fake.use_threads == 4) &&
+          d.period == (fake.use_threads == 1 ? 2 : 1) * DECODE_PERIOD, "decoding's thread choice: probes one thread, then all, keeps the faster",
+          "first probe %d thread(s), second %d, then %d, period %d", first, second, fake.use_threads, d.period);
+}
+
+/* --samples on the command line: each sample is the output of the run with --seed seed+i */
+static void test_cli_samples(void) {
+    if (access(bin_path(), X_OK) != 0) return;
+    char ck[1024];
+    snprintf(ck, sizeof ck, "%s", tmp_path("samples.ckpt"));
+    RunResult *r = run_trainer("--steps 0 --save %s " SMALL_MODEL, ck);
+    if (r->status != 0) { CHECK(0, "cli --samples: a checkpoint", "exit %d: %s", r->status, r->err); return; }
+    r = run_trainer("--init %s --generate 25 --samples 3 --seed 11 --prompt 'the ' --temperature 0.9 --top-k 20", ck);
+    static char all[sizeof run_res.out];
+    memcpy(all, r->out, sizeof all);
+    int ok = r->status == 0 && strstr(r->err, "3 samples of 25 tokens") != NULL;
+    for (int j = 0; j < 3 && ok; j++) {
+        char head[64], *at, *next;
+        snprintf(head, sizeof head, "--- sample %d of 3 (seed %d) ---\n", j + 1, 11 + j);
+        at = strstr(all, head);
+        if (!at) { ok = 0; break; }
+        at += strlen(head);
+        next = strstr(at, "\n--- sample ");
+        size_t len = next ? (size_t)(next - at) : strlen(at) - 1; /* the last ends with the final newline */
+        r = run_trainer("--init %s --generate 25 --seed %d --prompt 'the ' --temperature 0.9 --top-k 20", ck, 11 + j);
+        ok &= r->status == 0 && strlen(r->out) == len + 1 && !strncmp(r->out, at, len);
+    }
+    CHECK(ok, "cli --generate 25 --samples 3 --seed 11: each sample is the run with --seed 11, 12, 13", "%s",
+          ok ? "three headed blocks, each equal to a single run's output" : "the samples differ from the single runs");
+    r = run_trainer("--init %s --generate 25 --samples 1 --seed 11 --prompt 'the '", ck);
+    static char one[sizeof run_res.out];
+    memcpy(one, r->out, sizeof one);
+    r = run_trainer("--init %s --generate 25 --seed 11 --prompt 'the '", ck);
+    CHECK(r->status == 0 && !strcmp(one, r->out), "cli --samples 1 prints what a plain --generate prints", "%s",
+          !strcmp(one, r->out) ? "the same bytes" : "different output");
+    expect_error("--samples without --generate", S("--init %s --eval %s --samples 2", ck, ck), "--samples", NULL);
+}
+
+/* ========================================================================================== */
 
 int main(void) {
     double t0 = now_seconds();
@@ -2898,7 +3220,13 @@ int main(void) {
     test_loader();
     test_determinism();
     test_training();
+    test_block_evaluate(); /* issue 15: inference in blocks, batched decoding, threads */
+    test_block_stream();
+    test_prefill();
+    test_batched_samples();
+    test_infer_threads();
     test_cli();
+    test_cli_samples();
 
     if (!getenv("SWAT_KEEP_TMP")) {
         char cmd[600];

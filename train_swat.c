@@ -147,6 +147,7 @@ static int thread_id(void) {
  * and executes the program again (once: the variable is then set). A user's OMP_WAIT_POLICY or
  * GOMP_SPINCOUNT is left alone, and so is a failed exec (the run continues as it was). */
 #define SPIN_MICROSECONDS 50
+#if defined(_OPENMP) && defined(__linux__)
 static long spin_count_for(double microseconds) {
 #if defined(__x86_64__) || defined(__i386__)
     /* libgomp's spin loop is one pause instruction per turn, whose length varies 10x between CPUs */
@@ -160,6 +161,7 @@ static long spin_count_for(double microseconds) {
 #endif
     return (long)(microseconds * 100); /* libgomp's own estimate: 100 turns per microsecond */
 }
+#endif
 static void choose_wait_policy(char **argv) {
 #if defined(_OPENMP) && defined(__linux__)
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
@@ -1736,12 +1738,12 @@ static inline __attribute__((always_inline)) void panel_group(float *y, long ldy
     for (int n = 0; n < N; n++)
         for (int v = 0; v < 2 * NP; v++) acc[n][v] = (vfloat){0};
     for (int k = 0; k < IN; k++) {
-        vfloat b[8];
-        for (int v = 0; v < 2 * NP; v++)
-            memcpy(&b[v], Bp + (size_t)(v >> 1) * PANEL_FLOATS(IN) + (size_t)k * GEMM_NR + (v & 1) * VEC_LEN, sizeof b[v]);
-        for (int n = 0; n < N; n++) {
-            float a = x[(long)n * ldx + k];
-            for (int v = 0; v < 2 * NP; v++) acc[n][v] += a * b[v];
+        float a[8];
+        for (int n = 0; n < N; n++) a[n] = x[(long)n * ldx + k];
+        for (int v = 0; v < 2 * NP; v++) {
+            vfloat b;
+            memcpy(&b, Bp + (size_t)(v >> 1) * PANEL_FLOATS(IN) + (size_t)k * GEMM_NR + (v & 1) * VEC_LEN, sizeof b);
+            for (int n = 0; n < N; n++) acc[n][v] += a[n] * b;
         }
     }
     for (int n = 0; n < N; n++)
@@ -1779,13 +1781,16 @@ static inline void panel_group(float *y, long ldy, const float *x, long ldx, int
 }
 #endif
 
-/* y (N, ldy) (+)= x (N, IN) times the rows of np panels at Bp, of which cols are real */
+/* y (N, ldy) (+)= x (N, IN) times the rows of np panels at Bp, of which cols are real. The
+ * accumulators of a group must fit the vector registers: 32 with AVX-512 (up to 8 sequences x 2
+ * vectors, or 1-2 sequences x 4 panels), 16 otherwise (4 sequences). */
+#define PANEL_MAX_N (VEC_LEN >= 16 ? 8 : 4)
 static void panel_rows(float *y, long ldy, const float *x, long ldx, int N, const float *Bp, int IN, int np,
                        int cols, int add) {
-    for (int n0 = 0; n0 < N; n0 += 8) {
-        int nn = N - n0 < 8 ? N - n0 : 8;
+    for (int n0 = 0; n0 < N; n0 += PANEL_MAX_N) {
+        int nn = N - n0 < PANEL_MAX_N ? N - n0 : PANEL_MAX_N;
         for (int p = 0; p < np;) {
-            int g = nn <= 2 ? 4 : nn <= 4 ? 2 : 1;
+            int g = VEC_LEN >= 16 ? (nn <= 2 ? 4 : nn <= 4 ? 2 : 1) : (nn == 1 ? 4 : nn == 2 ? 2 : 1);
             while (g > np - p) g /= 2;
             int c = cols - p * GEMM_NR < g * GEMM_NR ? cols - p * GEMM_NR : g * GEMM_NR;
             float *yp = y + (long)n0 * ldy + p * GEMM_NR;
@@ -1980,6 +1985,7 @@ static void infer_step_all(InferState *s, const int *tokens) {
     int G = n <= 2 ? 4 : 2; /* panels per work item */
     int cgroups = (pl.cp + G - 1) / G, fgroups = (pl.fp + G - 1) / G, vgroups = (pl.vp + G - 1) / G;
     int team = s->use_threads > 0 && s->use_threads < num_threads() ? s->use_threads : num_threads();
+    (void)work; (void)team; (void)parallel_min_work; /* without OpenMP */
     #pragma omp parallel if (work >= parallel_min_work && team > 1) num_threads(team)
     {
         float *hn = s->scratch + s->per_thread * thread_id(), *tg = hn + (size_t)n * C, *tu = tg + (size_t)n * 4 * GEMM_NR;
@@ -2243,8 +2249,11 @@ static void sink_stats_add_band(SinkStats *st, int l, const float *att, int B, i
             }
 }
 
-/* Add the last model_forward's attention (m->a.att, every layer's band). */
-static inline void sink_stats_add(SinkStats *st, const Model *m) {
+/* Add the last model_forward's attention (m->a.att, every layer's band). The tests use it. */
+#ifdef __GNUC__
+__attribute__((unused))
+#endif
+static void sink_stats_add(SinkStats *st, const Model *m) {
     const Activations *a = &m->a;
     for (int l = 0; l < st->L; l++)
         sink_stats_add_band(st, l, a->att + (long)l * a->B * m->cfg.H * a->T * a->Wb, a->B, m->cfg.H, a->T, a->Wb, 0, a->Wb);
@@ -2506,17 +2515,59 @@ static double evaluate_stream(const Model *m, const Shard *s, int W, int keep_fi
 }
 
 /* ---- 10.2 generation ------------------------------------------------------------------
- * The prompt (after the model's start token, if it has one) goes through block_forward, and
- * its last w-1 keys and values fill the rings of `samples` sequences that then continue token
- * by token (infer_step_all), all at once: sample i draws from its own generator rngs[i] (the
- * command line seeds it with --seed + i), so each sample is exactly the text a single run with
- * that seed gives. With keep_first > 0 the prompt goes token by token too (see InferState).
- * Returns the generated tokens, samples x n; with one sample and f, they are also printed to
- * f as they come. */
+ * A prompt goes through block_forward, and its last w-1 keys and values fill the rings of the
+ * sequences of an InferState, which then continue token by token (infer_step_all): prefilled,
+ * a state is where len calls of infer_step would have left it, to rounding (the products
+ * round differently in blocks), and its logits predict the token after the prompt. Every
+ * sequence of the state gets the same prompt. With keep_first > 0 the prompt goes token by
+ * token instead (StreamingLLM's cache is not ordinary attention, see InferState). */
+static void infer_prefill(InferState *s, const int *seq, long len) {
+    const Model *m = s->m;
+    const ModelConfig *c = &m->cfg;
+    int n = s->n, C = c->C, V = c->V, W = s->window;
+    if (s->pos != 0) die("infer_prefill: the state has consumed tokens already");
+    if (s->keep_first > 0 || len == 0) {
+        int *tok = xcalloc(n, sizeof(int), "prompt");
+        DecodeThreads dt;
+        decode_threads_init(&dt);
+        for (long i = 0; i < len; i++) {
+            for (int j = 0; j < n; j++) tok[j] = seq[i];
+            decode_threads_before(&dt, s);
+            infer_step_all(s, tok);
+        }
+        free(tok);
+        return;
+    }
+    BlockState bs;
+    int rows = len < BLOCK_POSITIONS ? (int)len : BLOCK_POSITIONS;
+    block_init(&bs, m, W, rows, 1, len, 0); /* a ring of W slots: a window of W (see generate) */
+    for (long t0 = 0; t0 < len; t0 += rows)
+        block_forward(&bs, seq + t0, NULL, 1, len - t0 < rows ? (int)(len - t0) : rows, NULL, 0);
+    for (int l = 0; l < c->L; l++) { /* position q's key and value into slot q % W of every sequence */
+        const float *kl = block_keys(&bs, l), *vl = kl + ((size_t)bs.ctx_cap + bs.rows) * C;
+        for (int r = 0; r < bs.ctx; r++) {
+            long slot = (len - bs.ctx + r) % W;
+            for (int j = 0; j < n; j++) {
+                float *kt = s->k_ring + ((size_t)l * n + j) * C * W; /* (H, D, W): lane i = h*D + t */
+                for (int i = 0; i < C; i++) kt[(size_t)i * W + slot] = kl[(size_t)r * C + i];
+                memcpy(s->v_ring + (((size_t)l * n + j) * W + slot) * C, vl + (size_t)r * C, C * sizeof(float));
+            }
+        }
+    }
+    for (int j = 0; j < n; j++) memcpy(s->logits + (size_t)j * V, bs.logits, V * sizeof(float));
+    s->pos = len;
+    block_free(&bs);
+}
+
+/* Feed a prompt (after the model's start token, if it has one) and generate n tokens for each
+ * of `samples` sequences at once: sample i draws from its own generator rngs[i] (the command
+ * line seeds it with --seed + i), so each sample is exactly the text of a single run with that
+ * generator. Attention window `window` (the model's, or another), keep_first: see InferState.
+ * Returns the tokens, samples x n; with one sample and f, they are also printed to f as they
+ * come. */
 static int *generate(const Model *m, const int *prompt, int prompt_len, int n, int window, int keep_first,
                      double temperature, int top_k, uint64_t *rngs, int samples, const Tokenizer *tk, FILE *f) {
-    const ModelConfig *c = &m->cfg;
-    int bos = c->bos, V = c->V, C = c->C, H = c->H, D = C / H, L = c->L;
+    int bos = m->cfg.bos, V = m->cfg.V;
     long len = (long)(bos >= 0) + prompt_len; /* positions fed before the first sample */
     long positions = len + n; /* a ring of min(window, positions) slots gives the same results */
     int ring = positions < window ? (int)(positions > 0 ? positions : 1) : window;
@@ -2527,34 +2578,8 @@ static int *generate(const Model *m, const int *prompt, int prompt_len, int n, i
     InferState s;
     DecodeThreads dt;
     infer_init_n(&s, m, ring, keep_first, samples);
+    infer_prefill(&s, seq, len);
     decode_threads_init(&dt);
-    if (keep_first > 0 || len == 0) {
-        for (long i = 0; i < len; i++) {
-            for (int j = 0; j < samples; j++) tok[j] = seq[i];
-            decode_threads_before(&dt, &s);
-            infer_step_all(&s, tok);
-        }
-    } else { /* the prompt in blocks, then its keys and values into every sample's ring */
-        BlockState bs;
-        int rows = len < BLOCK_POSITIONS ? (int)len : BLOCK_POSITIONS;
-        block_init(&bs, m, window, rows, 1, len, 0);
-        for (long t0 = 0; t0 < len; t0 += rows)
-            block_forward(&bs, seq + t0, NULL, 1, len - t0 < rows ? (int)(len - t0) : rows, NULL, 0);
-        for (int l = 0; l < L; l++) {
-            const float *kl = block_keys(&bs, l), *vl = kl + ((size_t)bs.ctx_cap + bs.rows) * C;
-            for (int r = 0; r < bs.ctx; r++) {
-                long slot = (len - bs.ctx + r) % ring;
-                for (int j = 0; j < samples; j++) {
-                    float *kt = s.k_ring + ((size_t)l * samples + j) * H * D * ring;
-                    for (int i = 0; i < C; i++) kt[(size_t)i * ring + slot] = kl[(size_t)r * C + i]; /* (h, t) = i */
-                    memcpy(s.v_ring + (((size_t)l * samples + j) * ring + slot) * C, vl + (size_t)r * C, C * sizeof(float));
-                }
-            }
-        }
-        for (int j = 0; j < samples; j++) memcpy(s.logits + (size_t)j * V, bs.logits, V * sizeof(float));
-        s.pos = len;
-        block_free(&bs);
-    }
     for (int i = 0; i < n; i++) {
         for (int j = 0; j < samples; j++) out[(size_t)j * n + i] = tok[j] = sample_token(s.logits + (size_t)j * V, V, temperature, top_k, &rngs[j]);
         if (f && samples == 1) {
