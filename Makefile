@@ -90,8 +90,10 @@ kernel-bench: dev/kernel_bench
 compilers:
 	@bash dev/compilers.sh
 
-# Generation speed and memory for 1k, 8k and 64k tokens (a benchmark, not a test).
-bench-gen: train_swat
+# Inference and busy machines (a benchmark, not a test): generation against llama2.c's run.c,
+# --samples 8, memory over 1k-64k tokens, --stream against chunked --eval, and the default
+# threads against --threads 1 beside a busy process and with two trainings at once.
+bench-gen: train_swat data
 	@bash dev/bench_gen.sh
 
 # The paper's experiments at CPU scale (dev/experiments.py): MODE=quick (under 20 minutes on

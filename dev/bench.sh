@@ -13,18 +13,42 @@ trap 'rm -rf "$tmp"' EXIT
 cc -O3 -march=native -mprefer-vector-width=512 -ffp-contract=fast -fopenmp -o "$tmp/peak" dev/peak_flops.c 2>/dev/null ||
   cc -O3 -march=native -ffp-contract=fast -fopenmp -o "$tmp/peak" dev/peak_flops.c
 peak=$(OMP_NUM_THREADS=$threads "$tmp/peak" | awk '{print $2}')
-# a second, practical reference: OpenBLAS sgemm (through PyTorch) on large square matrices
-sgemm=$("$py" - "$threads" 2>/dev/null <<'PYEOF' || echo n/a
-import sys, time, torch
+# PyTorch at its best. This environment may set OPENBLAS_CORETYPE (Haswell here) and
+# OPENBLAS_L2_SIZE, which hold OpenBLAS to AVX2 kernels on an AVX-512 machine; the PyTorch and
+# sgemm columns run with both removed, for those commands alone (torch_env), once the results
+# are checked to stay right (below), and the kernel OpenBLAS chose is printed both ways.
+torch_env="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE"
+# blas_info ENV.. -> "corename sgemm_gflops max_rel_err": OpenBLAS's core (openblas_get_corename of
+# the library PyTorch loaded), sgemm 4096^3 through PyTorch, and a 512^3 product against float64
+blas_info() {
+  "$@" "$py" - "$threads" 2>/dev/null <<'PYEOF' || echo "n/a n/a n/a"
+import ctypes, sys, time, torch
 torch.set_num_threads(int(sys.argv[1]))
+core = "n/a"
+for path in sorted({l.split()[-1] for l in open("/proc/self/maps") if "blas" in l.lower()}):
+    try:
+        f = ctypes.CDLL(path).openblas_get_corename
+        f.restype = ctypes.c_char_p
+        core = f().decode(); break
+    except (OSError, AttributeError):
+        pass
+x, y = torch.randn(512, 512), torch.randn(512, 512)
+err = ((x @ y).double() - x.double() @ y.double()).abs().max() / (x.double() @ y.double()).abs().max()
 a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
 best = 0.0
 for _ in range(5):
     t0 = time.perf_counter(); a @ b; dt = time.perf_counter() - t0
     best = max(best, 2 * 4096 ** 3 / dt / 1e9)
-print(f"{best:.1f}")
+print(f"{core} {best:.1f} {err:.1e}")
 PYEOF
-)
+}
+read -r core_env sgemm_env err_env <<< "$(blas_info env)"
+read -r core sgemm err_best <<< "$(blas_info $torch_env)"
+# the PyTorch reference's first training steps, in float32 on the same batches, both ways
+torch_losses() {
+  "$@" "$py" dev/train_swat.py $model --train "$shard" --batch 4 --seq 128 --steps 3 --warmup 0 --threads "$threads" 2>/dev/null |
+    sed -nE 's/^step [0-9]+\/[0-9]+ loss ([0-9.]+).*/\1/p' | tr '\n' ' '
+}
 model="--layers 4 --heads 8 --dim 256 --ffn 704 --vocab 256 --attn sigmoid --alibi 4:4 --rope on"
 
 # c_run NAME THREADS B T W -> "ms_per_step tokens_per_s gflops"
@@ -45,7 +69,7 @@ c_run() {
 py_run() {
   if ! "$py" -c 'import torch' 2>/dev/null; then echo n/a; return; fi
   local tps
-  tps=$("$py" dev/train_swat.py $model --batch "$1" --seq "$2" --window "$3" --attn-block "${4:-256}" \
+  tps=$($torch_env "$py" dev/train_swat.py $model --batch "$1" --seq "$2" --window "$3" --attn-block "${4:-256}" \
     --bench-steps "${5:-$steps}" --threads "$threads" 2>/dev/null | sed -nE 's/^bench tokens_per_s ([0-9.]+).*/\1/p')
   echo "${tps:-n/a}"
 }
@@ -53,7 +77,16 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == "n/a" || b == "" || b == 0) 
 
 echo "== make bench: $(nproc) cores, $threads threads, $(date -u +%Y-%m-%d)"
 echo "peak (FMA-throughput probe, dev/peak_flops.c): $peak GFLOP/s"
-echo "OpenBLAS sgemm 4096^3 through PyTorch: $sgemm GFLOP/s"
+echo "OpenBLAS sgemm 4096^3 through PyTorch: $sgemm GFLOP/s (core $core, OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed;"
+echo "  with this environment's settings${OPENBLAS_CORETYPE:+ (OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE)}: core $core_env, $sgemm_env GFLOP/s)"
+if "$py" -c 'import torch' 2>/dev/null; then
+  l_env=$(torch_losses env); l_best=$(torch_losses $torch_env)
+  same=$(awk -v a="$l_env" -v b="$l_best" 'BEGIN { n = split(a, x, " "); m = split(b, y, " "); d = 0
+    for (i = 1; i <= n; i++) { e = x[i] - y[i]; if (e < 0) e = -e; if (e > d) d = e }
+    print (n == 3 && m == 3 && d < 1e-4) ? "agree" : "DISAGREE" }')
+  echo "check: sgemm 512^3 vs float64, max rel err $err_best ($err_env with the environment's core); the PyTorch"
+  echo "  reference's first 3 training steps, losses $l_best vs $l_env: $same (the torch columns use core $core)"
+fi
 echo
 pct() { awk -v g="$1" -v p="$2" 'BEGIN { if (p == "n/a" || p == 0) print "n/a"; else printf "%.0f%%", 100 * g / p }'; }
 printf '%-30s %8s %9s %8s %7s %7s %10s %7s %10s %8s\n' configuration ms/step tokens/s GFLOP/s %FMA %sgemm torch_tok/s C/torch torchTxT C/TxT
