@@ -18,6 +18,13 @@ all: train_swat test_swat test_swat_plain data/prepare_text
 train_swat: train_swat.c Makefile
 	$(CC) $(CFLAGS) $(NATIVE) $(OPENMP) -o $@ $< $(LDLIBS)
 
+# The same file built with MPI for data-parallel training (mpirun -np N ./train_swat_mpi ...);
+# Debian's OpenMPI is installed when run as root, else the apt-get line is printed.
+train_swat_mpi: train_swat.c Makefile
+	@command -v mpicc >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    openmpi-bin libopenmpi-dev >/dev/null; } || { echo "train_swat_mpi needs MPI: sudo apt-get install openmpi-bin libopenmpi-dev"; exit 1; }
+	mpicc $(CFLAGS) $(NATIVE) $(OPENMP) -DSWAT_MPI -o $@ $< $(LDLIBS)
+
 # the tests include train_swat.c without its main, which leaves some helpers unused
 test_swat: test_swat.c train_swat.c
 	$(CC) $(CFLAGS) -Wno-unused-function -Wno-unused-variable $(NATIVE) $(OPENMP) -o $@ test_swat.c $(LDLIBS)
@@ -60,8 +67,9 @@ states:
 # Every suite prints "N passed, M failed[, K skipped]"; the last line adds them up.
 # EXTRA_TESTS adds suites (CI adds the sanitizer builds and a short fuzzing pass).
 test: train_swat test_swat test_swat_plain data/prepare_text states
+	@if command -v mpicc >/dev/null; then $(MAKE) -s train_swat_mpi; else echo "no mpicc: the MPI checks of tests/mpi.sh will be SKIPPED"; fi
 	@bash dev/run_tests.sh "./test_swat" "./test_swat_plain" "bash data/test_prepare.sh" "bash data/test_bpe.sh" \
-	    "bash dev/crosscheck.sh" "bash dev/test_plot_log.sh" "bash tests/reliability.sh" "bash tests/doc_names.sh" \
+	    "bash dev/crosscheck.sh" "bash dev/test_plot_log.sh" "bash tests/reliability.sh" "bash tests/mpi.sh" "bash tests/doc_names.sh" \
 	    "bash dev/test_repro.sh" $(EXTRA_TESTS)
 
 # The test suite and the trainer under AddressSanitizer and UndefinedBehaviorSanitizer.
@@ -124,5 +132,5 @@ attention-figures: train_swat data
 	bash dev/attention_figures.sh
 
 clean:
-	rm -f train_swat test_swat test_swat_plain test_swat_asan data/prepare_text dev/kernel_bench
+	rm -f train_swat train_swat_mpi test_swat test_swat_plain test_swat_asan data/prepare_text dev/kernel_bench
 	rm -rf $(STATES) fuzz/build

@@ -54,6 +54,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#ifdef SWAT_MPI /* make train_swat_mpi: data-parallel training over MPI (see "data parallel") */
+#include <mpi.h>
+#endif
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
 #endif
@@ -62,8 +65,13 @@
 /* 1. utilities                                                                          */
 /* ------------------------------------------------------------------------------------ */
 
-/* Every error is one line on stderr and a non-zero exit. Tests that include this file can
- * redirect errors by defining SWAT_DIE_HOOK before including it. */
+/* This process is rank mpi_rank of mpi_ranks (data-parallel training over MPI); without
+ * -DSWAT_MPI it is rank 0 of 1 and nothing below changes. */
+static int mpi_rank = 0, mpi_ranks = 1;
+
+/* Every error is one line on stderr and a non-zero exit (under MPI it names the rank and ends
+ * the whole job). Tests that include this file can redirect errors by defining SWAT_DIE_HOOK
+ * before including it. */
 #ifndef SWAT_DIE_HOOK
 static void die(const char *fmt, ...) {
     char msg[2048];
@@ -73,7 +81,14 @@ static void die(const char *fmt, ...) {
     va_end(ap);
     for (char *p = msg; *p; p++) /* one line, whatever a flag value or a path contains */
         if ((unsigned char)*p < 32 || *p == 127) *p = '?';
-    fprintf(stderr, "error: %s\n", msg);
+    if (mpi_ranks > 1) fprintf(stderr, "error: rank %d: %s\n", mpi_rank, msg);
+    else fprintf(stderr, "error: %s\n", msg);
+#ifdef SWAT_MPI
+    int up = 0, down = 0;
+    MPI_Initialized(&up);
+    MPI_Finalized(&down);
+    if (up && !down) MPI_Abort(MPI_COMM_WORLD, 1); /* the other ranks must not wait for this one */
+#endif
     exit(1);
 }
 #else
@@ -178,7 +193,7 @@ static void choose_wait_policy(char **argv) {
 /* Grow-only scratch memory kept between calls (allocating a few hundred KB per call would
  * cost fresh zeroed pages every time). Called outside parallel regions; threads then take
  * slices of it. */
-enum { SCRATCH_GEMM, SCRATCH_GEMM_SLICES, SCRATCH_ATTENTION, SCRATCH_NORM, SCRATCH_SLOTS };
+enum { SCRATCH_GEMM, SCRATCH_GEMM_SLICES, SCRATCH_ATTENTION, SCRATCH_NORM, SCRATCH_RANKS, SCRATCH_SLOTS };
 static float *scratch_floats(int slot, size_t floats) {
     static float *buf[SCRATCH_SLOTS];
     static size_t capacity[SCRATCH_SLOTS];
@@ -1234,6 +1249,55 @@ typedef struct {
     int steps;                  /* the planned length of the run (the schedule's horizon) */
     double beta1, beta2, eps, weight_decay, clip;
 } OptimConfig;
+
+/* ---- data parallel: the sums over the ranks ---------------------------------------------
+ * Under MPI every rank holds the whole model and computes the gradient of its share of the
+ * batch; the step needs their sum. MPI_Allreduce does not promise an order of summation, so
+ * the sum is made in a fixed one: each rank gathers every rank's values, a segment at a
+ * time, and adds them in rank order 0, 1, ..., R-1. Every rank then holds the same bits, the
+ * ranks stay in step, and a run with R ranks is bit-identical to itself. Without MPI these
+ * do nothing. */
+#define RANK_SEGMENT (1 << 18) /* floats gathered at a time: R MB of buffer */
+static void ranks_sum_floats(float *x, size_t n) {
+#ifdef SWAT_MPI
+    if (mpi_ranks == 1) return;
+    float *all = scratch_floats(SCRATCH_RANKS, (size_t)mpi_ranks * RANK_SEGMENT);
+    for (size_t off = 0; off < n; off += RANK_SEGMENT) {
+        int len = n - off < RANK_SEGMENT ? (int)(n - off) : RANK_SEGMENT;
+        MPI_Allgather(x + off, len, MPI_FLOAT, all, len, MPI_FLOAT, MPI_COMM_WORLD);
+        #pragma omp parallel for schedule(static)
+        for (int i = 0; i < len; i++) {
+            float sum = all[i];
+            for (int r = 1; r < mpi_ranks; r++) sum += all[(size_t)r * len + i];
+            x[off + i] = sum;
+        }
+    }
+#else
+    (void)x; (void)n;
+#endif
+}
+static void ranks_sum_doubles(double *x, int n) {
+#ifdef SWAT_MPI
+    if (mpi_ranks == 1 || n == 0) return;
+    double *all = xcalloc((size_t)mpi_ranks * n, sizeof(double), "ranks");
+    MPI_Allgather(x, n, MPI_DOUBLE, all, n, MPI_DOUBLE, MPI_COMM_WORLD);
+    for (int i = 0; i < n; i++) {
+        double sum = all[i];
+        for (int r = 1; r < mpi_ranks; r++) sum += all[(size_t)r * n + i];
+        x[i] = sum;
+    }
+    free(all);
+#else
+    (void)x; (void)n;
+#endif
+}
+/* 1 if the flag is set on any rank (a signal may reach one rank first) */
+static int ranks_any(int flag) {
+#ifdef SWAT_MPI
+    if (mpi_ranks > 1) MPI_Allreduce(MPI_IN_PLACE, &flag, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+#endif
+    return flag;
+}
 
 /* Linear warmup: step s < warmup uses lr*(s+1)/warmup. Then a cosine from lr down to
  * lr*min_lr_ratio over the rest of the planned run (with warmup 0 and one step: exactly lr). */
@@ -2451,8 +2515,10 @@ static double evaluate(Model *m, const Shard *s, int E, int W, long max_chunks, 
     block_init(&bs, m, W, rows, !whole, E, sinks != NULL);
     int *in = xcalloc(rows, sizeof(int), "eval tokens"), *tg = xcalloc(rows, sizeof(int), "eval tokens");
     double total = 0.0;
-    for (long c0 = 0; c0 < K; c0 += per_block) {
+    if (mpi_ranks > 1 && losses_out) die("--dump-losses runs in one process, not over MPI ranks");
+    for (long c0 = 0, block = 0; c0 < K; c0 += per_block, block++) {
         int nb = K - c0 < per_block ? (int)(K - c0) : per_block;
+        if (block % mpi_ranks != mpi_rank) continue; /* under MPI: rank r takes blocks r, r+R, ... */
         if (whole) {
             for (int b = 0; b < nb; b++) make_sequence(in + (long)b * E, tg + (long)b * E, s->tokens, (c0 + b) * E, E, m->cfg.bos);
             block_forward(&bs, in, tg, nb, E, sinks, Wq);
@@ -2465,6 +2531,18 @@ static double evaluate(Model *m, const Shard *s, int E, int W, long max_chunks, 
             fprintf(stderr, "\r%s: %ld of %ld chunks", eval_progress, c0 + nb, K);
     }
     if (eval_progress && isatty(STDERR_FILENO)) fprintf(stderr, "\r%*s\r", (int)strlen(eval_progress) + 40, "");
+    if (mpi_ranks > 1) { /* every rank's share, summed in rank order */
+        ranks_sum_doubles(&total, 1);
+        if (sinks) {
+            int n = sinks->L * sinks->H;
+            double q = (double)sinks->queries;
+            ranks_sum_doubles(sinks->first, n);
+            ranks_sum_doubles(sinks->row_sum, n);
+            ranks_sum_doubles(sinks->share, n);
+            ranks_sum_doubles(&q, 1);
+            sinks->queries = (long)q;
+        }
+    }
     free(in); free(tg);
     block_free(&bs);
     if (chunks_out) *chunks_out = K;
@@ -2658,7 +2736,9 @@ static const char *usage_text =
 "                      and validation flags are taken from the run's log.txt unless given\n"
 "  --steps N           optimizer steps in the run (default 600; 0 with --save writes the init)\n"
 "  --stop-after N      stop (and save) after N steps of this run; resume continues it\n"
-"  --batch B           sequences per step (default 16)\n"
+"  --batch B           sequences per step (default 16); under mpirun, over all the ranks\n"
+"  --grad-accum K      each step in K micro-batches of B/K sequences (the same step, memory\n"
+"                      for B/K); default 1\n"
 "  --seq T             training sequence length (default 256)\n"
 "  --window W          attention window w (default 64; >= T gives vanilla attention)\n"
 "  --layers L          (default 4)      --heads H   (default 8)\n"
@@ -2723,6 +2803,7 @@ typedef struct {
     ModelConfig model;
     OptimConfig opt;
     int batch, stop_after, shuffle, val_every, val_chunks, sample_every, sample_len, save_every, threads;
+    int grad_accum;   /* micro-batches per step */
     int eval_len, eval_window, eval_chunks, stream, generate, top_k, dump_layer, keep_first, sinks, samples;
     int final_val_chunks, overwrite;
     double temperature;
@@ -2782,7 +2863,7 @@ static void check_mode_flags(const Args *a) {
     static const char *const training_only[] = {"--train", "--val", "--out", "--overwrite", "--save", "--steps",
         "--stop-after", "--batch", "--lr", "--min-lr-ratio", "--warmup", "--wd", "--clip", "--beta1", "--beta2",
         "--shuffle", "--val-every", "--val-chunks", "--final-val-chunks", "--sample-every", "--sample-len",
-        "--save-every", NULL};
+        "--save-every", "--grad-accum", NULL};
     static const char *const eval_only[] = {"--eval-len", "--eval-chunks", "--stream", "--sinks", "--dump-losses", NULL};
     static const char *const prompt_flags[] = {"--prompt", "--prompt-ids", NULL};
     static const char *const sampling[] = {"--temperature", "--top-k", "--seed", NULL};
@@ -2813,7 +2894,7 @@ static void parse_args(Args *a, int argc, char **argv) {
                              .version = CKPT_VERSION};
     a->opt = (OptimConfig){.lr = 2e-3, .min_lr_ratio = 0.1, .warmup = 40, .steps = 600, .beta1 = 0.9,
                            .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1, .clip = 1.0};
-    a->batch = 16; a->shuffle = 1; a->val_every = 50; a->val_chunks = 64; a->sample_every = 100;
+    a->batch = 16; a->grad_accum = 1; a->shuffle = 1; a->val_every = 50; a->val_chunks = 64; a->sample_every = 100;
     a->sample_len = 200; a->seed = 1337; a->temperature = 0.8;
     const long BIG = 1L << 30;
     for (int i = 1; i < argc; i++) {
@@ -2886,6 +2967,7 @@ static void parse_args(Args *a, int argc, char **argv) {
         else if (!strcmp(f, "--sample-len")) a->sample_len = (int)parse_int(f, v, 1, BIG);
         else if (!strcmp(f, "--save-every")) a->save_every = (int)parse_int(f, v, 0, BIG);
         else if (!strcmp(f, "--threads")) a->threads = (int)parse_int(f, v, 1, 1024);
+        else if (!strcmp(f, "--grad-accum")) a->grad_accum = (int)parse_int(f, v, 1, BIG);
         else if (!strcmp(f, "--eval-len")) a->eval_len = (int)parse_int(f, v, 1, BIG);
         else if (!strcmp(f, "--eval-window")) a->eval_window = (int)parse_int(f, v, 1, BIG);
         else if (!strcmp(f, "--eval-chunks")) a->eval_chunks = (int)parse_int(f, v, 0, BIG);
@@ -3222,8 +3304,23 @@ static char *dir_of(const char *path) {
     return d;
 }
 
+#ifdef SWAT_MPI
+static void mpi_finish(void) {
+    int down = 0;
+    MPI_Finalized(&down);
+    if (!down) MPI_Finalize();
+}
+#endif
+
 int main(int argc, char **argv) {
     choose_wait_policy(argv); /* before anything else: it may run the program again */
+#ifdef SWAT_MPI
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &mpi_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &mpi_ranks);
+    atexit(mpi_finish);
+    if (mpi_rank > 0 && !freopen("/dev/null", "w", stdout)) die("cannot silence rank %d's output", mpi_rank);
+#endif
     Args a;
     parse_args(&a, argc, argv);
     signal(SIGXFSZ, SIG_IGN); /* a file-size limit (ulimit -f) then fails the write with EFBIG: one error line */
@@ -3271,7 +3368,12 @@ int main(int argc, char **argv) {
         model_create(&model, &a.model);
         param_init(&model.cfg, model.params, a.seed);
     }
-    int B = a.batch, T = model.cfg.seq_len;
+    int B = a.batch, T = model.cfg.seq_len, K = a.grad_accum;
+    if (B % (mpi_ranks * K) != 0) {
+        if (mpi_ranks > 1) die("--batch %d does not split over %d ranks x --grad-accum %d", B, mpi_ranks, K);
+        die("--batch %d is not a multiple of --grad-accum %d", B, K);
+    }
+    int Bm = B / (mpi_ranks * K); /* sequences in one micro-batch of one rank */
     if (!resumed) {
         ts.opt = a.opt; ts.B = B; ts.T = T; ts.seed = a.seed; ts.shuffle = a.shuffle;
         ts.sample_rng = a.seed ^ 0x73616D706C65ull;
@@ -3282,7 +3384,7 @@ int main(int argc, char **argv) {
                "(no start token, no checksum)\n", a.init ? a.init : a.resume);
     if (a.opt.steps == 0) { /* write the freshly initialised (or --init) model */
         if (!a.save) die("--steps 0 trains nothing: give --save FILE to write the initial model");
-        checkpoint_save(a.save, &model, NULL);
+        if (mpi_rank == 0) checkpoint_save(a.save, &model, NULL);
         printf("wrote %s (%zu parameters, no training)\n", a.save, model.num_params);
         model_free(&model);
         return 0;
@@ -3297,8 +3399,9 @@ int main(int argc, char **argv) {
     }
     if (a.opt.warmup > a.opt.steps)
         die("--warmup %d is longer than the run (--steps %d): pass --warmup %d or less", a.opt.warmup, a.opt.steps, a.opt.steps);
-    double gb = activation_bytes(&model.cfg, B, T, model.cfg.window) / 1e9;
-    if (gb > 20) die("batch %d x sequence %d needs %.1f GB of activations; reduce --batch or --seq", B, T, gb);
+    double gb = activation_bytes(&model.cfg, Bm, T, model.cfg.window) / 1e9;
+    if (gb > 20) die("batch %d x sequence %d needs %.1f GB of activations; reduce --batch or --seq, or raise --grad-accum",
+                     Bm, T, gb);
 
     Shard train, val = {0};
     shards_load(&train, a.train, model.cfg.V, "--train");
@@ -3313,10 +3416,11 @@ int main(int argc, char **argv) {
     char *log_path = xcalloc(olen, 1, "path"), *ckpt_path = xcalloc(olen, 1, "path");
     snprintf(log_path, olen, "%s/log.txt", a.out);
     snprintf(ckpt_path, olen, "%s/model.ckpt", a.out);
-    if (!resumed && !a.overwrite && (access(log_path, F_OK) == 0 || access(ckpt_path, F_OK) == 0))
+    if (mpi_rank == 0 && !resumed && !a.overwrite && (access(log_path, F_OK) == 0 || access(ckpt_path, F_OK) == 0))
         die("%s already holds a run (%s): continue it with --resume %s, choose another --out, or pass --overwrite to "
             "replace it", a.out, access(ckpt_path, F_OK) == 0 ? "model.ckpt" : "log.txt", ckpt_path);
-    FILE *logf = fopen(log_path, resumed ? "a" : "w");
+    /* under MPI only rank 0 prints, logs, samples and writes checkpoints */
+    FILE *logf = mpi_rank == 0 ? fopen(log_path, resumed ? "a" : "w") : fopen("/dev/null", "w");
     if (!logf) die("%s: cannot open log file: %s", log_path, strerror(errno));
 
     print_config(stdout, &model, &a, B, T);
@@ -3324,6 +3428,9 @@ int main(int argc, char **argv) {
     log_args(logf, &a);
     if (warmup_note[0]) printf("%s\n", warmup_note);
     if (resumed) printf("resuming %s at step %d of %d, into %s\n", a.resume, ts.step, ts.opt.steps, a.out);
+    if (mpi_ranks > 1 || K > 1)
+        printf("data parallel: %d rank%s x %d micro-batch%s of %d sequences per step\n", mpi_ranks, mpi_ranks > 1 ? "s" : "",
+               K, K > 1 ? "es" : "", Bm);
     fflush(logf);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -3334,7 +3441,7 @@ int main(int argc, char **argv) {
     double time_sum = 0.0;
     int timed = 0;
     int save_pending = 0; /* a --save-every checkpoint of the state at the top of this step */
-    while (ts.step < end && !stop_requested) {
+    while (ts.step < end && !ranks_any(stop_requested)) {
         int step = ts.step;
         long cursor0 = loader.cursor, epoch0 = loader.epoch;
         uint64_t sample_rng0 = ts.sample_rng;
@@ -3346,14 +3453,31 @@ int main(int argc, char **argv) {
             sink_stats_free(&sinks);
             fflush(logf);
         }
-        if (a.sample_every && step > 0 && step % a.sample_every == 0)
+        if (mpi_rank == 0 && a.sample_every && step > 0 && step % a.sample_every == 0)
             sample_text(&model, a.val ? &val : &train, a.sample_len, a.temperature, a.top_k, &ts.sample_rng, &tokenizer);
 
         double t0 = now_seconds();
-        loader_next(&loader, inputs, targets);
-        float loss = model_forward(&model, inputs, targets, B, T, model.cfg.window);
+        loader_next(&loader, inputs, targets); /* the whole batch; this rank takes its share */
+        /* the gradient of the mean loss over the batch: each micro-batch's mean loss is
+         * backpropagated into the same gradients (model_backward adds), then the sum over the
+         * K micro-batches and R ranks is divided by K*R; with K = R = 1 nothing is rescaled */
         model_zero_grad(&model);
-        model_backward(&model);
+        double loss_sum = 0.0;
+        for (int micro = 0; micro < K; micro++) {
+            long first = ((long)mpi_rank * K + micro) * Bm * T;
+            loss_sum += model_forward(&model, inputs + first, targets + first, Bm, T, model.cfg.window);
+            model_backward(&model);
+        }
+        if (mpi_ranks > 1) {
+            ranks_sum_floats(model.grads, model.num_params);
+            ranks_sum_doubles(&loss_sum, 1);
+        }
+        float loss = (float)(loss_sum / (K * mpi_ranks));
+        if (K * mpi_ranks > 1) {
+            float inv = 1.0f / (float)(K * mpi_ranks);
+            #pragma omp parallel for schedule(static)
+            for (size_t i = 0; i < model.num_params; i++) model.grads[i] *= inv;
+        }
         double norm = grad_norm(model.grads, model.num_params);
         if (!isfinite(loss) || !isfinite(norm)) {
             size_t sizes[NUM_PARAM_TENSORS], off = 0;
@@ -3366,7 +3490,7 @@ int main(int argc, char **argv) {
         if (save_pending) { /* the model of the end of step `step` is sound: it just gave a finite loss */
             TrainState s = ts;
             s.cursor = cursor0; s.epoch = epoch0; s.sample_rng = sample_rng0;
-            checkpoint_save(ckpt_path, &model, &s);
+            if (mpi_rank == 0) checkpoint_save(ckpt_path, &model, &s);
             save_pending = 0;
         }
         double lr = lr_at_step(&a.opt, step);
@@ -3384,7 +3508,7 @@ int main(int argc, char **argv) {
         fflush(logf);
         if (a.save_every && ts.step % a.save_every == 0 && ts.step < end) save_pending = 1;
     }
-    if (stop_requested) printf("interrupted at step %d: saving and exiting\n", ts.step);
+    if (ts.step < end) printf("interrupted at step %d: saving and exiting\n", ts.step);
     if (a.val && ts.step == a.opt.steps && a.final_val_chunks >= 0) { /* --final-val-chunks chunks (0: all) */
         long K;
         SinkStats sinks;
@@ -3399,13 +3523,15 @@ int main(int argc, char **argv) {
         sink_stats_free(&sinks);
         fprintf(logf, "final_val_loss %.6f\n", vl);
     }
-    if (a.sample_every && ts.step == a.opt.steps)
+    if (mpi_rank == 0 && a.sample_every && ts.step == a.opt.steps)
         sample_text(&model, a.val ? &val : &train, a.sample_len, a.temperature, a.top_k, &ts.sample_rng, &tokenizer);
     ts.cursor = loader.cursor; ts.epoch = loader.epoch;
-    checkpoint_save(ckpt_path, &model, &ts);
-    printf("saved %s (step %d of %d)\n", ckpt_path, ts.step, a.opt.steps);
-    if (ts.step < a.opt.steps) printf("continue with: %s --resume %s\n", argv[0], ckpt_path);
-    if (a.save) { checkpoint_save(a.save, &model, &ts); printf("saved %s\n", a.save); }
+    if (mpi_rank == 0) {
+        checkpoint_save(ckpt_path, &model, &ts);
+        printf("saved %s (step %d of %d)\n", ckpt_path, ts.step, a.opt.steps);
+        if (ts.step < a.opt.steps) printf("continue with: %s --resume %s\n", argv[0], ckpt_path);
+        if (a.save) { checkpoint_save(a.save, &model, &ts); printf("saved %s\n", a.save); }
+    }
     fclose(logf);
     free(inputs); free(targets); free(log_path); free(ckpt_path); free(train.tokens); free(val.tokens);
     loader_free(&loader);
