@@ -152,16 +152,18 @@ static int thread_id(void) {
 
 /* How long an idle OpenMP thread spins before it sleeps. A parallel region ends in a barrier,
  * and libgomp's threads wait there, and between regions, by spinning for GOMP_SPINCOUNT turns
- * of a pause loop (300,000 by default: 15 ms on this project's machine) before they sleep. On
+ * of a pause loop (300,000 by default: 7-15 ms on this project's machine) before they sleep. On
  * an idle machine that costs nothing. On a busy one (another process on a core, two trainings
  * at once) the spinning thread holds a core that its partner, or the other program, needs,
  * and every barrier waits for a thread that is not running: the default was up to 5.5x slower
  * than --threads 1 (dev/PERFORMANCE.md). Spinning about SPIN_MICROSECONDS and then sleeping
  * keeps the fast hand-over between regions on an idle machine and gives the core back on a
- * busy one. libgomp reads GOMP_SPINCOUNT once, when it is loaded, before main: so main sets it
+ * busy one (measured: 7 us is 4% slower on an idle machine, 55 us 7% slower than --threads 1
+ * with two trainings at once; 20 us is within 1% and as fast as --threads 1 or faster in both
+ * busy cases). libgomp reads GOMP_SPINCOUNT once, when it is loaded, before main: so main sets it
  * and executes the program again (once: the variable is then set). A user's OMP_WAIT_POLICY or
  * GOMP_SPINCOUNT is left alone, and so is a failed exec (the run continues as it was). */
-#define SPIN_MICROSECONDS 50
+#define SPIN_MICROSECONDS 20
 #if defined(_OPENMP) && defined(__linux__)
 static long spin_count_for(double microseconds) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -2766,7 +2768,7 @@ static const char *usage_text =
 "  --sample-len N      tokens per sample (default 200)\n"
 "  --save-every N      write the checkpoint every N steps (default 0: only at the end)\n"
 "  --threads N         OpenMP threads (default: OMP_NUM_THREADS or all cores); results do not\n"
-"                      depend on it. Idle threads spin ~50 us, then sleep (unless\n"
+"                      depend on it. Idle threads spin ~20 us, then sleep (unless\n"
 "                      OMP_WAIT_POLICY or GOMP_SPINCOUNT is set): a busy machine costs little\n"
 "  --tokenizer FILE    a tokenizer file (llm.c's format, e.g. from data/prepare_bpe.py) to\n"
 "                      print samples as text, encode a text --prompt and report nats per\n"
