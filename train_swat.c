@@ -1260,9 +1260,11 @@ typedef struct {
  * ranks stay in step, and a run with R ranks is bit-identical to itself. Without MPI these
  * do nothing. */
 #define RANK_SEGMENT (1 << 18) /* floats gathered at a time: R MB of buffer */
+static double ranks_seconds = 0.0; /* time spent summing gradients over the ranks */
 static void ranks_sum_floats(float *x, size_t n) {
 #ifdef SWAT_MPI
     if (mpi_ranks == 1) return;
+    double t0 = now_seconds();
     float *all = scratch_floats(SCRATCH_RANKS, (size_t)mpi_ranks * RANK_SEGMENT);
     for (size_t off = 0; off < n; off += RANK_SEGMENT) {
         int len = n - off < RANK_SEGMENT ? (int)(n - off) : RANK_SEGMENT;
@@ -1274,6 +1276,7 @@ static void ranks_sum_floats(float *x, size_t n) {
             x[off + i] = sum;
         }
     }
+    ranks_seconds += now_seconds() - t0;
 #else
     (void)x; (void)n;
 #endif
@@ -3511,6 +3514,9 @@ int main(int argc, char **argv) {
         if (a.save_every && ts.step % a.save_every == 0 && ts.step < end) save_pending = 1;
     }
     if (ts.step < end) printf("interrupted at step %d: saving and exiting\n", ts.step);
+    if (mpi_ranks > 1 && timed > 0)
+        printf("data parallel: summing the gradients over %d ranks took %.1f ms a step (of %.1f ms)\n", mpi_ranks,
+               ranks_seconds / timed * 1e3, time_sum / timed * 1e3);
     if (a.val && ts.step == a.opt.steps && a.final_val_chunks >= 0) { /* --final-val-chunks chunks (0: all) */
         long K;
         SinkStats sinks;
