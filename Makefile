@@ -18,6 +18,11 @@ all: train_swat test_swat test_swat_plain data/prepare_text
 train_swat: train_swat.c Makefile
 	$(CC) $(CFLAGS) $(NATIVE) $(OPENMP) -o $@ $< $(LDLIBS)
 
+# The trainer on the reference kernels (matmul and attention as plain loops, see
+# matmul_forward_naive and attention_forward_naive): slow, for reading and stepping through.
+train_swat_naive: train_swat.c Makefile
+	$(CC) $(CFLAGS) -g $(OPENMP) -DSWAT_NAIVE -o $@ $< $(LDLIBS)
+
 # The same file built with MPI for data-parallel training (mpirun -np N ./train_swat_mpi ...);
 # Debian's OpenMPI is installed when run as root, else the apt-get line is printed.
 train_swat_mpi: train_swat.c Makefile
@@ -66,10 +71,10 @@ states:
 
 # Every suite prints "N passed, M failed[, K skipped]"; the last line adds them up.
 # EXTRA_TESTS adds suites (CI adds the sanitizer builds and a short fuzzing pass).
-test: train_swat test_swat test_swat_plain data/prepare_text states
+test: train_swat train_swat_naive test_swat test_swat_plain data/prepare_text states
 	@if command -v mpicc >/dev/null; then $(MAKE) -s train_swat_mpi; else echo "no mpicc: the MPI checks of tests/mpi.sh will be SKIPPED"; fi
 	@bash dev/run_tests.sh "./test_swat" "./test_swat_plain" "bash data/test_prepare.sh" "bash data/test_bpe.sh" \
-	    "bash dev/crosscheck.sh" "bash dev/test_plot_log.sh" "bash tests/reliability.sh" "bash tests/mpi.sh" "bash tests/doc_names.sh" \
+	    "bash dev/crosscheck.sh" "bash dev/test_plot_log.sh" "bash tests/reliability.sh" "bash tests/mpi.sh" "bash tests/naive.sh" "bash tests/doc_names.sh" \
 	    "bash dev/test_repro.sh" $(EXTRA_TESTS)
 
 # The test suite and the trainer under AddressSanitizer and UndefinedBehaviorSanitizer.
@@ -134,5 +139,5 @@ attention-figures: train_swat data
 	bash dev/attention_figures.sh
 
 clean:
-	rm -f train_swat train_swat_mpi test_swat test_swat_plain test_swat_asan data/prepare_text dev/kernel_bench
+	rm -f train_swat train_swat_naive train_swat_mpi test_swat test_swat_plain test_swat_asan data/prepare_text dev/kernel_bench
 	rm -rf $(STATES) fuzz/build

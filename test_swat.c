@@ -1816,6 +1816,64 @@ static void test_chunked_logits(void) {
     model_free(&m);
 }
 
+/* The reference kernels (the plain loops of the math) against the fast ones, in every
+ * attention configuration of the model tests and the layer tests' windows: the same sums in
+ * another grouping, so equal to float32 rounding. */
+static void test_reference_kernels(void) {
+    uint64_t s = 150;
+    const int B = 2, T = 37, C = 24, H = 4;
+    long NC = (long)B * T * C;
+    float *q = rand_floats(NC, 1.0, &s), *k = rand_floats(NC, 1.0, &s), *v = rand_floats(NC, 1.0, &s),
+          *dout = rand_floats(NC, 1.0, &s);
+    int windows[] = {1, 5, 32, 37, 50};
+    int splits[][2] = {{2, 2}, {4, 0}, {0, 4}, {0, 0}, {1, 2}};
+    double worst = 0.0;
+    int cases = 0;
+    for (int mode = 0; mode < 2; mode++)
+        for (int si = 0; si < 5; si++)
+            for (int wi = 0; wi < 5; wi++) {
+                ModelConfig cfg = make_config(10, 1, H, C, 8, windows[wi], mode, splits[si][0], splits[si][1], 1);
+                float slopes[4];
+                alibi_slopes(&cfg, slopes);
+                int W = windows[wi], Wb = band_width(W, T);
+                long NA = (long)B * H * T * Wb;
+                float *o1 = falloc(NC), *o2 = falloc(NC), *a1 = falloc(NA), *a2 = falloc(NA);
+                float *g1 = falloc(3 * NC), *g2 = falloc(3 * NC);
+                attention_forward(o1, a1, q, k, v, slopes, B, T, C, H, W, mode);
+                attention_forward_naive(o2, a2, q, k, v, slopes, B, T, C, H, W, mode);
+                attention_backward(g1, g1 + NC, g1 + 2 * NC, dout, a1, q, k, v, B, T, C, H, W, mode);
+                attention_backward_naive(g2, g2 + NC, g2 + 2 * NC, dout, a2, q, k, v, B, T, C, H, W, mode);
+                double e = fmax(rel_err_ff(o1, o2, NC), fmax(rel_err_ff(a1, a2, NA), rel_err_ff(g1, g2, 3 * NC)));
+                if (!(e <= worst)) worst = e;
+                cases++;
+                free(o1); free(o2); free(a1); free(a2); free(g1); free(g2);
+            }
+    CHECK(worst < 1e-5, "attention_forward/backward == attention_forward_naive/backward_naive",
+          "%d configurations (sigmoid and softmax; ALiBi 2:2 4:0 0:4 0:0 1:2; w = 1, 5, 32, 37, 50 with T = 37): "
+          "output, weights and dq dk dv, max rel err %.2e", cases, worst);
+    free(q); free(k); free(v); free(dout);
+    int shapes[][3] = {{7, 13, 9}, {203, 70, 45}, {33, 300, 20}, {1100, 20, 9}};
+    worst = 0.0;
+    for (int i = 0; i < 4; i++) {
+        int N = shapes[i][0], IN = shapes[i][1], OUT = shapes[i][2];
+        float *x = rand_floats((size_t)N * IN, 1.0, &s), *Wm = rand_floats((size_t)OUT * IN, 1.0, &s),
+              *dy = rand_floats((size_t)N * OUT, 1.0, &s);
+        float *y1 = falloc((size_t)N * OUT), *y2 = falloc((size_t)N * OUT);
+        float *dx1 = rand_floats((size_t)N * IN, 1.0, &s), *dx2 = falloc((size_t)N * IN);
+        float *dW1 = falloc((size_t)OUT * IN), *dW2 = falloc((size_t)OUT * IN);
+        memcpy(dx2, dx1, (size_t)N * IN * 4);
+        matmul_forward(y1, x, Wm, N, IN, OUT);
+        matmul_forward_naive(y2, x, Wm, N, IN, OUT);
+        matmul_backward(dx1, dW1, dy, x, Wm, N, IN, OUT, i % 2);
+        matmul_backward_naive(dx2, dW2, dy, x, Wm, N, IN, OUT, i % 2);
+        double e = fmax(rel_err_ff(y1, y2, (size_t)N * OUT), fmax(rel_err_ff(dx1, dx2, (size_t)N * IN), rel_err_ff(dW1, dW2, (size_t)OUT * IN)));
+        if (!(e <= worst)) worst = e;
+        free(x); free(Wm); free(dy); free(y1); free(y2); free(dx1); free(dx2); free(dW1); free(dW2);
+    }
+    CHECK(worst < 1e-5, "matmul_forward/backward == matmul_forward_naive/backward_naive",
+          "4 shapes up to 1100 x 300, add = 0 and 1: max rel err %.2e", worst);
+}
+
 static void test_lr_schedule(void) {
     /* warmup 0 and one step: exactly lr, for many values of lr */
     int exact = 1;
@@ -3215,6 +3273,7 @@ int main(void) {
     test_start_token();
     test_keep_first();
     test_chunked_logits();
+    test_reference_kernels();
     test_lr_schedule();
     test_adamw();
     test_loader();

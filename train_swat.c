@@ -348,6 +348,20 @@ static void param_init(const ModelConfig *c, float *block, uint64_t seed) {
     }
 }
 
+/* The reference kernels (the plain loops of the math) sit next to the fast ones. The fast
+ * build does not call them (test_swat.c does); make train_swat_naive (-DSWAT_NAIVE) builds a
+ * trainer whose fast kernels hand their work to them, slow but easy to step through. */
+#if defined(__GNUC__)
+#define REFERENCE __attribute__((unused))
+#else
+#define REFERENCE
+#endif
+#ifdef SWAT_NAIVE
+#define USE_REFERENCE 1
+#else
+#define USE_REFERENCE 0
+#endif
+
 /* ------------------------------------------------------------------------------------ */
 /* 4. layers                                                                             */
 /* ------------------------------------------------------------------------------------ */
@@ -641,15 +655,51 @@ static void gemm(float *Cm, long ldc, const float *A, long ars, long aks, const 
     }
 }
 
-/* out (N, OUT) = inp (N, IN) W^T, with W stored (OUT, IN). */
+/* The reference: out (N, OUT) = inp (N, IN) W^T, W stored (OUT, IN) as nn.Linear's, as the
+ * plain loops of the sum. */
+static REFERENCE void matmul_forward_naive(float *out, const float *inp, const float *W, int N, int IN, int OUT) {
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OUT; o++) {
+            float acc = 0.0f;
+            for (int i = 0; i < IN; i++) acc += inp[(long)n * IN + i] * W[(long)o * IN + i];
+            out[(long)n * OUT + o] = acc;
+        }
+}
+
+/* In the forward pass out[n][o] = sum_i inp[n][i] W[o][i], so each inp[n][i] reached every
+ * out[n][o] through W[o][i], and each W[o][i] every out[n][o] through inp[n][i]:
+ *   dinp[n][i] (+)= sum_o dout[n][o] W[o][i]        dW[o][i] += sum_n dout[n][o] inp[n][i] */
+static REFERENCE void matmul_backward_naive(float *dinp, float *dW, const float *dout, const float *inp,
+                                  const float *W, int N, int IN, int OUT, int add) {
+    if (dinp)
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < IN; i++) {
+                float acc = 0.0f;
+                for (int o = 0; o < OUT; o++) acc += dout[(long)n * OUT + o] * W[(long)o * IN + i];
+                dinp[(long)n * IN + i] = (add ? dinp[(long)n * IN + i] : 0.0f) + acc;
+            }
+    if (dW)
+        for (int o = 0; o < OUT; o++)
+            for (int i = 0; i < IN; i++) {
+                float acc = 0.0f;
+                for (int n = 0; n < N; n++) acc += dout[(long)n * OUT + o] * inp[(long)n * IN + i];
+                dW[(long)o * IN + i] += acc;
+            }
+}
+
+/* The same sums as matmul_forward_naive, done by gemm: blocked so that the operands stay in
+ * cache and the inner loop is a register tile of fused multiply-adds (section 12). */
 static void matmul_forward(float *out, const float *inp, const float *W, int N, int IN, int OUT) {
+    if (USE_REFERENCE) { matmul_forward_naive(out, inp, W, N, IN, OUT); return; }
     gemm(out, OUT, inp, IN, 1, W, 1, IN, N, OUT, IN, 0);
 }
 
-/* dinp += dout W (add = 1) or dinp = dout W (add = 0: the first gradient written into a
- * buffer, which then needs no zeroing); dW += dout^T inp. Either output may be NULL. */
+/* matmul_backward_naive's sums as two products: dinp += dout W (add = 1) or dinp = dout W
+ * (add = 0: the first gradient written into a buffer, which then needs no zeroing);
+ * dW += dout^T inp. Either output may be NULL. */
 static void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp,
                             const float *W, int N, int IN, int OUT, int add) {
+    if (USE_REFERENCE) { matmul_backward_naive(dinp, dW, dout, inp, W, N, IN, OUT, add); return; }
     if (dinp) gemm(dinp, IN, dout, OUT, 1, W, IN, 1, N, IN, OUT, add);
     if (dW) gemm(dW, IN, dout, 1, OUT, inp, IN, 1, OUT, IN, N, 1);
 }
@@ -775,6 +825,101 @@ static void rope_backward(float *dx, const float *cos_t, const float *sin_t, int
  *   dv_n += a * do_m
  *   sigmoid: ds = da * a * (1 - a)      softmax: ds = a * (da - sum_d a*da)
  *   dq_m += ds * k_n / sqrt(D)          dk_n += ds * q_m / sqrt(D)
+ * attention_forward_naive and attention_backward_naive below are exactly these loops; the
+ * fast versions after them compute the same sums, regrouped. */
+static int band_width(int window, int T) { return window < T ? window : T; }
+
+/* SWAT attention as the plain loops of its math, one query at a time. For sequence b, head h,
+ * query m and distance d = 0 .. nd-1 (key n = m - d, nd = min(m+1, window)):
+ *   s(m, d) = q_m . k_{m-d} / sqrt(D) + slope_h * d
+ *   a(m, d) = sigmoid(s(m, d))               (SWAT: every key on its own, no normalisation)
+ *          or softmax over d of s(m, d)      (the usual attention, within the window)
+ *   o_m     = sum_d a(m, d) v_{m-d}
+ * att keeps a(m, d) for the backward: att[b][h][m][d], zero for d >= nd. */
+static REFERENCE void attention_forward_naive(float *out, float *att, const float *q, const float *k, const float *v,
+                                    const float *slopes, int B, int T, int C, int H, int window, int mode) {
+    int D = C / H, Wb = band_width(window, T);
+    float scale = 1.0f / sqrtf((float)D);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int m = 0; m < T; m++) {
+                const float *q_m = q + ((long)b * T + m) * C + h * D;
+                float *a = att + (((long)b * H + h) * T + m) * Wb; /* a[d]: the weight of key m-d */
+                float *o_m = out + ((long)b * T + m) * C + h * D;
+                int nd = m + 1 < Wb ? m + 1 : Wb;
+                float max_s = -FLT_MAX;
+                for (int d = 0; d < nd; d++) {
+                    const float *k_n = k + ((long)b * T + m - d) * C + h * D;
+                    float dot = 0.0f;
+                    for (int i = 0; i < D; i++) dot += q_m[i] * k_n[i];
+                    a[d] = dot * scale + slopes[h] * (float)d;
+                    if (a[d] > max_s) max_s = a[d];
+                }
+                if (mode == ATTN_SIGMOID) {
+                    for (int d = 0; d < nd; d++) a[d] = sigmoid(a[d]);
+                } else { /* subtracting the max changes nothing but keeps exp in range */
+                    float sum = 0.0f;
+                    for (int d = 0; d < nd; d++) { a[d] = expf(a[d] - max_s); sum += a[d]; }
+                    for (int d = 0; d < nd; d++) a[d] /= sum;
+                }
+                for (int d = nd; d < Wb; d++) a[d] = 0.0f;
+                for (int i = 0; i < D; i++) o_m[i] = 0.0f;
+                for (int d = 0; d < nd; d++) {
+                    const float *v_n = v + ((long)b * T + m - d) * C + h * D;
+                    for (int i = 0; i < D; i++) o_m[i] += a[d] * v_n[i];
+                }
+            }
+}
+
+/* The backward of attention_forward_naive, in the same loops; dq, dk, dv are ADDED to.
+ *   in the forward o_m = sum_d a_d v_{m-d},   so now  dv_{m-d} += a_d do_m  and  da_d = do_m . v_{m-d}
+ *   in the forward a_d = sigmoid(s_d),        so now  ds_d = da_d a_d (1 - a_d)
+ *   (softmax: a_d = e^{s_d} / sum_j e^{s_j},   so now  ds_d = a_d (da_d - sum_j a_j da_j))
+ *   in the forward s_d = q_m . k_{m-d} / sqrt(D) + slope d,
+ *                                             so now  dq_m += ds_d k_{m-d} / sqrt(D)
+ *                                                     dk_{m-d} += ds_d q_m / sqrt(D)
+ * (the slope is a constant: no gradient). */
+static REFERENCE void attention_backward_naive(float *dq, float *dk, float *dv, const float *dout, const float *att,
+                                     const float *q, const float *k, const float *v,
+                                     int B, int T, int C, int H, int window, int mode) {
+    int D = C / H, Wb = band_width(window, T);
+    float scale = 1.0f / sqrtf((float)D);
+    float *ds = xcalloc(Wb, sizeof(float), "attention"); /* da, then ds, for one query */
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int m = 0; m < T; m++) {
+                const float *a = att + (((long)b * H + h) * T + m) * Wb;
+                const float *do_m = dout + ((long)b * T + m) * C + h * D, *q_m = q + ((long)b * T + m) * C + h * D;
+                float *dq_m = dq + ((long)b * T + m) * C + h * D;
+                int nd = m + 1 < Wb ? m + 1 : Wb;
+                for (int d = 0; d < nd; d++) {
+                    long n = (long)b * T + m - d;
+                    float da = 0.0f;
+                    for (int i = 0; i < D; i++) {
+                        dv[n * C + h * D + i] += a[d] * do_m[i];
+                        da += do_m[i] * v[n * C + h * D + i];
+                    }
+                    ds[d] = da;
+                }
+                if (mode == ATTN_SIGMOID) {
+                    for (int d = 0; d < nd; d++) ds[d] *= a[d] * (1.0f - a[d]);
+                } else {
+                    float a_da = 0.0f;
+                    for (int d = 0; d < nd; d++) a_da += a[d] * ds[d];
+                    for (int d = 0; d < nd; d++) ds[d] = a[d] * (ds[d] - a_da);
+                }
+                for (int d = 0; d < nd; d++) {
+                    long n = (long)b * T + m - d;
+                    for (int i = 0; i < D; i++) {
+                        dq_m[i] += ds[d] * scale * k[n * C + h * D + i];
+                        dk[n * C + h * D + i] += ds[d] * scale * q_m[i];
+                    }
+                }
+            }
+    free(ds);
+}
+
+/* The fast attention regroups the same sums.
  * To run at matrix-product speed, the queries go in blocks of ATTN_QB: a block [m0, m1)
  * sees the keys [m0-Wb+1, m1) ∩ [0, m1), nk <= QB+Wb-1 of them, and every sum above
  * becomes a small product over that block, done by gemm_serial:
@@ -787,7 +932,6 @@ static void rope_backward(float *dx, const float *cos_t, const float *sin_t, int
  * Heads and sequences are independent, so threads take whole (b, h) pairs, as they become
  * free; each pair's arithmetic is the same whichever thread does it. */
 #define ATTN_QB 32
-static int band_width(int window, int T) { return window < T ? window : T; }
 
 /* Query block [m0, m1) of sequence b, head h: it sees keys [n0, m1), nk of them; q0 and k0
  * are the offsets of its first query's and first key's head slice in the (B*T, C) arrays. */
@@ -879,12 +1023,14 @@ static void attention_forward_ctx(float *out, float *att, const float *q, const 
 
 static void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                               const float *slopes, int B, int T, int C, int H, int window, int mode) {
+    if (USE_REFERENCE) { attention_forward_naive(out, att, q, k, v, slopes, B, T, C, H, window, mode); return; }
     attention_forward_ctx(out, att, q, k, v, slopes, B, T, 0, C, H, window, mode);
 }
 
 static void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
                                const float *q, const float *k, const float *v,
                                int B, int T, int C, int H, int window, int mode) {
+    if (USE_REFERENCE) { attention_backward_naive(dq, dk, dv, dout, att, q, k, v, B, T, C, H, window, mode); return; }
     int D = C / H, Wb = band_width(window, T);
     float scale = 1.0f / sqrtf((float)D);
     size_t bf, per_thread = attention_scratch(Wb, T, D, &bf);
