@@ -285,11 +285,15 @@ static void alibi_slopes(const ModelConfig *c, float *slopes) {
 
 /* The tensors in checkpoint order. Each is one contiguous slice of a single float block,
  * so the optimizer and the checkpoint code treat "all parameters" as one array. */
-#define NUM_PARAM_TENSORS 12
+enum { P_WTE, P_ATTN_NORM, P_WQ, P_WK, P_WV, P_WO, P_MLP_NORM, P_W_GATE, P_W_UP, P_W_DOWN, P_FINAL_NORM, P_LM_HEAD,
+       NUM_PARAM_TENSORS };
 typedef struct {
     float *wte;        /* (V, C)    token embedding */
     float *attn_norm;  /* (L, C)    RMSNorm gain before attention */
-    float *wq, *wk, *wv, *wo; /* (L, C, C) */
+    float *wq;         /* (L, C, C) query projection */
+    float *wk;         /* (L, C, C) key projection */
+    float *wv;         /* (L, C, C) value projection */
+    float *wo;         /* (L, C, C) attention output projection */
     float *mlp_norm;   /* (L, C)    RMSNorm gain before the MLP */
     float *w_gate;     /* (L, F, C) */
     float *w_up;       /* (L, F, C) */
@@ -321,15 +325,17 @@ static ParamTensors param_tensors(const ModelConfig *c, float *block) {
     param_sizes(c, sizes);
     float **ptrs[NUM_PARAM_TENSORS];
     ParamTensors t;
-    ptrs[0] = &t.wte; ptrs[1] = &t.attn_norm; ptrs[2] = &t.wq; ptrs[3] = &t.wk;
-    ptrs[4] = &t.wv; ptrs[5] = &t.wo; ptrs[6] = &t.mlp_norm; ptrs[7] = &t.w_gate;
-    ptrs[8] = &t.w_up; ptrs[9] = &t.w_down; ptrs[10] = &t.final_norm; ptrs[11] = &t.lm_head;
+    ptrs[P_WTE] = &t.wte; ptrs[P_ATTN_NORM] = &t.attn_norm; ptrs[P_WQ] = &t.wq; ptrs[P_WK] = &t.wk;
+    ptrs[P_WV] = &t.wv; ptrs[P_WO] = &t.wo; ptrs[P_MLP_NORM] = &t.mlp_norm; ptrs[P_W_GATE] = &t.w_gate;
+    ptrs[P_W_UP] = &t.w_up; ptrs[P_W_DOWN] = &t.w_down; ptrs[P_FINAL_NORM] = &t.final_norm; ptrs[P_LM_HEAD] = &t.lm_head;
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) { *ptrs[i] = block; block += sizes[i]; }
     return t;
 }
 
 /* Weight decay applies to matrices (embeddings included), not to the norm gains. */
-static int param_is_decayed(int tensor) { return tensor != 1 && tensor != 6 && tensor != 10; }
+static int param_is_decayed(int tensor) {
+    return tensor != P_ATTN_NORM && tensor != P_MLP_NORM && tensor != P_FINAL_NORM;
+}
 
 /* Initialisation: N(0, 0.02) for matrices, with the two projections that write into the
  * residual stream (wo, w_down) scaled by 1/sqrt(2L) so the stream's variance does not grow
@@ -341,7 +347,7 @@ static void param_init(const ModelConfig *c, float *block, uint64_t seed) {
     float *p = block;
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
         double std = 0.02;
-        if (i == 5 || i == 9) std /= sqrt(2.0 * c->L);
+        if (i == P_WO || i == P_W_DOWN) std /= sqrt(2.0 * c->L);
         for (size_t j = 0; j < sizes[i]; j++)
             p[j] = param_is_decayed(i) ? (float)(std * rng_normal(&rng)) : 1.0f;
         p += sizes[i];
@@ -1293,9 +1299,18 @@ static float model_forward(Model *m, const int *inputs, const int *targets, int 
     embedding_forward(a->x, inputs, m->p.wte, N, C);
     for (int l = 0; l < c->L; l++) {
         long lC = (long)l * C, lCC = lC * C, lFC = (long)l * F * C;
-        float *x = a->x + l * NC, *h = a->h_attn + l * NC, *q = a->q + l * NC, *k = a->k + l * NC,
-              *v = a->v + l * NC, *o = a->o + l * NC, *xm = a->x_mid + l * NC, *h2 = a->h_mlp + l * NC,
-              *gate = a->gate + l * NF, *up = a->up + l * NF, *act = a->act + l * NF, *xn = a->x + (l + 1) * NC;
+        float *x = a->x + l * NC;            /* (N, C) the residual stream entering layer l */
+        float *h = a->h_attn + l * NC;       /* (N, C) RMSNorm(x) */
+        float *q = a->q + l * NC;            /* (N, C) queries, after RoPE */
+        float *k = a->k + l * NC;            /* (N, C) keys, after RoPE */
+        float *v = a->v + l * NC;            /* (N, C) values */
+        float *o = a->o + l * NC;            /* (N, C) attention output, heads side by side */
+        float *xm = a->x_mid + l * NC;       /* (N, C) the stream after the attention block */
+        float *h2 = a->h_mlp + l * NC;       /* (N, C) RMSNorm(x_mid) */
+        float *gate = a->gate + l * NF;      /* (N, F) h2 Wgate^T */
+        float *up = a->up + l * NF;          /* (N, F) h2 Wup^T */
+        float *act = a->act + l * NF;        /* (N, F) silu(gate) * up */
+        float *xn = a->x + (l + 1) * NC;     /* (N, C) the stream leaving layer l */
         /* attention block: x_mid = x + Attn(RMSNorm(x)) Wo^T */
         rmsnorm_forward(h, a->rstd_attn + (long)l * N, x, m->p.attn_norm + lC, N, C);
         matmul_forward(q, h, m->p.wq + lCC, N, C, C);
@@ -1358,9 +1373,17 @@ static void model_backward(Model *m) {
      * written into a buffer (it overwrites), 1 for the ones that add to it. */
     for (int l = c->L - 1; l >= 0; l--) {
         long lC = (long)l * C, lCC = lC * C, lFC = (long)l * F * C;
-        float *x = a->x + l * NC, *h = a->h_attn + l * NC, *q = a->q + l * NC, *k = a->k + l * NC,
-              *v = a->v + l * NC, *o = a->o + l * NC, *xm = a->x_mid + l * NC, *h2 = a->h_mlp + l * NC,
-              *gate = a->gate + l * NF, *up = a->up + l * NF, *act = a->act + l * NF;
+        float *x = a->x + l * NC;            /* (N, C) the residual stream entering layer l */
+        float *h = a->h_attn + l * NC;       /* (N, C) RMSNorm(x) */
+        float *q = a->q + l * NC;            /* (N, C) queries, after RoPE */
+        float *k = a->k + l * NC;            /* (N, C) keys, after RoPE */
+        float *v = a->v + l * NC;            /* (N, C) values */
+        float *o = a->o + l * NC;            /* (N, C) attention output, heads side by side */
+        float *xm = a->x_mid + l * NC;       /* (N, C) the stream after the attention block */
+        float *h2 = a->h_mlp + l * NC;       /* (N, C) RMSNorm(x_mid) */
+        float *gate = a->gate + l * NF;      /* (N, F) h2 Wgate^T */
+        float *up = a->up + l * NF;          /* (N, F) h2 Wup^T */
+        float *act = a->act + l * NF;        /* (N, F) silu(gate) * up */
         /* MLP block; the residual passes dx through unchanged and the branch adds to it */
         matmul_backward(a->dact, m->g.w_down + lFC, a->dx, act, m->p.w_down + lFC, N, F, C, 0);
         swiglu_backward(a->dgate, a->dup, a->dact, gate, up, NF, 0);
