@@ -25,7 +25,7 @@ PY
   echo "$out" | grep '^FAIL' | cut -c1-120 | head -n 3 | sed 's/^/   /'
   echo "$out" | tail -n 1 | grep -q ' 0 failed' && survived=$((survived + 1))
 }
-mutate "ALiBi sign" 'slopes[h] = -ldexpf(1.0f, -(h + 1));' 'slopes[h] = ldexpf(1.0f, -(h + 1));'
+mutate "ALiBi sign" 'slopes[h] = -alibi_magnitude(c, h + 1);' 'slopes[h] = alibi_magnitude(c, h + 1);'
 mutate "RoPE pairing (halves instead of interleaved)" 'float x0 = v[2 * i], x1 = v[2 * i + 1]' 'float x0 = v[i], x1 = v[i + D / 2]'
 mutate "window boundary by one" 'return window < T ? window : T;' 'return window + 1 < T ? window + 1 : T;'
 mutate "RMSNorm epsilon" '#define RMSNORM_EPS 1e-5f' '#define RMSNORM_EPS 1e-6f'
@@ -33,12 +33,18 @@ mutate "AdamW bias correction" 'double bc1 = 1.0 - pow(o->beta1, step + 1)' 'dou
 mutate "sigmoid backward" 'dp[j] = dp[j] * p[j] * (1.0f - p[j]) * scale;' 'dp[j] = dp[j] * p[j] * scale;'
 mutate "softmax backward" 'dp[j] = p[j] * (dp[j] - dot) * scale;' 'dp[j] = p[j] * dp[j] * scale;'
 mutate "SwiGLU backward" 'sg * (1.0f + g * (1.0f - sg))' 'sg * (1.0f + g * sg)'
-mutate "weight decay on norm gains" 'return tensor != 1 && tensor != 6 && tensor != 10;' 'return 1;'
+mutate "weight decay on norm gains" 'return tensor != P_ATTN_NORM && tensor != P_MLP_NORM && tensor != P_FINAL_NORM;' 'return 1;'
 mutate "warmup off by one" 'return o->lr * (step + 1) / o->warmup;' 'return o->lr * step / o->warmup;'
 mutate "clip coefficient" 'gscale = (float)(o->clip / (norm + 1e-6));' 'gscale = (float)(o->clip / norm);'
 mutate "loader wrap" 'if (ld->shard->n - ld->cursor < (long)B * T + 1) ld->cursor = 0;' 'if (ld->shard->n - ld->cursor < (long)B * T) ld->cursor = 0;'
-mutate "ring buffer slot" 'int slot = (int)(p % W)' 'int slot = (int)((p + 1) % W)'
-mutate "eval chunk offset" 'in[i] = s->tokens[c0 * E + i]; tg[i] = s->tokens[c0 * E + i + 1];' 'in[i] = s->tokens[c0 * E + i + 1]; tg[i] = s->tokens[c0 * E + i + 2];'
+mutate "ring buffer slot" 'int slot = (int)(p % W), nf' 'int slot = (int)((p + 1) % W), nf'
+mutate "sequence offset" 'inputs[i] = t[start + i]; targets[i] = t[start + i + 1];' 'inputs[i] = t[start + i + 1]; targets[i] = t[start + i + 2];'
+mutate "version 1 slope rule forgotten" 'return c->version == 1 ? ldexpf(1.0f, -k) : (float)exp2(-8.0 * k / c->H);' 'return (float)exp2(-8.0 * k / c->H);'
+mutate "version 2 slopes as 2^-k" 'return c->version == 1 ? ldexpf(1.0f, -k) : (float)exp2(-8.0 * k / c->H);' 'return ldexpf(1.0f, -k);'
+mutate "CRC table shift" 'crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);' 'crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 7);'
+mutate "start token not first" 'inputs[0] = bos;' 'inputs[0] = t[start];'
+mutate "kept first token at its text distance" 'a[j] = sc * scale + slope * (float)(cache_index - j);' 'a[j] = sc * scale + slope * (float)(p - j);'
+mutate "reference attention: sigmoid backward" 'for (int d = 0; d < nd; d++) ds[d] *= a[d] * (1.0f - a[d]);' 'for (int d = 0; d < nd; d++) ds[d] *= a[d];'
 echo
 echo "mutations not caught: $survived"
 [ "$survived" -eq 0 ]
