@@ -1946,8 +1946,7 @@ static float *pack_model(const Model *m) {
     PackedLayout pl = packed_layout(c);
     int C = c->C, F = c->F, D = C / c->H;
     float *pk = xcalloc(pl.total, sizeof(float), "packed weights");
-    #pragma omp parallel for schedule(dynamic, 1)
-    for (int l = 0; l < c->L; l++) {
+    for (int l = 0; l < c->L; l++) { /* one thread: a few ms, and no wait for a busy core */
         float *d = pk + (size_t)l * pl.layer;
         size_t lCC = (size_t)l * C * C, lFC = (size_t)l * F * C;
         for (int h = 0; h < c->H; h++) {
@@ -2299,32 +2298,36 @@ static void infer_step_all(InferState *s, const int *tokens) {
  * scheduler puts both on one core because another program holds the other (measured: 9x slower
  * than one thread, in whole runs), or where a barrier costs more than the work between two,
  * one thread is. So the choice is measured while decoding: DECODE_PROBE tokens with one thread,
- * then as many with all threads, given up as soon as they have taken longer than the one-thread
- * probe; then the faster of the two until the next probe, DECODE_PERIOD tokens later, a period
- * that doubles (up to 16 times) while one thread keeps winning. A probe costs at most the time
- * of DECODE_PROBE tokens, about 1% of a period. Every choice gives the same numbers. */
+ * then as many with all threads, which must take at most 90% of the one-thread time; while all
+ * threads run, every further DECODE_PROBE tokens must take at most the one-thread time, and as
+ * soon as they take longer the rest of the period runs on one thread. A new probe comes
+ * DECODE_PERIOD tokens after the last, a period that doubles (up to 16 times) each time all
+ * threads lose. A loss costs at most the time of DECODE_PROBE tokens. Every choice gives the
+ * same numbers. */
 #define DECODE_PERIOD 1024
 #define DECODE_PROBE 16
-typedef struct { int all, choice, k, period; double t0, time_one; } DecodeThreads;
+typedef struct { int all, k, period; double t0, time_one; } DecodeThreads;
 static void decode_threads_init(DecodeThreads *d) {
     memset(d, 0, sizeof(*d));
     d->all = num_threads();
-    d->choice = d->all;
     d->period = DECODE_PERIOD;
 }
 /* before each token: sets s->use_threads */
 static void decode_threads_before(DecodeThreads *d, InferState *s) {
     if (d->all <= 1) { s->use_threads = 1; return; }
     double t = now_seconds();
+    int P = DECODE_PROBE;
     if (d->k == 0) { d->t0 = t; s->use_threads = 1; } /* the one-thread probe */
-    else if (d->k == DECODE_PROBE) { d->time_one = t - d->t0; d->t0 = t; s->use_threads = d->all; } /* then all threads */
-    else if (d->k < 2 * DECODE_PROBE && s->use_threads == d->all && t - d->t0 > d->time_one) d->k = 2 * DECODE_PROBE; /* lost */
-    if (d->k == 2 * DECODE_PROBE) {
-        int all_won = s->use_threads == d->all && t - d->t0 <= d->time_one;
-        d->choice = all_won ? d->all : 1;
-        if (all_won) d->period = DECODE_PERIOD;
-        else if (d->period < 16 * DECODE_PERIOD) d->period *= 2;
-        s->use_threads = d->choice;
+    else if (d->k == P) { d->time_one = t - d->t0; d->t0 = t; s->use_threads = d->all; } /* then all threads */
+    else if (s->use_threads == d->all) {
+        double limit = d->k <= 2 * P ? 0.9 * d->time_one : d->time_one; /* for the last P tokens */
+        if (t - d->t0 > limit) { /* slower than one thread: one thread until the next probe */
+            s->use_threads = 1;
+            if (d->period < 16 * DECODE_PERIOD) d->period *= 2;
+        } else if (d->k % P == 0) { /* a window won: the next one */
+            d->t0 = t;
+            if (d->k == 2 * P) d->period = DECODE_PERIOD;
+        }
     }
     if (++d->k >= d->period) d->k = 0;
 }
@@ -2773,6 +2776,7 @@ static double evaluate_stream(const Model *m, const Shard *s, int W, int keep_fi
  * round differently in blocks), and its logits predict the token after the prompt. Every
  * sequence of the state gets the same prompt. With keep_first > 0 the prompt goes token by
  * token instead (StreamingLLM's cache is not ordinary attention, see InferState). */
+#define PREFILL_PARALLEL_MIN 256 /* positions of a prompt below which one thread runs it */
 static void infer_prefill(InferState *s, const int *seq, long len) {
     const Model *m = s->m;
     const ModelConfig *c = &m->cfg;
@@ -2793,8 +2797,15 @@ static void infer_prefill(InferState *s, const int *seq, long len) {
     BlockState bs;
     int rows = len < BLOCK_POSITIONS ? (int)len : BLOCK_POSITIONS;
     block_init(&bs, m, W, rows, 1, len, 0); /* a ring of W slots: a window of W (see generate) */
+#ifdef _OPENMP
+    int threads = omp_get_max_threads(); /* a short prompt is a few ms of work: threads do not pay */
+    if (len < PREFILL_PARALLEL_MIN) omp_set_num_threads(1);
+#endif
     for (long t0 = 0; t0 < len; t0 += rows)
         block_forward(&bs, seq + t0, NULL, 1, len - t0 < rows ? (int)(len - t0) : rows, NULL, 0);
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#endif
     for (int l = 0; l < c->L; l++) { /* position q's key and value into slot q % W of every sequence */
         const float *kl = block_keys(&bs, l), *vl = kl + ((size_t)bs.ctx_cap + bs.rows) * C;
         for (int r = 0; r < bs.ctx; r++) {

@@ -42,11 +42,19 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 echo "== make bench-gen: $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC'), load average $(load)"
 echo "model: $ckpt"
 
-# gen ARGS... -> "seconds tokens/s peak_MB" from the trainer's stderr line
+# gen [BIN] ARGS... -> "seconds tokens/s peak_MB" from the trainer's stderr line (the seconds from
+# its tokens/s, which has more digits: (generated + 12 prompt tokens) / rate; a run of --samples
+# S counts S times the generated tokens)
 gen() {
-  "$bin" --init "$ckpt" "$@" 2>&1 >/dev/null | grep '^generated' |
-    sed -E 's/.* in ([0-9.]+) s: ([0-9.]+) tokens\/s.*peak RSS ([0-9.]+) MB.*/\1 \2 \3/'
+  local b=$bin
+  case "$1" in --*) ;; *) b=$1; shift ;; esac
+  "$b" --init "$ckpt" "$@" 2>&1 >/dev/null | grep '^generated' |
+    sed -E 's/^generated (([0-9]+) samples of )?([0-9]+) tokens.* ([0-9.]+) tokens\/s.*peak RSS ([0-9.]+) MB.*/\2 \3 \4 \5/' |
+    awk '{ if (NF == 3) { s = 1; n = $1; r = $2; m = $3 } else { s = $1; n = $2; r = $3; m = $4 }
+           printf "%.3f %.1f %s\n", (s * n + 12) / r, r, m }'
 }
+# median of three runs' seconds
+gen3() { for i in 1 2 3; do gen "$@"; done | awk '{ print $1 }' | sort -n | sed -n 2p; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == "" || b == "n/a" || b + 0 == 0 || a == "n/a") print "n/a"; else printf "%.2fx", a / b }'; }
 best() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "n/a" || a + 0 >= b + 0) ? a : b }'; }
 
@@ -172,8 +180,7 @@ two_at_once() { # BIN NAME FLAGS.. -> mean of two simultaneous trainings' ms/ste
   wait $p1 $p2
   awk '{ s += $1; k++ } END { if (k == 2) printf "%.1f\n", s / 2; else print "n/a" }' "$tmp/${n}_a.ms" "$tmp/${n}_b.ms"
 }
-gen_s() { local b=$1; shift; "$b" --init "$ckpt" --generate 2000 --prompt "And God said" --seed 1 "$@" 2>&1 >/dev/null |
-  sed -nE 's/.* in ([0-9.]+) s.*/\1/p'; }
+gen_s() { gen3 "$@" --generate 2000 --prompt "And God said" --seed 1; }
 printf '%-46s %10s %10s %8s %12s\n' situation default "threads 1" def/t1 "before (def)"
 row() { printf '%-46s %10s %10s %8s %12s\n' "$1" "$2" "$3" "$(ratio "$2" "$3")" "$4"; }
 if [ $have_data = 1 ]; then
@@ -197,5 +204,6 @@ gy_def=$(gen_s "$bin"); gy_one=$(gen_s "$bin" --threads 1)
 gy_base=n/a; [ -n "$base" ] && gy_base=$(gen_s "$base")
 kill "$busy_pid"; wait "$busy_pid" 2>/dev/null || true; busy_pid=""
 row "--generate 2000 beside yes > /dev/null" "$gy_def" "$gy_one" "$gy_base"
-echo "(def/t1: the default's time over --threads 1's, at most 1.05 is the goal; before: commit ${base_commit:-none}'s trainer, default threads)"
+echo "(def/t1: the default's time over --threads 1's, at most 1.05 is the goal; before: commit ${base_commit:-none}'s trainer,"
+echo " default threads; generation: the median of three runs)"
 echo "load average at the end: $(load)"
