@@ -3168,6 +3168,7 @@ static void test_infer_threads(void) {
     memset(&fake, 0, sizeof fake);
     decode_threads_init(&d);
     d.all = 4;
+    d.sized = 1; /* as for a model above decode_parallel_min */
     int first = -1, second = -1;
     for (int k = 0; k < 2 * DECODE_PROBE + 1; k++) {
         decode_threads_before(&d, &fake);
@@ -3177,6 +3178,22 @@ static void test_infer_threads(void) {
     CHECK(first == 1 && second == 4 && (fake.use_threads == 1 || fake.use_threads == 4) &&
           d.period == (fake.use_threads == 1 ? 2 : 1) * DECODE_PERIOD, "decoding's thread choice: probes one thread, then all, keeps the faster",
           "first probe %d thread(s), second %d, then %d, period %d", first, second, fake.use_threads, d.period);
+    ModelConfig small = make_config(31, 2, 4, 16, 24, 4, ATTN_SIGMOID, 2, 2, 1);
+    Model sm;
+    make_random_model(&sm, &small, 0.3, 230);
+    InferState st;
+    infer_init_n(&st, &sm, 4, 0, 3);
+    decode_threads_init(&d);
+    d.all = 4;
+    int most = 0;
+    for (int k = 0; k < 3 * DECODE_PROBE; k++) {
+        decode_threads_before(&d, &st);
+        most = st.use_threads > most ? st.use_threads : most;
+    }
+    CHECK(most == 1, "decoding stays on one thread below decode_parallel_min multiply-adds a step",
+          "3 sequences of a model with C=16: at most %d thread(s) over %d tokens", most, 3 * DECODE_PROBE);
+    infer_free(&st);
+    model_free(&sm);
 }
 
 /* --samples on the command line: each sample is the output of the run with --seed seed+i */

@@ -2302,11 +2302,16 @@ static void infer_step_all(InferState *s, const int *tokens) {
  * threads run, every further DECODE_PROBE tokens must take at most the one-thread time, and as
  * soon as they take longer the rest of the period runs on one thread. A new probe comes
  * DECODE_PERIOD tokens after the last, a period that doubles (up to 16 times) each time all
- * threads lose. A loss costs at most the time of DECODE_PROBE tokens. Every choice gives the
- * same numbers. */
+ * threads lose. A loss costs at most the time of DECODE_PROBE tokens, but a probe of a short
+ * run on a busy machine can lose more than that (a thread that waits for a busy core waits a
+ * time slice). One sequence of the default model (3.3 M multiply-adds a token) gains 1.25x
+ * from two threads on this project's machine, and lost 10% on a busy one: below
+ * decode_parallel_min multiply-adds per step (all sequences), decoding stays on one thread.
+ * --samples 8 (26 M) gains 1.75x. Every choice gives the same numbers. */
 #define DECODE_PERIOD 1024
 #define DECODE_PROBE 16
-typedef struct { int all, k, period; double t0, time_one; } DecodeThreads;
+static long decode_parallel_min = 1L << 23;
+typedef struct { int all, k, period, sized; double t0, time_one; } DecodeThreads;
 static void decode_threads_init(DecodeThreads *d) {
     memset(d, 0, sizeof(*d));
     d->all = num_threads();
@@ -2314,6 +2319,10 @@ static void decode_threads_init(DecodeThreads *d) {
 }
 /* before each token: sets s->use_threads */
 static void decode_threads_before(DecodeThreads *d, InferState *s) {
+    const ModelConfig *c = &s->m->cfg;
+    if (!d->sized && (long)s->n * ((long)c->L * (4L * c->C * c->C + 3L * c->C * c->F) + (long)c->V * c->C) < decode_parallel_min)
+        d->all = 1;
+    d->sized = 1;
     if (d->all <= 1) { s->use_threads = 1; return; }
     double t = now_seconds();
     int P = DECODE_PROBE;
