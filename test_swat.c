@@ -1013,8 +1013,9 @@ static void *read_file(const char *path, long *size) {
     fseek(f, 0, SEEK_END);
     *size = ftell(f);
     fseek(f, 0, SEEK_SET);
-    char *buf = malloc(*size ? *size : 1);
+    char *buf = malloc(*size + 1); /* one more byte: a 0, so text files are strings */
     if (fread(buf, 1, *size, f) != (size_t)*size) { free(buf); buf = NULL; }
+    else buf[*size] = 0;
     fclose(f);
     return buf;
 }

@@ -1212,7 +1212,7 @@ static void model_free(Model *m) {
  * budget to check the chunked path against the plain one. */
 static long logits_budget = 1L << 24; /* 64 MB of logits */
 static int logit_rows(long N, int V) {
-    if (N * (long)V <= logits_budget) return (int)N;
+    if ((double)N * V <= (double)logits_budget) return (int)N; /* in double: N may be absurd here */
     long rows = logits_budget / V;
     return rows > 0 ? (int)rows : 1;
 }
