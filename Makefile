@@ -95,6 +95,7 @@ bench: train_swat data
 	@bash dev/bench.sh
 	@if command -v mpicc >/dev/null; then $(MAKE) -s train_swat_mpi; fi
 	@bash dev/bench_mpi.sh
+	@bash dev/bench_vocab.sh
 
 # Where a training step's time goes, kernel by kernel (dev/kernel_bench.c), and the same step
 # built by gcc and clang for AVX-512, AVX2 and SSE2 (dev/compilers.sh). Benchmarks, not tests.
