@@ -2319,10 +2319,11 @@ static void decode_threads_init(DecodeThreads *d) {
 }
 /* before each token: sets s->use_threads */
 static void decode_threads_before(DecodeThreads *d, InferState *s) {
-    const ModelConfig *c = &s->m->cfg;
-    if (!d->sized && (long)s->n * ((long)c->L * (4L * c->C * c->C + 3L * c->C * c->F) + (long)c->V * c->C) < decode_parallel_min)
-        d->all = 1;
-    d->sized = 1;
+    if (!d->sized) {
+        const ModelConfig *c = &s->m->cfg;
+        if ((long)s->n * ((long)c->L * (4L * c->C * c->C + 3L * c->C * c->F) + (long)c->V * c->C) < decode_parallel_min) d->all = 1;
+        d->sized = 1;
+    }
     if (d->all <= 1) { s->use_threads = 1; return; }
     double t = now_seconds();
     int P = DECODE_PROBE;
