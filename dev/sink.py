@@ -55,14 +55,16 @@ SINK_T = 0.3  # Gu et al.'s threshold on the mean weight on the first token
 # Each run: name, data ("bb" | "bible"), attention, ALiBi, window w, training length T, shape
 # (L, H, C, F), steps, lr, wd, seed. Stream windows: the eval windows W of the streaming modes.
 
-def bb_run(kind, L, seed, steps):
+def bb_run(kind, L, seed, steps, tag=""):
     """kind: softmax-rope (vanilla with RoPE), softmax-nope (vanilla without any position
-    encoding, as GPT-style models without learned positions), swat."""
+    encoding, as GPT-style models without learned positions), swat. tag: a suffix of the
+    group name for variants (longer training)."""
     base = dict(data="bb", T=128, L=L, H=2, C=64, F=256, steps=steps, lr=3e-3, wd=0.1, seed=seed)
+    group = f"bb-{kind}-L{L}{tag}"
     if kind == "swat":
-        return dict(base, name=f"bb-swat-L{L}-s{seed}", group=f"bb-swat-L{L}", attn="sigmoid", alibi="1:1",
+        return dict(base, name=f"{group}-s{seed}", group=group, attn="sigmoid", alibi="1:1",
                     rope="on", w=16, stream_windows=[16])
-    return dict(base, name=f"bb-{kind}-L{L}-s{seed}", group=f"bb-{kind}-L{L}", attn="softmax", alibi="0:0",
+    return dict(base, name=f"{group}-s{seed}", group=group, attn="softmax", alibi="0:0",
                 rope="on" if kind == "softmax-rope" else "off", w=128, stream_windows=[16, 128])
 
 
@@ -85,6 +87,7 @@ MODES = {
                        bible_run("swat", 1, 10)], bb_streams=2, bible_streams=2, stream_len=256, gu_chains=2),
     # in the order they run (two at a time): the two-layer trio first, then the Bible, then 3 layers
     "full": dict(runs=[bb_run(k, 2, s, 3000) for k in ("softmax-nope", "swat", "softmax-rope") for s in (1, 2, 3)]
+                 + [bb_run("softmax-nope", 2, s, 6000, "-6k") for s in (1, 2, 3)]
                  + [bible_run(k, s, 2000) for k in ("softmax-rope", "swat", "softmax-nope") for s in (1, 2)]
                  + [bb_run(k, 3, s, 3000) for k in ("softmax-nope", "swat") for s in (1, 2, 3)],
                  bb_streams=32, bible_streams=8, stream_len=1024, gu_chains=32),
@@ -96,6 +99,7 @@ BB_ARGS = ["--length", "128", "--train-seqs", "32768", "--val-seqs", "512", "--s
 
 # ---------------------------------------------------------------------------------- helpers
 PRINT_LOCK = threading.Lock()
+STOP = threading.Event()  # set on an error or Ctrl-C: no new training or measurement starts
 
 
 def say(msg):
@@ -116,6 +120,8 @@ def fail(msg, cmd=None, stderr=""):
 
 
 def call(cmd):
+    if STOP.is_set():
+        raise Failure("stopped")
     env = dict(os.environ, OMP_WAIT_POLICY="passive")  # don't spin idle threads on a shared machine
     proc = subprocess.Popen([c if isinstance(c, bytes) else str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     out, err = proc.communicate()
@@ -373,17 +379,36 @@ def stream_modes(run, S):
 
 
 def measure_streams(run, rdir, data, streams, args):
-    """Per-position mean loss over the streams for each mode (streams.json), and summaries."""
+    """Per-position mean loss over the streams for each mode (streams.json). On Bigram-Backcopy
+    also the mean loss split by target kind, before and after the window edge W (for full
+    attention: the training length T): copy targets (the token after a trigger, which needs the
+    head that fetches the previous character) and bigram targets (every other token: there the
+    heads are dormant, and a softmax head parks its weight)."""
     path = os.path.join(rdir, "streams.json")
     cache = read_json(path, {})
     S = None
+    kinds = None
+    if run["data"] == "bb":
+        trig = data["meta"]["trigger_bytes"]
+        kinds = []
+        for sh in streams:  # prediction i predicts token i; it is a copy when token i-1 is a trigger
+            t = read_tokens(sh)[:-1]
+            kinds.append(np.concatenate([[False], np.isin(t[:-1], trig)]))
     for key, W, keep in stream_modes(run, MODES[args.mode]["stream_len"]):
-        if key in cache and cache[key]["streams"] == len(streams):
+        if key in cache and cache[key]["streams"] == len(streams) and (kinds is None or "split" in cache[key]):
             continue
         curves = [stream_losses(args, os.path.join(rdir, "model.ckpt"), s, W, keep) for s in streams]
         S = min(len(c) for c in curves)
         mean = np.mean([c[:S] for c in curves], axis=0)
         cache[key] = dict(W=W, keep_first=keep, streams=len(streams), mean=[round(float(v), 4) for v in mean])
+        if kinds is not None:
+            edge = run["T"] if key == "full" else W
+            split = {}
+            for side, sel in (("lt", lambda i: (i >= 1) & (i < edge)), ("ge", lambda i: i >= edge)):
+                for kind, want in (("copy", True), ("bigram", False)):
+                    v = np.concatenate([c[:S][sel(np.arange(S)) & (k[:S] == want)] for c, k in zip(curves, kinds)])
+                    split[f"{kind}_{side}"] = float(v.mean()) if len(v) else None
+            cache[key]["split"] = split
         write_json(path, cache)
     return cache
 
@@ -402,6 +427,9 @@ def summarise_streams(run, cache, optimal=None):
             continue
         out[f"{key}_lt_W"] = float(c[1:W].mean())
         out[f"{key}_ge_W"] = float(c[W:].mean())
+    for key in cache:
+        for k, v in cache[key].get("split", {}).items():
+            out[f"{key}_{k}"] = v
     if optimal is not None:
         out["optimal_all"] = float(optimal[1:].mean())
         for W in run["stream_windows"]:
@@ -419,7 +447,8 @@ def measure_chunks(run, rdir, data, args, W):
         if rc != 0:
             fail(f"chunked evaluation of {run['name']} failed", cmd, err + out)
         l = np.fromfile(path, dtype=np.float32).reshape(-1, run["T"])
-    return dict(W=W, chunks=len(l), lt_W=float(l[:, 1:W].mean()), ge_W=float(l[:, W:].mean()), all=float(l.mean()))
+    return dict(W=W, chunks=len(l), lt_W=float(l[:, 1:W].mean()), ge_W=float(l[:, W:].mean()) if W < run["T"] else None,
+                all=float(l.mean()))
 
 
 def process(run, out, data, args):
@@ -448,9 +477,15 @@ def process(run, out, data, args):
     cache = measure_streams(run, rdir, d, data["streams"][run["data"]], args)
     optimal = None
     if run["data"] == "bb":
-        optimal = np.mean([bb_optimal_losses(read_tokens(s)[:-1], d["meta"])[:MODES[args.mode]["stream_len"]]
-                           for s in data["streams"]["bb"]], axis=0)
+        S = MODES[args.mode]["stream_len"]
+        per_stream = [bb_optimal_losses(read_tokens(s)[:-1], d["meta"])[:S] for s in data["streams"]["bb"]]
+        optimal = np.mean(per_stream, axis=0)
     ev["streams"] = summarise_streams(run, cache, optimal)
+    if run["data"] == "bb":  # the optimum of the bigram targets (copy targets: 0)
+        trig = d["meta"]["trigger_bytes"]
+        for W in run["stream_windows"]:
+            v = [o[W:][~np.isin(read_tokens(s)[:-1][W - 1:S - 1], trig)] for o, s in zip(per_stream, data["streams"]["bb"])]
+            ev["streams"][f"optimal_bigram_ge_W{W}"] = float(np.concatenate(v).mean())
     write_json(ev_path, ev)
     say(f"[{run['name']}] measured: {ev['sinks']['sink_heads']} of {run['L'] * run['H']} sink heads (all queries)"
         + (f", non-trigger sink ratio {ev['gu']['sink_ratio']:.2f}" if "gu" in ev else ""))
@@ -460,7 +495,7 @@ def process(run, out, data, args):
 # ---------------------------------------------------------------------------------- report
 def spread(values, fmt="{:.3f}"):
     """mean (min-max) over seeds; one seed: the value alone."""
-    v = [x for x in values if x is not None]
+    v = [x for x in values if x is not None and not (isinstance(x, float) and np.isnan(x))]
     if not v:
         return "-"
     if len(v) == 1:
@@ -489,12 +524,14 @@ def table_rows_bb(groups, evals, data):
            f"val loss: all 512 val chains, chunks of 128 with the start token (Bayes optimum {opt:.4f}). "
            "Sink ratio: the fraction of a model's heads whose mean weight on the start token over "
            "non-trigger queries exceeds 0.3 (Gu et al.); bos weight: that mean weight, for the model's "
-           "head with the most (non-trigger) and the same head's trigger queries; sink ratio on the share: "
-           "the same count on weight / row sum (identical for softmax); row sum: sigmoid rows are "
-           "not normalised, so a dormant sigmoid head's total output weight (non-trigger queries, mean over heads). "
-           "--sinks: heads with a share > 0.3 over all queries (the trainer's count).", "",
-           "| model | seeds | val loss | sink ratio (non-trigger) | sink ratio on the share | bos weight, non-trigger (most) | "
-           "same head, trigger | row sum (non-trigger) | --sinks heads |",
+           "head with the most (non-trigger) and the same head's trigger queries; row sum: sigmoid rows are "
+           "not normalised, so a dormant sigmoid head's total output weight (non-trigger queries, mean over heads); "
+           "heads off: heads whose mean non-trigger row sum is below 0.05 (a sigmoid head that outputs almost "
+           "nothing). --sinks: heads whose share (weight / row sum) on position 0 exceeds 0.3 over all queries, "
+           "the trainer's count; for a head that is off, the share is a ratio of two numbers near 0 and "
+           "says nothing.", "",
+           "| model | seeds | val loss | sink ratio (non-trigger) | bos weight, non-trigger (most) | "
+           "same head, trigger | row sum (non-trigger) | heads off | --sinks heads |",
            "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for g, rs in groups.items():
         if rs[0]["data"] != "bb":
@@ -506,9 +543,9 @@ def table_rows_bb(groups, evals, data):
         M = rs[0]["L"] * rs[0]["H"]
         md.append(f"| {g} | {len(ev)} | {spread([e['sinks']['val_loss'] for e in ev], '{:.4f}')} | "
                   f"{spread([e['gu']['sink_ratio'] for e in ev], '{:.2f}')} | "
-                  f"{spread([e['gu']['sink_ratio_share'] for e in ev], '{:.2f}')} | "
                   f"{spread([b['nontrigger_first'] for b in best])} | {spread([b['trigger_first'] for b in best])} | "
                   f"{spread([np.mean([h['nontrigger_row_sum'] for h in e['gu']['heads']]) for e in ev])} | "
+                  f"{spread([sum(h['nontrigger_row_sum'] < 0.05 for h in e['gu']['heads']) for e in ev], '{:.1f}')} of {M} | "
                   f"{spread([e['sinks']['sink_heads'] for e in ev], '{:.1f}')} of {M} |")
     return md
 
@@ -535,6 +572,28 @@ def table_streams(groups, evals, dataset, label):
             if dataset == "bb":
                 row += f" {spread([e.get(f'optimal_ge_W{W}') for e in ev])} |"
             md.append(row)
+    return md
+
+
+def table_split(groups, evals):
+    md = ["### Where the streaming loss goes: dormant and active predictions", "",
+          "The same streams, the loss split by the kind of target. Bigram targets (95% of the tokens): "
+          "the token after a non-trigger, where the heads have nothing to fetch (dormant). Copy targets: "
+          "the token after a trigger, a copy of the character before the trigger, which a head must fetch (active). "
+          "Positions >= W (the start token is out of a window of W), for full attention >= T. "
+          "Optimum: the Bayes-optimal loss of the bigram targets at positions >= W (copy targets: 0).", "",
+          "| model | mode | bigram targets | copy targets | optimum, bigram |", "|---|---|--:|--:|--:|"]
+    for g, rs in groups.items():
+        if rs[0]["data"] != "bb":
+            continue
+        ev = [evals[r["name"]].get("streams", {}) for r in rs if evals.get(r["name"], {}).get("streams")]
+        if not ev or "full_bigram_ge" not in ev[0]:
+            continue
+        for key, W, keep in stream_modes(rs[0], None):
+            label = "full attention, pos >= T" if key == "full" else f"window {W}" + (" + keep first 1" if keep else "")
+            opt = "" if key == "full" else spread([e.get(f"optimal_bigram_ge_W{W}") for e in ev])
+            md.append(f"| {g} | {label} | {spread([e.get(f'{key}_bigram_ge') for e in ev])} | "
+                      f"{spread([e.get(f'{key}_copy_ge') for e in ev])} | {opt} |")
     return md
 
 
@@ -619,7 +678,7 @@ def plot_streams(groups, out, dataset, path, title, smooth):
         return
     ncols = min(3, len(panels))
     nrows = (len(panels) + ncols - 1) // ncols
-    fig, axs = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows), squeeze=False, sharey=True)
+    fig, axs = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows), squeeze=False)
     opt = None
     for i, (g, rs) in enumerate(panels):
         ax = axs[i // ncols][i % ncols]
@@ -653,7 +712,22 @@ def plot_streams(groups, out, dataset, path, title, smooth):
         ax.set(title=f"{g} ({len(caches)} seed{'s' if len(caches) > 1 else ''})", xlabel="position in the stream",
                ylabel=ylabel if i % ncols == 0 else None)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="center left")
+    # one scale for all panels, set by the windowed modes; full attention of a SWAT model (sigmoid
+    # rows over keys it never saw in training) is far above it: the axis is cut and the text says so
+    used = [axs[i // ncols][i % ncols] for i in range(len(panels))]
+    windowed = [l.get_ydata() for ax in used for l in ax.get_lines()
+                if l.get_label() not in ("full attention", "Bayes optimum") and len(l.get_ydata()) > 2]
+    if windowed:
+        lo = min(min(np.min(y) for y in windowed), 0.0 if opt is not None else np.inf)
+        hi = max(np.max(y) for y in windowed)
+        top = hi + 0.15 * (hi - lo) + 0.02
+        for ax in used:
+            full = [l for l in ax.get_lines() if l.get_label() == "full attention"]
+            if full and np.max(full[0].get_ydata()) > top:
+                ax.text(0.02, 0.97, f"full attention: up to {np.max(full[0].get_ydata()):.2f}, off the scale",
+                        transform=ax.transAxes, fontsize=7, va="top", color="#444444")
+            ax.set_ylim(lo - 0.05 * (hi - lo) - 0.02, top)
     for j in range(len(panels), nrows * ncols):
         axs[j // ncols][j % ncols].axis("off")
     fig.suptitle(title + " (mean over streams and seeds, in bins that widen with the position; thin vertical "
@@ -664,24 +738,32 @@ def plot_streams(groups, out, dataset, path, title, smooth):
 
 
 def plot_formation(groups, out, path):
+    """The largest share on the start token over training (the trainer's `sink` log lines), for
+    the softmax models, one thin line per seed and their mean. Sigmoid models are left out: a
+    head that is off (row sum near 0) has a share of two numbers near 0 (see results.md)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2, figsize=(12, 4.2))
+    colors = iter(["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"])
     for ax, dataset in zip(axs, ("bb", "bible")):
         for g, rs in groups.items():
-            if rs[0]["data"] != dataset:
+            if rs[0]["data"] != dataset or rs[0]["attn"] != "softmax":
                 continue
             logs = [parse_log(os.path.join(out, "runs", r["name"], "log.txt"))["sinks"] for r in rs]
             logs = [l for l in logs if l]
             if not logs:
                 continue
+            c = next(colors)
+            for l in logs:
+                steps = sorted(l)
+                ax.plot(steps, [max(l[k]) for k in steps], color=c, lw=0.8, alpha=0.45)
             steps = sorted(set.intersection(*[set(l) for l in logs]))
-            y = [np.mean([max(l[s]) for l in logs]) for s in steps]
-            ax.plot(steps, y, marker=".", label=g, ls="--" if "softmax" in g else "-")
+            ax.plot(steps, [np.mean([max(l[k]) for l in logs]) for k in steps], color=c, lw=2.2,
+                    label=f"{g} (thin: each of {len(logs)} seeds)")
         ax.axhline(SINK_T, color="k", alpha=0.3, lw=1)
-        ax.set(xlabel="training step", ylabel="largest share on the start token (mean over seeds)", ylim=(0, 1.02),
-               title=("Bigram-Backcopy" if dataset == "bb" else "the Bible") + ": the sink forming (periodic validation)")
+        ax.set(xlabel="training step", ylabel="largest share of a head on the start token", ylim=(0, 1.02),
+               title=("Bigram-Backcopy" if dataset == "bb" else "The Bible") + ": softmax heads on the start token")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
@@ -690,13 +772,14 @@ def plot_formation(groups, out, path):
     plt.close(fig)
 
 
-def plot_attention(pairs, args, path, title, npos=48):
+def plot_attention(pairs, args, path, title, npos=48, triggers=()):
     """For each (label, run, rdir, text, layers): every head of those layers over the first npos
     positions. Models side by side (layers as rows) when they show several layers, one model per
     row when each shows one."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import PowerNorm
     one = all(len(p[4]) == 1 for p in pairs)
     H = max(p[1]["H"] for p in pairs)
     nrows, ncols = (len(pairs), H) if one else (max(len(p[4]) for p in pairs), sum(p[1]["H"] for p in pairs))
@@ -711,9 +794,14 @@ def plot_attention(pairs, args, path, title, npos=48):
             for h in range(d["H"]):
                 ax = axs[i][h] if one else axs[j][col0 + h]
                 ax.axis("on")
-                ax.imshow(A[h], cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+                ax.imshow(A[h], cmap="magma", norm=PowerNorm(0.5, vmin=0, vmax=1), interpolation="nearest")
                 ax.set_xticks([0, 16, 32])
-                ax.set_yticks([0, 16, 32])
+                trig = [m for m in range(npos) if int(d["tokens"][m]) in triggers]
+                if trig:  # the trigger queries, where the head has work: red ticks with their letter
+                    ax.set_yticks(trig)
+                    ax.set_yticklabels([chr(int(d["tokens"][m])) for m in trig], color="#d62728", fontsize=5)
+                else:
+                    ax.set_yticks([0, 16, 32])
                 ax.tick_params(labelsize=6)
                 ax.set_title(f"{label.rsplit('-s', 1)[0]} ({run['attn']})\nlayer {layer} head {h}", fontsize=7)
         col0 += run["H"]
@@ -731,6 +819,7 @@ def report(runs, evals, data, out, args):
           "## Bigram-Backcopy", ""]
     md += table_rows_bb(groups, evals, data) + [""]
     md += table_streams(groups, evals, "bb", "Bigram-Backcopy") + [""]
+    md += table_split(groups, evals) + [""]
     md += table_chunks(groups, evals) + [""]
     md += table_heads(groups, evals, "bb") + [""]
     md += ["## The Bible", ""] + table_bible(groups, evals) + [""]
@@ -771,7 +860,9 @@ def report(runs, evals, data, out, args):
             plot_attention(pairs, args, os.path.join(out, name),
                            ("Bigram-Backcopy" if dataset == "bb" else "The Bible") +
                            ": attention over the first 48 positions of a val sequence (position 0 = the start token; "
-                           "colour 0..1; row = query, column = key)")
+                           "row = query, column = key; colour 0..1 on a square-root scale"
+                           + ("; red ticks: trigger queries" if dataset == "bb" else "") + ")",
+                           triggers=set(data["bb"]["meta"]["trigger_bytes"]) if dataset == "bb" else set())
 
 
 # ---------------------------------------------------------------------------------- main
@@ -807,8 +898,12 @@ def main():
         futures = {r["name"]: pool.submit(process, r, out, data, args) for r in runs}
         for name, f in futures.items():
             evals[name] = f.result()
-    except Failure as e:
-        pool.shutdown(wait=True, cancel_futures=True)  # the runs already started finish (and save)
+    except (Failure, KeyboardInterrupt) as e:
+        # start nothing new; the trainers already running got the same Ctrl-C (or finish) and save
+        STOP.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        if isinstance(e, KeyboardInterrupt):
+            raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     pool.shutdown()
