@@ -10,7 +10,7 @@
  *
  * What is checked, in order:
  *   1. a naive double-precision reference of every layer and of the whole model, written from
- *      SWAT_SPEC.md (full T x T masked attention), against the C layers and model_forward;
+ *      doc/SPEC.md (full T x T masked attention), against the C layers and model_forward;
  *   2. gradients: every C backward against central finite differences of the reference,
  *      per layer (inputs and parameters) and for every parameter tensor of the whole model,
  *      over sigmoid/softmax x ALiBi 2:2, 4:0, 0:4, 0:0, 1:2 x RoPE on/off x w<T, w=T, w>T, w=1;
@@ -175,7 +175,7 @@ static float *rand_floats(size_t n, double std, uint64_t *s) {
 }
 
 /* ========================================================================================== */
-/* 1. the reference: naive, double precision, straight from SWAT_SPEC.md (forward only)       */
+/* 1. the reference: naive, double precision, straight from doc/SPEC.md (forward only)         */
 /* ========================================================================================== */
 
 /* Spec section 3: the tensors in checkpoint order and their shapes. */

@@ -10,7 +10,7 @@
  *   5. the model            forward and backward of the whole network
  *   6. the optimizer        AdamW, warmup + cosine schedule, global-norm clipping
  *   7. data                 token shards and the batch order
- *   8. checkpoints          save and load (the format of SWAT_SPEC.md section 3)
+ *   8. checkpoints          save and load (the format of doc/SPEC.md)
  *   9. inference            token by token: a ring buffer of w keys and values per layer
  *  10. evaluation           the model in blocks of positions: the spec's chunked evaluation,
  *                           streams, prompts; generation
@@ -264,7 +264,7 @@ static const char *config_problem(const ModelConfig *c) {
     return NULL;
 }
 
-/* The ALiBi slope of each head (spec section 2: "balanced ALiBi"). The k-th head of each
+/* The ALiBi slope of each head (doc/SPEC.md section 6, "balanced ALiBi"). The k-th head of each
  * group (k = 1, 2, ...) has the magnitude 2^(-8k/H), as in the official SWAT code and the
  * ALiBi paper: a geometric sequence from 2^(-8/H) down to 2^-8 over H heads. Version 1
  * checkpoints used 2^-k for every H (the same for H = 8), and a file keeps its meaning. */
@@ -1278,7 +1278,7 @@ static void activations_ensure_grads(Model *m) {
     if (a->logit_rows == a->B * a->T) a->dlogits = xcalloc((size_t)a->logit_rows * m->cfg.V, 4, "gradients");
 }
 
-/* The forward pass of spec section 2 on B sequences of T tokens (positions 0..T-1 each),
+/* The forward pass of doc/SPEC.md section 3 on B sequences of T tokens (positions 0..T-1 each),
  * with attention window `window` (the training window, or another one for evaluation).
  * Logits land in m->a.logits: all of them, or the last chunk's when B*T*V floats exceed the
  * logits budget (see logit_rows). With targets (may be NULL) it returns the mean loss. */
@@ -1541,7 +1541,7 @@ static void adamw_step(Model *m, const OptimConfig *o, int step, double lr, doub
 /* 7. data                                                                               */
 /* ------------------------------------------------------------------------------------ */
 
-/* A token shard (spec section 4, llm.c's format): 256 int32 header [20240520, 1, N, 0...]
+/* A token shard (doc/SPEC.md section 9, llm.c's format): 256 int32 header [20240520, 1, N, 0...]
  * then N uint16 tokens. The whole shard is read into memory and checked. */
 #define SHARD_MAGIC 20240520
 typedef struct {
@@ -1604,7 +1604,7 @@ static void shards_load(Shard *s, const char *pattern, int V, const char *flag) 
 }
 
 /* One training sequence or evaluation chunk of T inputs and T targets that starts at token
- * `start` of the shard (spec sections 2 and 5). Without a start token: inputs t[start ..
+ * `start` of the shard (doc/SPEC.md sections 7 and 10). Without a start token: inputs t[start ..
  * start+T), targets one to the right. With one: inputs [bos, t[start] .. t[start+T-2]] and
  * targets t[start .. start+T), so every target is still one token of data. */
 static void make_sequence(int *inputs, int *targets, const uint16_t *t, long start, int T, int bos) {
@@ -1617,7 +1617,7 @@ static void make_sequence(int *inputs, int *targets, const uint16_t *t, long sta
     }
 }
 
-/* The batch order. Unshuffled (spec section 5): a cursor starts at 0, sequence b of a batch
+/* The batch order. Unshuffled (doc/SPEC.md section 10): a cursor starts at 0, sequence b of a batch
  * is t[p+b*T .. p+b*T+T) with targets one to the right, the cursor advances by B*T and
  * wraps to 0 when fewer than B*T+1 tokens remain. Shuffled: the shard is cut into
  * floor((N-1)/T) sequences at multiples of T, each epoch visits them in a fresh random
@@ -1687,7 +1687,7 @@ static void loader_free(Loader *ld) { free(ld->order); ld->order = NULL; }
 /* 8. checkpoints                                                                        */
 /* ------------------------------------------------------------------------------------ */
 
-/* Spec section 3: 256 int32 header, the parameters as float32 in checkpoint order, and,
+/* doc/SPEC.md section 8: 256 int32 header, the parameters as float32 in checkpoint order, and,
  * when header[15] = 1, the AdamW moments m and v (same layout) and the trainer state:
  * TRAINER_STATE_INTS int64 then TRAINER_STATE_DOUBLES float64, documented in doc/SPEC.md.
  * Version 2 adds the start token (header[16]) and a CRC-32 of the whole file (header[17],
@@ -2375,7 +2375,7 @@ static int sample_token(const float *logits, int V, double temperature, int top_
     return best;
 }
 
-/* A tokenizer file (llm.c's format, spec section 4): 256 uint32 [20240328, version 1 or 2,
+/* A tokenizer file (llm.c's format, doc/SPEC.md section 9): 256 uint32 [20240328, version 1 or 2,
  * V, end-of-text id (version 2)], then for each token one uint8 length n >= 1 and its n
  * bytes. Decoding is concatenating the tokens' bytes; the file says nothing about how text
  * was split into tokens (that is the BPE's business: data/prepare_bpe.py). */
@@ -2676,7 +2676,7 @@ static void run_long_sequence(BlockState *bs, const Shard *s, long start, long E
     }
 }
 
-/* Spec section 5: K = min(max_chunks, floor((N-1)/E)) chunks (max_chunks 0: all), chunk c
+/* doc/SPEC.md section 11: K = min(max_chunks, floor((N-1)/E)) chunks (max_chunks 0: all), chunk c
  * starts at token cE and is its own sequence (positions 0..E-1, inputs and targets as
  * make_sequence lays them out, with the model's start token if it has one) with attention
  * window W; the mean loss over K*E predictions. The chunks go through block_forward, several
@@ -2967,7 +2967,7 @@ static const char *usage_text =
 "                      print samples as text, encode a text --prompt and report nats per\n"
 "                      byte in --eval; in every mode\n"
 "\n"
-"Evaluate (spec section 5):  --init CKPT --eval SHARD [--eval-len E] [--eval-window W]\n"
+"Evaluate (doc/SPEC.md):  --init CKPT --eval SHARD [--eval-len E] [--eval-window W]\n"
 "  [--eval-chunks K] [--stream [--keep-first K]] [--sinks]   E defaults to the checkpoint's\n"
 "  T, W to its window, K to 0 (all chunks). --stream reads the whole shard as one sequence\n"
 "  with the ring buffers (window W); --keep-first K keeps the first K positions in the cache\n"

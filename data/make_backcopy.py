@@ -32,7 +32,7 @@ Why these choices (the defaults):
     back, sequence k at tokens [k*L, (k+1)*L), plus ONE extra token at the end of each shard: the
     trainer cuts a shard into floor((N-1)/T) sequences at multiples of T, so with --seq L (and an
     evaluation with --eval-len L) every training sequence and every evaluation chunk is exactly one
-    chain. The trainer's start token (--vocab 257 --bos 256, SWAT_SPEC.md section 2) then gives each
+    chain. The trainer's start token (--vocab 257 --bos 256, doc/SPEC.md) then gives each
     chain a BOS: inputs [bos, c_0 .. c_{L-2}], targets c_0 .. c_{L-1}. Tokens are bytes (< 256), so
     the start token 256 never occurs in the data.
   - sizes: train 32768 chains (4.2 M tokens: 1000 steps of 32 x 128 read each chain once), val
@@ -42,7 +42,7 @@ Why these choices (the defaults):
   - --marker BYTE (for trainers without a start token): every sequence becomes [BYTE, L-1 chain
     characters] instead, the start token written into the data (the issue's first quick check).
 
-Files written to OUTDIR (shards in the format of SWAT_SPEC.md section 4: 256 int32 header
+Files written to OUTDIR (shards in the format of doc/SPEC.md: 256 int32 header
 [20240520, 1, N, 0, ...], then N uint16 tokens; here every token is a byte):
 
     train.bin, val.bin    --train-seqs / --val-seqs chains of --length, back to back, + 1 token

@@ -30,7 +30,7 @@ The distance d = (query marker position) - (key marker position) lies in K+1 .. 
 must end before the query starts, and the query's symbols must fit in the example); p is drawn
 uniformly among the positions that fit. The example's bytes are positions 0..E-1.
 
-Files written to OUTDIR (shard format of SWAT_SPEC.md section 4: 256 int32 header
+Files written to OUTDIR (shard format of doc/SPEC.md: 256 int32 header
 [20240520, 1, N, 0...] then N uint16 tokens, bytes as tokens):
 
     train.bin          --train-examples examples, d from --train-dmin .. --train-dmax

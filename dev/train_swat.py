@@ -1,6 +1,6 @@
 """
 Reference PyTorch implementation of SWAT (Sliding Window Attention Training, Fu et al. 2025)
-for the C trainer train_swat.c. It follows /work/shared/SWAT_SPEC.md exactly: same model,
+for the C trainer train_swat.c. It follows doc/SPEC.md exactly: same model,
 checkpoint format, token shards, batch order, AdamW, LR schedule, clipping and evaluation.
 It also writes the debug states that test_swat.c checks the C code against (--write-states).
 Checkpoints: writes version 2 (official ALiBi slopes 2^(-8k/H), start token, CRC-32 in
