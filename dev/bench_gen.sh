@@ -68,10 +68,20 @@ best() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "n/a" || a + 0 >= b + 0) ?
 # ---- 1. generation against llama2.c ----------------------------------------------------------
 echo
 echo "-- 1. --generate $ntok (greedy) against llama2.c's run.c, same shape"
-# tokens/s of the generated tokens alone (the trainer's own line counts the prompt too)
-gen_rate() { read -r secs _ _ <<< "$(gen --generate "$ntok" --prompt "And God said" --temperature 0 "$@")"
-             awk -v n="$ntok" -v s="$secs" 'BEGIN { printf "%.0f", n / s }'; }
-ours_all=$(gen_rate); ours_one=$(gen_rate --threads 1)
+# tokens/s of the generated tokens alone (the trainer's own line counts the prompt too): the
+# median of three rounds that alternate the default and --threads 1, each starting with the
+# other (a run's start costs a few ms more, or tens when the kernel must compact memory for
+# the 2 MB pages of the packed weights, whichever thread setting it has)
+read -r ours_all ours_one <<< "$(for i in 1 2 3; do
+    for which in $([ $i = 2 ] && echo "o d" || echo "d o"); do
+      if [ $which = d ]; then f=""; else f="--threads 1"; fi
+      echo "$which $(gen --generate "$ntok" --prompt "And God said" --temperature 0 $f | cut -d' ' -f1)"
+    done
+  done | awk -v n="$ntok" '{ v[$1] = v[$1] " " $2 } END {
+    for (i = 0; i < 2; i++) { k = substr("do", i + 1, 1); m = split(v[k], x, " ")
+      for (a = 1; a <= m; a++) for (b = a + 1; b <= m; b++) if (x[b] < x[a]) { t = x[a]; x[a] = x[b]; x[b] = t }
+      printf "%.0f ", n / x[int((m + 1) / 2)] }
+    printf "\n" }')"
 llama_all=n/a; llama_one=n/a
 if [ -f "$anchor/run.c" ] && cc -Ofast -fopenmp -march=native "$anchor/run.c" -lm -o "$tmp/run" 2>/dev/null &&
    "$py" - "$tmp" "$ntok" <<'PYEOF'
@@ -188,13 +198,18 @@ two_at_once() { # BIN NAME FLAGS.. -> mean of two simultaneous trainings' ms/ste
   awk '{ s += $1; k++ } END { if (k == 2) printf "%.1f\n", s / 2; else print "n/a" }' "$tmp/${n}_a.ms" "$tmp/${n}_b.ms"
 }
 # gen_rows -> "default threads1 before": seconds of --generate 2000, medians of three rounds that
-# alternate the three (so that a change of the machine's load hits them alike)
+# alternate the three, the second round starting with --threads 1 (a change of the machine's
+# load then hits them alike, and so does the cost of a run's start, see section 1)
 gen_rows() {
-  local i
+  local i which
   for i in 1 2 3; do
-    echo "d $(gen "$bin" --generate 2000 --prompt "And God said" --seed 1 | cut -d' ' -f1)"
-    echo "o $(gen "$bin" --generate 2000 --prompt "And God said" --seed 1 --threads 1 | cut -d' ' -f1)"
-    [ -n "$base" ] && echo "b $(gen "$base" --generate 2000 --prompt "And God said" --seed 1 | cut -d' ' -f1)"
+    for which in $([ $i = 2 ] && echo "o d b" || echo "d o b"); do
+      case $which in
+        d) echo "d $(gen "$bin" --generate 2000 --prompt "And God said" --seed 1 | cut -d' ' -f1)" ;;
+        o) echo "o $(gen "$bin" --generate 2000 --prompt "And God said" --seed 1 --threads 1 | cut -d' ' -f1)" ;;
+        b) [ -z "$base" ] || echo "b $(gen "$base" --generate 2000 --prompt "And God said" --seed 1 | cut -d' ' -f1)" ;;
+      esac
+    done
   done | awk '{ v[$1] = v[$1] " " $2 } END {
     for (i = 0; i < 3; i++) { k = substr("dob", i + 1, 1); n = split(v[k], x, " ")
       if (!n) { printf "n/a "; continue }
