@@ -668,11 +668,16 @@ MODE_STYLE = {"full": dict(color="#444444", ls=":", lw=1.5), "W": dict(color="#d
               "keep": dict(color="#1f77b4", lw=1.6, ls="--")}
 
 
-def plot_streams(groups, out, dataset, path, title, smooth):
+def panel_order(g):
+    """softmax without positions first (where the sink forms), then softmax with RoPE, then SWAT"""
+    return (0 if "nope" in g else 1 if "rope" in g else 2, g)
+
+
+def plot_streams(groups, out, dataset, path, title, smooth, shared=True):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    panels = [(g, rs) for g, rs in groups.items() if rs[0]["data"] == dataset]
+    panels = sorted([(g, rs) for g, rs in groups.items() if rs[0]["data"] == dataset], key=lambda p: panel_order(p[0]))
     panels = [(g, rs) for g, rs in panels if all(os.path.exists(os.path.join(out, "runs", r["name"], "streams.json")) for r in rs)]
     if not panels:
         return
@@ -716,13 +721,15 @@ def plot_streams(groups, out, dataset, path, title, smooth):
     # one scale for all panels, set by the windowed modes; full attention of a SWAT model (sigmoid
     # rows over keys it never saw in training) is far above it: the axis is cut and the text says so
     used = [axs[i // ncols][i % ncols] for i in range(len(panels))]
-    windowed = [l.get_ydata() for ax in used for l in ax.get_lines()
-                if l.get_label() not in ("full attention", "Bayes optimum") and len(l.get_ydata()) > 2]
-    if windowed:
+    for scope in ([used] if shared else [[ax] for ax in used]):  # one scale for all panels, or one each
+        windowed = [l.get_ydata() for ax in scope for l in ax.get_lines()
+                    if l.get_label() not in ("full attention", "Bayes optimum") and len(l.get_ydata()) > 2]
+        if not windowed:
+            continue
         lo = min(min(np.min(y) for y in windowed), 0.0 if opt is not None else np.inf)
         hi = max(np.max(y) for y in windowed)
         top = hi + 0.15 * (hi - lo) + 0.02
-        for ax in used:
+        for ax in scope:
             full = [l for l in ax.get_lines() if l.get_label() == "full attention"]
             if full and np.max(full[0].get_ydata()) > top:
                 ax.text(0.02, 0.97, f"full attention: up to {np.max(full[0].get_ydata()):.2f}, off the scale",
@@ -731,7 +738,47 @@ def plot_streams(groups, out, dataset, path, title, smooth):
     for j in range(len(panels), nrows * ncols):
         axs[j // ncols][j % ncols].axis("off")
     fig.suptitle(title + " (mean over streams and seeds, in bins that widen with the position; thin vertical "
-                 "lines: the windows; grey band: the training length T)", fontsize=9)
+                 "lines: the windows; grey band: the training length T" + ("" if shared else "; each panel its own scale")
+                 + ")", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_split(groups, evals, path, W=16):
+    """Bigram-Backcopy, positions >= W: the loss above the optimum of the bigram (dormant) and copy
+    (active) targets, with the window alone and with the start token kept."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = []
+    for g, rs in sorted(groups.items(), key=lambda p: panel_order(p[0])):
+        ev = [evals[r["name"]].get("streams", {}) for r in rs if evals.get(r["name"], {}).get("streams")]
+        if rs[0]["data"] != "bb" or not ev or f"W{W}_bigram_ge" not in ev[0]:
+            continue
+        opt = np.mean([e[f"optimal_bigram_ge_W{W}"] for e in ev])
+        vals = {(m, k): [e[f"{m}_{k}_ge"] - (opt if k == "bigram" else 0.0) for e in ev]
+                for m in (f"W{W}", f"W{W}+keep1") for k in ("bigram", "copy")}
+        rows.append((g, vals))
+    if not rows:
+        return
+    fig, axs = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, kind, what in zip(axs, ("bigram", "copy"), ("bigram targets (heads dormant): loss - optimum",
+                                                          "copy targets (a head must fetch): loss (optimum 0)")):
+        x = np.arange(len(rows))
+        for j, (m, label, color) in enumerate(((f"W{W}", f"window {W}", "#d62728"),
+                                                (f"W{W}+keep1", f"window {W} + keep first 1", "#1f77b4"))):
+            v = [r[1][(m, kind)] for r in rows]
+            ax.bar(x + (j - 0.5) * 0.38, [np.mean(a) for a in v], 0.38, color=color, alpha=0.8, label=label)
+            for i, a in enumerate(v):  # every seed as a dot
+                ax.plot([x[i] + (j - 0.5) * 0.38] * len(a), a, "k.", ms=4)
+        ax.set_xticks(x)
+        ax.set_xticklabels([r[0].replace("bb-", "") for r in rows], fontsize=7, rotation=15)
+        ax.set(title=f"{what}, positions >= {W}", ylabel="nats/token")
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=8)
+    fig.suptitle("Bigram-Backcopy streams: where the start token's eviction hurts (bars: mean over seeds, dots: seeds)",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -805,7 +852,8 @@ def plot_attention(pairs, args, path, title, npos=48, triggers=()):
                 ax.tick_params(labelsize=6)
                 ax.set_title(f"{label.rsplit('-s', 1)[0]} ({run['attn']})\nlayer {layer} head {h}", fontsize=7)
         col0 += run["H"]
-    fig.suptitle(title, fontsize=9)
+    import textwrap
+    fig.suptitle(textwrap.fill(title, int(ncols * 2.3 * 12)), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -836,15 +884,16 @@ def report(runs, evals, data, out, args):
     write_json(os.path.join(out, "results.json"), {r["name"]: dict(settings=r, evals=evals.get(r["name"], {})) for r in runs})
     print("\n".join(md))
     plot_streams(groups, out, "bb", os.path.join(out, "bb_streams.png"), "Bigram-Backcopy: streaming loss", 48)
-    plot_streams(groups, out, "bible", os.path.join(out, "bible_streams.png"), "The Bible: streaming loss", 40)
+    plot_streams(groups, out, "bible", os.path.join(out, "bible_streams.png"), "The Bible: streaming loss", 40, shared=False)
     plot_formation(groups, out, os.path.join(out, "sink_formation.png"))
+    plot_split(groups, evals, os.path.join(out, "bb_split.png"))
     if args.plots_only and not os.path.exists(args.bin):
         return
     # attention maps: seed 1 of each two-layer Bigram-Backcopy model (every layer), and of each
     # Bible model (the layer holding its head with the largest share on the start token)
     for dataset, name in (("bb", "bb_attention.png"), ("bible", "bible_attention.png")):
         pairs = []
-        for g, rs in groups.items():
+        for g, rs in sorted(groups.items(), key=lambda p: panel_order(p[0])):
             r = rs[0]
             if r["data"] != dataset or (dataset == "bb" and r["L"] != 2):
                 continue
