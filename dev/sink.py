@@ -11,10 +11,13 @@ dormant head sets its gates near 0. This script trains small models with a start
 
   Bigram-Backcopy (data/make_backcopy.py; Guo et al. 2024): a letter bigram chain in which the
       character after a trigger (b, w, y) copies the character before the trigger. Attention is
-      needed only at trigger queries. Models: vanilla softmax (T = w, RoPE, no ALiBi) with 1, 2
-      and 3 layers, and SWAT (sigmoid, balanced ALiBi, RoPE, window 16, T = 128), several seeds.
-  The Bible (data/bible, bytes): vanilla softmax trained densely (T = w = 128) and SWAT (w = 32,
-      T = 128), several seeds.
+      needed only at trigger queries. Models (3 seeds each): vanilla softmax trained densely
+      (T = w = 128, no ALiBi) with RoPE ("softmax-rope", the project's vanilla model) and with
+      no position encoding at all ("softmax-nope": the sink forms there, not with RoPE at this
+      budget; dev/results/sink/NOTES.md has what was tried), 2 and 3 layers, 3000 steps and
+      for two layers also 6000; SWAT (sigmoid, balanced ALiBi 1:1, RoPE, w = 16, T = 128).
+  The Bible (data/bible, bytes): the same three kinds, 4 layers of width 128, T = 128 (SWAT:
+      w = 32, ALiBi 2:2), 2000 steps, 2 seeds.
 
 For every model:
   sinks        `train_swat --eval VAL --eval-len T --sinks`: per head, the mean weight on position 0
@@ -29,7 +32,9 @@ For every model:
                the beginning), in three modes: full attention (--eval-window >= the text), sliding
                window W (the start token leaves the cache after W tokens), and sliding window W with
                --keep-first 1 (the start token stays; positions counted within the cache). The loss
-               is summarised before and after position W and plotted against the position.
+               is summarised before and after position W and plotted against the position. On
+               Bigram-Backcopy also split by target: bigram targets (the heads are dormant) and
+               copy targets (a head must fetch), against the Bayes-optimal loss of the stream.
   chunks       (Bigram-Backcopy) `--eval-len 128 --eval-window W --dump-losses` on all val chains:
                loss at positions < W (the start token still visible) and >= W.
 
@@ -37,7 +42,8 @@ Outputs (dev/results/sink/ for --mode full; --mode quick writes dev/results/sink
 committed): results.md (tables: mean and spread over seeds), results.json (every number), figures
 (*.png), runs/<name>/{log.txt,run.json,evals.json,streams.json} (checkpoints are not committed).
 
-Usage:  /usr/bin/python3 dev/sink.py [--mode quick|full] [--only NAME,...] [--jobs 2] [--plots-only]
+Usage:  /usr/bin/python3 dev/sink.py [--mode quick|full|tiny] [--only NAME,...] [--jobs 2] [--plots-only]
+        (`make sink` runs the quick mode, `make sink MODE=full` the committed one; --bin another trainer)
 Resumable: finished trainings and cached measurements are skipped, so re-run after a Ctrl-C.
 """
 import argparse, json, os, struct, subprocess, sys, tempfile, threading, time
@@ -863,7 +869,9 @@ def report(runs, evals, data, out, args):
     groups = groups_of(runs)
     md = ["# The attention sink at CPU scale (dev/sink.py)", "",
           f"`/usr/bin/python3 dev/sink.py --mode {args.mode}`. Every model has a start token "
-          "(`--vocab 257 --bos 256`). Numbers are `mean (min-max)` over the seeds of a model.", "",
+          "(`--vocab 257 --bos 256`). Numbers are `mean (min-max)` over the seeds of a model. "
+          "What they say, and what was tried before these settings: NOTES.md. Figures: bb_streams.png, "
+          "bb_split.png, bb_attention.png, bible_streams.png, bible_attention.png, sink_formation.png.", "",
           "## Bigram-Backcopy", ""]
     md += table_rows_bb(groups, evals, data) + [""]
     md += table_streams(groups, evals, "bb", "Bigram-Backcopy") + [""]
