@@ -5,7 +5,8 @@
  *   1. utilities            errors, checked allocation, a seeded random number generator
  *   2. config               the model's shape and the attention variant
  *   3. parameters           one float block, the tensors in checkpoint order
- *   4. layers               each forward next to its backward, with the math
+ *   4. layers               each forward next to its backward, with the math: the plain loops
+ *                           first, then the fast version of the same sums where there is one
  *                           matmul, embedding, RMSNorm, RoPE, SWAT attention, SwiGLU, loss
  *   5. the model            forward and backward of the whole network
  *   6. the optimizer        AdamW, warmup + cosine schedule, global-norm clipping
@@ -15,6 +16,8 @@
  *  10. evaluation           the model in blocks of positions: the spec's chunked evaluation,
  *                           streams, prompts; generation
  *  11. main                 the command line and the training loop
+ *  12. making it fast       exp, sums in lanes, the blocked matrix product, scratch memory,
+ *                           threads, decoding with packed weights: none of it changes the math
  *
  * SWAT in one paragraph: every attention layer looks at the last w tokens only, and it is
  * trained on sequences longer than w. Softmax attention over a short window puts a large
@@ -150,63 +153,6 @@ static int thread_id(void) {
 #endif
 }
 
-/* How long an idle OpenMP thread spins before it sleeps. A parallel region ends in a barrier,
- * and libgomp's threads wait there, and between regions, by spinning for GOMP_SPINCOUNT turns
- * of a pause loop (300,000 by default: 7-15 ms on this project's machine) before they sleep. On
- * an idle machine that costs nothing. On a busy one (another process on a core, two trainings
- * at once) the spinning thread holds a core that its partner, or the other program, needs,
- * and every barrier waits for a thread that is not running: the default was up to 5.5x slower
- * than --threads 1 (dev/PERFORMANCE.md). Spinning about SPIN_MICROSECONDS and then sleeping
- * keeps the fast hand-over between regions on an idle machine and gives the core back on a
- * busy one (measured: 7 us is 4% slower on an idle machine, 55 us 7% slower than --threads 1
- * with two trainings at once; 20 us is within 1% and as fast as --threads 1 or faster in both
- * busy cases). libgomp reads GOMP_SPINCOUNT once, when it is loaded, before main: so main sets it
- * and executes the program again (once: the variable is then set). A user's OMP_WAIT_POLICY or
- * GOMP_SPINCOUNT is left alone, and so is a failed exec (the run continues as it was). */
-#define SPIN_MICROSECONDS 20
-#if defined(_OPENMP) && defined(__linux__)
-static long spin_count_for(double microseconds) {
-#if defined(__x86_64__) || defined(__i386__)
-    /* libgomp's spin loop is one pause instruction per turn, whose length varies 10x between CPUs */
-    double t0 = now_seconds();
-    for (int i = 0; i < 2000; i++) __builtin_ia32_pause();
-    double per_turn = (now_seconds() - t0) / 2000;
-    if (per_turn > 0) {
-        double turns = microseconds * 1e-6 / per_turn;
-        return turns < 100 ? 100 : turns > 1e6 ? 1000000 : (long)turns;
-    }
-#endif
-    return (long)(microseconds * 100); /* libgomp's own estimate: 100 turns per microsecond */
-}
-#endif
-static void choose_wait_policy(char **argv) {
-#if defined(_OPENMP) && defined(__linux__)
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
-    char turns[32];
-    snprintf(turns, sizeof turns, "%ld", spin_count_for(SPIN_MICROSECONDS));
-    if (setenv("GOMP_SPINCOUNT", turns, 1) != 0) return;
-    execv("/proc/self/exe", argv);
-    unsetenv("GOMP_SPINCOUNT"); /* no exec: carry on with the defaults */
-#else
-    (void)argv;
-#endif
-}
-
-/* Grow-only scratch memory kept between calls (allocating a few hundred KB per call would
- * cost fresh zeroed pages every time). Called outside parallel regions; threads then take
- * slices of it. */
-enum { SCRATCH_GEMM, SCRATCH_GEMM_SLICES, SCRATCH_ATTENTION, SCRATCH_NORM, SCRATCH_RANKS, SCRATCH_SLOTS };
-static float *scratch_floats(int slot, size_t floats) {
-    static float *buf[SCRATCH_SLOTS];
-    static size_t capacity[SCRATCH_SLOTS];
-    if (floats > capacity[slot]) {
-        free(buf[slot]);
-        buf[slot] = xcalloc(floats, sizeof(float), "scratch memory");
-        capacity[slot] = floats;
-    }
-    return buf[slot];
-}
-
 /* y = 0 and y += x over long vectors, by all threads (one thread alone would leave the
  * others waiting). */
 static void zero_floats(float *y, long n) {
@@ -217,6 +163,26 @@ static void add_floats(float *y, const float *x, long n) {
     #pragma omp parallel for schedule(static)
     for (long i = 0; i < n; i++) y[i] += x[i];
 }
+
+/* The machinery that makes the model fast, without changing its math, is in section 12
+ * ("making it fast"), after main: a reader meets the model first. The model calls these: */
+#define SUM_LANES 16 /* row sums keep this many running sums, added in a fixed order (section 12.1) */
+static inline float exp_approx(float x);                                          /* exp(x), vectorisable */
+static inline float dot3(const float *x, const float *y, const float *z, int n); /* sum_i x y z (z NULL: 1) */
+static inline float max_of(const float *x, int n);                               /* max_i x[i] */
+static inline float sum_exp(const float *x, float shift, int n);                 /* sum_i exp(x[i] - shift) */
+/* Cm[m*ldc + n] (+)= sum_k A[m*ars + k*aks] * B[k*bks + n*bns] for m < M, n < N, k < K: a
+ * transpose is only another stride. add = 0 overwrites Cm. gemm uses all threads; gemm_serial
+ * the calling thread, with gemm_scratch_floats(N) floats of scratch (section 12.2). */
+static void gemm(float *Cm, long ldc, const float *A, long ars, long aks, const float *B, long bks, long bns,
+                 int M, int N, int K, int add);
+static void gemm_serial(float *Cm, long ldc, const float *A, long ars, long aks, const float *B, long bks, long bns,
+                        int M, int N, int K, int add, float *scratch);
+static size_t gemm_scratch_floats(int N);
+/* memory that grows and is kept between calls, one slot per user (section 12.3) */
+enum { SCRATCH_GEMM, SCRATCH_GEMM_SLICES, SCRATCH_ATTENTION, SCRATCH_NORM, SCRATCH_RANKS, SCRATCH_SLOTS };
+static float *scratch_floats(int slot, size_t floats);
+static void choose_wait_policy(char **argv); /* how long idle threads spin (section 12.3) */
 
 /* ------------------------------------------------------------------------------------ */
 /* 2. config                                                                             */
@@ -372,294 +338,18 @@ static void param_init(const ModelConfig *c, float *block, uint64_t seed) {
 /* 4. layers                                                                             */
 /* ------------------------------------------------------------------------------------ */
 
-/* ---- 4.0 exp --------------------------------------------------------------------------
- * Sigmoid, softmax, SwiGLU and the cross-entropy call exp millions of times per step, and
- * libm's expf is a function call the compiler cannot vectorise. exp_approx is branch-free
- * arithmetic it can: exp(x) = 2^k exp(r) with k = round(x / ln 2) and r = x - k ln 2
- * (|r| <= ln2/2; ln 2 in two parts so r is exact), exp(r) by Cephes' degree-7 polynomial,
- * and 2^k written straight into the exponent bits. Relative error below 1.5 ulp (measured
- * over [-87, 88]); inputs are clamped there, where exp stays a normal float, and a NaN
- * stays a NaN (a diverged model must still be seen to diverge). */
-static inline float exp_approx(float x) {
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    float k = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest: 12582912 = 1.5*2^23 */
-    float r = x - k * 0.693359375f + k * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    float k_int = k == k ? k : 0.0f; /* NaN in gives NaN out (through p), but no NaN to int */
-    int32_t bits = ((int32_t)k_int + 127) << 23; /* 2^k as a float */
-    float two_k;
-    memcpy(&two_k, &bits, sizeof two_k);
-    return p * two_k;
-}
+/* sigmoid(x) = 1 / (1 + e^-x): SWAT's attention weights and SwiGLU's gate. exp_approx is exp
+ * in arithmetic the compiler can vectorise (section 12.1). */
 static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
 
-/* Sums along a row. A float sum kept in one running variable cannot be vectorised without
- * changing its result (float addition is not associative), so compilers leave it scalar,
- * one dependent add after another. These keep SUM_LANES running sums instead, lane l
- * taking elements l, l+SUM_LANES, ..., and add the lanes up in a fixed order at the end:
- * vector code, and the same result on every run and for any thread count. */
-#define SUM_LANES 16
-static inline float lanes_total(const float lane[SUM_LANES]) {
-    float s = 0.0f;
-    for (int l = 0; l < SUM_LANES; l++) s += lane[l];
-    return s;
-}
-/* sum_i x[i] * y[i] * z[i]; pass z = NULL for the plain dot product */
-static inline float dot3(const float *x, const float *y, const float *z, int n) {
-    float lane[SUM_LANES] = {0};
-    int i = 0;
-    for (; i + SUM_LANES <= n; i += SUM_LANES)
-        for (int l = 0; l < SUM_LANES; l++) lane[l] += x[i + l] * y[i + l] * (z ? z[i + l] : 1.0f);
-    float s = lanes_total(lane);
-    for (; i < n; i++) s += x[i] * y[i] * (z ? z[i] : 1.0f);
-    return s;
-}
-static inline float max_of(const float *x, int n) {
-    float lane[SUM_LANES];
-    for (int l = 0; l < SUM_LANES; l++) lane[l] = -FLT_MAX;
-    int i = 0;
-    for (; i + SUM_LANES <= n; i += SUM_LANES)
-        for (int l = 0; l < SUM_LANES; l++) lane[l] = x[i + l] > lane[l] ? x[i + l] : lane[l];
-    float m = -FLT_MAX;
-    for (int l = 0; l < SUM_LANES; l++) m = lane[l] > m ? lane[l] : m;
-    for (; i < n; i++) m = x[i] > m ? x[i] : m;
-    return m;
-}
-/* sum_i exp(x[i] - shift) */
-static inline float sum_exp(const float *x, float shift, int n) {
-    float lane[SUM_LANES] = {0};
-    int i = 0;
-    for (; i + SUM_LANES <= n; i += SUM_LANES)
-        for (int l = 0; l < SUM_LANES; l++) lane[l] += exp_approx(x[i + l] - shift);
-    float s = lanes_total(lane);
-    for (; i < n; i++) s += exp_approx(x[i] - shift);
-    return s;
-}
-
 /* ---- 4.1 matrix multiplication ------------------------------------------------------
- * Almost all of the FLOPs are in three products per linear layer y = x W^T:
+ * A linear layer is y = x W^T, W stored (OUT, IN) as nn.Linear's. Almost all of the FLOPs of
+ * a step are in its three products:
  *   forward        y  = x W^T      (N, OUT) = (N, IN) (IN, OUT)
  *   backward       dx += dy W      (N, IN)  = (N, OUT) (OUT, IN)
  *                  dW += dy^T x    (OUT, IN) = (OUT, N) (N, IN)
- * One routine does all three: Cm (+)= A B, where A and B are read through strides so that
- * a transpose is only a different stride. It is blocked the classic way (GotoBLAS):
- *   - K is cut into blocks of KC; for each, B's KC rows are copied ("packed") into panels
- *     of NR columns, each panel kc x NR contiguous, small enough to stay in cache;
- *   - A's rows are packed the same way, MR rows at a time, k-major;
- *   - a register tile of MR x NR outputs, MR x 2 vectors of VEC_LEN floats (16 with
- *     AVX-512, 8 with AVX, else 4), runs over the kc values of k: per k, two vector loads
- *     of B, MR broadcasts of A and 2*MR vector FMAs, all operands in registers.
- * The tile is written with GNU C vector extensions (gcc, clang), which map vfloat onto the
- * target's vector registers whatever they are; plain C loops, which compilers vectorise far
- * less reliably (clang: 20x slower), are the fallback (-DSWAT_PLAIN_C; the tests run both).
- * Threads take chunks of output rows as they become free (a busy core then simply takes
- * fewer chunks), k-blocks are done in order with a barrier between them, and each output
- * sums over k in the same order whichever thread computes it: the result does not depend
- * on the thread count. gemm_serial is the same product done by one thread (attention uses
- * it on small blocks, inside its own parallel loop). */
-#if defined(__AVX512F__)
-#define VEC_LEN 16
-#define GEMM_MR 8
-#elif defined(__AVX__)
-#define VEC_LEN 8
-#define GEMM_MR 6
-#else
-#define VEC_LEN 4
-#define GEMM_MR 6
-#endif
-#define GEMM_NR (2 * VEC_LEN)
-#define GEMM_KC 256
-#define GEMM_MC (8 * GEMM_MR)
-
-/* acc[MR][NR] = sum over kc of Ap[k][r] * Bp[k][0..NR), then store or add into the mr x nr
- * corner of Cm. Ap and Bp are packed: the loop reads two contiguous streams. */
-#if defined(__GNUC__) && !defined(SWAT_PLAIN_C)
-typedef float vfloat __attribute__((vector_size(VEC_LEN * sizeof(float))));
-static inline void gemm_tile(int kc, const float *Ap, const float *Bp, float *Cm, long ldc, int mr, int nr, int add) {
-    vfloat acc[GEMM_MR][2];
-    for (int r = 0; r < GEMM_MR; r++) acc[r][0] = acc[r][1] = (vfloat){0};
-    for (int k = 0; k < kc; k++) {
-        vfloat b0, b1; /* memcpy: an unaligned vector load */
-        memcpy(&b0, Bp + (long)k * GEMM_NR, sizeof b0);
-        memcpy(&b1, Bp + (long)k * GEMM_NR + VEC_LEN, sizeof b1);
-        for (int r = 0; r < GEMM_MR; r++) {
-            float a = Ap[(long)k * GEMM_MR + r];
-            acc[r][0] += a * b0;
-            acc[r][1] += a * b1;
-        }
-    }
-    for (int r = 0; r < mr; r++) {
-        float *c = Cm + r * ldc;
-        if (nr == GEMM_NR) { /* a full row of the tile: vector loads and stores */
-            if (add) {
-                vfloat c0, c1;
-                memcpy(&c0, c, sizeof c0);
-                memcpy(&c1, c + VEC_LEN, sizeof c1);
-                acc[r][0] += c0;
-                acc[r][1] += c1;
-            }
-            memcpy(c, &acc[r][0], sizeof acc[r][0]);
-            memcpy(c + VEC_LEN, &acc[r][1], sizeof acc[r][1]);
-        } else {
-            float out[GEMM_NR];
-            memcpy(out, acc[r], sizeof out);
-            if (add) for (int j = 0; j < nr; j++) c[j] += out[j];
-            else     for (int j = 0; j < nr; j++) c[j] = out[j];
-        }
-    }
-}
-#else
-static inline void gemm_tile(int kc, const float *Ap, const float *Bp, float *Cm, long ldc, int mr, int nr, int add) {
-    float acc[GEMM_MR][GEMM_NR];
-    for (int r = 0; r < GEMM_MR; r++)
-        for (int j = 0; j < GEMM_NR; j++) acc[r][j] = 0.0f;
-    for (int k = 0; k < kc; k++) {
-        const float *a = Ap + (long)k * GEMM_MR, *b = Bp + (long)k * GEMM_NR;
-        for (int r = 0; r < GEMM_MR; r++)
-            for (int j = 0; j < GEMM_NR; j++) acc[r][j] += a[r] * b[j];
-    }
-    for (int r = 0; r < mr; r++) {
-        float *c = Cm + r * ldc;
-        if (add) for (int j = 0; j < nr; j++) c[j] += acc[r][j];
-        else     for (int j = 0; j < nr; j++) c[j] = acc[r][j];
-    }
-}
-#endif
-
-/* Packing is one copy for both operands: dst[k*width + j] = src[k*ks + j*js] for k < kc and
- * j < valid, 0 for valid <= j < width. B's panels are it with j a column (width NR), A's
- * strips with j a row (width MR). A whole block (valid = width) with one unit stride has no
- * bounds test and a known stride, so it vectorises. */
-static inline void pack_block(float *dst, const float *src, long ks, long js, int width, int valid, int kc) {
-    if (valid == width && js == 1)
-        for (int k = 0; k < kc; k++)
-            for (int j = 0; j < width; j++) dst[k * width + j] = src[k * ks + j];
-    else if (valid == width && ks == 1)
-        for (int k = 0; k < kc; k++)
-            for (int j = 0; j < width; j++) dst[k * width + j] = src[k + j * js];
-    else
-        for (int k = 0; k < kc; k++)
-            for (int j = 0; j < width; j++) dst[k * width + j] = j < valid ? src[k * ks + j * js] : 0.0f;
-}
-
-/* Panels [p0, p1) of B's rows k0 .. k0+kc-1: panel p at Bp + p*kc*NR, zero past column N. */
-static void gemm_pack_b(float *Bp, const float *B, long bks, long bns, int N, int k0, int kc, int p0, int p1) {
-    for (int p = p0; p < p1; p++)
-        pack_block(Bp + (long)p * kc * GEMM_NR, B + (long)k0 * bks + (long)p * GEMM_NR * bns, bks, bns, GEMM_NR,
-                   N - p * GEMM_NR < GEMM_NR ? N - p * GEMM_NR : GEMM_NR, kc);
-}
-
-/* Rows [m_start, m_end) of Cm (+)= A(those rows, k0 .. k0+kc-1) times the packed k-block
- * of B. The rows of A are packed into Ap (room for (m_end-m_start) x kc, rounded up to MR
- * rows) in strips of MR rows, Ap[strip][k][r], zero past the last row. */
-static void gemm_rows(float *Cm, long ldc, const float *A, long ars, long aks, const float *Bp, float *Ap,
-                      int m_start, int m_end, int N, int k0, int kc, int add) {
-    for (int m0 = m_start; m0 < m_end; m0 += GEMM_MR)
-        pack_block(Ap + (long)(m0 - m_start) * kc, A + (long)m0 * ars + (long)k0 * aks, aks, ars, GEMM_MR,
-                   m_end - m0 < GEMM_MR ? m_end - m0 : GEMM_MR, kc);
-    for (int n = 0; n < N; n += GEMM_NR) {
-        int nr = N - n < GEMM_NR ? N - n : GEMM_NR;
-        for (int m0 = m_start; m0 < m_end; m0 += GEMM_MR) {
-            int mr = m_end - m0 < GEMM_MR ? m_end - m0 : GEMM_MR;
-            gemm_tile(kc, Ap + (long)(m0 - m_start) * kc, Bp + (long)(n / GEMM_NR) * kc * GEMM_NR,
-                      Cm + (long)m0 * ldc + n, ldc, mr, nr, add || k0 > 0);
-        }
-    }
-}
-
-/* Floats of scratch that gemm_serial needs for products with at most N columns. */
-static size_t gemm_scratch_floats(int N) {
-    return (size_t)GEMM_KC * ((N + GEMM_NR - 1) / GEMM_NR) * GEMM_NR + (size_t)GEMM_MC * GEMM_KC;
-}
-
-/* Cm[m*ldc + n] (+)= sum_k A[m*ars + k*aks] * B[k*bks + n*bns], for m < M, n < N, k < K,
- * by the calling thread alone. With add = 0 the old contents of Cm are overwritten. */
-static void gemm_serial(float *Cm, long ldc, const float *A, long ars, long aks, const float *B, long bks, long bns,
-                        int M, int N, int K, int add, float *scratch) {
-    int panels = (N + GEMM_NR - 1) / GEMM_NR;
-    float *Bp = scratch, *Ap = scratch + (size_t)GEMM_KC * panels * GEMM_NR;
-    if (K <= 0 && !add)
-        for (int m = 0; m < M; m++) memset(Cm + m * ldc, 0, N * sizeof(float));
-    for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
-        int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
-        gemm_pack_b(Bp, B, bks, bns, N, k0, kc, 0, panels);
-        for (int m0 = 0; m0 < M; m0 += GEMM_MC)
-            gemm_rows(Cm, ldc, A, ars, aks, Bp, Ap, m0, m0 + GEMM_MC < M ? m0 + GEMM_MC : M, N, k0, kc, add);
-    }
-}
-
-/* Weight gradients dW += dy^T x sum over all B*T positions: K is far larger than M and N.
- * Cutting rows among threads would then give each thread little work per shared k-block
- * of B, so K is cut instead: into a fixed number of slices (a function of K alone), whose
- * partial products threads compute independently, and which are then added up in slice
- * order. The result is the same for any number of threads. */
-#define GEMM_KSLICE 512
-#define GEMM_MAX_SLICES 8
-static int gemm_slices(int M, int N, int K) {
-    int slices = K / GEMM_KSLICE < GEMM_MAX_SLICES ? K / GEMM_KSLICE : GEMM_MAX_SLICES;
-    return slices >= 2 && K >= 4L * M && K >= 4L * N ? slices : 1;
-}
-
-static void gemm_sliced(float *Cm, long ldc, const float *A, long ars, long aks, const float *B,
-                        long bks, long bns, int M, int N, int K, int add, int slices) {
-    size_t part = (size_t)M * N, per_thread = gemm_scratch_floats(N);
-    float *partial = scratch_floats(SCRATCH_GEMM_SLICES, slices * part + num_threads() * per_thread);
-    #pragma omp parallel
-    {
-        float *scratch = partial + slices * part + thread_id() * per_thread;
-        #pragma omp for schedule(dynamic, 1)
-        for (int s = 0; s < slices; s++) {
-            int k0 = (int)((long)K * s / slices), k1 = (int)((long)K * (s + 1) / slices);
-            gemm_serial(partial + s * part, N, A + k0 * aks, ars, aks, B + k0 * bks, bks, bns, M, N, k1 - k0, 0, scratch);
-        }
-        #pragma omp for schedule(static)
-        for (int m = 0; m < M; m++) {
-            float *c = Cm + m * ldc;
-            if (!add) for (int n = 0; n < N; n++) c[n] = 0.0f;
-            for (int s = 0; s < slices; s++)
-                for (int n = 0; n < N; n++) c[n] += partial[s * part + (size_t)m * N + n];
-        }
-    }
-}
-
-/* The same product as gemm_serial, by all threads. */
-static void gemm(float *Cm, long ldc, const float *A, long ars, long aks, const float *B,
-                 long bks, long bns, int M, int N, int K, int add) {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0) { /* empty sum */
-        if (!add) for (int m = 0; m < M; m++) memset(Cm + m * ldc, 0, N * sizeof(float));
-        return;
-    }
-    int slices = gemm_slices(M, N, K);
-    if (slices > 1) { gemm_sliced(Cm, ldc, A, ars, aks, B, bks, bns, M, N, K, add, slices); return; }
-    int panels = (N + GEMM_NR - 1) / GEMM_NR;
-    /* chunks of mc rows, a multiple of MR: GEMM_MC, or smaller when M is small, so that
-     * every thread gets several chunks and a slow thread can be made up for */
-    int strips = (M + GEMM_MR - 1) / GEMM_MR, per_chunk = GEMM_MC / GEMM_MR;
-    while (per_chunk > 1 && strips < 4 * num_threads() * per_chunk) per_chunk /= 2;
-    int mc = per_chunk * GEMM_MR, chunks = (M + mc - 1) / mc;
-    size_t bfloats = (size_t)GEMM_KC * panels * GEMM_NR;
-    /* one packed k-block of B, shared, then a block of A per thread */
-    float *Bp = scratch_floats(SCRATCH_GEMM, bfloats + (size_t)num_threads() * GEMM_MC * GEMM_KC);
-    #pragma omp parallel
-    {
-        float *Ap = Bp + bfloats + (size_t)thread_id() * GEMM_MC * GEMM_KC;
-        for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
-            int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
-            #pragma omp for schedule(static)
-            for (int p = 0; p < panels; p++) gemm_pack_b(Bp, B, bks, bns, N, k0, kc, p, p + 1);
-            #pragma omp for schedule(dynamic, 1)
-            for (int ch = 0; ch < chunks; ch++)
-                gemm_rows(Cm, ldc, A, ars, aks, Bp, Ap, ch * mc, (ch + 1) * mc < M ? (ch + 1) * mc : M, N, k0, kc, add);
-        }
-    }
-}
+ * matmul_forward_naive and matmul_backward_naive are these sums as plain loops; the fast
+ * versions hand the same sums to gemm (section 12.2). */
 
 /* The reference: out (N, OUT) = inp (N, IN) W^T, W stored (OUT, IN) as nn.Linear's, as the
  * plain loops of the sum. */
@@ -694,7 +384,7 @@ static REFERENCE void matmul_backward_naive(float *dinp, float *dW, const float 
 }
 
 /* The same sums as matmul_forward_naive, done by gemm: blocked so that the operands stay in
- * cache and the inner loop is a register tile of fused multiply-adds (section 12). */
+ * cache and the inner loop is a register tile of fused multiply-adds (section 12.2). */
 static void matmul_forward(float *out, const float *inp, const float *W, int N, int IN, int OUT) {
     if (USE_REFERENCE) { matmul_forward_naive(out, inp, W, N, IN, OUT); return; }
     gemm(out, OUT, inp, IN, 1, W, 1, IN, N, OUT, IN, 0);
@@ -1485,7 +1175,7 @@ static double lr_at_step(const OptimConfig *o, int step) {
 }
 
 /* The global L2 norm of all gradients, summed in a fixed order: 64 slices, each summed in
- * double in SUM_LANES lanes (as the row sums of section 4), then added in slice order, so
+ * double in SUM_LANES lanes (as the row sums of section 12.1), then added in slice order, so
  * any thread count gives the same. */
 static double grad_norm(const float *g, size_t n) {
     enum { SLICES = 64 };
@@ -1893,158 +1583,7 @@ static int checkpoint_load(const char *path, Model *m, TrainState *ts) {
  * tokens followed by the last w, indexed 0, 1, 2, ...; a query at text position p sits at
  * cache index c = min(p, K+w-1). A window key keeps its distance p-n (the window is
  * contiguous), a kept first token j that has left the window is at distance c - j for both
- * RoPE and ALiBi. Up to p = K+w-1 this is exactly plain attention over positions 0..p.
- *
- * Speed. A token's products y = W x read every weight once (13 MB for the default model, so
- * they run at the speed the caches deliver weights), and n sequences decoded together (the
- * --samples of generation) read them once for all n. The weights are copied once into panels
- * of GEMM_NR rows stored k-major, the layout gemm packs B into: for each k one vector load
- * gives the weights of NR outputs, multiplied by the broadcast x[k] of each sequence. Every
- * output is one chain of fused multiply-adds over k in order, with no horizontal sum: the same
- * numbers for one sequence or many, and for any thread count (a thread computes whole outputs).
- * A token is one parallel region: threads take heads (q, k, v, RoPE and attention of a head
- * together), then panels of each product, with one barrier after each of the four steps of a
- * layer; small models run on one thread (parallel_min_work). */
-#define PANEL_FLOATS(in) ((size_t)(in) * GEMM_NR)
-static long parallel_min_work = 1L << 18; /* multiply-adds per token below which one thread decodes */
-
-static int panels_for(int rows) { return (rows + GEMM_NR - 1) / GEMM_NR; }
-
-/* rows [r0, r1) of W (rows of IN floats) as panels: dst[(p*IN + k)*NR + j] = W[r0 + p*NR + j][k],
- * 0 past r1. Returns the floats written. */
-static size_t pack_panels(float *dst, const float *W, int IN, int r0, int r1) {
-    int np = panels_for(r1 - r0);
-    for (int p = 0; p < np; p++)
-        for (int k = 0; k < IN; k++)
-            for (int j = 0; j < GEMM_NR; j++) {
-                int r = r0 + p * GEMM_NR + j;
-                dst[((size_t)p * IN + k) * GEMM_NR + j] = r < r1 ? W[(size_t)r * IN + k] : 0.0f;
-            }
-    return (size_t)np * PANEL_FLOATS(IN);
-}
-
-/* Where each layer's matrices sit in the packed copy (offsets in floats from the layer's start):
- * per head h, its q, k and v rows (hp panels each) at h*3*hp panels of C; then wo, w_gate,
- * w_up (IN = C) and w_down (IN = F); lm_head after the last layer. */
-typedef struct { int hp, cp, fp, vp; size_t wo, gate, up, down, layer, lm_head, total; } PackedLayout;
-static PackedLayout packed_layout(const ModelConfig *c) {
-    PackedLayout p;
-    int D = c->C / c->H;
-    p.hp = panels_for(D); p.cp = panels_for(c->C); p.fp = panels_for(c->F); p.vp = panels_for(c->V);
-    p.wo = (size_t)3 * c->H * p.hp * PANEL_FLOATS(c->C);
-    p.gate = p.wo + (size_t)p.cp * PANEL_FLOATS(c->C);
-    p.up = p.gate + (size_t)p.fp * PANEL_FLOATS(c->C);
-    p.down = p.up + (size_t)p.fp * PANEL_FLOATS(c->C);
-    p.layer = p.down + (size_t)p.cp * PANEL_FLOATS(c->F);
-    p.lm_head = (size_t)c->L * p.layer;
-    p.total = p.lm_head + (size_t)p.vp * PANEL_FLOATS(c->C);
-    return p;
-}
-
-static float *pack_model(const Model *m) {
-    const ModelConfig *c = &m->cfg;
-    PackedLayout pl = packed_layout(c);
-    int C = c->C, F = c->F, D = C / c->H;
-    float *pk = xcalloc(pl.total, sizeof(float), "packed weights");
-    for (int l = 0; l < c->L; l++) { /* one thread: a few ms, and no wait for a busy core */
-        float *d = pk + (size_t)l * pl.layer;
-        size_t lCC = (size_t)l * C * C, lFC = (size_t)l * F * C;
-        for (int h = 0; h < c->H; h++) {
-            float *dh = d + (size_t)h * 3 * pl.hp * PANEL_FLOATS(C);
-            dh += pack_panels(dh, m->p.wq + lCC, C, h * D, (h + 1) * D);
-            dh += pack_panels(dh, m->p.wk + lCC, C, h * D, (h + 1) * D);
-            pack_panels(dh, m->p.wv + lCC, C, h * D, (h + 1) * D);
-        }
-        pack_panels(d + pl.wo, m->p.wo + lCC, C, 0, C);
-        pack_panels(d + pl.gate, m->p.w_gate + lFC, C, 0, F);
-        pack_panels(d + pl.up, m->p.w_up + lFC, C, 0, F);
-        pack_panels(d + pl.down, m->p.w_down + lFC, F, 0, C);
-    }
-    pack_panels(pk + pl.lm_head, m->p.lm_head, C, 0, c->V);
-    return pk;
-}
-
-/* y[n][c] (+)= sum_k x[n][k] * W[c][k] for N <= 8 sequences and the NP*NR rows of NP panels at
- * Bp (cols of them real): N*2*NP vector accumulators, NP panels at once so that even one
- * sequence has several independent chains. With N and NP constants after inlining, the
- * accumulators live in registers. add: y += the sum (one rounding: y + sum). */
-#if defined(__GNUC__) && !defined(SWAT_PLAIN_C)
-static inline __attribute__((always_inline)) void panel_group(float *y, long ldy, const float *x, long ldx, int N,
-                                                              int NP, const float *Bp, int IN, int cols, int add) {
-    vfloat acc[8][8];
-    for (int n = 0; n < N; n++)
-        for (int v = 0; v < 2 * NP; v++) acc[n][v] = (vfloat){0};
-    for (int k = 0; k < IN; k++) {
-        float a[8];
-        for (int n = 0; n < N; n++) a[n] = x[(long)n * ldx + k];
-        for (int v = 0; v < 2 * NP; v++) {
-            vfloat b;
-            memcpy(&b, Bp + (size_t)(v >> 1) * PANEL_FLOATS(IN) + (size_t)k * GEMM_NR + (v & 1) * VEC_LEN, sizeof b);
-            for (int n = 0; n < N; n++) acc[n][v] += a[n] * b;
-        }
-    }
-    for (int n = 0; n < N; n++)
-        for (int v = 0; v < 2 * NP; v++) {
-            float *yv = y + (long)n * ldy + v * VEC_LEN;
-            int c0 = v * VEC_LEN;
-            if (c0 + VEC_LEN <= cols) {
-                vfloat old;
-                if (add) { memcpy(&old, yv, sizeof old); acc[n][v] = old + acc[n][v]; }
-                memcpy(yv, &acc[n][v], sizeof acc[n][v]);
-            } else if (c0 < cols) {
-                float out[VEC_LEN];
-                memcpy(out, &acc[n][v], sizeof out);
-                for (int j = 0; j < cols - c0; j++) yv[j] = add ? yv[j] + out[j] : out[j];
-            }
-        }
-}
-#else
-static inline void panel_group(float *y, long ldy, const float *x, long ldx, int N, int NP, const float *Bp, int IN,
-                               int cols, int add) {
-    float acc[8][4 * GEMM_NR];
-    for (int n = 0; n < N; n++)
-        for (int j = 0; j < NP * GEMM_NR; j++) acc[n][j] = 0.0f;
-    for (int k = 0; k < IN; k++)
-        for (int n = 0; n < N; n++) {
-            float a = x[(long)n * ldx + k];
-            for (int q = 0; q < NP; q++) {
-                const float *b = Bp + (size_t)q * PANEL_FLOATS(IN) + (size_t)k * GEMM_NR;
-                for (int j = 0; j < GEMM_NR; j++) acc[n][q * GEMM_NR + j] += a * b[j];
-            }
-        }
-    for (int n = 0; n < N; n++)
-        for (int j = 0; j < cols && j < NP * GEMM_NR; j++)
-            y[(long)n * ldy + j] = add ? y[(long)n * ldy + j] + acc[n][j] : acc[n][j];
-}
-#endif
-
-/* y (N, ldy) (+)= x (N, IN) times the rows of np panels at Bp, of which cols are real. The
- * accumulators of a group must fit the vector registers: 32 with AVX-512 (up to 8 sequences x 2
- * vectors, or 1-2 sequences x 4 panels), 16 otherwise (4 sequences). */
-#define PANEL_MAX_N (VEC_LEN >= 16 ? 8 : 4)
-static void panel_rows(float *y, long ldy, const float *x, long ldx, int N, const float *Bp, int IN, int np,
-                       int cols, int add) {
-    for (int n0 = 0; n0 < N; n0 += PANEL_MAX_N) {
-        int nn = N - n0 < PANEL_MAX_N ? N - n0 : PANEL_MAX_N;
-        for (int p = 0; p < np;) {
-            int g = VEC_LEN >= 16 ? (nn <= 2 ? 4 : nn <= 4 ? 2 : 1) : (nn == 1 ? 4 : nn == 2 ? 2 : 1);
-            while (g > np - p) g /= 2;
-            int c = cols - p * GEMM_NR < g * GEMM_NR ? cols - p * GEMM_NR : g * GEMM_NR;
-            float *yp = y + (long)n0 * ldy + p * GEMM_NR;
-            const float *xp = x + (long)n0 * ldx, *bp = Bp + (size_t)p * PANEL_FLOATS(IN);
-            switch (nn * 8 + g) { /* the (sequences, panels) pairs, each its own register allocation */
-#define PANEL_CASE(NN, G) case NN * 8 + G: panel_group(yp, ldy, xp, ldx, NN, G, bp, IN, c, add); break;
-                PANEL_CASE(1, 4) PANEL_CASE(1, 2) PANEL_CASE(1, 1) PANEL_CASE(2, 4) PANEL_CASE(2, 2) PANEL_CASE(2, 1)
-                PANEL_CASE(3, 2) PANEL_CASE(3, 1) PANEL_CASE(4, 2) PANEL_CASE(4, 1) PANEL_CASE(5, 1) PANEL_CASE(6, 1)
-                PANEL_CASE(7, 1) PANEL_CASE(8, 1)
-#undef PANEL_CASE
-            default: die("panel_rows: no kernel for %d sequences x %d panels", nn, g);
-            }
-            p += g;
-        }
-    }
-}
-
+ * RoPE and ALiBi. Up to p = K+w-1 this is exactly plain attention over positions 0..p. */
 typedef struct {
     const Model *m;
     int window;            /* w: the ring holds the last w positions */
@@ -2070,13 +1609,14 @@ typedef struct {
     float *logits;         /* (n, V) the predictions for the next tokens */
 } InferState;
 
-static void infer_scratch(InferState *s, int threads) {
-    const ModelConfig *c = &s->m->cfg;
-    free(s->scratch);
-    s->per_thread = ((size_t)s->n * c->C + (size_t)2 * s->n * 4 * GEMM_NR + 2 * ((size_t)s->keep_first + s->window) + 15) / 16 * 16;
-    s->scratch = xcalloc(s->per_thread * threads, sizeof(float), "inference");
-    s->threads = threads;
-}
+/* The fast decoder (section 12.4): the weights packed into panels, per-thread scratch, one token
+ * of n sequences, and the choice of how many threads decode. */
+static float *pack_model(const Model *m);
+static void infer_scratch(InferState *s, int threads);
+static void infer_step_all(InferState *s, const int *tokens);
+typedef struct { int all, k, period, sized; double t0, time_one; } DecodeThreads;
+static void decode_threads_init(DecodeThreads *d);
+static void decode_threads_before(DecodeThreads *d, InferState *s);
 
 /* n sequences at position 0, all with the same window and kept first positions */
 static void infer_init_n(InferState *s, const Model *m, int window, int keep_first, int n) {
@@ -2107,239 +1647,6 @@ static void infer_free(InferState *s) {
                     s->o, s->act, s->scratch, s->rope_cos, s->rope_sin, s->first_cos, s->first_sin, s->logits};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) free(all[i]);
     memset(s, 0, sizeof(*s));
-}
-
-/* Attention of sequence i, head h, layer l at position p, after its key and value entered the
- * ring: the same arithmetic, in the same order, as the first version of this code (scores of
- * the kept first keys, then of the window by distance d = 0..nd-1). a: scratch of K + w
- * floats, sbuf: w floats. */
-static void infer_attention(InferState *s, int l, int i, int h, float *a, float *sbuf) {
-    const Model *m = s->m;
-    const ModelConfig *c = &m->cfg;
-    int C = c->C, H = c->H, D = C / H, W = s->window, K = s->keep_first, n = s->n;
-    long p = s->pos, evicted = p - W + 1 > 0 ? p - W + 1 : 0, cache_index = p < (long)K + W - 1 ? p : (long)K + W - 1;
-    int nd = p + 1 < W ? (int)p + 1 : W, nf = evicted < K ? (int)evicted : K, valid = nd; /* slots 0..valid-1 are filled */
-    float scale = 1.0f / sqrtf((float)D), slope = m->slopes[h], maxs = -FLT_MAX;
-    const float *qh = s->q + (long)i * C + h * D, *qfh = s->q_first + (long)i * C + h * D;
-    const float *kf = s->k_first + ((size_t)l * n + i) * K * C, *vf = s->v_first + ((size_t)l * n + i) * K * C;
-    const float *kt = s->k_ring + (((size_t)l * n + i) * H + h) * D * W, *vr = s->v_ring + ((size_t)l * n + i) * W * C;
-    for (int j = 0; j < nf; j++) { /* a[0..nf): kept first keys j = 0..nf-1 */
-        const float *kn = kf + (long)j * C + h * D;
-        float sc = 0.0f;
-        for (int t = 0; t < D; t++) sc += qfh[t] * kn[t];
-        a[j] = sc * scale + slope * (float)(cache_index - j);
-        if (a[j] > maxs) maxs = a[j];
-    }
-    int s0 = 0; /* q.k of every slot: one chain over t per slot, as a dot product */
-#if defined(__GNUC__) && !defined(SWAT_PLAIN_C)
-    for (; s0 + 4 * VEC_LEN <= valid; s0 += 4 * VEC_LEN) { /* 4 vectors of slots: independent chains */
-        vfloat acc[4] = {{0}, {0}, {0}, {0}};
-        for (int t = 0; t < D; t++) {
-            const float *kr = kt + (long)t * W + s0;
-            for (int v = 0; v < 4; v++) {
-                vfloat kv;
-                memcpy(&kv, kr + v * VEC_LEN, sizeof kv);
-                acc[v] += qh[t] * kv;
-            }
-        }
-        memcpy(sbuf + s0, acc, sizeof acc);
-    }
-#endif
-    for (; s0 < valid; s0 += 16) {
-        float acc[16] = {0};
-        int len = valid - s0 < 16 ? valid - s0 : 16;
-        for (int t = 0; t < D; t++)
-            for (int j = 0; j < len; j++) acc[j] += qh[t] * kt[(long)t * W + s0 + j];
-        for (int j = 0; j < len; j++) sbuf[s0 + j] = acc[j];
-    }
-    int slot = (int)(p % W);
-    for (int d = 0, sl = slot; d < nd; d++, sl = sl ? sl - 1 : W - 1) { /* a[nf+d]: the key at distance d, slot (p-d) % W */
-        a[nf + d] = sbuf[sl] * scale + slope * d;
-        if (a[nf + d] > maxs) maxs = a[nf + d];
-    }
-    int na = nf + nd;
-    if (c->attn == ATTN_SIGMOID) {
-        for (int j = 0; j < na; j++) a[j] = sigmoid(a[j]);
-    } else {
-        float sum = 0.0f;
-        for (int j = 0; j < na; j++) { a[j] = exp_approx(a[j] - maxs); sum += a[j]; }
-        for (int j = 0; j < na; j++) a[j] /= sum;
-    }
-    float *oh = s->o + (long)i * C + h * D;
-    int t0 = 0; /* o = sum of a v: the kept keys, then the window by distance; one chain per lane */
-#if defined(__GNUC__) && !defined(SWAT_PLAIN_C)
-    for (; t0 + VEC_LEN <= D; t0 += 4 * VEC_LEN) { /* up to 4 vectors of the head's lanes: independent chains */
-        int nv = (D - t0) / VEC_LEN < 4 ? (D - t0) / VEC_LEN : 4;
-        vfloat acc[4] = {{0}, {0}, {0}, {0}};
-        for (int j = 0; j < nf; j++)
-            for (int v = 0; v < nv; v++) {
-                vfloat x;
-                memcpy(&x, vf + (long)j * C + h * D + t0 + v * VEC_LEN, sizeof x);
-                acc[v] += a[j] * x;
-            }
-#define ATTN_OUT(NV) for (int d = 0, sl = slot; d < nd; d++, sl = sl ? sl - 1 : W - 1) \
-            for (int v = 0; v < (NV); v++) { \
-                vfloat x; \
-                memcpy(&x, vr + (long)sl * C + h * D + t0 + v * VEC_LEN, sizeof x); \
-                acc[v] += a[nf + d] * x; \
-            }
-        switch (nv) { case 4: ATTN_OUT(4) break; case 3: ATTN_OUT(3) break; case 2: ATTN_OUT(2) break; default: ATTN_OUT(1) }
-#undef ATTN_OUT
-        memcpy(oh + t0, acc, nv * sizeof(vfloat));
-        if (nv < 4) { t0 += nv * VEC_LEN; break; }
-    }
-#endif
-    for (; t0 < D; t0 += 16) {
-        int len = D - t0 < 16 ? D - t0 : 16;
-        float acc[16] = {0};
-        for (int j = 0; j < nf; j++)
-            for (int t = 0; t < len; t++) acc[t] += a[j] * vf[(long)j * C + h * D + t0 + t];
-        for (int d = 0, sl = slot; d < nd; d++, sl = sl ? sl - 1 : W - 1)
-            for (int t = 0; t < len; t++) acc[t] += a[nf + d] * vr[(long)sl * C + h * D + t0 + t];
-        for (int t = 0; t < len; t++) oh[t0 + t] = acc[t];
-    }
-}
-
-/* One token for each of the s->n sequences (tokens[i] for sequence i), all at position
- * p = s->pos; s->logits row i then predicts sequence i's next token. */
-static void infer_step_all(InferState *s, const int *tokens) {
-    const Model *m = s->m;
-    const ModelConfig *c = &m->cfg;
-    int C = c->C, F = c->F, H = c->H, D = C / H, V = c->V, W = s->window, K = s->keep_first, n = s->n;
-    long p = s->pos, evicted = p - W + 1 > 0 ? p - W + 1 : 0, cache_index = p < (long)K + W - 1 ? p : (long)K + W - 1;
-    int slot = (int)(p % W), nf = evicted < K ? (int)evicted : K;
-    PackedLayout pl = packed_layout(c);
-    for (int i = 0; i < n; i++) {
-        if (tokens[i] < 0 || tokens[i] >= V) die("token %d is outside the vocabulary (V=%d)", tokens[i], V);
-        memcpy(s->x + (long)i * C, m->p.wte + (long)tokens[i] * C, C * sizeof(float));
-    }
-    if (c->rope) {
-        rope_tables(s->rope_cos, s->rope_sin, 1, D, c->rope_theta, p);
-        if (nf > 0) rope_tables(s->first_cos, s->first_sin, 1, D, c->rope_theta, cache_index);
-    }
-    long work = (long)n * ((long)c->L * (4L * C * C + 3L * C * F) + (long)V * C);
-    if (num_threads() > s->threads) infer_scratch(s, num_threads());
-    int G = n <= 2 ? 4 : 2; /* panels per work item */
-    int cgroups = (pl.cp + G - 1) / G, fgroups = (pl.fp + G - 1) / G, vgroups = (pl.vp + G - 1) / G;
-    int team = s->use_threads > 0 && s->use_threads < num_threads() ? s->use_threads : num_threads();
-    (void)work; (void)team; (void)parallel_min_work; /* without OpenMP */
-    #pragma omp parallel if (work >= parallel_min_work && team > 1) num_threads(team)
-    {
-        float *hn = s->scratch + s->per_thread * thread_id(), *tg = hn + (size_t)n * C, *tu = tg + (size_t)n * 4 * GEMM_NR;
-        float *a = tu + (size_t)n * 4 * GEMM_NR, *sbuf = a + K + W;
-        for (int l = 0; l < c->L; l++) {
-            const float *pk = s->packed + (size_t)l * pl.layer;
-            long lC = (long)l * C;
-            for (int i = 0; i < n; i++) rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, m->p.attn_norm + lC, C);
-            #pragma omp for schedule(dynamic, 1)
-            for (int h = 0; h < H; h++) { /* q, k, v of head h, RoPE, into the ring, attention */
-                const float *ph = pk + (size_t)h * 3 * pl.hp * PANEL_FLOATS(C);
-                panel_rows(s->q + h * D, C, hn, C, n, ph, C, pl.hp, D, 0);
-                panel_rows(s->k_new + h * D, C, hn, C, n, ph + pl.hp * PANEL_FLOATS(C), C, pl.hp, D, 0);
-                panel_rows(s->v_new + h * D, C, hn, C, n, ph + 2 * pl.hp * PANEL_FLOATS(C), C, pl.hp, D, 0);
-                for (int i = 0; i < n; i++) {
-                    float *qh = s->q + (long)i * C + h * D, *kh = s->k_new + (long)i * C + h * D;
-                    const float *vh = s->v_new + (long)i * C + h * D;
-                    if (nf > 0) memcpy(s->q_first + (long)i * C + h * D, qh, D * sizeof(float));
-                    if (c->rope) {
-                        rope_head(qh, s->rope_cos, s->rope_sin, D, 1.0f);
-                        rope_head(kh, s->rope_cos, s->rope_sin, D, 1.0f);
-                        if (nf > 0) rope_head(s->q_first + (long)i * C + h * D, s->first_cos, s->first_sin, D, 1.0f);
-                    }
-                    float *kt = s->k_ring + (((size_t)l * n + i) * H + h) * D * W;
-                    for (int t = 0; t < D; t++) kt[(long)t * W + slot] = kh[t];
-                    memcpy(s->v_ring + (((size_t)l * n + i) * W + slot) * C + h * D, vh, D * sizeof(float));
-                    if (p < K) { /* a first position: keep it (its text position is its cache index) */
-                        memcpy(s->k_first + (((size_t)l * n + i) * K + p) * C + h * D, kh, D * sizeof(float));
-                        memcpy(s->v_first + (((size_t)l * n + i) * K + p) * C + h * D, vh, D * sizeof(float));
-                    }
-                    infer_attention(s, l, i, h, a, sbuf);
-                }
-            }
-            #pragma omp for schedule(dynamic, 1)
-            for (int g = 0; g < cgroups; g++) { /* x += o Wo^T */
-                int np = pl.cp - g * G < G ? pl.cp - g * G : G, cols = C - g * G * GEMM_NR;
-                panel_rows(s->x + g * G * GEMM_NR, C, s->o, C, n, pk + pl.wo + (size_t)g * G * PANEL_FLOATS(C), C, np,
-                           cols < G * GEMM_NR ? cols : G * GEMM_NR, 1);
-            }
-            for (int i = 0; i < n; i++) rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, m->p.mlp_norm + lC, C);
-            #pragma omp for schedule(dynamic, 1)
-            for (int g = 0; g < fgroups; g++) { /* act = silu(h Wgate^T) * h Wup^T, G panels of F */
-                int np = pl.fp - g * G < G ? pl.fp - g * G : G, cols = F - g * G * GEMM_NR;
-                if (cols > G * GEMM_NR) cols = G * GEMM_NR;
-                panel_rows(tg, 4 * GEMM_NR, hn, C, n, pk + pl.gate + (size_t)g * G * PANEL_FLOATS(C), C, np, cols, 0);
-                panel_rows(tu, 4 * GEMM_NR, hn, C, n, pk + pl.up + (size_t)g * G * PANEL_FLOATS(C), C, np, cols, 0);
-                for (int i = 0; i < n; i++)
-                    for (int j = 0; j < cols; j++) {
-                        float gt = tg[i * 4 * GEMM_NR + j], sg = sigmoid(gt);
-                        s->act[(long)i * F + g * G * GEMM_NR + j] = gt * sg * tu[i * 4 * GEMM_NR + j];
-                    }
-            }
-            #pragma omp for schedule(dynamic, 1)
-            for (int g = 0; g < cgroups; g++) { /* x += act Wdown^T */
-                int np = pl.cp - g * G < G ? pl.cp - g * G : G, cols = C - g * G * GEMM_NR;
-                panel_rows(s->x + g * G * GEMM_NR, C, s->act, F, n, pk + pl.down + (size_t)g * G * PANEL_FLOATS(F), F,
-                           np, cols < G * GEMM_NR ? cols : G * GEMM_NR, 1);
-            }
-        }
-        for (int i = 0; i < n; i++) rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, m->p.final_norm, C);
-        #pragma omp for schedule(dynamic, 1)
-        for (int g = 0; g < vgroups; g++) {
-            int np = pl.vp - g * G < G ? pl.vp - g * G : G, cols = V - g * G * GEMM_NR;
-            panel_rows(s->logits + g * G * GEMM_NR, V, hn, C, n, s->packed + pl.lm_head + (size_t)g * G * PANEL_FLOATS(C),
-                       C, np, cols < G * GEMM_NR ? cols : G * GEMM_NR, 0);
-        }
-    }
-    s->pos++;
-}
-
-/* Decoding a token is a short parallel region with a barrier every few microseconds (17 for the
- * default model, in 100-150 us). On an idle machine two threads are faster than one; when the
- * scheduler puts both on one core because another program holds the other (measured: 9x slower
- * than one thread, in whole runs), or where a barrier costs more than the work between two,
- * one thread is. So the choice is measured while decoding: DECODE_PROBE tokens with one thread,
- * then as many with all threads, which must take at most 90% of the one-thread time; while all
- * threads run, every further DECODE_PROBE tokens must take at most the one-thread time, and as
- * soon as they take longer the rest of the period runs on one thread. A new probe comes
- * DECODE_PERIOD tokens after the last, a period that doubles (up to 16 times) each time all
- * threads lose. A loss costs at most the time of DECODE_PROBE tokens, but a probe of a short
- * run on a busy machine can lose more than that (a thread that waits for a busy core waits a
- * time slice). One sequence of the default model (3.3 M multiply-adds a token) gains 1.25x
- * from two threads on this project's machine, and lost 10% on a busy one: below
- * decode_parallel_min multiply-adds per step (all sequences), decoding stays on one thread.
- * --samples 8 (26 M) gains 1.75x. Every choice gives the same numbers. */
-#define DECODE_PERIOD 1024
-#define DECODE_PROBE 16
-static long decode_parallel_min = 1L << 23;
-typedef struct { int all, k, period, sized; double t0, time_one; } DecodeThreads;
-static void decode_threads_init(DecodeThreads *d) {
-    memset(d, 0, sizeof(*d));
-    d->all = num_threads();
-    d->period = DECODE_PERIOD;
-}
-/* before each token: sets s->use_threads */
-static void decode_threads_before(DecodeThreads *d, InferState *s) {
-    if (!d->sized) {
-        const ModelConfig *c = &s->m->cfg;
-        if ((long)s->n * ((long)c->L * (4L * c->C * c->C + 3L * c->C * c->F) + (long)c->V * c->C) < decode_parallel_min) d->all = 1;
-        d->sized = 1;
-    }
-    if (d->all <= 1) { s->use_threads = 1; return; }
-    double t = now_seconds();
-    int P = DECODE_PROBE;
-    if (d->k == 0) { d->t0 = t; s->use_threads = 1; } /* the one-thread probe */
-    else if (d->k == P) { d->time_one = t - d->t0; d->t0 = t; s->use_threads = d->all; } /* then all threads */
-    else if (s->use_threads == d->all) {
-        double limit = d->k <= 2 * P ? 0.9 * d->time_one : d->time_one; /* for the last P tokens */
-        if (t - d->t0 > limit) { /* slower than one thread: one thread until the next probe */
-            s->use_threads = 1;
-            if (d->period < 16 * DECODE_PERIOD) d->period *= 2;
-        } else if (d->k % P == 0) { /* a window won: the next one */
-            d->t0 = t;
-            if (d->k == 2 * P) d->period = DECODE_PERIOD;
-        }
-    }
-    if (++d->k >= d->period) d->k = 0;
 }
 
 /* Consume one token at position p = s->pos (one sequence); s->logits then predicts the next one. */
@@ -3738,3 +3045,754 @@ int main(int argc, char **argv) {
     return 0;
 }
 #endif /* TESTING */
+
+/* ------------------------------------------------------------------------------------ */
+/* 12. making it fast                                                                    */
+/* ------------------------------------------------------------------------------------ */
+
+/* Everything here computes what the code above says, only faster; a reader who wants the model
+ * can stop before this section. The tests compare each fast kernel with its plain version.
+ *   12.1 exp and sums in lanes    exp in vectorisable arithmetic; row sums in a fixed order
+ *   12.2 the matrix product       gemm: blocked for the caches and the vector registers
+ *   12.3 scratch and threads      buffers kept between calls; how long idle threads spin
+ *   12.4 decoding                 the weights in panels; a token in one parallel region */
+
+/* ---- 12.1 exp --------------------------------------------------------------------------
+ * Sigmoid, softmax, SwiGLU and the cross-entropy call exp millions of times per step, and
+ * libm's expf is a function call the compiler cannot vectorise. exp_approx is branch-free
+ * arithmetic it can: exp(x) = 2^k exp(r) with k = round(x / ln 2) and r = x - k ln 2
+ * (|r| <= ln2/2; ln 2 in two parts so r is exact), exp(r) by Cephes' degree-7 polynomial,
+ * and 2^k written straight into the exponent bits. Relative error below 1.5 ulp (measured
+ * over [-87, 88]); inputs are clamped there, where exp stays a normal float, and a NaN
+ * stays a NaN (a diverged model must still be seen to diverge). */
+static inline float exp_approx(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float k = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest: 12582912 = 1.5*2^23 */
+    float r = x - k * 0.693359375f + k * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    float k_int = k == k ? k : 0.0f; /* NaN in gives NaN out (through p), but no NaN to int */
+    int32_t bits = ((int32_t)k_int + 127) << 23; /* 2^k as a float */
+    float two_k;
+    memcpy(&two_k, &bits, sizeof two_k);
+    return p * two_k;
+}
+
+/* Sums along a row. A float sum kept in one running variable cannot be vectorised without
+ * changing its result (float addition is not associative), so compilers leave it scalar,
+ * one dependent add after another. These keep SUM_LANES running sums instead, lane l
+ * taking elements l, l+SUM_LANES, ..., and add the lanes up in a fixed order at the end:
+ * vector code, and the same result on every run and for any thread count. */
+static inline float lanes_total(const float lane[SUM_LANES]) {
+    float s = 0.0f;
+    for (int l = 0; l < SUM_LANES; l++) s += lane[l];
+    return s;
+}
+/* sum_i x[i] * y[i] * z[i]; pass z = NULL for the plain dot product */
+static inline float dot3(const float *x, const float *y, const float *z, int n) {
+    float lane[SUM_LANES] = {0};
+    int i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES)
+        for (int l = 0; l < SUM_LANES; l++) lane[l] += x[i + l] * y[i + l] * (z ? z[i + l] : 1.0f);
+    float s = lanes_total(lane);
+    for (; i < n; i++) s += x[i] * y[i] * (z ? z[i] : 1.0f);
+    return s;
+}
+static inline float max_of(const float *x, int n) {
+    float lane[SUM_LANES];
+    for (int l = 0; l < SUM_LANES; l++) lane[l] = -FLT_MAX;
+    int i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES)
+        for (int l = 0; l < SUM_LANES; l++) lane[l] = x[i + l] > lane[l] ? x[i + l] : lane[l];
+    float m = -FLT_MAX;
+    for (int l = 0; l < SUM_LANES; l++) m = lane[l] > m ? lane[l] : m;
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+/* sum_i exp(x[i] - shift) */
+static inline float sum_exp(const float *x, float shift, int n) {
+    float lane[SUM_LANES] = {0};
+    int i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES)
+        for (int l = 0; l < SUM_LANES; l++) lane[l] += exp_approx(x[i + l] - shift);
+    float s = lanes_total(lane);
+    for (; i < n; i++) s += exp_approx(x[i] - shift);
+    return s;
+}
+
+
+/* ---- 12.2 the matrix product ---------------------------------------------------------
+ * One routine does the three products of a linear layer (section 4.1) and attention's
+ * blocks (section 4.5): Cm (+)= A B, where A and B are read through strides so that
+ * a transpose is only a different stride. It is blocked the classic way (GotoBLAS):
+ *   - K is cut into blocks of KC; for each, B's KC rows are copied ("packed") into panels
+ *     of NR columns, each panel kc x NR contiguous, small enough to stay in cache;
+ *   - A's rows are packed the same way, MR rows at a time, k-major;
+ *   - a register tile of MR x NR outputs, MR x 2 vectors of VEC_LEN floats (16 with
+ *     AVX-512, 8 with AVX, else 4), runs over the kc values of k: per k, two vector loads
+ *     of B, MR broadcasts of A and 2*MR vector FMAs, all operands in registers.
+ * The tile is written with GNU C vector extensions (gcc, clang), which map vfloat onto the
+ * target's vector registers whatever they are; plain C loops, which compilers vectorise far
+ * less reliably (clang: 20x slower), are the fallback (-DSWAT_PLAIN_C; the tests run both).
+ * Threads take chunks of output rows as they become free (a busy core then simply takes
+ * fewer chunks), k-blocks are done in order with a barrier between them, and each output
+ * sums over k in the same order whichever thread computes it: the result does not depend
+ * on the thread count. gemm_serial is the same product done by one thread (attention uses
+ * it on small blocks, inside its own parallel loop). */
+#if defined(__AVX512F__)
+#define VEC_LEN 16
+#define GEMM_MR 8
+#elif defined(__AVX__)
+#define VEC_LEN 8
+#define GEMM_MR 6
+#else
+#define VEC_LEN 4
+#define GEMM_MR 6
+#endif
+#define GEMM_NR (2 * VEC_LEN)
+#define GEMM_KC 256
+#define GEMM_MC (8 * GEMM_MR)
+
+/* acc[MR][NR] = sum over kc of Ap[k][r] * Bp[k][0..NR), then store or add into the mr x nr
+ * corner of Cm. Ap and Bp are packed: the loop reads two contiguous streams. */
+#if defined(__GNUC__) && !defined(SWAT_PLAIN_C)
+typedef float vfloat __attribute__((vector_size(VEC_LEN * sizeof(float))));
+static inline void gemm_tile(int kc, const float *Ap, const float *Bp, float *Cm, long ldc, int mr, int nr, int add) {
+    vfloat acc[GEMM_MR][2];
+    for (int r = 0; r < GEMM_MR; r++) acc[r][0] = acc[r][1] = (vfloat){0};
+    for (int k = 0; k < kc; k++) {
+        vfloat b0, b1; /* memcpy: an unaligned vector load */
+        memcpy(&b0, Bp + (long)k * GEMM_NR, sizeof b0);
+        memcpy(&b1, Bp + (long)k * GEMM_NR + VEC_LEN, sizeof b1);
+        for (int r = 0; r < GEMM_MR; r++) {
+            float a = Ap[(long)k * GEMM_MR + r];
+            acc[r][0] += a * b0;
+            acc[r][1] += a * b1;
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        float *c = Cm + r * ldc;
+        if (nr == GEMM_NR) { /* a full row of the tile: vector loads and stores */
+            if (add) {
+                vfloat c0, c1;
+                memcpy(&c0, c, sizeof c0);
+                memcpy(&c1, c + VEC_LEN, sizeof c1);
+                acc[r][0] += c0;
+                acc[r][1] += c1;
+            }
+            memcpy(c, &acc[r][0], sizeof acc[r][0]);
+            memcpy(c + VEC_LEN, &acc[r][1], sizeof acc[r][1]);
+        } else {
+            float out[GEMM_NR];
+            memcpy(out, acc[r], sizeof out);
+            if (add) for (int j = 0; j < nr; j++) c[j] += out[j];
+            else     for (int j = 0; j < nr; j++) c[j] = out[j];
+        }
+    }
+}
+#else
+static inline void gemm_tile(int kc, const float *Ap, const float *Bp, float *Cm, long ldc, int mr, int nr, int add) {
+    float acc[GEMM_MR][GEMM_NR];
+    for (int r = 0; r < GEMM_MR; r++)
+        for (int j = 0; j < GEMM_NR; j++) acc[r][j] = 0.0f;
+    for (int k = 0; k < kc; k++) {
+        const float *a = Ap + (long)k * GEMM_MR, *b = Bp + (long)k * GEMM_NR;
+        for (int r = 0; r < GEMM_MR; r++)
+            for (int j = 0; j < GEMM_NR; j++) acc[r][j] += a[r] * b[j];
+    }
+    for (int r = 0; r < mr; r++) {
+        float *c = Cm + r * ldc;
+        if (add) for (int j = 0; j < nr; j++) c[j] += acc[r][j];
+        else     for (int j = 0; j < nr; j++) c[j] = acc[r][j];
+    }
+}
+#endif
+
+/* Packing is one copy for both operands: dst[k*width + j] = src[k*ks + j*js] for k < kc and
+ * j < valid, 0 for valid <= j < width. B's panels are it with j a column (width NR), A's
+ * strips with j a row (width MR). A whole block (valid = width) with one unit stride has no
+ * bounds test and a known stride, so it vectorises. */
+static inline void pack_block(float *dst, const float *src, long ks, long js, int width, int valid, int kc) {
+    if (valid == width && js == 1)
+        for (int k = 0; k < kc; k++)
+            for (int j = 0; j < width; j++) dst[k * width + j] = src[k * ks + j];
+    else if (valid == width && ks == 1)
+        for (int k = 0; k < kc; k++)
+            for (int j = 0; j < width; j++) dst[k * width + j] = src[k + j * js];
+    else
+        for (int k = 0; k < kc; k++)
+            for (int j = 0; j < width; j++) dst[k * width + j] = j < valid ? src[k * ks + j * js] : 0.0f;
+}
+
+/* Panels [p0, p1) of B's rows k0 .. k0+kc-1: panel p at Bp + p*kc*NR, zero past column N. */
+static void gemm_pack_b(float *Bp, const float *B, long bks, long bns, int N, int k0, int kc, int p0, int p1) {
+    for (int p = p0; p < p1; p++)
+        pack_block(Bp + (long)p * kc * GEMM_NR, B + (long)k0 * bks + (long)p * GEMM_NR * bns, bks, bns, GEMM_NR,
+                   N - p * GEMM_NR < GEMM_NR ? N - p * GEMM_NR : GEMM_NR, kc);
+}
+
+/* Rows [m_start, m_end) of Cm (+)= A(those rows, k0 .. k0+kc-1) times the packed k-block
+ * of B. The rows of A are packed into Ap (room for (m_end-m_start) x kc, rounded up to MR
+ * rows) in strips of MR rows, Ap[strip][k][r], zero past the last row. */
+static void gemm_rows(float *Cm, long ldc, const float *A, long ars, long aks, const float *Bp, float *Ap,
+                      int m_start, int m_end, int N, int k0, int kc, int add) {
+    for (int m0 = m_start; m0 < m_end; m0 += GEMM_MR)
+        pack_block(Ap + (long)(m0 - m_start) * kc, A + (long)m0 * ars + (long)k0 * aks, aks, ars, GEMM_MR,
+                   m_end - m0 < GEMM_MR ? m_end - m0 : GEMM_MR, kc);
+    for (int n = 0; n < N; n += GEMM_NR) {
+        int nr = N - n < GEMM_NR ? N - n : GEMM_NR;
+        for (int m0 = m_start; m0 < m_end; m0 += GEMM_MR) {
+            int mr = m_end - m0 < GEMM_MR ? m_end - m0 : GEMM_MR;
+            gemm_tile(kc, Ap + (long)(m0 - m_start) * kc, Bp + (long)(n / GEMM_NR) * kc * GEMM_NR,
+                      Cm + (long)m0 * ldc + n, ldc, mr, nr, add || k0 > 0);
+        }
+    }
+}
+
+/* Floats of scratch that gemm_serial needs for products with at most N columns. */
+static size_t gemm_scratch_floats(int N) {
+    return (size_t)GEMM_KC * ((N + GEMM_NR - 1) / GEMM_NR) * GEMM_NR + (size_t)GEMM_MC * GEMM_KC;
+}
+
+/* Cm[m*ldc + n] (+)= sum_k A[m*ars + k*aks] * B[k*bks + n*bns], for m < M, n < N, k < K,
+ * by the calling thread alone. With add = 0 the old contents of Cm are overwritten. */
+static void gemm_serial(float *Cm, long ldc, const float *A, long ars, long aks, const float *B, long bks, long bns,
+                        int M, int N, int K, int add, float *scratch) {
+    int panels = (N + GEMM_NR - 1) / GEMM_NR;
+    float *Bp = scratch, *Ap = scratch + (size_t)GEMM_KC * panels * GEMM_NR;
+    if (K <= 0 && !add)
+        for (int m = 0; m < M; m++) memset(Cm + m * ldc, 0, N * sizeof(float));
+    for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+        int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+        gemm_pack_b(Bp, B, bks, bns, N, k0, kc, 0, panels);
+        for (int m0 = 0; m0 < M; m0 += GEMM_MC)
+            gemm_rows(Cm, ldc, A, ars, aks, Bp, Ap, m0, m0 + GEMM_MC < M ? m0 + GEMM_MC : M, N, k0, kc, add);
+    }
+}
+
+/* Weight gradients dW += dy^T x sum over all B*T positions: K is far larger than M and N.
+ * Cutting rows among threads would then give each thread little work per shared k-block
+ * of B, so K is cut instead: into a fixed number of slices (a function of K alone), whose
+ * partial products threads compute independently, and which are then added up in slice
+ * order. The result is the same for any number of threads. */
+#define GEMM_KSLICE 512
+#define GEMM_MAX_SLICES 8
+static int gemm_slices(int M, int N, int K) {
+    int slices = K / GEMM_KSLICE < GEMM_MAX_SLICES ? K / GEMM_KSLICE : GEMM_MAX_SLICES;
+    return slices >= 2 && K >= 4L * M && K >= 4L * N ? slices : 1;
+}
+
+static void gemm_sliced(float *Cm, long ldc, const float *A, long ars, long aks, const float *B,
+                        long bks, long bns, int M, int N, int K, int add, int slices) {
+    size_t part = (size_t)M * N, per_thread = gemm_scratch_floats(N);
+    float *partial = scratch_floats(SCRATCH_GEMM_SLICES, slices * part + num_threads() * per_thread);
+    #pragma omp parallel
+    {
+        float *scratch = partial + slices * part + thread_id() * per_thread;
+        #pragma omp for schedule(dynamic, 1)
+        for (int s = 0; s < slices; s++) {
+            int k0 = (int)((long)K * s / slices), k1 = (int)((long)K * (s + 1) / slices);
+            gemm_serial(partial + s * part, N, A + k0 * aks, ars, aks, B + k0 * bks, bks, bns, M, N, k1 - k0, 0, scratch);
+        }
+        #pragma omp for schedule(static)
+        for (int m = 0; m < M; m++) {
+            float *c = Cm + m * ldc;
+            if (!add) for (int n = 0; n < N; n++) c[n] = 0.0f;
+            for (int s = 0; s < slices; s++)
+                for (int n = 0; n < N; n++) c[n] += partial[s * part + (size_t)m * N + n];
+        }
+    }
+}
+
+/* The same product as gemm_serial, by all threads. */
+static void gemm(float *Cm, long ldc, const float *A, long ars, long aks, const float *B,
+                 long bks, long bns, int M, int N, int K, int add) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) { /* empty sum */
+        if (!add) for (int m = 0; m < M; m++) memset(Cm + m * ldc, 0, N * sizeof(float));
+        return;
+    }
+    int slices = gemm_slices(M, N, K);
+    if (slices > 1) { gemm_sliced(Cm, ldc, A, ars, aks, B, bks, bns, M, N, K, add, slices); return; }
+    int panels = (N + GEMM_NR - 1) / GEMM_NR;
+    /* chunks of mc rows, a multiple of MR: GEMM_MC, or smaller when M is small, so that
+     * every thread gets several chunks and a slow thread can be made up for */
+    int strips = (M + GEMM_MR - 1) / GEMM_MR, per_chunk = GEMM_MC / GEMM_MR;
+    while (per_chunk > 1 && strips < 4 * num_threads() * per_chunk) per_chunk /= 2;
+    int mc = per_chunk * GEMM_MR, chunks = (M + mc - 1) / mc;
+    size_t bfloats = (size_t)GEMM_KC * panels * GEMM_NR;
+    /* one packed k-block of B, shared, then a block of A per thread */
+    float *Bp = scratch_floats(SCRATCH_GEMM, bfloats + (size_t)num_threads() * GEMM_MC * GEMM_KC);
+    #pragma omp parallel
+    {
+        float *Ap = Bp + bfloats + (size_t)thread_id() * GEMM_MC * GEMM_KC;
+        for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+            int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+            #pragma omp for schedule(static)
+            for (int p = 0; p < panels; p++) gemm_pack_b(Bp, B, bks, bns, N, k0, kc, p, p + 1);
+            #pragma omp for schedule(dynamic, 1)
+            for (int ch = 0; ch < chunks; ch++)
+                gemm_rows(Cm, ldc, A, ars, aks, Bp, Ap, ch * mc, (ch + 1) * mc < M ? (ch + 1) * mc : M, N, k0, kc, add);
+        }
+    }
+}
+
+
+/* ---- 12.3 scratch memory and idle threads ------------------------------------------- */
+
+/* Grow-only scratch memory kept between calls (allocating a few hundred KB per call would
+ * cost fresh zeroed pages every time). Called outside parallel regions; threads then take
+ * slices of it. */
+static float *scratch_floats(int slot, size_t floats) {
+    static float *buf[SCRATCH_SLOTS];
+    static size_t capacity[SCRATCH_SLOTS];
+    if (floats > capacity[slot]) {
+        free(buf[slot]);
+        buf[slot] = xcalloc(floats, sizeof(float), "scratch memory");
+        capacity[slot] = floats;
+    }
+    return buf[slot];
+}
+
+
+/* How long an idle OpenMP thread spins before it sleeps. A parallel region ends in a barrier,
+ * and libgomp's threads wait there, and between regions, by spinning for GOMP_SPINCOUNT turns
+ * of a pause loop (300,000 by default: 7-15 ms on this project's machine) before they sleep. On
+ * an idle machine that costs nothing. On a busy one (another process on a core, two trainings
+ * at once) the spinning thread holds a core that its partner, or the other program, needs,
+ * and every barrier waits for a thread that is not running: the default was up to 5.5x slower
+ * than --threads 1 (dev/PERFORMANCE.md). Spinning about SPIN_MICROSECONDS and then sleeping
+ * keeps the fast hand-over between regions on an idle machine and gives the core back on a
+ * busy one (measured: 7 us is 4% slower on an idle machine, 55 us 7% slower than --threads 1
+ * with two trainings at once; 20 us is within 1% and as fast as --threads 1 or faster in both
+ * busy cases). libgomp reads GOMP_SPINCOUNT once, when it is loaded, before main: so main sets it
+ * and executes the program again (once: the variable is then set). A user's OMP_WAIT_POLICY or
+ * GOMP_SPINCOUNT is left alone, and so is a failed exec (the run continues as it was). */
+#define SPIN_MICROSECONDS 20
+#if defined(_OPENMP) && defined(__linux__)
+static long spin_count_for(double microseconds) {
+#if defined(__x86_64__) || defined(__i386__)
+    /* libgomp's spin loop is one pause instruction per turn, whose length varies 10x between CPUs */
+    double t0 = now_seconds();
+    for (int i = 0; i < 2000; i++) __builtin_ia32_pause();
+    double per_turn = (now_seconds() - t0) / 2000;
+    if (per_turn > 0) {
+        double turns = microseconds * 1e-6 / per_turn;
+        return turns < 100 ? 100 : turns > 1e6 ? 1000000 : (long)turns;
+    }
+#endif
+    return (long)(microseconds * 100); /* libgomp's own estimate: 100 turns per microsecond */
+}
+#endif
+static void choose_wait_policy(char **argv) {
+#if defined(_OPENMP) && defined(__linux__)
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    char turns[32];
+    snprintf(turns, sizeof turns, "%ld", spin_count_for(SPIN_MICROSECONDS));
+    if (setenv("GOMP_SPINCOUNT", turns, 1) != 0) return;
+    execv("/proc/self/exe", argv);
+    unsetenv("GOMP_SPINCOUNT"); /* no exec: carry on with the defaults */
+#else
+    (void)argv;
+#endif
+}
+
+
+/* ---- 12.4 decoding ----------------------------------------------------------------------
+ * A token's products y = W x read every weight once (13 MB for the default model, so
+ * they run at the speed the caches deliver weights), and n sequences decoded together (the
+ * --samples of generation) read them once for all n. The weights are copied once into panels
+ * of GEMM_NR rows stored k-major, the layout gemm packs B into: for each k one vector load
+ * gives the weights of NR outputs, multiplied by the broadcast x[k] of each sequence. Every
+ * output is one chain of fused multiply-adds over k in order, with no horizontal sum: the same
+ * numbers for one sequence or many, and for any thread count (a thread computes whole outputs).
+ * A token is one parallel region: threads take heads (q, k, v, RoPE and attention of a head
+ * together), then panels of each product, with one barrier after each of the four steps of a
+ * layer; small models run on one thread (parallel_min_work). */
+
+#define PANEL_FLOATS(in) ((size_t)(in) * GEMM_NR)
+static long parallel_min_work = 1L << 18; /* multiply-adds per token below which one thread decodes */
+
+static int panels_for(int rows) { return (rows + GEMM_NR - 1) / GEMM_NR; }
+
+/* rows [r0, r1) of W (rows of IN floats) as panels: dst[(p*IN + k)*NR + j] = W[r0 + p*NR + j][k],
+ * 0 past r1. Returns the floats written. */
+static size_t pack_panels(float *dst, const float *W, int IN, int r0, int r1) {
+    int np = panels_for(r1 - r0);
+    for (int p = 0; p < np; p++)
+        for (int k = 0; k < IN; k++)
+            for (int j = 0; j < GEMM_NR; j++) {
+                int r = r0 + p * GEMM_NR + j;
+                dst[((size_t)p * IN + k) * GEMM_NR + j] = r < r1 ? W[(size_t)r * IN + k] : 0.0f;
+            }
+    return (size_t)np * PANEL_FLOATS(IN);
+}
+
+/* Where each layer's matrices sit in the packed copy (offsets in floats from the layer's start):
+ * per head h, its q, k and v rows (hp panels each) at h*3*hp panels of C; then wo, w_gate,
+ * w_up (IN = C) and w_down (IN = F); lm_head after the last layer. */
+typedef struct { int hp, cp, fp, vp; size_t wo, gate, up, down, layer, lm_head, total; } PackedLayout;
+static PackedLayout packed_layout(const ModelConfig *c) {
+    PackedLayout p;
+    int D = c->C / c->H;
+    p.hp = panels_for(D); p.cp = panels_for(c->C); p.fp = panels_for(c->F); p.vp = panels_for(c->V);
+    p.wo = (size_t)3 * c->H * p.hp * PANEL_FLOATS(c->C);
+    p.gate = p.wo + (size_t)p.cp * PANEL_FLOATS(c->C);
+    p.up = p.gate + (size_t)p.fp * PANEL_FLOATS(c->C);
+    p.down = p.up + (size_t)p.fp * PANEL_FLOATS(c->C);
+    p.layer = p.down + (size_t)p.cp * PANEL_FLOATS(c->F);
+    p.lm_head = (size_t)c->L * p.layer;
+    p.total = p.lm_head + (size_t)p.vp * PANEL_FLOATS(c->C);
+    return p;
+}
+
+static float *pack_model(const Model *m) {
+    const ModelConfig *c = &m->cfg;
+    PackedLayout pl = packed_layout(c);
+    int C = c->C, F = c->F, D = C / c->H;
+    float *pk = xcalloc(pl.total, sizeof(float), "packed weights");
+    for (int l = 0; l < c->L; l++) { /* one thread: a few ms, and no wait for a busy core */
+        float *d = pk + (size_t)l * pl.layer;
+        size_t lCC = (size_t)l * C * C, lFC = (size_t)l * F * C;
+        for (int h = 0; h < c->H; h++) {
+            float *dh = d + (size_t)h * 3 * pl.hp * PANEL_FLOATS(C);
+            dh += pack_panels(dh, m->p.wq + lCC, C, h * D, (h + 1) * D);
+            dh += pack_panels(dh, m->p.wk + lCC, C, h * D, (h + 1) * D);
+            pack_panels(dh, m->p.wv + lCC, C, h * D, (h + 1) * D);
+        }
+        pack_panels(d + pl.wo, m->p.wo + lCC, C, 0, C);
+        pack_panels(d + pl.gate, m->p.w_gate + lFC, C, 0, F);
+        pack_panels(d + pl.up, m->p.w_up + lFC, C, 0, F);
+        pack_panels(d + pl.down, m->p.w_down + lFC, F, 0, C);
+    }
+    pack_panels(pk + pl.lm_head, m->p.lm_head, C, 0, c->V);
+    return pk;
+}
+
+/* y[n][c] (+)= sum_k x[n][k] * W[c][k] for N <= 8 sequences and the NP*NR rows of NP panels at
+ * Bp (cols of them real): N*2*NP vector accumulators, NP panels at once so that even one
+ * sequence has several independent chains. With N and NP constants after inlining, the
+ * accumulators live in registers. add: y += the sum (one rounding: y + sum). */
+#if defined(__GNUC__) && !defined(SWAT_PLAIN_C)
+static inline __attribute__((always_inline)) void panel_group(float *y, long ldy, const float *x, long ldx, int N,
+                                                              int NP, const float *Bp, int IN, int cols, int add) {
+    vfloat acc[8][8];
+    for (int n = 0; n < N; n++)
+        for (int v = 0; v < 2 * NP; v++) acc[n][v] = (vfloat){0};
+    for (int k = 0; k < IN; k++) {
+        float a[8];
+        for (int n = 0; n < N; n++) a[n] = x[(long)n * ldx + k];
+        for (int v = 0; v < 2 * NP; v++) {
+            vfloat b;
+            memcpy(&b, Bp + (size_t)(v >> 1) * PANEL_FLOATS(IN) + (size_t)k * GEMM_NR + (v & 1) * VEC_LEN, sizeof b);
+            for (int n = 0; n < N; n++) acc[n][v] += a[n] * b;
+        }
+    }
+    for (int n = 0; n < N; n++)
+        for (int v = 0; v < 2 * NP; v++) {
+            float *yv = y + (long)n * ldy + v * VEC_LEN;
+            int c0 = v * VEC_LEN;
+            if (c0 + VEC_LEN <= cols) {
+                vfloat old;
+                if (add) { memcpy(&old, yv, sizeof old); acc[n][v] = old + acc[n][v]; }
+                memcpy(yv, &acc[n][v], sizeof acc[n][v]);
+            } else if (c0 < cols) {
+                float out[VEC_LEN];
+                memcpy(out, &acc[n][v], sizeof out);
+                for (int j = 0; j < cols - c0; j++) yv[j] = add ? yv[j] + out[j] : out[j];
+            }
+        }
+}
+#else
+static inline void panel_group(float *y, long ldy, const float *x, long ldx, int N, int NP, const float *Bp, int IN,
+                               int cols, int add) {
+    float acc[8][4 * GEMM_NR];
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < NP * GEMM_NR; j++) acc[n][j] = 0.0f;
+    for (int k = 0; k < IN; k++)
+        for (int n = 0; n < N; n++) {
+            float a = x[(long)n * ldx + k];
+            for (int q = 0; q < NP; q++) {
+                const float *b = Bp + (size_t)q * PANEL_FLOATS(IN) + (size_t)k * GEMM_NR;
+                for (int j = 0; j < GEMM_NR; j++) acc[n][q * GEMM_NR + j] += a * b[j];
+            }
+        }
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < cols && j < NP * GEMM_NR; j++)
+            y[(long)n * ldy + j] = add ? y[(long)n * ldy + j] + acc[n][j] : acc[n][j];
+}
+#endif
+
+/* y (N, ldy) (+)= x (N, IN) times the rows of np panels at Bp, of which cols are real. The
+ * accumulators of a group must fit the vector registers: 32 with AVX-512 (up to 8 sequences x 2
+ * vectors, or 1-2 sequences x 4 panels), 16 otherwise (4 sequences). */
+#define PANEL_MAX_N (VEC_LEN >= 16 ? 8 : 4)
+static void panel_rows(float *y, long ldy, const float *x, long ldx, int N, const float *Bp, int IN, int np,
+                       int cols, int add) {
+    for (int n0 = 0; n0 < N; n0 += PANEL_MAX_N) {
+        int nn = N - n0 < PANEL_MAX_N ? N - n0 : PANEL_MAX_N;
+        for (int p = 0; p < np;) {
+            int g = VEC_LEN >= 16 ? (nn <= 2 ? 4 : nn <= 4 ? 2 : 1) : (nn == 1 ? 4 : nn == 2 ? 2 : 1);
+            while (g > np - p) g /= 2;
+            int c = cols - p * GEMM_NR < g * GEMM_NR ? cols - p * GEMM_NR : g * GEMM_NR;
+            float *yp = y + (long)n0 * ldy + p * GEMM_NR;
+            const float *xp = x + (long)n0 * ldx, *bp = Bp + (size_t)p * PANEL_FLOATS(IN);
+            switch (nn * 8 + g) { /* the (sequences, panels) pairs, each its own register allocation */
+#define PANEL_CASE(NN, G) case NN * 8 + G: panel_group(yp, ldy, xp, ldx, NN, G, bp, IN, c, add); break;
+                PANEL_CASE(1, 4) PANEL_CASE(1, 2) PANEL_CASE(1, 1) PANEL_CASE(2, 4) PANEL_CASE(2, 2) PANEL_CASE(2, 1)
+                PANEL_CASE(3, 2) PANEL_CASE(3, 1) PANEL_CASE(4, 2) PANEL_CASE(4, 1) PANEL_CASE(5, 1) PANEL_CASE(6, 1)
+                PANEL_CASE(7, 1) PANEL_CASE(8, 1)
+#undef PANEL_CASE
+            default: die("panel_rows: no kernel for %d sequences x %d panels", nn, g);
+            }
+            p += g;
+        }
+    }
+}
+
+
+static void infer_scratch(InferState *s, int threads) {
+    const ModelConfig *c = &s->m->cfg;
+    free(s->scratch);
+    s->per_thread = ((size_t)s->n * c->C + (size_t)2 * s->n * 4 * GEMM_NR + 2 * ((size_t)s->keep_first + s->window) + 15) / 16 * 16;
+    s->scratch = xcalloc(s->per_thread * threads, sizeof(float), "inference");
+    s->threads = threads;
+}
+
+
+/* Attention of sequence i, head h, layer l at position p, after its key and value entered the
+ * ring: the same arithmetic, in the same order, as the first version of this code (scores of
+ * the kept first keys, then of the window by distance d = 0..nd-1). a: scratch of K + w
+ * floats, sbuf: w floats. */
+static void infer_attention(InferState *s, int l, int i, int h, float *a, float *sbuf) {
+    const Model *m = s->m;
+    const ModelConfig *c = &m->cfg;
+    int C = c->C, H = c->H, D = C / H, W = s->window, K = s->keep_first, n = s->n;
+    long p = s->pos, evicted = p - W + 1 > 0 ? p - W + 1 : 0, cache_index = p < (long)K + W - 1 ? p : (long)K + W - 1;
+    int nd = p + 1 < W ? (int)p + 1 : W, nf = evicted < K ? (int)evicted : K, valid = nd; /* slots 0..valid-1 are filled */
+    float scale = 1.0f / sqrtf((float)D), slope = m->slopes[h], maxs = -FLT_MAX;
+    const float *qh = s->q + (long)i * C + h * D, *qfh = s->q_first + (long)i * C + h * D;
+    const float *kf = s->k_first + ((size_t)l * n + i) * K * C, *vf = s->v_first + ((size_t)l * n + i) * K * C;
+    const float *kt = s->k_ring + (((size_t)l * n + i) * H + h) * D * W, *vr = s->v_ring + ((size_t)l * n + i) * W * C;
+    for (int j = 0; j < nf; j++) { /* a[0..nf): kept first keys j = 0..nf-1 */
+        const float *kn = kf + (long)j * C + h * D;
+        float sc = 0.0f;
+        for (int t = 0; t < D; t++) sc += qfh[t] * kn[t];
+        a[j] = sc * scale + slope * (float)(cache_index - j);
+        if (a[j] > maxs) maxs = a[j];
+    }
+    int s0 = 0; /* q.k of every slot: one chain over t per slot, as a dot product */
+#if defined(__GNUC__) && !defined(SWAT_PLAIN_C)
+    for (; s0 + 4 * VEC_LEN <= valid; s0 += 4 * VEC_LEN) { /* 4 vectors of slots: independent chains */
+        vfloat acc[4] = {{0}, {0}, {0}, {0}};
+        for (int t = 0; t < D; t++) {
+            const float *kr = kt + (long)t * W + s0;
+            for (int v = 0; v < 4; v++) {
+                vfloat kv;
+                memcpy(&kv, kr + v * VEC_LEN, sizeof kv);
+                acc[v] += qh[t] * kv;
+            }
+        }
+        memcpy(sbuf + s0, acc, sizeof acc);
+    }
+#endif
+    for (; s0 < valid; s0 += 16) {
+        float acc[16] = {0};
+        int len = valid - s0 < 16 ? valid - s0 : 16;
+        for (int t = 0; t < D; t++)
+            for (int j = 0; j < len; j++) acc[j] += qh[t] * kt[(long)t * W + s0 + j];
+        for (int j = 0; j < len; j++) sbuf[s0 + j] = acc[j];
+    }
+    int slot = (int)(p % W);
+    for (int d = 0, sl = slot; d < nd; d++, sl = sl ? sl - 1 : W - 1) { /* a[nf+d]: the key at distance d, slot (p-d) % W */
+        a[nf + d] = sbuf[sl] * scale + slope * d;
+        if (a[nf + d] > maxs) maxs = a[nf + d];
+    }
+    int na = nf + nd;
+    if (c->attn == ATTN_SIGMOID) {
+        for (int j = 0; j < na; j++) a[j] = sigmoid(a[j]);
+    } else {
+        float sum = 0.0f;
+        for (int j = 0; j < na; j++) { a[j] = exp_approx(a[j] - maxs); sum += a[j]; }
+        for (int j = 0; j < na; j++) a[j] /= sum;
+    }
+    float *oh = s->o + (long)i * C + h * D;
+    int t0 = 0; /* o = sum of a v: the kept keys, then the window by distance; one chain per lane */
+#if defined(__GNUC__) && !defined(SWAT_PLAIN_C)
+    for (; t0 + VEC_LEN <= D; t0 += 4 * VEC_LEN) { /* up to 4 vectors of the head's lanes: independent chains */
+        int nv = (D - t0) / VEC_LEN < 4 ? (D - t0) / VEC_LEN : 4;
+        vfloat acc[4] = {{0}, {0}, {0}, {0}};
+        for (int j = 0; j < nf; j++)
+            for (int v = 0; v < nv; v++) {
+                vfloat x;
+                memcpy(&x, vf + (long)j * C + h * D + t0 + v * VEC_LEN, sizeof x);
+                acc[v] += a[j] * x;
+            }
+#define ATTN_OUT(NV) for (int d = 0, sl = slot; d < nd; d++, sl = sl ? sl - 1 : W - 1) \
+            for (int v = 0; v < (NV); v++) { \
+                vfloat x; \
+                memcpy(&x, vr + (long)sl * C + h * D + t0 + v * VEC_LEN, sizeof x); \
+                acc[v] += a[nf + d] * x; \
+            }
+        switch (nv) { case 4: ATTN_OUT(4) break; case 3: ATTN_OUT(3) break; case 2: ATTN_OUT(2) break; default: ATTN_OUT(1) }
+#undef ATTN_OUT
+        memcpy(oh + t0, acc, nv * sizeof(vfloat));
+        if (nv < 4) { t0 += nv * VEC_LEN; break; }
+    }
+#endif
+    for (; t0 < D; t0 += 16) {
+        int len = D - t0 < 16 ? D - t0 : 16;
+        float acc[16] = {0};
+        for (int j = 0; j < nf; j++)
+            for (int t = 0; t < len; t++) acc[t] += a[j] * vf[(long)j * C + h * D + t0 + t];
+        for (int d = 0, sl = slot; d < nd; d++, sl = sl ? sl - 1 : W - 1)
+            for (int t = 0; t < len; t++) acc[t] += a[nf + d] * vr[(long)sl * C + h * D + t0 + t];
+        for (int t = 0; t < len; t++) oh[t0 + t] = acc[t];
+    }
+}
+
+/* One token for each of the s->n sequences (tokens[i] for sequence i), all at position
+ * p = s->pos; s->logits row i then predicts sequence i's next token. */
+static void infer_step_all(InferState *s, const int *tokens) {
+    const Model *m = s->m;
+    const ModelConfig *c = &m->cfg;
+    int C = c->C, F = c->F, H = c->H, D = C / H, V = c->V, W = s->window, K = s->keep_first, n = s->n;
+    long p = s->pos, evicted = p - W + 1 > 0 ? p - W + 1 : 0, cache_index = p < (long)K + W - 1 ? p : (long)K + W - 1;
+    int slot = (int)(p % W), nf = evicted < K ? (int)evicted : K;
+    PackedLayout pl = packed_layout(c);
+    for (int i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= V) die("token %d is outside the vocabulary (V=%d)", tokens[i], V);
+        memcpy(s->x + (long)i * C, m->p.wte + (long)tokens[i] * C, C * sizeof(float));
+    }
+    if (c->rope) {
+        rope_tables(s->rope_cos, s->rope_sin, 1, D, c->rope_theta, p);
+        if (nf > 0) rope_tables(s->first_cos, s->first_sin, 1, D, c->rope_theta, cache_index);
+    }
+    long work = (long)n * ((long)c->L * (4L * C * C + 3L * C * F) + (long)V * C);
+    if (num_threads() > s->threads) infer_scratch(s, num_threads());
+    int G = n <= 2 ? 4 : 2; /* panels per work item */
+    int cgroups = (pl.cp + G - 1) / G, fgroups = (pl.fp + G - 1) / G, vgroups = (pl.vp + G - 1) / G;
+    int team = s->use_threads > 0 && s->use_threads < num_threads() ? s->use_threads : num_threads();
+    (void)work; (void)team; (void)parallel_min_work; /* without OpenMP */
+    #pragma omp parallel if (work >= parallel_min_work && team > 1) num_threads(team)
+    {
+        float *hn = s->scratch + s->per_thread * thread_id(), *tg = hn + (size_t)n * C, *tu = tg + (size_t)n * 4 * GEMM_NR;
+        float *a = tu + (size_t)n * 4 * GEMM_NR, *sbuf = a + K + W;
+        for (int l = 0; l < c->L; l++) {
+            const float *pk = s->packed + (size_t)l * pl.layer;
+            long lC = (long)l * C;
+            for (int i = 0; i < n; i++) rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, m->p.attn_norm + lC, C);
+            #pragma omp for schedule(dynamic, 1)
+            for (int h = 0; h < H; h++) { /* q, k, v of head h, RoPE, into the ring, attention */
+                const float *ph = pk + (size_t)h * 3 * pl.hp * PANEL_FLOATS(C);
+                panel_rows(s->q + h * D, C, hn, C, n, ph, C, pl.hp, D, 0);
+                panel_rows(s->k_new + h * D, C, hn, C, n, ph + pl.hp * PANEL_FLOATS(C), C, pl.hp, D, 0);
+                panel_rows(s->v_new + h * D, C, hn, C, n, ph + 2 * pl.hp * PANEL_FLOATS(C), C, pl.hp, D, 0);
+                for (int i = 0; i < n; i++) {
+                    float *qh = s->q + (long)i * C + h * D, *kh = s->k_new + (long)i * C + h * D;
+                    const float *vh = s->v_new + (long)i * C + h * D;
+                    if (nf > 0) memcpy(s->q_first + (long)i * C + h * D, qh, D * sizeof(float));
+                    if (c->rope) {
+                        rope_head(qh, s->rope_cos, s->rope_sin, D, 1.0f);
+                        rope_head(kh, s->rope_cos, s->rope_sin, D, 1.0f);
+                        if (nf > 0) rope_head(s->q_first + (long)i * C + h * D, s->first_cos, s->first_sin, D, 1.0f);
+                    }
+                    float *kt = s->k_ring + (((size_t)l * n + i) * H + h) * D * W;
+                    for (int t = 0; t < D; t++) kt[(long)t * W + slot] = kh[t];
+                    memcpy(s->v_ring + (((size_t)l * n + i) * W + slot) * C + h * D, vh, D * sizeof(float));
+                    if (p < K) { /* a first position: keep it (its text position is its cache index) */
+                        memcpy(s->k_first + (((size_t)l * n + i) * K + p) * C + h * D, kh, D * sizeof(float));
+                        memcpy(s->v_first + (((size_t)l * n + i) * K + p) * C + h * D, vh, D * sizeof(float));
+                    }
+                    infer_attention(s, l, i, h, a, sbuf);
+                }
+            }
+            #pragma omp for schedule(dynamic, 1)
+            for (int g = 0; g < cgroups; g++) { /* x += o Wo^T */
+                int np = pl.cp - g * G < G ? pl.cp - g * G : G, cols = C - g * G * GEMM_NR;
+                panel_rows(s->x + g * G * GEMM_NR, C, s->o, C, n, pk + pl.wo + (size_t)g * G * PANEL_FLOATS(C), C, np,
+                           cols < G * GEMM_NR ? cols : G * GEMM_NR, 1);
+            }
+            for (int i = 0; i < n; i++) rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, m->p.mlp_norm + lC, C);
+            #pragma omp for schedule(dynamic, 1)
+            for (int g = 0; g < fgroups; g++) { /* act = silu(h Wgate^T) * h Wup^T, G panels of F */
+                int np = pl.fp - g * G < G ? pl.fp - g * G : G, cols = F - g * G * GEMM_NR;
+                if (cols > G * GEMM_NR) cols = G * GEMM_NR;
+                panel_rows(tg, 4 * GEMM_NR, hn, C, n, pk + pl.gate + (size_t)g * G * PANEL_FLOATS(C), C, np, cols, 0);
+                panel_rows(tu, 4 * GEMM_NR, hn, C, n, pk + pl.up + (size_t)g * G * PANEL_FLOATS(C), C, np, cols, 0);
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j < cols; j++) {
+                        float gt = tg[i * 4 * GEMM_NR + j], sg = sigmoid(gt);
+                        s->act[(long)i * F + g * G * GEMM_NR + j] = gt * sg * tu[i * 4 * GEMM_NR + j];
+                    }
+            }
+            #pragma omp for schedule(dynamic, 1)
+            for (int g = 0; g < cgroups; g++) { /* x += act Wdown^T */
+                int np = pl.cp - g * G < G ? pl.cp - g * G : G, cols = C - g * G * GEMM_NR;
+                panel_rows(s->x + g * G * GEMM_NR, C, s->act, F, n, pk + pl.down + (size_t)g * G * PANEL_FLOATS(F), F,
+                           np, cols < G * GEMM_NR ? cols : G * GEMM_NR, 1);
+            }
+        }
+        for (int i = 0; i < n; i++) rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, m->p.final_norm, C);
+        #pragma omp for schedule(dynamic, 1)
+        for (int g = 0; g < vgroups; g++) {
+            int np = pl.vp - g * G < G ? pl.vp - g * G : G, cols = V - g * G * GEMM_NR;
+            panel_rows(s->logits + g * G * GEMM_NR, V, hn, C, n, s->packed + pl.lm_head + (size_t)g * G * PANEL_FLOATS(C),
+                       C, np, cols < G * GEMM_NR ? cols : G * GEMM_NR, 0);
+        }
+    }
+    s->pos++;
+}
+
+/* Decoding a token is a short parallel region with a barrier every few microseconds (17 for the
+ * default model, in 100-150 us). On an idle machine two threads are faster than one; when the
+ * scheduler puts both on one core because another program holds the other (measured: 9x slower
+ * than one thread, in whole runs), or where a barrier costs more than the work between two,
+ * one thread is. So the choice is measured while decoding: DECODE_PROBE tokens with one thread,
+ * then as many with all threads, which must take at most 90% of the one-thread time; while all
+ * threads run, every further DECODE_PROBE tokens must take at most the one-thread time, and as
+ * soon as they take longer the rest of the period runs on one thread. A new probe comes
+ * DECODE_PERIOD tokens after the last, a period that doubles (up to 16 times) each time all
+ * threads lose. A loss costs at most the time of DECODE_PROBE tokens, but a probe of a short
+ * run on a busy machine can lose more than that (a thread that waits for a busy core waits a
+ * time slice). One sequence of the default model (3.3 M multiply-adds a token) gains 1.25x
+ * from two threads on this project's machine, and lost 10% on a busy one: below
+ * decode_parallel_min multiply-adds per step (all sequences), decoding stays on one thread.
+ * --samples 8 (26 M) gains 1.75x. Every choice gives the same numbers. */
+#define DECODE_PERIOD 1024
+#define DECODE_PROBE 16
+static long decode_parallel_min = 1L << 23;
+static void decode_threads_init(DecodeThreads *d) {
+    memset(d, 0, sizeof(*d));
+    d->all = num_threads();
+    d->period = DECODE_PERIOD;
+}
+/* before each token: sets s->use_threads */
+static void decode_threads_before(DecodeThreads *d, InferState *s) {
+    if (!d->sized) {
+        const ModelConfig *c = &s->m->cfg;
+        if ((long)s->n * ((long)c->L * (4L * c->C * c->C + 3L * c->C * c->F) + (long)c->V * c->C) < decode_parallel_min) d->all = 1;
+        d->sized = 1;
+    }
+    if (d->all <= 1) { s->use_threads = 1; return; }
+    double t = now_seconds();
+    int P = DECODE_PROBE;
+    if (d->k == 0) { d->t0 = t; s->use_threads = 1; } /* the one-thread probe */
+    else if (d->k == P) { d->time_one = t - d->t0; d->t0 = t; s->use_threads = d->all; } /* then all threads */
+    else if (s->use_threads == d->all) {
+        double limit = d->k <= 2 * P ? 0.9 * d->time_one : d->time_one; /* for the last P tokens */
+        if (t - d->t0 > limit) { /* slower than one thread: one thread until the next probe */
+            s->use_threads = 1;
+            if (d->period < 16 * DECODE_PERIOD) d->period *= 2;
+        } else if (d->k % P == 0) { /* a window won: the next one */
+            d->t0 = t;
+            if (d->k == 2 * P) d->period = DECODE_PERIOD;
+        }
+    }
+    if (++d->k >= d->period) d->k = 0;
+}
