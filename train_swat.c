@@ -387,7 +387,7 @@ static REFERENCE void matmul_backward_naive(float *dinp, float *dW, const float 
  * cache and the inner loop is a register tile of fused multiply-adds (section 12.2). */
 static void matmul_forward(float *out, const float *inp, const float *W, int N, int IN, int OUT) {
     if (USE_REFERENCE) { matmul_forward_naive(out, inp, W, N, IN, OUT); return; }
-    gemm(out, OUT, inp, IN, 1, W, 1, IN, N, OUT, IN, 0);
+    gemm(out, OUT, inp, IN, 1, W, 1, IN, N, OUT, IN, 0); /* out = inp W^T: W read with its strides swapped */
 }
 
 /* matmul_backward_naive's sums as two products: dinp += dout W (add = 1) or dinp = dout W
@@ -396,8 +396,8 @@ static void matmul_forward(float *out, const float *inp, const float *W, int N, 
 static void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp,
                             const float *W, int N, int IN, int OUT, int add) {
     if (USE_REFERENCE) { matmul_backward_naive(dinp, dW, dout, inp, W, N, IN, OUT, add); return; }
-    if (dinp) gemm(dinp, IN, dout, OUT, 1, W, IN, 1, N, IN, OUT, add);
-    if (dW) gemm(dW, IN, dout, 1, OUT, inp, IN, 1, OUT, IN, N, 1);
+    if (dinp) gemm(dinp, IN, dout, OUT, 1, W, IN, 1, N, IN, OUT, add); /* dinp (+)= dout W */
+    if (dW) gemm(dW, IN, dout, 1, OUT, inp, IN, 1, OUT, IN, N, 1);       /* dW += dout^T inp: dout read transposed */
 }
 
 /* ---- 4.2 token embedding ------------------------------------------------------------
@@ -617,40 +617,63 @@ static REFERENCE void attention_backward_naive(float *dq, float *dk, float *dv, 
 
 /* The fast attention regroups the same sums.
  * To run at matrix-product speed, the queries go in blocks of ATTN_QB: a block [m0, m1)
- * sees the keys [m0-Wb+1, m1) ∩ [0, m1), nk <= QB+Wb-1 of them, and every sum above
- * becomes a small product over that block, done by gemm_serial:
- *   S  = Q K^T                (QB, nk)   then P = the band of S mapped to weights, 0 elsewhere
+ * sees the keys [m0-Wb+1, m1) ∩ [0, m1), at most QB+Wb-1 of them, and every sum above
+ * becomes a small product over that block (product_ab, product_atb):
+ *   S  = Q K^T                (QB, keys)   then P = the band of S mapped to weights, 0 elsewhere
  *   O  = P V                  (QB, D)
- *   dP = dO V^T               (QB, nk)   then dS = dP mapped back through the weights
+ *   dP = dO V^T               (QB, keys)   then dS = dP mapped back through the weights
  *   dQ += dS K,  dK += dS^T Q,  dV += P^T dO
+ * A row of S holds the block's keys oldest first (column j is key first_key + j), so the key
+ * at distance d from the query is column `newest - d`; att keeps the band by distance.
  * The entries outside the band are computed and thrown away (about QB/(QB+Wb) of them):
  * cheaper than doing the band one query at a time.
  * Heads and sequences are independent, so threads take whole (b, h) pairs, as they become
  * free; each pair's arithmetic is the same whichever thread does it. */
 #define ATTN_QB 32
 
-/* Query block [m0, m1) of sequence b, head h: it sees keys [n0, m1), nk of them; q0 and k0
- * are the offsets of its first query's and first key's head slice in the (B*T, C) arrays. */
-typedef struct { int m1, n0, nk; long q0, k0; } AttnBlock;
-static AttnBlock attention_block(int b, int h, int m0, int T, int C, int D, int Wb) {
+/* The two products attention needs, on row-major blocks (ld: the floats from one row to the
+ * next), by the calling thread (scratch: gemm_scratch_floats(N) floats):
+ *   product_ab:   out (M, N) (+)= A (M, K) B (K, N)
+ *   product_atb:  out (M, N) (+)= A^T B, with A stored (K, M) */
+static void product_ab(float *out, long ld_out, const float *A, long ld_a, const float *B, long ld_b, int M, int N,
+                       int K, int add, float *scratch) {
+    gemm_serial(out, ld_out, A, ld_a, 1, B, ld_b, 1, M, N, K, add, scratch);
+}
+static void product_atb(float *out, long ld_out, const float *A, long ld_a, const float *B, long ld_b, int M, int N,
+                        int K, int add, float *scratch) {
+    gemm_serial(out, ld_out, A, 1, ld_a, B, ld_b, 1, M, N, K, add, scratch);
+}
+
+/* The query block [m0, m1) of sequence b, head h. With ctx positions of context before the T
+ * queries (inference in blocks; 0 in training), query m is key index ctx+m of the Tk = ctx+T
+ * keys, and the block sees the keys [first_key, ctx+m1), `keys` of them. q_at and key_at are
+ * the offsets of its first query's and first key's head slice in q (B*T, C) and k, v (B*Tk, C). */
+typedef struct {
+    int m1;         /* one past the block's last query */
+    int first_key;  /* the oldest key any query of the block sees */
+    int keys;       /* keys the block sees: the columns of S and P */
+    long q_at;      /* offset of q[b][m0][h*D] */
+    long key_at;    /* offset of k[b][first_key][h*D] (and of v's) */
+} AttnBlock;
+static AttnBlock attention_block(int b, int h, int m0, int T, int ctx, int C, int D, int Wb) {
     AttnBlock blk;
     blk.m1 = m0 + ATTN_QB < T ? m0 + ATTN_QB : T;
-    blk.n0 = m0 - Wb + 1 > 0 ? m0 - Wb + 1 : 0;
-    blk.nk = blk.m1 - blk.n0;
-    blk.q0 = ((long)b * T + m0) * C + h * D;
-    blk.k0 = ((long)b * T + blk.n0) * C + h * D;
+    blk.first_key = ctx + m0 - Wb + 1 > 0 ? ctx + m0 - Wb + 1 : 0;
+    blk.keys = ctx + blk.m1 - blk.first_key;
+    blk.q_at = ((long)b * T + m0) * C + h * D;
+    blk.key_at = ((long)b * (ctx + T) + blk.first_key) * C + h * D;
     return blk;
 }
 
-/* Row r of a query block [m0, ...) whose keys start at n0: query m = m0+r sees keys
- * n = m-nd+1 .. m, which are columns j = n - n0 from *jlo to *jlo+nd-1. Returns nd. */
-static int band_row(int m, int n0, int Wb, int *jlo) {
-    int nd = m + 1 < Wb ? m + 1 : Wb;
-    *jlo = m - nd + 1 - n0;
-    return nd;
+/* The query at key index m, in a block whose keys start at first_key, sees the keys
+ * m-seen+1 .. m, seen = min(m+1, Wb): the columns *oldest .. *oldest+seen-1. Returns seen. */
+static int band_row(int m, int first_key, int Wb, int *oldest) {
+    int seen = m + 1 < Wb ? m + 1 : Wb;
+    *oldest = m - seen + 1 - first_key;
+    return seen;
 }
 
-/* Each thread's scratch for attention: the blocks P and dP (block_floats each), one head's
+/* Each thread's scratch for attention: the blocks S/P and dP/dS (block_floats each), one head's
  * keys (or values) transposed, (D, T), then gemm_serial's packing. Returns the floats per
  * thread; threads' slices follow each other. */
 static size_t attention_scratch(int Wb, int T, int D, size_t *block_floats) {
@@ -678,40 +701,42 @@ static void attention_forward_ctx(float *out, float *att, const float *q, const 
                                   const float *slopes, int B, int T, int ctx, int C, int H, int window, int mode) {
     int D = C / H, Tk = ctx + T, Wb = band_width(window, Tk);
     float scale = 1.0f / sqrtf((float)D);
-    size_t bf, per_thread = attention_scratch(Wb, Tk, D, &bf);
+    size_t block_floats, per_thread = attention_scratch(Wb, Tk, D, &block_floats);
     float *all = scratch_floats(SCRATCH_ATTENTION, per_thread * num_threads());
     #pragma omp parallel
     {
-        float *P = all + per_thread * thread_id(), *kt = P + 2 * bf, *scratch = kt + (size_t)D * Tk;
+        float *S = all + per_thread * thread_id(); /* (QB, keys) the scores, turned into the weights P in place */
+        float *P = S;
+        float *kt = S + 2 * block_floats;          /* (D, Tk) this head's keys, transposed: K^T */
+        float *scratch = kt + (size_t)D * Tk;
         #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
                 head_transposed(kt, k, b, h, Tk, C, D);
                 for (int m0 = 0; m0 < T; m0 += ATTN_QB) {
-                    int m1 = m0 + ATTN_QB < T ? m0 + ATTN_QB : T;
-                    int n0 = ctx + m0 - Wb + 1 > 0 ? ctx + m0 - Wb + 1 : 0, nk = ctx + m1 - n0;
-                    long q0 = ((long)b * T + m0) * C + h * D, k0 = ((long)b * Tk + n0) * C + h * D;
+                    AttnBlock blk = attention_block(b, h, m0, T, ctx, C, D, Wb);
+                    int rows = blk.m1 - m0, keys = blk.keys;
                     float slope = slopes[h];
-                    gemm_serial(P, nk, q + q0, C, 1, kt + n0, Tk, 1, m1 - m0, nk, D, 0, scratch); /* S = Q K^T */
-                    for (int m = m0; m < m1; m++) {
-                        float *p = P + (long)(m - m0) * nk, *a = att ? att + (((long)b * H + h) * T + m) * Wb : NULL;
-                        int jlo, nd = band_row(ctx + m, n0, Wb, &jlo), jhi = jlo + nd - 1; /* column of key ctx+m */
-                        for (int j = jlo; j <= jhi; j++) p[j] = p[j] * scale + slope * (float)(jhi - j); /* d = jhi-j */
+                    product_ab(S, keys, q + blk.q_at, C, kt + blk.first_key, Tk, rows, keys, D, 0, scratch); /* S = Q K^T */
+                    for (int m = m0; m < blk.m1; m++) {
+                        float *p = P + (long)(m - m0) * keys, *a = att ? att + (((long)b * H + h) * T + m) * Wb : NULL;
+                        int oldest, seen = band_row(ctx + m, blk.first_key, Wb, &oldest), newest = oldest + seen - 1;
+                        for (int j = oldest; j <= newest; j++) p[j] = p[j] * scale + slope * (float)(newest - j); /* d = newest-j */
                         if (mode == ATTN_SIGMOID) {
-                            for (int j = jlo; j <= jhi; j++) p[j] = sigmoid(p[j]);
+                            for (int j = oldest; j <= newest; j++) p[j] = sigmoid(p[j]);
                         } else {
-                            float maxs = max_of(p + jlo, nd), sum = 0.0f;
-                            for (int j = jlo; j <= jhi; j++) { p[j] = exp_approx(p[j] - maxs); sum += p[j]; }
-                            for (int j = jlo; j <= jhi; j++) p[j] /= sum;
+                            float maxs = max_of(p + oldest, seen), sum = 0.0f;
+                            for (int j = oldest; j <= newest; j++) { p[j] = exp_approx(p[j] - maxs); sum += p[j]; }
+                            for (int j = oldest; j <= newest; j++) p[j] /= sum;
                         }
-                        for (int j = 0; j < jlo; j++) p[j] = 0.0f;
-                        for (int j = jhi + 1; j < nk; j++) p[j] = 0.0f;
+                        for (int j = 0; j < oldest; j++) p[j] = 0.0f;
+                        for (int j = newest + 1; j < keys; j++) p[j] = 0.0f;
                         if (a) {
-                            for (int d = 0; d < nd; d++) a[d] = p[jhi - d];
-                            for (int d = nd; d < Wb; d++) a[d] = 0.0f;
+                            for (int d = 0; d < seen; d++) a[d] = p[newest - d];
+                            for (int d = seen; d < Wb; d++) a[d] = 0.0f;
                         }
                     }
-                    gemm_serial(out + q0, C, P, nk, 1, v + k0, C, 1, m1 - m0, D, nk, 0, scratch); /* O = P V */
+                    product_ab(out + blk.q_at, C, P, keys, v + blk.key_at, C, rows, D, keys, 0, scratch); /* O = P V */
                 }
             }
     }
@@ -729,39 +754,45 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
     if (USE_REFERENCE) { attention_backward_naive(dq, dk, dv, dout, att, q, k, v, B, T, C, H, window, mode); return; }
     int D = C / H, Wb = band_width(window, T);
     float scale = 1.0f / sqrtf((float)D);
-    size_t bf, per_thread = attention_scratch(Wb, T, D, &bf);
+    size_t block_floats, per_thread = attention_scratch(Wb, T, D, &block_floats);
     float *all = scratch_floats(SCRATCH_ATTENTION, per_thread * num_threads());
     #pragma omp parallel
     {
-        float *P = all + per_thread * thread_id(), *dP = P + bf, *vt = P + 2 * bf, *scratch = vt + (size_t)D * T;
+        float *P = all + per_thread * thread_id(); /* (QB, keys) the weights, back from the saved band */
+        float *dP = P + block_floats;              /* (QB, keys) the gradient of P, turned into dS in place */
+        float *dS = dP;
+        float *vt = P + 2 * block_floats;          /* (D, T) this head's values, transposed: V^T */
+        float *scratch = vt + (size_t)D * T;
         #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
                 head_transposed(vt, v, b, h, T, C, D);
                 for (int m0 = 0; m0 < T; m0 += ATTN_QB) {
-                    AttnBlock blk = attention_block(b, h, m0, T, C, D, Wb);
-                    int m1 = blk.m1, n0 = blk.n0, nk = blk.nk;
-                    long q0 = blk.q0, k0 = blk.k0;
-                    for (int m = m0; m < m1; m++) { /* P back from the saved band */
-                        float *p = P + (long)(m - m0) * nk;
+                    AttnBlock blk = attention_block(b, h, m0, T, 0, C, D, Wb);
+                    int rows = blk.m1 - m0, keys = blk.keys;
+                    for (int m = m0; m < blk.m1; m++) {
+                        float *p = P + (long)(m - m0) * keys;
                         const float *a = att + (((long)b * H + h) * T + m) * Wb;
-                        int jlo, nd = band_row(m, n0, Wb, &jlo), jhi = jlo + nd - 1;
-                        for (int j = 0; j < nk; j++) p[j] = 0.0f;
-                        for (int d = 0; d < nd; d++) p[jhi - d] = a[d];
+                        int oldest, seen = band_row(m, blk.first_key, Wb, &oldest), newest = oldest + seen - 1;
+                        for (int j = 0; j < keys; j++) p[j] = 0.0f;
+                        for (int d = 0; d < seen; d++) p[newest - d] = a[d];
                     }
-                    gemm_serial(dP, nk, dout + q0, C, 1, vt + n0, T, 1, m1 - m0, nk, D, 0, scratch); /* dP = dO V^T */
-                    for (int m = m0; m < m1; m++) { /* dS, in place of dP; 0 outside the band, where P is */
-                        float *p = P + (long)(m - m0) * nk, *dp = dP + (long)(m - m0) * nk;
+                    product_ab(dP, keys, dout + blk.q_at, C, vt + blk.first_key, T, rows, keys, D, 0, scratch); /* dP = dO V^T */
+                    /* dS, 0 outside the band (where P is). It includes the 1/sqrt(D) of
+                     * s = q.k/sqrt(D) + slope*d, so the products below need no scale. */
+                    for (int m = m0; m < blk.m1; m++) {
+                        const float *p = P + (long)(m - m0) * keys;
+                        float *ds = dS + (long)(m - m0) * keys;
                         if (mode == ATTN_SIGMOID) {
-                            for (int j = 0; j < nk; j++) dp[j] = dp[j] * p[j] * (1.0f - p[j]) * scale;
+                            for (int j = 0; j < keys; j++) ds[j] = ds[j] * p[j] * (1.0f - p[j]) * scale;
                         } else {
-                            float dot = dot3(p, dp, NULL, nk);
-                            for (int j = 0; j < nk; j++) dp[j] = p[j] * (dp[j] - dot) * scale;
+                            float p_dp = dot3(p, ds, NULL, keys); /* sum_j p dP */
+                            for (int j = 0; j < keys; j++) ds[j] = p[j] * (ds[j] - p_dp) * scale;
                         }
                     }
-                    gemm_serial(dq + q0, C, dP, nk, 1, k + k0, C, 1, m1 - m0, D, nk, 1, scratch);  /* dQ += dS K */
-                    gemm_serial(dk + k0, C, dP, 1, nk, q + q0, C, 1, nk, D, m1 - m0, 1, scratch);  /* dK += dS^T Q */
-                    gemm_serial(dv + k0, C, P, 1, nk, dout + q0, C, 1, nk, D, m1 - m0, 1, scratch); /* dV += P^T dO */
+                    product_ab(dq + blk.q_at, C, dS, keys, k + blk.key_at, C, rows, D, keys, 1, scratch);     /* dQ += dS K */
+                    product_atb(dk + blk.key_at, C, dS, keys, q + blk.q_at, C, keys, D, rows, 1, scratch);    /* dK += dS^T Q */
+                    product_atb(dv + blk.key_at, C, P, keys, dout + blk.q_at, C, keys, D, rows, 1, scratch);  /* dV += P^T dO */
                 }
             }
     }
