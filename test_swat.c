@@ -806,7 +806,7 @@ static void test_nan_propagates(void) {
     make_random_model(&m, &cfg, 0.1, 5);
     int in[8], tg[8];
     for (int i = 0; i < 8; i++) { in[i] = i; tg[i] = (i * 3) % 16; }
-    m.p.wq[3] = NAN;
+    m.param.wq[3] = NAN;
     float loss = model_forward(&m, in, tg, 1, 8, cfg.window);
     CHECK(isnan(loss), "a NaN weight gives a NaN loss", "loss %g", loss);
     model_free(&m);

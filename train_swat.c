@@ -290,12 +290,39 @@ static ParamTensors param_tensors(const ModelConfig *c, float *block) {
     size_t sizes[NUM_PARAM_TENSORS];
     param_sizes(c, sizes);
     float **ptrs[NUM_PARAM_TENSORS];
-    ParamTensors t;
-    ptrs[P_WTE] = &t.wte; ptrs[P_ATTN_NORM] = &t.attn_norm; ptrs[P_WQ] = &t.wq; ptrs[P_WK] = &t.wk;
-    ptrs[P_WV] = &t.wv; ptrs[P_WO] = &t.wo; ptrs[P_MLP_NORM] = &t.mlp_norm; ptrs[P_W_GATE] = &t.w_gate;
-    ptrs[P_W_UP] = &t.w_up; ptrs[P_W_DOWN] = &t.w_down; ptrs[P_FINAL_NORM] = &t.final_norm; ptrs[P_LM_HEAD] = &t.lm_head;
+    ParamTensors tensors;
+    ptrs[P_WTE] = &tensors.wte; ptrs[P_ATTN_NORM] = &tensors.attn_norm; ptrs[P_WQ] = &tensors.wq; ptrs[P_WK] = &tensors.wk;
+    ptrs[P_WV] = &tensors.wv; ptrs[P_WO] = &tensors.wo; ptrs[P_MLP_NORM] = &tensors.mlp_norm; ptrs[P_W_GATE] = &tensors.w_gate;
+    ptrs[P_W_UP] = &tensors.w_up; ptrs[P_W_DOWN] = &tensors.w_down; ptrs[P_FINAL_NORM] = &tensors.final_norm; ptrs[P_LM_HEAD] = &tensors.lm_head;
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) { *ptrs[i] = block; block += sizes[i]; }
-    return t;
+    return tensors;
+}
+
+/* Layer l's slices of the tensors (of the weights, or of their gradients). */
+typedef struct {
+    float *attn_norm; /* (C) */
+    float *wq;        /* (C, C) */
+    float *wk;        /* (C, C) */
+    float *wv;        /* (C, C) */
+    float *wo;        /* (C, C) */
+    float *mlp_norm;  /* (C) */
+    float *w_gate;    /* (F, C) */
+    float *w_up;      /* (F, C) */
+    float *w_down;    /* (C, F) */
+} LayerWeights;
+static LayerWeights layer_weights(const ParamTensors *t, const ModelConfig *c, int l) {
+    size_t C = c->C, F = c->F;
+    LayerWeights w;
+    w.attn_norm = t->attn_norm + l * C;
+    w.wq = t->wq + l * C * C;
+    w.wk = t->wk + l * C * C;
+    w.wv = t->wv + l * C * C;
+    w.wo = t->wo + l * C * C;
+    w.mlp_norm = t->mlp_norm + l * C;
+    w.w_gate = t->w_gate + l * F * C;
+    w.w_up = t->w_up + l * F * C;
+    w.w_down = t->w_down + l * C * F;
+    return w;
 }
 
 /* Weight decay applies to matrices (embeddings included), not to the norm gains. */
@@ -421,31 +448,33 @@ static void embedding_backward(float *dwte, const float *dout, const int *tokens
 }
 
 /* ---- 4.3 RMSNorm ---------------------------------------------------------------------
- * y = x * r * g with r = 1/sqrt(mean(x^2) + eps). With xhat = x*r:
- *   dg += sum_t dy * xhat
- *   dx  = r * (dy*g - xhat * mean(dy*g*xhat))
- * (the second term removes the part of dy*g that would change the norm of x). */
+ * y = x * r * gain with r = 1/sqrt(mean(x^2) + eps), per position t; gain (C) is learned.
+ * With xhat = x*r, the backward ADDS (the residual stream's gradient dx already holds the
+ * other branch's):
+ *   dgain += sum_t dy * xhat
+ *   dx    += r * (dy*gain - xhat * mean(dy*gain*xhat))
+ * (the second term removes the part of dy*gain that would change the norm of x). */
 #define RMSNORM_EPS 1e-5f
 
-/* one position: y = x * r * g, returns r */
-static inline float rmsnorm_row(float *y, const float *x, const float *g, int C) {
+/* one position: y = x * r * gain, returns r */
+static inline float rmsnorm_row(float *y, const float *x, const float *gain, int C) {
     float r = 1.0f / sqrtf(dot3(x, x, NULL, C) / C + RMSNORM_EPS);
-    for (int c = 0; c < C; c++) y[c] = x[c] * r * g[c];
+    for (int c = 0; c < C; c++) y[c] = x[c] * r * gain[c];
     return r;
 }
 
-static void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *g, int N, int C) {
+static void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *gain, int N, int C) {
     #pragma omp parallel for schedule(static)
     for (int t = 0; t < N; t++) {
-        float r = rmsnorm_row(out + (long)t * C, inp + (long)t * C, g, C);
+        float r = rmsnorm_row(out + (long)t * C, inp + (long)t * C, gain, C);
         if (rstd) rstd[t] = r;
     }
 }
 
 #define TOKEN_CHUNK 64
-static void rmsnorm_backward(float *dinp, float *dg, const float *dout, const float *inp,
-                             const float *g, const float *rstd, int N, int C) {
-    /* dg sums over all N positions: each chunk of TOKEN_CHUNK positions sums its own part
+static void rmsnorm_backward(float *dinp, float *dgain, const float *dout, const float *inp,
+                             const float *gain, const float *rstd, int N, int C) {
+    /* dgain sums over all N positions: each chunk of TOKEN_CHUNK positions sums its own part
      * (positions in order) while it computes dx, then the parts are added in chunk order */
     int chunks = (N + TOKEN_CHUNK - 1) / TOKEN_CHUNK;
     float *part = scratch_floats(SCRATCH_NORM, (size_t)chunks * C);
@@ -453,21 +482,21 @@ static void rmsnorm_backward(float *dinp, float *dg, const float *dout, const fl
     {
         #pragma omp for schedule(static)
         for (int ch = 0; ch < chunks; ch++) {
-            float *pg = part + (size_t)ch * C;
-            for (int c = 0; c < C; c++) pg[c] = 0.0f;
+            float *part_dgain = part + (size_t)ch * C;
+            for (int c = 0; c < C; c++) part_dgain[c] = 0.0f;
             for (int t = ch * TOKEN_CHUNK; t < N && t < (ch + 1) * TOKEN_CHUNK; t++) {
                 const float *x = inp + (long)t * C, *dy = dout + (long)t * C;
                 float *dx = dinp + (long)t * C, r = rstd[t];
-                float dot = dot3(dy, g, x, C) * r / C; /* mean_c dy*g*xhat */
+                float dot = dot3(dy, gain, x, C) * r / C; /* mean_c dy*gain*xhat */
                 for (int c = 0; c < C; c++) {
-                    dx[c] += r * (dy[c] * g[c] - x[c] * r * dot);
-                    pg[c] += dy[c] * x[c] * r;
+                    dx[c] += r * (dy[c] * gain[c] - x[c] * r * dot);
+                    part_dgain[c] += dy[c] * x[c] * r;
                 }
             }
         }
         #pragma omp for schedule(static)
         for (int c = 0; c < C; c++)
-            for (int ch = 0; ch < chunks; ch++) dg[c] += part[(size_t)ch * C + c];
+            for (int ch = 0; ch < chunks; ch++) dgain[c] += part[(size_t)ch * C + c];
     }
 }
 
@@ -799,8 +828,9 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
 }
 
 /* ---- 4.6 SwiGLU -----------------------------------------------------------------------
- * y = silu(g) * u with silu(g) = g * sigmoid(g), sigmoid'(g) = sigmoid(g)(1-sigmoid(g)):
- *   du += dy * silu(g)      dg += dy * u * sigmoid(g) * (1 + g*(1 - sigmoid(g))) */
+ * y = silu(x) * u, with x = gate and u = up, the two projections of RMSNorm's output;
+ * silu(x) = x * sigmoid(x) and sigmoid'(x) = sigmoid(x)(1 - sigmoid(x)):
+ *   dup += dy * silu(x)      dgate += dy * u * sigmoid(x) * (1 + x*(1 - sigmoid(x))) */
 static void swiglu_forward(float *out, const float *gate, const float *up, long N) {
     #pragma omp parallel for schedule(static)
     for (long i = 0; i < N; i++) {
@@ -814,9 +844,9 @@ static void swiglu_backward(float *dgate, float *dup, const float *dout, const f
                             const float *up, long N, int add) {
     #pragma omp parallel for schedule(static)
     for (long i = 0; i < N; i++) {
-        float g = gate[i], sg = sigmoid(g);
-        dup[i] = (add ? dup[i] : 0.0f) + dout[i] * g * sg;
-        dgate[i] = (add ? dgate[i] : 0.0f) + dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
+        float x = gate[i], sg = sigmoid(x);
+        dup[i] = (add ? dup[i] : 0.0f) + dout[i] * x * sg;
+        dgate[i] = (add ? dgate[i] : 0.0f) + dout[i] * up[i] * sg * (1.0f + x * (1.0f - sg));
     }
 }
 
@@ -851,32 +881,44 @@ static void crossentropy_backward(float *dlogits, const float *logits, const int
 /* 5. the model                                                                          */
 /* ------------------------------------------------------------------------------------ */
 
-/* What the forward pass keeps for the backward pass, for B sequences of T tokens. Per
- * layer l the arrays hold L slices of the sizes noted. */
+/* What the forward pass keeps for the backward pass, for B sequences of T tokens (N = B*T
+ * positions). The per-layer arrays hold L slices of the sizes noted (layer_slices). */
 typedef struct {
     int B, T, Wb;         /* the shape they were allocated for (Wb = band width) */
     int window;           /* the attention window of the last forward */
-    float *x;             /* (L+1, B*T, C) residual stream entering each layer; x[L] the final one */
-    float *h_attn;        /* (L, B*T, C) RMSNorm(x) before attention */
-    float *rstd_attn;     /* (L, B*T) */
-    float *q, *k, *v;     /* (L, B*T, C) projections, q and k after RoPE */
+    float *x;             /* (L+1, N, C) residual stream entering each layer; x[L] the final one */
+    float *h_attn;        /* (L, N, C) RMSNorm(x) before attention */
+    float *rstd_attn;     /* (L, N) its 1/rms */
+    float *q;             /* (L, N, C) queries, after RoPE */
+    float *k;             /* (L, N, C) keys, after RoPE */
+    float *v;             /* (L, N, C) values */
     float *att;           /* (L, B, H, T, Wb) attention weights over the band */
-    float *o;             /* (L, B*T, C) attention output before Wo */
-    float *x_mid;         /* (L, B*T, C) residual stream after the attention block */
-    float *h_mlp;         /* (L, B*T, C) RMSNorm(x_mid) */
-    float *rstd_mlp;      /* (L, B*T) */
-    float *gate, *up;     /* (L, B*T, F) */
-    float *act;           /* (L, B*T, F) silu(gate) * up */
-    float *h_final;       /* (B*T, C) */
-    float *rstd_final;    /* (B*T) */
+    float *o;             /* (L, N, C) attention output before Wo */
+    float *x_mid;         /* (L, N, C) residual stream after the attention block */
+    float *h_mlp;         /* (L, N, C) RMSNorm(x_mid) */
+    float *rstd_mlp;      /* (L, N) */
+    float *gate;          /* (L, N, F) h_mlp Wgate^T */
+    float *up;            /* (L, N, F) h_mlp Wup^T */
+    float *act;           /* (L, N, F) silu(gate) * up */
+    float *h_final;       /* (N, C) RMSNorm of the final stream */
+    float *rstd_final;    /* (N) */
     float *logits;        /* (logit_rows, V): all positions' logits, or the last chunk's (see logit_rows) */
-    float *losses;        /* (B*T) */
-    float *rope_cos, *rope_sin; /* (T, D/2) */
-    /* gradient scratch for one layer at a time */
-    float *dx, *dh, *dq, *dk, *dv, *dgate, *dup, *dact; /* allocated by the first backward */
-    float *dlogits;       /* (B*T, V) when all logits are held at once; else the gradient goes in place of the logits */
-    int logit_rows;       /* positions whose logits are held at once: B*T, or a chunk of them */
-    int *inputs, *targets;
+    float *losses;        /* (N) */
+    float *rope_cos;      /* (T, D/2) cos of RoPE's angles */
+    float *rope_sin;      /* (T, D/2) */
+    /* the backward's gradients, for one layer at a time (allocated by the first backward) */
+    float *dx;            /* (N, C) of the residual stream */
+    float *dh;            /* (N, C) of a RMSNorm output, or of the attention output o */
+    float *dq;            /* (N, C) */
+    float *dk;            /* (N, C) */
+    float *dv;            /* (N, C) */
+    float *dgate;         /* (N, F) */
+    float *dup;           /* (N, F) */
+    float *dact;          /* (N, F) */
+    float *dlogits;       /* (N, V) when all logits are held at once; else the gradient goes in place of the logits */
+    int logit_rows;       /* positions whose logits are held at once: N, or a chunk of them */
+    int *inputs;          /* (N) */
+    int *targets;         /* (N) */
 } Activations;
 
 typedef struct {
@@ -884,7 +926,8 @@ typedef struct {
     size_t num_params;
     float *params, *grads;    /* num_params each */
     float *adam_m, *adam_v;   /* AdamW moments, allocated by the optimizer */
-    ParamTensors p, g;
+    ParamTensors param;       /* the tensors, pointing into params */
+    ParamTensors grad;        /* the same tensors' gradients, pointing into grads */
     float *slopes;            /* (H) ALiBi slopes */
     Activations a;
     int has_targets;          /* the last forward had targets: backward is possible */
@@ -902,8 +945,8 @@ static void model_create(Model *m, const ModelConfig *cfg) {
      * --eval and --generate, which never touch the gradients, do not pay memory for them */
     m->grads = calloc(m->num_params, sizeof(float));
     if (!m->grads) die("gradients: out of memory (%.1f MB)", m->num_params * 4.0 / 1e6);
-    m->p = param_tensors(cfg, m->params);
-    m->g = param_tensors(cfg, m->grads);
+    m->param = param_tensors(cfg, m->params);
+    m->grad = param_tensors(cfg, m->grads);
     m->slopes = xcalloc(cfg->H, sizeof(float), "slopes");
     alibi_slopes(cfg, m->slopes);
 }
@@ -999,6 +1042,45 @@ static void activations_ensure_grads(Model *m) {
     if (a->logit_rows == a->B * a->T) a->dlogits = xcalloc((size_t)a->logit_rows * m->cfg.V, 4, "gradients");
 }
 
+/* Layer l's slices of the activations (N = B*T positions). */
+typedef struct {
+    float *x;        /* (N, C) the residual stream entering layer l */
+    float *h;        /* (N, C) RMSNorm(x): the input of q, k and v */
+    float *rstd;     /* (N)    its 1/rms */
+    float *q;        /* (N, C) queries, after RoPE */
+    float *k;        /* (N, C) keys, after RoPE */
+    float *v;        /* (N, C) values */
+    float *att;      /* (B, H, T, Wb) attention weights over the band */
+    float *o;        /* (N, C) attention output, heads side by side */
+    float *x_mid;    /* (N, C) the stream after the attention block */
+    float *h_mlp;    /* (N, C) RMSNorm(x_mid): the input of gate and up */
+    float *rstd_mlp; /* (N) */
+    float *gate;     /* (N, F) h_mlp Wgate^T */
+    float *up;       /* (N, F) h_mlp Wup^T */
+    float *act;      /* (N, F) silu(gate) * up */
+    float *x_next;   /* (N, C) the stream leaving layer l (the next layer's x) */
+} LayerActs;
+static LayerActs layer_slices(const Activations *a, const ModelConfig *c, int l) {
+    size_t N = (size_t)a->B * a->T, NC = N * c->C, NF = N * c->F;
+    LayerActs s;
+    s.x = a->x + l * NC;
+    s.h = a->h_attn + l * NC;
+    s.rstd = a->rstd_attn + l * N;
+    s.q = a->q + l * NC;
+    s.k = a->k + l * NC;
+    s.v = a->v + l * NC;
+    s.att = a->att + l * (size_t)a->B * c->H * a->T * a->Wb;
+    s.o = a->o + l * NC;
+    s.x_mid = a->x_mid + l * NC;
+    s.h_mlp = a->h_mlp + l * NC;
+    s.rstd_mlp = a->rstd_mlp + l * N;
+    s.gate = a->gate + l * NF;
+    s.up = a->up + l * NF;
+    s.act = a->act + l * NF;
+    s.x_next = a->x + (l + 1) * NC;
+    return s;
+}
+
 /* The forward pass of doc/SPEC.md section 3 on B sequences of T tokens (positions 0..T-1 each),
  * with attention window `window` (the training window, or another one for evaluation).
  * Logits land in m->a.logits: all of them, or the last chunk's when B*T*V floats exceed the
@@ -1007,7 +1089,7 @@ static float model_forward(Model *m, const int *inputs, const int *targets, int 
     const ModelConfig *c = &m->cfg;
     activations_ensure(m, B, T, window);
     Activations *a = &m->a;
-    int N = B * T, C = c->C, F = c->F, V = c->V;
+    int N = B * T, C = c->C, F = c->F, V = c->V, H = c->H;
     long NC = (long)N * C, NF = (long)N * F;
     for (int i = 0; i < N; i++) {
         if (inputs[i] < 0 || inputs[i] >= V) die("token %d at position %d is outside the vocabulary (V=%d)", inputs[i], i, V);
@@ -1017,45 +1099,34 @@ static float model_forward(Model *m, const int *inputs, const int *targets, int 
     memcpy(a->inputs, inputs, N * sizeof(int));
     if (targets) memcpy(a->targets, targets, N * sizeof(int));
 
-    embedding_forward(a->x, inputs, m->p.wte, N, C);
+    embedding_forward(a->x, inputs, m->param.wte, N, C);
     for (int l = 0; l < c->L; l++) {
-        long lC = (long)l * C, lCC = lC * C, lFC = (long)l * F * C;
-        float *x = a->x + l * NC;            /* (N, C) the residual stream entering layer l */
-        float *h = a->h_attn + l * NC;       /* (N, C) RMSNorm(x) */
-        float *q = a->q + l * NC;            /* (N, C) queries, after RoPE */
-        float *k = a->k + l * NC;            /* (N, C) keys, after RoPE */
-        float *v = a->v + l * NC;            /* (N, C) values */
-        float *o = a->o + l * NC;            /* (N, C) attention output, heads side by side */
-        float *xm = a->x_mid + l * NC;       /* (N, C) the stream after the attention block */
-        float *h2 = a->h_mlp + l * NC;       /* (N, C) RMSNorm(x_mid) */
-        float *gate = a->gate + l * NF;      /* (N, F) h2 Wgate^T */
-        float *up = a->up + l * NF;          /* (N, F) h2 Wup^T */
-        float *act = a->act + l * NF;        /* (N, F) silu(gate) * up */
-        float *xn = a->x + (l + 1) * NC;     /* (N, C) the stream leaving layer l */
+        LayerWeights w = layer_weights(&m->param, c, l);
+        LayerActs s = layer_slices(a, c, l);
         /* attention block: x_mid = x + Attn(RMSNorm(x)) Wo^T */
-        rmsnorm_forward(h, a->rstd_attn + (long)l * N, x, m->p.attn_norm + lC, N, C);
-        matmul_forward(q, h, m->p.wq + lCC, N, C, C);
-        matmul_forward(k, h, m->p.wk + lCC, N, C, C);
-        matmul_forward(v, h, m->p.wv + lCC, N, C, C);
+        rmsnorm_forward(s.h, s.rstd, s.x, w.attn_norm, N, C);
+        matmul_forward(s.q, s.h, w.wq, N, C, C);
+        matmul_forward(s.k, s.h, w.wk, N, C, C);
+        matmul_forward(s.v, s.h, w.wv, N, C, C);
         if (c->rope) {
-            rope_forward(q, a->rope_cos, a->rope_sin, B, T, C, c->H);
-            rope_forward(k, a->rope_cos, a->rope_sin, B, T, C, c->H);
+            rope_forward(s.q, a->rope_cos, a->rope_sin, B, T, C, H);
+            rope_forward(s.k, a->rope_cos, a->rope_sin, B, T, C, H);
         }
-        attention_forward(o, a->att + (long)l * B * c->H * T * a->Wb, q, k, v, m->slopes, B, T, C, c->H, window, c->attn);
-        matmul_forward(xm, o, m->p.wo + lCC, N, C, C);
-        add_floats(xm, x, NC);
+        attention_forward(s.o, s.att, s.q, s.k, s.v, m->slopes, B, T, C, H, window, c->attn);
+        matmul_forward(s.x_mid, s.o, w.wo, N, C, C);
+        add_floats(s.x_mid, s.x, NC);
         /* MLP block: x_next = x_mid + (silu(h Wgate^T) * h Wup^T) Wdown^T, h = RMSNorm(x_mid) */
-        rmsnorm_forward(h2, a->rstd_mlp + (long)l * N, xm, m->p.mlp_norm + lC, N, C);
-        matmul_forward(gate, h2, m->p.w_gate + lFC, N, C, F);
-        matmul_forward(up, h2, m->p.w_up + lFC, N, C, F);
-        swiglu_forward(act, gate, up, NF);
-        matmul_forward(xn, act, m->p.w_down + lFC, N, F, C);
-        add_floats(xn, xm, NC);
+        rmsnorm_forward(s.h_mlp, s.rstd_mlp, s.x_mid, w.mlp_norm, N, C);
+        matmul_forward(s.gate, s.h_mlp, w.w_gate, N, C, F);
+        matmul_forward(s.up, s.h_mlp, w.w_up, N, C, F);
+        swiglu_forward(s.act, s.gate, s.up, NF);
+        matmul_forward(s.x_next, s.act, w.w_down, N, F, C);
+        add_floats(s.x_next, s.x_mid, NC);
     }
-    rmsnorm_forward(a->h_final, a->rstd_final, a->x + c->L * NC, m->p.final_norm, N, C);
+    rmsnorm_forward(a->h_final, a->rstd_final, a->x + c->L * NC, m->param.final_norm, N, C);
     for (int r0 = 0; r0 < N; r0 += a->logit_rows) { /* one chunk of positions, or all of them */
         int rows = N - r0 < a->logit_rows ? N - r0 : a->logit_rows;
-        matmul_forward(a->logits, a->h_final + (long)r0 * C, m->p.lm_head, rows, C, V);
+        matmul_forward(a->logits, a->h_final + (long)r0 * C, m->param.lm_head, rows, C, V);
         if (targets) crossentropy_forward(a->losses + r0, a->logits, targets + r0, rows, V);
     }
     m->has_targets = targets != NULL;
@@ -1068,7 +1139,8 @@ static float model_forward(Model *m, const int *inputs, const int *targets, int 
 
 static void model_zero_grad(Model *m) { zero_floats(m->grads, (long)m->num_params); }
 
-/* Gradients of the last forward's mean loss, ADDED into m->grads. */
+/* Gradients of the last forward's mean loss, ADDED into m->grads: model_forward's steps in
+ * reverse, each layer's backward after the next one's. */
 static void model_backward(Model *m) {
     if (!m->has_targets) die("model_backward needs a forward pass with targets");
     const ModelConfig *c = &m->cfg;
@@ -1082,53 +1154,43 @@ static void model_backward(Model *m) {
     float *dlogits = a->logit_rows < N ? a->logits : a->dlogits;
     for (int r0 = 0; r0 < N; r0 += a->logit_rows) {
         int rows = N - r0 < a->logit_rows ? N - r0 : a->logit_rows;
-        if (a->logit_rows < N) matmul_forward(a->logits, a->h_final + (long)r0 * C, m->p.lm_head, rows, C, V);
+        if (a->logit_rows < N) matmul_forward(a->logits, a->h_final + (long)r0 * C, m->param.lm_head, rows, C, V);
         crossentropy_backward(dlogits, a->logits, a->targets + r0, 1.0f / N, rows, V, 0);
-        matmul_backward(a->dh + (long)r0 * C, m->g.lm_head, dlogits, a->h_final + (long)r0 * C, m->p.lm_head, rows,
+        matmul_backward(a->dh + (long)r0 * C, m->grad.lm_head, dlogits, a->h_final + (long)r0 * C, m->param.lm_head, rows,
                         C, V, 0);
     }
     zero_floats(a->dx, NC); /* dx: gradient of the residual stream */
-    rmsnorm_backward(a->dx, m->g.final_norm, a->dh, a->x + c->L * NC, m->p.final_norm, a->rstd_final, N, C);
+    rmsnorm_backward(a->dx, m->grad.final_norm, a->dh, a->x + c->L * NC, m->param.final_norm, a->rstd_final, N, C);
 
     /* The last argument of matmul_backward and swiglu_backward: 0 for the first gradient
      * written into a buffer (it overwrites), 1 for the ones that add to it. */
     for (int l = c->L - 1; l >= 0; l--) {
-        long lC = (long)l * C, lCC = lC * C, lFC = (long)l * F * C;
-        float *x = a->x + l * NC;            /* (N, C) the residual stream entering layer l */
-        float *h = a->h_attn + l * NC;       /* (N, C) RMSNorm(x) */
-        float *q = a->q + l * NC;            /* (N, C) queries, after RoPE */
-        float *k = a->k + l * NC;            /* (N, C) keys, after RoPE */
-        float *v = a->v + l * NC;            /* (N, C) values */
-        float *o = a->o + l * NC;            /* (N, C) attention output, heads side by side */
-        float *xm = a->x_mid + l * NC;       /* (N, C) the stream after the attention block */
-        float *h2 = a->h_mlp + l * NC;       /* (N, C) RMSNorm(x_mid) */
-        float *gate = a->gate + l * NF;      /* (N, F) h2 Wgate^T */
-        float *up = a->up + l * NF;          /* (N, F) h2 Wup^T */
-        float *act = a->act + l * NF;        /* (N, F) silu(gate) * up */
+        LayerWeights w = layer_weights(&m->param, c, l);
+        LayerWeights dw = layer_weights(&m->grad, c, l);
+        LayerActs s = layer_slices(a, c, l);
         /* MLP block; the residual passes dx through unchanged and the branch adds to it */
-        matmul_backward(a->dact, m->g.w_down + lFC, a->dx, act, m->p.w_down + lFC, N, F, C, 0);
-        swiglu_backward(a->dgate, a->dup, a->dact, gate, up, NF, 0);
-        matmul_backward(a->dh, m->g.w_gate + lFC, a->dgate, h2, m->p.w_gate + lFC, N, C, F, 0);
-        matmul_backward(a->dh, m->g.w_up + lFC, a->dup, h2, m->p.w_up + lFC, N, C, F, 1);
-        rmsnorm_backward(a->dx, m->g.mlp_norm + lC, a->dh, xm, m->p.mlp_norm + lC, a->rstd_mlp + (long)l * N, N, C);
+        matmul_backward(a->dact, dw.w_down, a->dx, s.act, w.w_down, N, F, C, 0);
+        swiglu_backward(a->dgate, a->dup, a->dact, s.gate, s.up, NF, 0);
+        matmul_backward(a->dh, dw.w_gate, a->dgate, s.h_mlp, w.w_gate, N, C, F, 0);
+        matmul_backward(a->dh, dw.w_up, a->dup, s.h_mlp, w.w_up, N, C, F, 1);
+        rmsnorm_backward(a->dx, dw.mlp_norm, a->dh, s.x_mid, w.mlp_norm, s.rstd_mlp, N, C);
         /* attention block; dh is now the gradient of o */
-        matmul_backward(a->dh, m->g.wo + lCC, a->dx, o, m->p.wo + lCC, N, C, C, 0);
+        matmul_backward(a->dh, dw.wo, a->dx, s.o, w.wo, N, C, C, 0);
         zero_floats(a->dq, NC);
         zero_floats(a->dk, NC);
         zero_floats(a->dv, NC);
-        attention_backward(a->dq, a->dk, a->dv, a->dh, a->att + (long)l * B * H * T * a->Wb, q, k, v,
-                           B, T, C, H, a->window, c->attn);
+        attention_backward(a->dq, a->dk, a->dv, a->dh, s.att, s.q, s.k, s.v, B, T, C, H, a->window, c->attn);
         if (c->rope) {
             rope_backward(a->dq, a->rope_cos, a->rope_sin, B, T, C, H);
             rope_backward(a->dk, a->rope_cos, a->rope_sin, B, T, C, H);
         }
         /* dh: the gradient of RMSNorm(x), the sum of the three projections' */
-        matmul_backward(a->dh, m->g.wq + lCC, a->dq, h, m->p.wq + lCC, N, C, C, 0);
-        matmul_backward(a->dh, m->g.wk + lCC, a->dk, h, m->p.wk + lCC, N, C, C, 1);
-        matmul_backward(a->dh, m->g.wv + lCC, a->dv, h, m->p.wv + lCC, N, C, C, 1);
-        rmsnorm_backward(a->dx, m->g.attn_norm + lC, a->dh, x, m->p.attn_norm + lC, a->rstd_attn + (long)l * N, N, C);
+        matmul_backward(a->dh, dw.wq, a->dq, s.h, w.wq, N, C, C, 0);
+        matmul_backward(a->dh, dw.wk, a->dk, s.h, w.wk, N, C, C, 1);
+        matmul_backward(a->dh, dw.wv, a->dv, s.h, w.wv, N, C, C, 1);
+        rmsnorm_backward(a->dx, dw.attn_norm, a->dh, s.x, w.attn_norm, s.rstd, N, C);
     }
-    embedding_backward(m->g.wte, a->dx, a->inputs, N, C);
+    embedding_backward(m->grad.wte, a->dx, a->inputs, N, C);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -1208,7 +1270,7 @@ static double lr_at_step(const OptimConfig *o, int step) {
 /* The global L2 norm of all gradients, summed in a fixed order: 64 slices, each summed in
  * double in SUM_LANES lanes (as the row sums of section 12.1), then added in slice order, so
  * any thread count gives the same. */
-static double grad_norm(const float *g, size_t n) {
+static double grad_norm(const float *grads, size_t n) {
     enum { SLICES = 64 };
     double part[SLICES];
     #pragma omp parallel for schedule(static)
@@ -1216,9 +1278,9 @@ static double grad_norm(const float *g, size_t n) {
         size_t lo = n * s / SLICES, hi = n * (s + 1) / SLICES, i = lo;
         double lane[SUM_LANES] = {0}, acc = 0.0;
         for (; i + SUM_LANES <= hi; i += SUM_LANES)
-            for (int l = 0; l < SUM_LANES; l++) lane[l] += (double)g[i + l] * g[i + l];
+            for (int l = 0; l < SUM_LANES; l++) lane[l] += (double)grads[i + l] * grads[i + l];
         for (int l = 0; l < SUM_LANES; l++) acc += lane[l];
-        for (; i < hi; i++) acc += (double)g[i] * g[i];
+        for (; i < hi; i++) acc += (double)grads[i] * grads[i];
         part[s] = acc;
     }
     double total = 0.0;
@@ -1244,17 +1306,17 @@ static void adamw_step(Model *m, const OptimConfig *o, int step, double lr, doub
     float step_size = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
     size_t sizes[NUM_PARAM_TENSORS], off = 0;
     param_sizes(&m->cfg, sizes);
-    for (int t = 0; t < NUM_PARAM_TENSORS; t++) {
-        float decay = param_is_decayed(t) ? (float)(1.0 - lr * o->weight_decay) : 1.0f;
-        float *p = m->params + off, *g = m->grads + off, *mm = m->adam_m + off, *vv = m->adam_v + off;
+    for (int tensor = 0; tensor < NUM_PARAM_TENSORS; tensor++) {
+        float decay = param_is_decayed(tensor) ? (float)(1.0 - lr * o->weight_decay) : 1.0f;
+        float *p = m->params + off, *grad = m->grads + off, *mm = m->adam_m + off, *vv = m->adam_v + off;
         #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < sizes[t]; i++) {
-            float gi = g[i] * gscale;
+        for (size_t i = 0; i < sizes[tensor]; i++) {
+            float gi = grad[i] * gscale;
             mm[i] = b1 * mm[i] + (1.0f - b1) * gi;
             vv[i] = b2 * vv[i] + (1.0f - b2) * gi * gi;
             p[i] = p[i] * decay - step_size * mm[i] / (sqrtf(vv[i]) * inv_sqrt_bc2 + eps);
         }
-        off += sizes[t];
+        off += sizes[tensor];
     }
 }
 
@@ -1873,7 +1935,7 @@ static int sink_heads(const SinkStats *st) {
 #define BLOCK_POSITIONS 1024
 typedef struct {
     const Model *m;
-    int W;                 /* attention window */
+    int window;            /* attention window w */
     int rows;              /* positions per block */
     int context;           /* 1: one text in blocks, keeping ctx_cap keys and values per layer */
     int ctx_cap, ctx;      /* context rows kept between blocks (at most w-1), and held now */
@@ -1889,11 +1951,11 @@ typedef struct {
 } BlockState;
 
 /* rows: positions per block; context: see above, for texts of at most max_len positions */
-static void block_init(BlockState *s, const Model *m, int W, int rows, int context, long max_len, int with_att) {
+static void block_init(BlockState *s, const Model *m, int w, int rows, int context, long max_len, int with_att) {
     const ModelConfig *c = &m->cfg;
     memset(s, 0, sizeof(*s));
-    s->m = m; s->W = W; s->rows = rows; s->context = context;
-    s->ctx_cap = context ? (int)(W - 1 < max_len ? W - 1 : max_len) : 0;
+    s->m = m; s->window = w; s->rows = rows; s->context = context;
+    s->ctx_cap = context ? (int)(w - 1 < max_len ? w - 1 : max_len) : 0;
     size_t R = rows, C = c->C, F = c->F, kv_rows = (size_t)s->ctx_cap + R;
     s->kv = xcalloc((context ? (size_t)c->L : 1) * 2 * kv_rows * C, 4, "inference activations");
     s->x = xcalloc(R * C, 4, "inference activations");
@@ -1907,7 +1969,7 @@ static void block_init(BlockState *s, const Model *m, int W, int rows, int conte
     s->losses = xcalloc(R, 4, "inference activations");
     s->rope_cos = xcalloc(R * (C / c->H / 2 + 1), 4, "inference activations");
     s->rope_sin = xcalloc(R * (C / c->H / 2 + 1), 4, "inference activations");
-    if (with_att) s->att = xcalloc(R * c->H * (size_t)band_width(W, (int)kv_rows), 4, "inference activations");
+    if (with_att) s->att = xcalloc(R * c->H * (size_t)band_width(w, (int)kv_rows), 4, "inference activations");
 }
 
 static void block_free(BlockState *s) {
@@ -1937,40 +1999,40 @@ static void block_forward(BlockState *s, const int *inputs, const int *targets, 
         if (targets && (targets[i] < 0 || targets[i] >= V)) die("target %d at position %ld is outside the vocabulary (V=%d)", targets[i], pos0 + i, V);
     }
     if (c->rope) rope_tables(s->rope_cos, s->rope_sin, T, D, c->rope_theta, pos0);
-    embedding_forward(s->x, inputs, m->p.wte, N, C);
+    embedding_forward(s->x, inputs, m->param.wte, N, C);
     for (int l = 0; l < c->L; l++) {
         long lC = (long)l * C, lCC = lC * C, lFC = (long)l * F * C;
         float *kl = block_keys(s, l), *vl = kl + kv_rows * C, *kb = kl + (long)ctx * C, *vb = vl + (long)ctx * C;
         /* attention block: x += Attn(RMSNorm(x)) Wo^T */
-        rmsnorm_forward(s->h, NULL, s->x, m->p.attn_norm + lC, N, C);
-        matmul_forward(s->q, s->h, m->p.wq + lCC, N, C, C);
-        matmul_forward(kb, s->h, m->p.wk + lCC, N, C, C);
-        matmul_forward(vb, s->h, m->p.wv + lCC, N, C, C);
+        rmsnorm_forward(s->h, NULL, s->x, m->param.attn_norm + lC, N, C);
+        matmul_forward(s->q, s->h, m->param.wq + lCC, N, C, C);
+        matmul_forward(kb, s->h, m->param.wk + lCC, N, C, C);
+        matmul_forward(vb, s->h, m->param.wv + lCC, N, C, C);
         if (c->rope) {
             rope_forward(s->q, s->rope_cos, s->rope_sin, B, T, C, H);
             rope_forward(kb, s->rope_cos, s->rope_sin, B, T, C, H);
         }
-        attention_forward_ctx(s->o, sinks ? s->att : NULL, s->q, kl, vl, m->slopes, B, T, ctx, C, H, s->W, c->attn);
-        if (sinks) sink_stats_add_band(sinks, l, s->att, B, H, T, band_width(s->W, Tk), pos0, Wq);
-        matmul_forward(s->h, s->o, m->p.wo + lCC, N, C, C);
+        attention_forward_ctx(s->o, sinks ? s->att : NULL, s->q, kl, vl, m->slopes, B, T, ctx, C, H, s->window, c->attn);
+        if (sinks) sink_stats_add_band(sinks, l, s->att, B, H, T, band_width(s->window, Tk), pos0, Wq);
+        matmul_forward(s->h, s->o, m->param.wo + lCC, N, C, C);
         add_floats(s->x, s->h, NC); /* x + y: the same sum as model_forward's y + x */
         /* MLP block: x += (silu(h Wgate^T) * h Wup^T) Wdown^T, h = RMSNorm(x) */
-        rmsnorm_forward(s->h, NULL, s->x, m->p.mlp_norm + lC, N, C);
-        matmul_forward(s->gate, s->h, m->p.w_gate + lFC, N, C, F);
-        matmul_forward(s->up, s->h, m->p.w_up + lFC, N, C, F);
+        rmsnorm_forward(s->h, NULL, s->x, m->param.mlp_norm + lC, N, C);
+        matmul_forward(s->gate, s->h, m->param.w_gate + lFC, N, C, F);
+        matmul_forward(s->up, s->h, m->param.w_up + lFC, N, C, F);
         swiglu_forward(s->gate, s->gate, s->up, NF);
-        matmul_forward(s->h, s->gate, m->p.w_down + lFC, N, F, C);
+        matmul_forward(s->h, s->gate, m->param.w_down + lFC, N, F, C);
         add_floats(s->x, s->h, NC);
     }
-    rmsnorm_forward(s->h, NULL, s->x, m->p.final_norm, N, C);
+    rmsnorm_forward(s->h, NULL, s->x, m->param.final_norm, N, C);
     if (targets) {
         for (int r0 = 0; r0 < N; r0 += s->logit_rows) {
             int rows = N - r0 < s->logit_rows ? N - r0 : s->logit_rows;
-            matmul_forward(s->logits, s->h + (long)r0 * C, m->p.lm_head, rows, C, V);
+            matmul_forward(s->logits, s->h + (long)r0 * C, m->param.lm_head, rows, C, V);
             crossentropy_forward(s->losses + r0, s->logits, targets + r0, rows, V);
         }
     } else {
-        matmul_forward(s->logits, s->h + (long)(N - 1) * C, m->p.lm_head, 1, C, V);
+        matmul_forward(s->logits, s->h + (long)(N - 1) * C, m->param.lm_head, 1, C, V);
     }
     if (s->context) { /* the last ctx_cap keys and values are the next block's context */
         int keep = Tk < s->ctx_cap ? Tk : s->ctx_cap;
@@ -2017,7 +2079,7 @@ static void run_long_sequence(BlockState *bs, const Shard *s, long start, long E
 /* doc/SPEC.md section 11: K = min(max_chunks, floor((N-1)/E)) chunks (max_chunks 0: all), chunk c
  * starts at token cE and is its own sequence (positions 0..E-1, inputs and targets as
  * make_sequence lays them out, with the model's start token if it has one) with attention
- * window W; the mean loss over K*E predictions. The chunks go through block_forward, several
+ * window w; the mean loss over K*E predictions. The chunks go through block_forward, several
  * in one block when they are short (at most `batch` of them, which changes nothing in the
  * result), a long one in blocks with context; the sum runs in chunk order, so the result is
  * exact-repeatable, and it is bit for bit what model_forward gives on the chunks. losses_out
@@ -2025,19 +2087,19 @@ static void run_long_sequence(BlockState *bs, const Shard *s, long start, long E
  * (optional) accumulates where the attention goes. */
 static const char *eval_progress = NULL; /* main sets it to show a long evaluation's progress */
 
-static double evaluate(Model *m, const Shard *s, int E, int W, long max_chunks, int batch, long *chunks_out,
+static double evaluate(Model *m, const Shard *s, int E, int w, long max_chunks, int batch, long *chunks_out,
                        FILE *losses_out, SinkStats *sinks) {
     if (E < 1) die("eval length must be >= 1");
-    if (W < 1) die("eval window must be >= 1");
+    if (w < 1) die("eval window must be >= 1");
     long K = (s->n - 1) / E;
     if (max_chunks > 0 && max_chunks < K) K = max_chunks;
     if (K < 1) die("the eval shard has %ld tokens, fewer than eval length %d + 1", s->n, E);
-    int whole = E <= BLOCK_POSITIONS, per_block = whole ? BLOCK_POSITIONS / E : 1, Wq = band_width(W, E);
+    int whole = E <= BLOCK_POSITIONS, per_block = whole ? BLOCK_POSITIONS / E : 1, Wq = band_width(w, E);
     if (batch >= 1 && batch < per_block) per_block = batch;
     if (per_block > K) per_block = (int)K;
     int rows = whole ? per_block * E : BLOCK_POSITIONS;
     BlockState bs;
-    block_init(&bs, m, W, rows, !whole, E, sinks != NULL);
+    block_init(&bs, m, w, rows, !whole, E, sinks != NULL);
     int *in = xcalloc(rows, sizeof(int), "eval tokens"), *tg = xcalloc(rows, sizeof(int), "eval tokens");
     double total = 0.0;
     if (mpi_ranks > 1 && losses_out) die("--dump-losses runs in one process, not over MPI ranks");
@@ -2083,7 +2145,7 @@ static double evaluate(Model *m, const Shard *s, int E, int W, long max_chunks, 
  * is not ordinary attention, so the text goes token by token through infer_step (see
  * InferState). max_tokens > 0 stops after that many predictions. losses_out (optional)
  * receives them as float32. */
-static double evaluate_stream(const Model *m, const Shard *s, int W, int keep_first, long max_tokens, FILE *losses_out) {
+static double evaluate_stream(const Model *m, const Shard *s, int w, int keep_first, long max_tokens, FILE *losses_out) {
     long n = s->n - 1;
     if (max_tokens > 0 && max_tokens < n) n = max_tokens;
     int bos = m->cfg.bos;
@@ -2091,7 +2153,7 @@ static double evaluate_stream(const Model *m, const Shard *s, int W, int keep_fi
     if (keep_first == 0) {
         BlockState bs;
         int rows = n < BLOCK_POSITIONS ? (int)n : BLOCK_POSITIONS;
-        block_init(&bs, m, W, rows, 1, n, 0);
+        block_init(&bs, m, w, rows, 1, n, 0);
         int *in = xcalloc(rows, sizeof(int), "eval tokens"), *tg = xcalloc(rows, sizeof(int), "eval tokens");
         run_long_sequence(&bs, s, 0, n, &total, losses_out, NULL, 0, in, tg);
         free(in); free(tg);
@@ -2100,7 +2162,7 @@ static double evaluate_stream(const Model *m, const Shard *s, int W, int keep_fi
     }
     InferState st;
     DecodeThreads dt;
-    infer_init(&st, m, n < W ? (int)(n > 0 ? n : 1) : W, keep_first);
+    infer_init(&st, m, n < w ? (int)(n > 0 ? n : 1) : w, keep_first);
     decode_threads_init(&dt);
     for (long i = 0; i < n; i++) {
         int input = bos < 0 ? s->tokens[i] : i == 0 ? bos : s->tokens[i - 1];
@@ -2128,7 +2190,7 @@ static double evaluate_stream(const Model *m, const Shard *s, int W, int keep_fi
 static void infer_prefill(InferState *s, const int *seq, long len) {
     const Model *m = s->m;
     const ModelConfig *c = &m->cfg;
-    int n = s->n, C = c->C, V = c->V, W = s->window;
+    int n = s->n, C = c->C, V = c->V, w = s->window;
     if (s->pos != 0) die("infer_prefill: the state has consumed tokens already");
     if (s->keep_first > 0 || len == 0) {
         int *tok = xcalloc(n, sizeof(int), "prompt");
@@ -2144,7 +2206,7 @@ static void infer_prefill(InferState *s, const int *seq, long len) {
     }
     BlockState bs;
     int rows = len < BLOCK_POSITIONS ? (int)len : BLOCK_POSITIONS;
-    block_init(&bs, m, W, rows, 1, len, 0); /* a ring of W slots: a window of W (see generate) */
+    block_init(&bs, m, w, rows, 1, len, 0); /* a ring of w slots: a window of w (see generate) */
 #ifdef _OPENMP
     int threads = omp_get_max_threads(); /* a short prompt is a few ms of work: threads do not pay */
     if (len < PREFILL_PARALLEL_MIN) omp_set_num_threads(1);
@@ -2154,14 +2216,14 @@ static void infer_prefill(InferState *s, const int *seq, long len) {
 #ifdef _OPENMP
     omp_set_num_threads(threads);
 #endif
-    for (int l = 0; l < c->L; l++) { /* position q's key and value into slot q % W of every sequence */
+    for (int l = 0; l < c->L; l++) { /* position q's key and value into slot q % w of every sequence */
         const float *kl = block_keys(&bs, l), *vl = kl + ((size_t)bs.ctx_cap + bs.rows) * C;
         for (int r = 0; r < bs.ctx; r++) {
-            long slot = (len - bs.ctx + r) % W;
+            long slot = (len - bs.ctx + r) % w;
             for (int j = 0; j < n; j++) {
-                float *kt = s->k_ring + ((size_t)l * n + j) * C * W; /* (H, D, W): lane i = h*D + t */
-                for (int i = 0; i < C; i++) kt[(size_t)i * W + slot] = kl[(size_t)r * C + i];
-                memcpy(s->v_ring + (((size_t)l * n + j) * W + slot) * C, vl + (size_t)r * C, C * sizeof(float));
+                float *kt = s->k_ring + ((size_t)l * n + j) * C * w; /* (H, D, w): lane i = h*D + t */
+                for (int i = 0; i < C; i++) kt[(size_t)i * w + slot] = kl[(size_t)r * C + i];
+                memcpy(s->v_ring + (((size_t)l * n + j) * w + slot) * C, vl + (size_t)r * C, C * sizeof(float));
             }
         }
     }
@@ -2213,17 +2275,17 @@ static int *generate(const Model *m, const int *prompt, int prompt_len, int n, i
  *   T int32 tokens, then H*T*T float32 weights: [h][m][n] is how much query m takes from
  *   key n (0 outside the window n in (m-window, m]).
  * Sigmoid rows do not sum to 1 (each weight is its own gate); softmax rows do. */
-static void dump_attention(Model *m, const int *tokens, int T, int W, int layer, const char *path) {
+static void dump_attention(Model *m, const int *tokens, int T, int w, int layer, const char *path) {
     const ModelConfig *c = &m->cfg;
     if (layer < 0 || layer >= c->L) die("--dump-layer %d: the model has layers 0..%d", layer, c->L - 1);
     if (T > 2048) die("--dump-attn: %d tokens is more than 2048 (the dense map would be H*T*T floats)", T);
-    model_forward(m, tokens, NULL, 1, T, W);
+    model_forward(m, tokens, NULL, 1, T, w);
     const Activations *a = &m->a;
     const float *att = a->att + (long)layer * c->H * T * a->Wb; /* (H, T, Wb), B = 1 */
     float *row = xcalloc(T, sizeof(float), "attention row");
     FILE *f = fopen(path, "wb");
     if (!f) die("cannot open %s for writing: %s", path, strerror(errno));
-    int32_t head[6] = {1, layer, c->H, T, W, c->attn};
+    int32_t head[6] = {1, layer, c->H, T, w, c->attn};
     int ok = fwrite("SWATATTN", 1, 8, f) == 8 && fwrite(head, sizeof(head), 1, f) == 1;
     for (int i = 0; ok && i < T; i++) { int32_t t = tokens[i]; ok = fwrite(&t, 4, 1, f) == 1; }
     for (int h = 0; ok && h < c->H; h++)
@@ -2642,22 +2704,22 @@ static int run_eval(Model *m, const Args *a, const Tokenizer *tk) {
     Shard s;
     shard_load(&s, a->eval, m->cfg.V);
     int E = a->eval_len ? a->eval_len : (m->cfg.seq_len > 0 ? m->cfg.seq_len : 256);
-    int W = a->eval_window ? a->eval_window : m->cfg.window;
+    int w = a->eval_window ? a->eval_window : m->cfg.window;
     double t0 = now_seconds(), loss;
     FILE *dump = NULL;
     if (a->dump_losses && !(dump = fopen(a->dump_losses, "wb")))
         die("cannot open %s for writing: %s", a->dump_losses, strerror(errno));
     if (a->stream) {
-        loss = evaluate_stream(m, &s, W, a->keep_first, 0, dump);
-        printf("stream: %ld tokens as one sequence, window %d, keep first %d, %.1fs\n", s.n - 1, W, a->keep_first,
+        loss = evaluate_stream(m, &s, w, a->keep_first, 0, dump);
+        printf("stream: %ld tokens as one sequence, window %d, keep first %d, %.1fs\n", s.n - 1, w, a->keep_first,
                now_seconds() - t0);
     } else {
         long K;
         int batch = (int)(16384 / E) > 1 ? (int)(16384 / E) : 1;
         SinkStats sinks;
         if (a->sinks) sink_stats_init(&sinks, &m->cfg);
-        loss = evaluate(m, &s, E, W, a->eval_chunks, batch, &K, dump, a->sinks ? &sinks : NULL);
-        printf("eval: %ld chunks of %d tokens, window %d, %.1fs\n", K, E, W, now_seconds() - t0);
+        loss = evaluate(m, &s, E, w, a->eval_chunks, batch, &K, dump, a->sinks ? &sinks : NULL);
+        printf("eval: %ld chunks of %d tokens, window %d, %.1fs\n", K, E, w, now_seconds() - t0);
         if (a->sinks) { print_sinks(stdout, &sinks); sink_stats_free(&sinks); }
     }
     if (dump && fclose(dump) != 0) die("cannot write %s: %s", a->dump_losses, strerror(errno));
@@ -2717,15 +2779,15 @@ static int *prompt_tokens(const Model *m, const Args *a, const Tokenizer *tk, in
 static int run_generate(Model *m, const Args *a, const Tokenizer *tk) {
     int n, V = m->cfg.V, text = V == 256 || V == 257 || tk->V > 0; /* the output is text, or ids */
     int *tokens = prompt_tokens(m, a, tk, &n);
-    int W = a->eval_window ? a->eval_window : m->cfg.window;
+    int w = a->eval_window ? a->eval_window : m->cfg.window;
     if (a->dump_attn) { /* the model's start token first, as in training */
         int bos = m->cfg.bos >= 0;
         int *seq = xcalloc((size_t)n + bos, sizeof(int), "prompt");
         if (bos) seq[0] = m->cfg.bos;
         memcpy(seq + bos, tokens, (size_t)n * sizeof(int));
-        dump_attention(m, seq, n + bos, W, a->dump_layer, a->dump_attn);
+        dump_attention(m, seq, n + bos, w, a->dump_layer, a->dump_attn);
         fprintf(stderr, "wrote the layer-%d attention over %d prompt tokens%s (window %d) to %s\n", a->dump_layer, n,
-                bos ? " after the start token" : "", W, a->dump_attn);
+                bos ? " after the start token" : "", w, a->dump_attn);
         free(seq);
         if (!a->generate) { free(tokens); return 0; }
     }
@@ -2740,7 +2802,7 @@ static int run_generate(Model *m, const Args *a, const Tokenizer *tk) {
         if (!text) fputs("| ", stdout);
     }
     double t0 = now_seconds();
-    int *out = generate(m, tokens, n, a->generate, W, a->keep_first, a->temperature, a->top_k, rngs, samples, tk,
+    int *out = generate(m, tokens, n, a->generate, w, a->keep_first, a->temperature, a->top_k, rngs, samples, tk,
                         samples == 1 ? stdout : NULL);
     double dt = now_seconds() - t0;
     if (samples > 1) /* generated together, printed one after the other */
@@ -2756,10 +2818,10 @@ static int run_generate(Model *m, const Args *a, const Tokenizer *tk) {
     getrusage(RUSAGE_SELF, &ru); /* ru_maxrss is in kilobytes on Linux */
     if (samples == 1)
         fprintf(stderr, "generated %d tokens after a %d-token prompt (window %d) in %.2f s: %.1f tokens/s, peak RSS %.1f MB\n",
-                a->generate, n, W, dt, (a->generate + n) / dt, ru.ru_maxrss / 1024.0);
+                a->generate, n, w, dt, (a->generate + n) / dt, ru.ru_maxrss / 1024.0);
     else
         fprintf(stderr, "generated %d samples of %d tokens after a %d-token prompt (window %d) in %.2f s: %.1f tokens/s in "
-                "total, peak RSS %.1f MB\n", samples, a->generate, n, W, dt, ((double)samples * a->generate + n) / dt,
+                "total, peak RSS %.1f MB\n", samples, a->generate, n, w, dt, ((double)samples * a->generate + n) / dt,
                 ru.ru_maxrss / 1024.0);
     free(out); free(rngs);
     free(tokens);
@@ -3016,8 +3078,8 @@ int main(int argc, char **argv) {
             size_t sizes[NUM_PARAM_TENSORS], off = 0;
             const char *bad = "the loss";
             param_sizes(&model.cfg, sizes);
-            for (int t = 0; t < NUM_PARAM_TENSORS && isfinite(loss); off += sizes[t++])
-                if (!isfinite(grad_norm(model.grads + off, sizes[t]))) { bad = param_names[t]; break; }
+            for (int tensor = 0; tensor < NUM_PARAM_TENSORS && isfinite(loss); off += sizes[tensor++])
+                if (!isfinite(grad_norm(model.grads + off, sizes[tensor]))) { bad = param_names[tensor]; break; }
             die("step %d: %s went non-finite (loss %g); stopping, the last checkpoint is untouched", step + 1, bad, loss);
         }
         if (save_pending) { /* the model of the end of step `step` is sound: it just gave a finite loss */
@@ -3435,7 +3497,7 @@ static void choose_wait_policy(char **argv) {
 
 
 /* ---- 12.4 decoding ----------------------------------------------------------------------
- * A token's products y = W x read every weight once (13 MB for the default model, so
+ * A token's products y = w x read every weight once (13 MB for the default model, so
  * they run at the speed the caches deliver weights), and n sequences decoded together (the
  * --samples of generation) read them once for all n. The weights are copied once into panels
  * of GEMM_NR rows stored k-major, the layout gemm packs B into: for each k one vector load
@@ -3451,15 +3513,15 @@ static long parallel_min_work = 1L << 18; /* multiply-adds per token below which
 
 static int panels_for(int rows) { return (rows + GEMM_NR - 1) / GEMM_NR; }
 
-/* rows [r0, r1) of W (rows of IN floats) as panels: dst[(p*IN + k)*NR + j] = W[r0 + p*NR + j][k],
+/* rows [r0, r1) of w (rows of IN floats) as panels: dst[(p*IN + k)*NR + j] = w[r0 + p*NR + j][k],
  * 0 past r1. Returns the floats written. */
-static size_t pack_panels(float *dst, const float *W, int IN, int r0, int r1) {
+static size_t pack_panels(float *dst, const float *w, int IN, int r0, int r1) {
     int np = panels_for(r1 - r0);
     for (int p = 0; p < np; p++)
         for (int k = 0; k < IN; k++)
             for (int j = 0; j < GEMM_NR; j++) {
                 int r = r0 + p * GEMM_NR + j;
-                dst[((size_t)p * IN + k) * GEMM_NR + j] = r < r1 ? W[(size_t)r * IN + k] : 0.0f;
+                dst[((size_t)p * IN + k) * GEMM_NR + j] = r < r1 ? w[(size_t)r * IN + k] : 0.0f;
             }
     return (size_t)np * PANEL_FLOATS(IN);
 }
@@ -3492,20 +3554,20 @@ static float *pack_model(const Model *m) {
         size_t lCC = (size_t)l * C * C, lFC = (size_t)l * F * C;
         for (int h = 0; h < c->H; h++) {
             float *dh = d + (size_t)h * 3 * pl.hp * PANEL_FLOATS(C);
-            dh += pack_panels(dh, m->p.wq + lCC, C, h * D, (h + 1) * D);
-            dh += pack_panels(dh, m->p.wk + lCC, C, h * D, (h + 1) * D);
-            pack_panels(dh, m->p.wv + lCC, C, h * D, (h + 1) * D);
+            dh += pack_panels(dh, m->param.wq + lCC, C, h * D, (h + 1) * D);
+            dh += pack_panels(dh, m->param.wk + lCC, C, h * D, (h + 1) * D);
+            pack_panels(dh, m->param.wv + lCC, C, h * D, (h + 1) * D);
         }
-        pack_panels(d + pl.wo, m->p.wo + lCC, C, 0, C);
-        pack_panels(d + pl.gate, m->p.w_gate + lFC, C, 0, F);
-        pack_panels(d + pl.up, m->p.w_up + lFC, C, 0, F);
-        pack_panels(d + pl.down, m->p.w_down + lFC, F, 0, C);
+        pack_panels(d + pl.wo, m->param.wo + lCC, C, 0, C);
+        pack_panels(d + pl.gate, m->param.w_gate + lFC, C, 0, F);
+        pack_panels(d + pl.up, m->param.w_up + lFC, C, 0, F);
+        pack_panels(d + pl.down, m->param.w_down + lFC, F, 0, C);
     }
-    pack_panels(pk + pl.lm_head, m->p.lm_head, C, 0, c->V);
+    pack_panels(pk + pl.lm_head, m->param.lm_head, C, 0, c->V);
     return pk;
 }
 
-/* y[n][c] (+)= sum_k x[n][k] * W[c][k] for N <= 8 sequences and the NP*NR rows of NP panels at
+/* y[n][c] (+)= sum_k x[n][k] * w[c][k] for N <= 8 sequences and the NP*NR rows of NP panels at
  * Bp (cols of them real): N*2*NP vector accumulators, NP panels at once so that even one
  * sequence has several independent chains. With N and NP constants after inlining, the
  * accumulators live in registers. add: y += the sum (one rounding: y + sum). */
@@ -3568,20 +3630,20 @@ static void panel_rows(float *y, long ldy, const float *x, long ldx, int N, cons
     for (int n0 = 0; n0 < N; n0 += PANEL_MAX_N) {
         int nn = N - n0 < PANEL_MAX_N ? N - n0 : PANEL_MAX_N;
         for (int p = 0; p < np;) {
-            int g = VEC_LEN >= 16 ? (nn <= 2 ? 4 : nn <= 4 ? 2 : 1) : (nn == 1 ? 4 : nn == 2 ? 2 : 1);
-            while (g > np - p) g /= 2;
-            int c = cols - p * GEMM_NR < g * GEMM_NR ? cols - p * GEMM_NR : g * GEMM_NR;
+            int group = VEC_LEN >= 16 ? (nn <= 2 ? 4 : nn <= 4 ? 2 : 1) : (nn == 1 ? 4 : nn == 2 ? 2 : 1);
+            while (group > np - p) group /= 2;
+            int c = cols - p * GEMM_NR < group * GEMM_NR ? cols - p * GEMM_NR : group * GEMM_NR;
             float *yp = y + (long)n0 * ldy + p * GEMM_NR;
             const float *xp = x + (long)n0 * ldx, *bp = Bp + (size_t)p * PANEL_FLOATS(IN);
-            switch (nn * 8 + g) { /* the (sequences, panels) pairs, each its own register allocation */
+            switch (nn * 8 + group) { /* the (sequences, panels) pairs, each its own register allocation */
 #define PANEL_CASE(NN, G) case NN * 8 + G: panel_group(yp, ldy, xp, ldx, NN, G, bp, IN, c, add); break;
                 PANEL_CASE(1, 4) PANEL_CASE(1, 2) PANEL_CASE(1, 1) PANEL_CASE(2, 4) PANEL_CASE(2, 2) PANEL_CASE(2, 1)
                 PANEL_CASE(3, 2) PANEL_CASE(3, 1) PANEL_CASE(4, 2) PANEL_CASE(4, 1) PANEL_CASE(5, 1) PANEL_CASE(6, 1)
                 PANEL_CASE(7, 1) PANEL_CASE(8, 1)
 #undef PANEL_CASE
-            default: die("panel_rows: no kernel for %d sequences x %d panels", nn, g);
+            default: die("panel_rows: no kernel for %d sequences x %d panels", nn, group);
             }
-            p += g;
+            p += group;
         }
     }
 }
@@ -3603,30 +3665,30 @@ static void infer_scratch(InferState *s, int threads) {
 static void infer_attention(InferState *s, int l, int i, int h, float *a, float *sbuf) {
     const Model *m = s->m;
     const ModelConfig *c = &m->cfg;
-    int C = c->C, H = c->H, D = C / H, W = s->window, K = s->keep_first, n = s->n;
-    long p = s->pos, evicted = p - W + 1 > 0 ? p - W + 1 : 0, cache_index = p < (long)K + W - 1 ? p : (long)K + W - 1;
-    int nd = p + 1 < W ? (int)p + 1 : W, nf = evicted < K ? (int)evicted : K, valid = nd; /* slots 0..valid-1 are filled */
+    int C = c->C, H = c->H, D = C / H, w = s->window, K = s->keep_first, n = s->n;
+    long p = s->pos, evicted = p - w + 1 > 0 ? p - w + 1 : 0, cache_index = p < (long)K + w - 1 ? p : (long)K + w - 1;
+    int nd = p + 1 < w ? (int)p + 1 : w, nf = evicted < K ? (int)evicted : K, valid = nd; /* slots 0..valid-1 are filled */
     float scale = 1.0f / sqrtf((float)D), slope = m->slopes[h], maxs = -FLT_MAX;
     const float *qh = s->q + (long)i * C + h * D, *qfh = s->q_first + (long)i * C + h * D;
     const float *kf = s->k_first + ((size_t)l * n + i) * K * C, *vf = s->v_first + ((size_t)l * n + i) * K * C;
-    const float *kt = s->k_ring + (((size_t)l * n + i) * H + h) * D * W, *vr = s->v_ring + ((size_t)l * n + i) * W * C;
+    const float *kt = s->k_ring + (((size_t)l * n + i) * H + h) * D * w, *vr = s->v_ring + ((size_t)l * n + i) * w * C;
     for (int j = 0; j < nf; j++) { /* a[0..nf): kept first keys j = 0..nf-1 */
         const float *kn = kf + (long)j * C + h * D;
         float sc = 0.0f;
-        for (int t = 0; t < D; t++) sc += qfh[t] * kn[t];
+        for (int dim = 0; dim < D; dim++) sc += qfh[dim] * kn[dim];
         a[j] = sc * scale + slope * (float)(cache_index - j);
         if (a[j] > maxs) maxs = a[j];
     }
-    int s0 = 0; /* q.k of every slot: one chain over t per slot, as a dot product */
+    int s0 = 0; /* q.k of every slot: one chain over dim per slot, as a dot product */
 #if defined(__GNUC__) && !defined(SWAT_PLAIN_C)
     for (; s0 + 4 * VEC_LEN <= valid; s0 += 4 * VEC_LEN) { /* 4 vectors of slots: independent chains */
         vfloat acc[4] = {{0}, {0}, {0}, {0}};
-        for (int t = 0; t < D; t++) {
-            const float *kr = kt + (long)t * W + s0;
+        for (int dim = 0; dim < D; dim++) {
+            const float *kr = kt + (long)dim * w + s0;
             for (int v = 0; v < 4; v++) {
                 vfloat kv;
                 memcpy(&kv, kr + v * VEC_LEN, sizeof kv);
-                acc[v] += qh[t] * kv;
+                acc[v] += qh[dim] * kv;
             }
         }
         memcpy(sbuf + s0, acc, sizeof acc);
@@ -3635,12 +3697,12 @@ static void infer_attention(InferState *s, int l, int i, int h, float *a, float 
     for (; s0 < valid; s0 += 16) {
         float acc[16] = {0};
         int len = valid - s0 < 16 ? valid - s0 : 16;
-        for (int t = 0; t < D; t++)
-            for (int j = 0; j < len; j++) acc[j] += qh[t] * kt[(long)t * W + s0 + j];
+        for (int dim = 0; dim < D; dim++)
+            for (int j = 0; j < len; j++) acc[j] += qh[dim] * kt[(long)dim * w + s0 + j];
         for (int j = 0; j < len; j++) sbuf[s0 + j] = acc[j];
     }
-    int slot = (int)(p % W);
-    for (int d = 0, sl = slot; d < nd; d++, sl = sl ? sl - 1 : W - 1) { /* a[nf+d]: the key at distance d, slot (p-d) % W */
+    int slot = (int)(p % w);
+    for (int d = 0, sl = slot; d < nd; d++, sl = sl ? sl - 1 : w - 1) { /* a[nf+d]: the key at distance d, slot (p-d) % w */
         a[nf + d] = sbuf[sl] * scale + slope * d;
         if (a[nf + d] > maxs) maxs = a[nf + d];
     }
@@ -3653,37 +3715,37 @@ static void infer_attention(InferState *s, int l, int i, int h, float *a, float 
         for (int j = 0; j < na; j++) a[j] /= sum;
     }
     float *oh = s->o + (long)i * C + h * D;
-    int t0 = 0; /* o = sum of a v: the kept keys, then the window by distance; one chain per lane */
+    int dim0 = 0; /* o = sum of a v: the kept keys, then the window by distance; one chain per lane */
 #if defined(__GNUC__) && !defined(SWAT_PLAIN_C)
-    for (; t0 + VEC_LEN <= D; t0 += 4 * VEC_LEN) { /* up to 4 vectors of the head's lanes: independent chains */
-        int nv = (D - t0) / VEC_LEN < 4 ? (D - t0) / VEC_LEN : 4;
+    for (; dim0 + VEC_LEN <= D; dim0 += 4 * VEC_LEN) { /* up to 4 vectors of the head's lanes: independent chains */
+        int nv = (D - dim0) / VEC_LEN < 4 ? (D - dim0) / VEC_LEN : 4;
         vfloat acc[4] = {{0}, {0}, {0}, {0}};
         for (int j = 0; j < nf; j++)
             for (int v = 0; v < nv; v++) {
                 vfloat x;
-                memcpy(&x, vf + (long)j * C + h * D + t0 + v * VEC_LEN, sizeof x);
+                memcpy(&x, vf + (long)j * C + h * D + dim0 + v * VEC_LEN, sizeof x);
                 acc[v] += a[j] * x;
             }
-#define ATTN_OUT(NV) for (int d = 0, sl = slot; d < nd; d++, sl = sl ? sl - 1 : W - 1) \
+#define ATTN_OUT(NV) for (int d = 0, sl = slot; d < nd; d++, sl = sl ? sl - 1 : w - 1) \
             for (int v = 0; v < (NV); v++) { \
                 vfloat x; \
-                memcpy(&x, vr + (long)sl * C + h * D + t0 + v * VEC_LEN, sizeof x); \
+                memcpy(&x, vr + (long)sl * C + h * D + dim0 + v * VEC_LEN, sizeof x); \
                 acc[v] += a[nf + d] * x; \
             }
         switch (nv) { case 4: ATTN_OUT(4) break; case 3: ATTN_OUT(3) break; case 2: ATTN_OUT(2) break; default: ATTN_OUT(1) }
 #undef ATTN_OUT
-        memcpy(oh + t0, acc, nv * sizeof(vfloat));
-        if (nv < 4) { t0 += nv * VEC_LEN; break; }
+        memcpy(oh + dim0, acc, nv * sizeof(vfloat));
+        if (nv < 4) { dim0 += nv * VEC_LEN; break; }
     }
 #endif
-    for (; t0 < D; t0 += 16) {
-        int len = D - t0 < 16 ? D - t0 : 16;
+    for (; dim0 < D; dim0 += 16) {
+        int len = D - dim0 < 16 ? D - dim0 : 16;
         float acc[16] = {0};
         for (int j = 0; j < nf; j++)
-            for (int t = 0; t < len; t++) acc[t] += a[j] * vf[(long)j * C + h * D + t0 + t];
-        for (int d = 0, sl = slot; d < nd; d++, sl = sl ? sl - 1 : W - 1)
-            for (int t = 0; t < len; t++) acc[t] += a[nf + d] * vr[(long)sl * C + h * D + t0 + t];
-        for (int t = 0; t < len; t++) oh[t0 + t] = acc[t];
+            for (int dim = 0; dim < len; dim++) acc[dim] += a[j] * vf[(long)j * C + h * D + dim0 + dim];
+        for (int d = 0, sl = slot; d < nd; d++, sl = sl ? sl - 1 : w - 1)
+            for (int dim = 0; dim < len; dim++) acc[dim] += a[nf + d] * vr[(long)sl * C + h * D + dim0 + dim];
+        for (int dim = 0; dim < len; dim++) oh[dim0 + dim] = acc[dim];
     }
 }
 
@@ -3692,13 +3754,13 @@ static void infer_attention(InferState *s, int l, int i, int h, float *a, float 
 static void infer_step_all(InferState *s, const int *tokens) {
     const Model *m = s->m;
     const ModelConfig *c = &m->cfg;
-    int C = c->C, F = c->F, H = c->H, D = C / H, V = c->V, W = s->window, K = s->keep_first, n = s->n;
-    long p = s->pos, evicted = p - W + 1 > 0 ? p - W + 1 : 0, cache_index = p < (long)K + W - 1 ? p : (long)K + W - 1;
-    int slot = (int)(p % W), nf = evicted < K ? (int)evicted : K;
+    int C = c->C, F = c->F, H = c->H, D = C / H, V = c->V, w = s->window, K = s->keep_first, n = s->n;
+    long p = s->pos, evicted = p - w + 1 > 0 ? p - w + 1 : 0, cache_index = p < (long)K + w - 1 ? p : (long)K + w - 1;
+    int slot = (int)(p % w), nf = evicted < K ? (int)evicted : K;
     PackedLayout pl = packed_layout(c);
     for (int i = 0; i < n; i++) {
         if (tokens[i] < 0 || tokens[i] >= V) die("token %d is outside the vocabulary (V=%d)", tokens[i], V);
-        memcpy(s->x + (long)i * C, m->p.wte + (long)tokens[i] * C, C * sizeof(float));
+        memcpy(s->x + (long)i * C, m->param.wte + (long)tokens[i] * C, C * sizeof(float));
     }
     if (c->rope) {
         rope_tables(s->rope_cos, s->rope_sin, 1, D, c->rope_theta, p);
@@ -3713,11 +3775,11 @@ static void infer_step_all(InferState *s, const int *tokens) {
     #pragma omp parallel if (work >= parallel_min_work && team > 1) num_threads(team)
     {
         float *hn = s->scratch + s->per_thread * thread_id(), *tg = hn + (size_t)n * C, *tu = tg + (size_t)n * 4 * GEMM_NR;
-        float *a = tu + (size_t)n * 4 * GEMM_NR, *sbuf = a + K + W;
+        float *a = tu + (size_t)n * 4 * GEMM_NR, *sbuf = a + K + w;
         for (int l = 0; l < c->L; l++) {
             const float *pk = s->packed + (size_t)l * pl.layer;
             long lC = (long)l * C;
-            for (int i = 0; i < n; i++) rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, m->p.attn_norm + lC, C);
+            for (int i = 0; i < n; i++) rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, m->param.attn_norm + lC, C);
             #pragma omp for schedule(dynamic, 1)
             for (int h = 0; h < H; h++) { /* q, k, v of head h, RoPE, into the ring, attention */
                 const float *ph = pk + (size_t)h * 3 * pl.hp * PANEL_FLOATS(C);
@@ -3733,9 +3795,9 @@ static void infer_step_all(InferState *s, const int *tokens) {
                         rope_head(kh, s->rope_cos, s->rope_sin, D, 1.0f);
                         if (nf > 0) rope_head(s->q_first + (long)i * C + h * D, s->first_cos, s->first_sin, D, 1.0f);
                     }
-                    float *kt = s->k_ring + (((size_t)l * n + i) * H + h) * D * W;
-                    for (int t = 0; t < D; t++) kt[(long)t * W + slot] = kh[t];
-                    memcpy(s->v_ring + (((size_t)l * n + i) * W + slot) * C + h * D, vh, D * sizeof(float));
+                    float *kt = s->k_ring + (((size_t)l * n + i) * H + h) * D * w;
+                    for (int dim = 0; dim < D; dim++) kt[(long)dim * w + slot] = kh[dim];
+                    memcpy(s->v_ring + (((size_t)l * n + i) * w + slot) * C + h * D, vh, D * sizeof(float));
                     if (p < K) { /* a first position: keep it (its text position is its cache index) */
                         memcpy(s->k_first + (((size_t)l * n + i) * K + p) * C + h * D, kh, D * sizeof(float));
                         memcpy(s->v_first + (((size_t)l * n + i) * K + p) * C + h * D, vh, D * sizeof(float));
@@ -3744,36 +3806,36 @@ static void infer_step_all(InferState *s, const int *tokens) {
                 }
             }
             #pragma omp for schedule(dynamic, 1)
-            for (int g = 0; g < cgroups; g++) { /* x += o Wo^T */
-                int np = pl.cp - g * G < G ? pl.cp - g * G : G, cols = C - g * G * GEMM_NR;
-                panel_rows(s->x + g * G * GEMM_NR, C, s->o, C, n, pk + pl.wo + (size_t)g * G * PANEL_FLOATS(C), C, np,
+            for (int group = 0; group < cgroups; group++) { /* x += o Wo^T */
+                int np = pl.cp - group * G < G ? pl.cp - group * G : G, cols = C - group * G * GEMM_NR;
+                panel_rows(s->x + group * G * GEMM_NR, C, s->o, C, n, pk + pl.wo + (size_t)group * G * PANEL_FLOATS(C), C, np,
                            cols < G * GEMM_NR ? cols : G * GEMM_NR, 1);
             }
-            for (int i = 0; i < n; i++) rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, m->p.mlp_norm + lC, C);
+            for (int i = 0; i < n; i++) rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, m->param.mlp_norm + lC, C);
             #pragma omp for schedule(dynamic, 1)
-            for (int g = 0; g < fgroups; g++) { /* act = silu(h Wgate^T) * h Wup^T, G panels of F */
-                int np = pl.fp - g * G < G ? pl.fp - g * G : G, cols = F - g * G * GEMM_NR;
+            for (int group = 0; group < fgroups; group++) { /* act = silu(h Wgate^T) * h Wup^T, G panels of F */
+                int np = pl.fp - group * G < G ? pl.fp - group * G : G, cols = F - group * G * GEMM_NR;
                 if (cols > G * GEMM_NR) cols = G * GEMM_NR;
-                panel_rows(tg, 4 * GEMM_NR, hn, C, n, pk + pl.gate + (size_t)g * G * PANEL_FLOATS(C), C, np, cols, 0);
-                panel_rows(tu, 4 * GEMM_NR, hn, C, n, pk + pl.up + (size_t)g * G * PANEL_FLOATS(C), C, np, cols, 0);
+                panel_rows(tg, 4 * GEMM_NR, hn, C, n, pk + pl.gate + (size_t)group * G * PANEL_FLOATS(C), C, np, cols, 0);
+                panel_rows(tu, 4 * GEMM_NR, hn, C, n, pk + pl.up + (size_t)group * G * PANEL_FLOATS(C), C, np, cols, 0);
                 for (int i = 0; i < n; i++)
                     for (int j = 0; j < cols; j++) {
                         float gt = tg[i * 4 * GEMM_NR + j], sg = sigmoid(gt);
-                        s->act[(long)i * F + g * G * GEMM_NR + j] = gt * sg * tu[i * 4 * GEMM_NR + j];
+                        s->act[(long)i * F + group * G * GEMM_NR + j] = gt * sg * tu[i * 4 * GEMM_NR + j];
                     }
             }
             #pragma omp for schedule(dynamic, 1)
-            for (int g = 0; g < cgroups; g++) { /* x += act Wdown^T */
-                int np = pl.cp - g * G < G ? pl.cp - g * G : G, cols = C - g * G * GEMM_NR;
-                panel_rows(s->x + g * G * GEMM_NR, C, s->act, F, n, pk + pl.down + (size_t)g * G * PANEL_FLOATS(F), F,
+            for (int group = 0; group < cgroups; group++) { /* x += act Wdown^T */
+                int np = pl.cp - group * G < G ? pl.cp - group * G : G, cols = C - group * G * GEMM_NR;
+                panel_rows(s->x + group * G * GEMM_NR, C, s->act, F, n, pk + pl.down + (size_t)group * G * PANEL_FLOATS(F), F,
                            np, cols < G * GEMM_NR ? cols : G * GEMM_NR, 1);
             }
         }
-        for (int i = 0; i < n; i++) rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, m->p.final_norm, C);
+        for (int i = 0; i < n; i++) rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, m->param.final_norm, C);
         #pragma omp for schedule(dynamic, 1)
-        for (int g = 0; g < vgroups; g++) {
-            int np = pl.vp - g * G < G ? pl.vp - g * G : G, cols = V - g * G * GEMM_NR;
-            panel_rows(s->logits + g * G * GEMM_NR, V, hn, C, n, s->packed + pl.lm_head + (size_t)g * G * PANEL_FLOATS(C),
+        for (int group = 0; group < vgroups; group++) {
+            int np = pl.vp - group * G < G ? pl.vp - group * G : G, cols = V - group * G * GEMM_NR;
+            panel_rows(s->logits + group * G * GEMM_NR, V, hn, C, n, s->packed + pl.lm_head + (size_t)group * G * PANEL_FLOATS(C),
                        C, np, cols < G * GEMM_NR ? cols : G * GEMM_NR, 0);
         }
     }

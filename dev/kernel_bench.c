@@ -78,8 +78,8 @@ static void run_elt(void *p) {
     Activations *a = &m->a;
     int N = a->B * a->T, C = m->cfg.C, F = m->cfg.F, V = m->cfg.V;
     switch (e->which) {
-    case E_RMS_F: rmsnorm_forward(a->h_attn, a->rstd_attn, a->x, m->p.attn_norm, N, C); break;
-    case E_RMS_B: rmsnorm_backward(a->dx, m->g.attn_norm, a->dh, a->x, m->p.attn_norm, a->rstd_attn, N, C); break;
+    case E_RMS_F: rmsnorm_forward(a->h_attn, a->rstd_attn, a->x, m->param.attn_norm, N, C); break;
+    case E_RMS_B: rmsnorm_backward(a->dx, m->grad.attn_norm, a->dh, a->x, m->param.attn_norm, a->rstd_attn, N, C); break;
     case E_SWIGLU_F: swiglu_forward(a->act, a->gate, a->up, (long)N * F); break;
     case E_SWIGLU_B: swiglu_backward(a->dgate, a->dup, a->dact, a->gate, a->up, (long)N * F, 1); break;
     case E_ROPE: rope_forward(a->dq, a->rope_cos, a->rope_sin, a->B, a->T, C, m->cfg.H); break;
@@ -88,8 +88,8 @@ static void run_elt(void *p) {
     case E_ADD_NC: add_floats(a->dk, a->dv, (long)N * C); break;
     case E_CE_F: crossentropy_forward(a->losses, a->logits, a->targets, N, V); break;
     case E_CE_B: crossentropy_backward(a->dlogits, a->logits, a->targets, 1.0f / N, N, V, 0); break;
-    case E_EMB_F: embedding_forward(a->dx, a->inputs, m->p.wte, N, C); break;
-    case E_EMB_B: embedding_backward(m->g.wte, a->dx, a->inputs, N, C); break;
+    case E_EMB_F: embedding_forward(a->dx, a->inputs, m->param.wte, N, C); break;
+    case E_EMB_B: embedding_backward(m->grad.wte, a->dx, a->inputs, N, C); break;
     }
 }
 
