@@ -1777,6 +1777,44 @@ static void test_keep_first(void) {
     model_free(&m);
 }
 
+/* infer_step_naive, the plain loops of one token through the model, against the fast decoder
+ * (infer_step_all) and against the double computation of the cache: the same sums in another
+ * grouping, in every attention configuration, with and without kept first positions. */
+static void test_reference_decoder(void) {
+    struct { int attn, neg, pos, rope, w, K; } v[] = {
+        {ATTN_SIGMOID, 2, 2, 1, 4, 0}, {ATTN_SIGMOID, 4, 0, 0, 7, 0}, {ATTN_SOFTMAX, 0, 0, 1, 40, 0},
+        {ATTN_SOFTMAX, 1, 2, 1, 1, 0}, {ATTN_SOFTMAX, 2, 2, 1, 5, 3}, {ATTN_SIGMOID, 2, 2, 1, 4, 2},
+        {ATTN_SOFTMAX, 4, 0, 0, 3, 6}, {ATTN_SIGMOID, 0, 4, 1, 1, 1}};
+    const int n = 30, V = 23;
+    double worst_fast = 0.0, worst_ref = 0.0;
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        ModelConfig cfg = make_config(V, 2, 4, 16, 24, v[i].w, v[i].attn, v[i].neg, v[i].pos, v[i].rope);
+        Model m;
+        make_random_model(&m, &cfg, 0.3, 140 + i);
+        double *P = to_double(m.params, m.num_params);
+        uint64_t s = 160 + i;
+        int tok[30];
+        random_tokens(tok, n, V, &s);
+        double *ref = ref_stream_keep_first(&cfg, P, tok, n, v[i].w, v[i].K);
+        InferState fast, naive;
+        infer_init(&fast, &m, v[i].w, v[i].K);
+        infer_init(&naive, &m, v[i].w, v[i].K);
+        for (int p = 0; p < n; p++) {
+            infer_step_all(&fast, &tok[p]);
+            infer_step_naive(&naive, tok[p]);
+            worst_fast = fmax(worst_fast, rel_err_ff(naive.logits, fast.logits, V));
+            worst_ref = fmax(worst_ref, rel_err_fd(naive.logits, ref + (size_t)p * V, V));
+        }
+        infer_free(&fast); infer_free(&naive);
+        free(ref); free(P);
+        model_free(&m);
+    }
+    CHECK(worst_fast < 1e-5, "infer_step_naive == the fast decoder infer_step_all",
+          "8 configurations (sigmoid and softmax, RoPE on and off, w = 1..40, keep-first 0..6), 30 tokens each: "
+          "logits max rel err %.2e", worst_fast);
+    CHECK(worst_ref < 1e-4, "infer_step_naive == the cache computed directly in double", "max rel err %.2e", worst_ref);
+}
+
 /* The classifier in chunks of positions (large vocabularies): the same loss, per-token losses
  * and gradients as all positions at once, for a budget that cuts B*T = 26 positions into
  * chunks of 5 (the last one partial) and of 1. */
@@ -3292,6 +3330,7 @@ int main(void) {
     test_keep_first();
     test_chunked_logits();
     test_reference_kernels();
+    test_reference_decoder();
     test_lr_schedule();
     test_adamw();
     test_loader();

@@ -1670,6 +1670,8 @@ static int checkpoint_load(const char *path, Model *m, TrainState *ts) {
  * position p. A token costs O(L*(C*C + C*F + w*C)) work and the memory never grows. RoPE
  * makes q.k depend only on m-n, so absolute positions may grow without bound. (Texts and
  * prompts go through in blocks instead, section 10; generation then continues here.)
+ * infer_step_naive below is the model for one token as plain loops, step by step: the best
+ * first read of this file. infer_step runs the fast version of it (section 12.4).
  *
  * StreamingLLM (Xiao et al. 2023) keeps the first K positions ("attention sinks") in the
  * cache beside the last w, and counts positions within the cache: the cache is the first K
@@ -1742,9 +1744,126 @@ static void infer_free(InferState *s) {
     memset(s, 0, sizeof(*s));
 }
 
+/* One token through the whole model, as the plain loops of the math: the clearest statement of
+ * what the model computes, and the best first read of this file. It is the reference for the
+ * fast decoder (infer_step_all, section 12.4), which computes the same sums for n sequences at
+ * once, regrouped; test_swat.c checks the two against each other. For the token at position
+ * p = s->pos (one sequence, s->n = 1):
+ *   1. x = wte[token]                                    the residual stream (C)
+ *   for each layer:
+ *   2.   h = RMSNorm(x) * attn_norm
+ *   3.   q = h Wq^T,  k = h Wk^T,  v = h Wv^T             RoPE turns q and k by the angle of p
+ *   4.   k and v go into the ring at slot p % w, over position p-w's, which no query sees again
+ *   5.   per head, for the keys at distance d = 0 .. seen-1 (positions p-d):
+ *          s_d = q . k_{p-d} / sqrt(D) + slope_h * d
+ *          a_d = sigmoid(s_d)      (SWAT: each key on its own; softmax over d normalises them)
+ *          o   = sum_d a_d v_{p-d}
+ *   6.   x += o Wo^T                                      (the heads side by side in o)
+ *   7.   h = RMSNorm(x) * mlp_norm;   x += (silu(h Wgate^T) * h Wup^T) Wdown^T
+ *   8. logits = RMSNorm(x) * final_norm  lm_head^T        (V) scores for the next token
+ * With keep_first K, the keys of positions 0..K-1 stay after they leave the window: they are
+ * scored first, at distance c - j from the query's cache index c (StreamingLLM, above). */
+static REFERENCE void infer_step_naive(InferState *s, int token) {
+    const Model *m = s->m;
+    const ModelConfig *c = &m->cfg;
+    int C = c->C, F = c->F, H = c->H, D = C / H, V = c->V, w = s->window, K = s->keep_first;
+    long p = s->pos;
+    int slot = (int)(p % w);                         /* the ring slot of position p */
+    int seen = p + 1 < w ? (int)p + 1 : w;           /* window keys the query sees: positions p-seen+1 .. p */
+    long evicted = p - w + 1 > 0 ? p - w + 1 : 0;    /* positions 0 .. evicted-1 have left the window */
+    int kept = evicted < K ? (int)evicted : K;       /* of those, the first ones still in the cache */
+    long cache_index = p < (long)K + w - 1 ? p : (long)K + w - 1;
+    float scale = 1.0f / sqrtf((float)D);
+    float *x = s->x;                                 /* (C) the residual stream */
+    float *q = s->q;                                 /* (C) queries, RoPE at position p */
+    float *q_first = s->q_first;                     /* (C) queries, RoPE at the cache index: for the kept keys */
+    float *k = s->k_new;                             /* (C) the new key */
+    float *v = s->v_new;                             /* (C) the new value */
+    float *o = s->o;                                 /* (C) attention output, heads side by side */
+    float *h = xcalloc(C, sizeof(float), "inference");          /* (C) a RMSNorm output */
+    float *branch = xcalloc(C, sizeof(float), "inference");     /* (C) what a block adds to x */
+    float *gate = xcalloc(F, sizeof(float), "inference");       /* (F) */
+    float *up = xcalloc(F, sizeof(float), "inference");         /* (F) */
+    float *act = s->act;                                          /* (F) silu(gate) * up */
+    float *a = xcalloc((size_t)K + w, sizeof(float), "inference"); /* (kept + seen) one head's scores, then weights */
+    if (token < 0 || token >= V) die("token %d is outside the vocabulary (V=%d)", token, V);
+
+    memcpy(x, m->param.wte + (long)token * C, C * sizeof(float));                 /* 1 */
+    if (c->rope) {
+        rope_tables(s->rope_cos, s->rope_sin, 1, D, c->rope_theta, p);
+        rope_tables(s->first_cos, s->first_sin, 1, D, c->rope_theta, cache_index);
+    }
+    for (int l = 0; l < c->L; l++) {
+        LayerWeights lw = layer_weights(&m->param, c, l);
+        float *k_ring = s->k_ring + (size_t)l * H * D * w;      /* (H, D, w) keys, per head transposed: [h][i][slot] */
+        float *v_ring = s->v_ring + (size_t)l * w * C;          /* (w, C) values: [slot][h*D + i] */
+        float *k_first = s->k_first + (size_t)l * K * C;        /* (K, C) keys of positions 0..K-1 */
+        float *v_first = s->v_first + (size_t)l * K * C;        /* (K, C) */
+        rmsnorm_row(h, x, lw.attn_norm, C);                                          /* 2 */
+        matmul_forward_naive(q, h, lw.wq, 1, C, C);                                   /* 3 */
+        matmul_forward_naive(k, h, lw.wk, 1, C, C);
+        matmul_forward_naive(v, h, lw.wv, 1, C, C);
+        memcpy(q_first, q, C * sizeof(float));
+        for (int hd = 0; c->rope && hd < H; hd++) {
+            rope_head(q + hd * D, s->rope_cos, s->rope_sin, D, 1.0f);
+            rope_head(k + hd * D, s->rope_cos, s->rope_sin, D, 1.0f);
+            rope_head(q_first + hd * D, s->first_cos, s->first_sin, D, 1.0f);
+        }
+        for (int hd = 0; hd < H; hd++)                                                /* 4 */
+            for (int i = 0; i < D; i++) k_ring[((size_t)hd * D + i) * w + slot] = k[hd * D + i];
+        memcpy(v_ring + (size_t)slot * C, v, C * sizeof(float));
+        if (p < K) { /* one of the first K positions: keep it (its cache index is its position) */
+            memcpy(k_first + p * C, k, C * sizeof(float));
+            memcpy(v_first + p * C, v, C * sizeof(float));
+        }
+        for (int hd = 0; hd < H; hd++) {                                              /* 5 */
+            float slope = m->slopes[hd];
+            for (int j = 0; j < kept; j++) { /* a[j]: the kept first key j */
+                float dot = 0.0f;
+                for (int i = 0; i < D; i++) dot += q_first[hd * D + i] * k_first[(long)j * C + hd * D + i];
+                a[j] = dot * scale + slope * (float)(cache_index - j);
+            }
+            for (int d = 0; d < seen; d++) { /* a[kept + d]: the key at distance d, in slot (p-d) % w */
+                int sl = (int)((p - d) % w);
+                float dot = 0.0f;
+                for (int i = 0; i < D; i++) dot += q[hd * D + i] * k_ring[((size_t)hd * D + i) * w + sl];
+                a[kept + d] = dot * scale + slope * (float)d;
+            }
+            int n_keys = kept + seen;
+            if (c->attn == ATTN_SIGMOID) {
+                for (int j = 0; j < n_keys; j++) a[j] = sigmoid(a[j]);
+            } else { /* subtracting the max changes nothing but keeps exp in range */
+                float max_s = -FLT_MAX, sum = 0.0f;
+                for (int j = 0; j < n_keys; j++) max_s = a[j] > max_s ? a[j] : max_s;
+                for (int j = 0; j < n_keys; j++) { a[j] = expf(a[j] - max_s); sum += a[j]; }
+                for (int j = 0; j < n_keys; j++) a[j] /= sum;
+            }
+            for (int i = 0; i < D; i++) {
+                float acc = 0.0f;
+                for (int j = 0; j < kept; j++) acc += a[j] * v_first[(long)j * C + hd * D + i];
+                for (int d = 0; d < seen; d++) acc += a[kept + d] * v_ring[(size_t)((p - d) % w) * C + hd * D + i];
+                o[hd * D + i] = acc;
+            }
+        }
+        matmul_forward_naive(branch, o, lw.wo, 1, C, C);                              /* 6 */
+        for (int i = 0; i < C; i++) x[i] += branch[i];
+        rmsnorm_row(h, x, lw.mlp_norm, C);                                           /* 7 */
+        matmul_forward_naive(gate, h, lw.w_gate, 1, C, F);
+        matmul_forward_naive(up, h, lw.w_up, 1, C, F);
+        for (int i = 0; i < F; i++) act[i] = gate[i] * sigmoid(gate[i]) * up[i];
+        matmul_forward_naive(branch, act, lw.w_down, 1, F, C);
+        for (int i = 0; i < C; i++) x[i] += branch[i];
+    }
+    rmsnorm_row(h, x, m->param.final_norm, C);                                       /* 8 */
+    matmul_forward_naive(s->logits, h, m->param.lm_head, 1, C, V);
+    s->pos++;
+    free(h); free(branch); free(gate); free(up); free(a);
+}
+
 /* Consume one token at position p = s->pos (one sequence); s->logits then predicts the next one. */
 static void infer_step(InferState *s, int token) {
     if (s->n != 1) die("infer_step: the state holds %d sequences", s->n);
+    if (USE_REFERENCE) { infer_step_naive(s, token); return; }
     infer_step_all(s, &token);
 }
 
