@@ -66,7 +66,9 @@ import tempfile
 
 import numpy as np
 
-MAGIC, VERSION = 20240520, 1
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # data/shards.py, from any working directory
+from shards import read_shard, write_shard
+
 DEFAULT_TEXT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bible", "kjv.txt")
 
 
@@ -127,29 +129,6 @@ def with_marker(chains, marker):
     out[:, 1:] = chains[:, :-1]
     out[:, 0] = marker
     return out
-
-
-# ---------------------------------------------------------------- files
-
-def write_shard(path, seqs, tail):
-    toks = np.concatenate([seqs.reshape(-1), np.array([tail], dtype=np.uint16)])
-    header = np.zeros(256, dtype="<i4")
-    header[:3] = [MAGIC, VERSION, len(toks)]
-    with open(path + ".tmp", "wb") as f:
-        f.write(header.tobytes())
-        f.write(toks.astype("<u2").tobytes())
-    os.replace(path + ".tmp", path)
-
-
-def read_shard(path):
-    data = open(path, "rb").read()
-    header = np.frombuffer(data[:1024], dtype="<i4")
-    if header[0] != MAGIC or header[1] != VERSION:
-        raise ValueError(f"{path}: bad shard header {header[:3].tolist()}")
-    n = int(header[2])
-    if len(data) != 1024 + 2 * n:
-        raise ValueError(f"{path}: size {len(data)} does not match N = {n}")
-    return np.frombuffer(data, dtype="<u2", count=n, offset=1024)
 
 
 def make(a):

@@ -63,7 +63,9 @@ import sys
 
 import numpy as np
 
-MAGIC, VERSION = 20240520, 1
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # data/shards.py, from any working directory
+from shards import write_shard
+
 KEY_MARK, QUERY_MARK = ord("#"), ord("?")
 
 
@@ -94,18 +96,6 @@ def draw_distances(rng, n, dmin, dmax, how):
         return rng.integers(dmin, dmax + 1, size=n)
     u = rng.uniform(np.log(dmin), np.log(dmax + 1), size=n)  # log-uniform on [dmin, dmax+1)
     return np.minimum(np.floor(np.exp(u)).astype(np.int64), dmax)
-
-
-def write_shard(path, examples, tail_token):
-    """Examples back to back plus one trailing token (see the module docstring), written to a
-    temporary name and renamed, so an interrupted run never leaves half a shard."""
-    toks = np.concatenate([examples.reshape(-1), np.array([tail_token], dtype=np.uint16)])
-    header = np.zeros(256, dtype="<i4")
-    header[:3] = [MAGIC, VERSION, len(toks)]
-    with open(path + ".tmp", "wb") as f:
-        f.write(header.tobytes())
-        f.write(toks.astype("<u2").tobytes())
-    os.replace(path + ".tmp", path)
 
 
 def main(argv=None):

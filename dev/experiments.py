@@ -50,8 +50,11 @@ command it prints. Every run has one seed (1337): the tables say so. --mode tiny
 a few thousand evaluation tokens; the numbers mean nothing) runs the whole pipeline in a minute
 or two, with --train/--val for a small text, for dev/test_repro.sh.
 """
-import argparse, csv, datetime, json, math, os, shlex, subprocess, sys, time
+import argparse, csv, math, os, shlex, sys, time
 import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # dev/runs.py, from any working directory
+from runs import (REPO, Failure, call, fail, fresh_dir, other_settings, parse_log, read_json, train_command,
+                  write_json)
 try:
     import matplotlib
     matplotlib.use("Agg")  # files only, no display
@@ -60,7 +63,6 @@ try:
 except ImportError:  # the tables need no matplotlib; main() says that the plots were not drawn
     plt = None
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN, VAL = "data/bible/train.bin", "data/bible/val.bin"
 # --tokens: bytes (the default; V = 256, no start token) or a 4096-piece BPE vocabulary of the same
 # text (data/prepare_bpe.py; id 1 is its start token). Its val.bin encodes exactly the bytes of the
@@ -105,65 +107,6 @@ COLORS = dict(zip([r[0] for r in RUNS], ["#1f77b4", "#17becf", "#ff7f0e", "#8c56
                                          "#7f7f7f", "#d62728", "#2ca02c", "#9467bd"]))
 
 
-def fail(msg, cmd=None, stderr=""):
-    """Stop loudly: a missing result must never turn into a silently shorter table."""
-    if cmd:
-        print("command: " + " ".join(cmd), file=sys.stderr)
-        print("\n".join(stderr.strip().splitlines()[-15:]), file=sys.stderr)
-    print(f"error: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-def call(cmd, want_stdout=False):
-    env = dict(os.environ, OMP_WAIT_POLICY="passive")  # don't spin idle threads on a shared machine
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE if want_stdout else subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        out, err = proc.communicate()
-    except KeyboardInterrupt:
-        proc.wait()  # Ctrl-C reached the trainer too: it is writing its checkpoint, let it finish
-        raise
-    return proc.returncode, out or "", err
-
-
-def write_json(path, obj):
-    tmp = path + ".tmp"  # temp + rename: an interrupted write leaves the old file intact
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
-
-
-def read_json(path, default):
-    if not os.path.exists(path):
-        return default
-    with open(path) as f:
-        return json.load(f)
-
-
-def parse_log(path):
-    """log.txt -> training losses, step times, validation losses (by step) and the final loss.
-    A resumed run appends to the log and may repeat a few steps: the last line for a step wins.
-    Other lines (sink ..., anything a newer trainer adds) and a line still being written (the
-    log of a running training) are skipped."""
-    train, ms, val, final = {}, {}, {}, None
-    if os.path.exists(path):
-        with open(path) as f:
-            lines = f.readlines()
-        for line in lines:
-            p = line.split()
-            try:
-                if len(p) >= 4 and p[0] == "step" and p[2] == "loss" and "ms" in p:
-                    loss, t = float(p[3]), float(p[p.index("ms") + 1])
-                    train[int(p[1])], ms[int(p[1])] = loss, t
-                elif len(p) == 4 and p[0] == "val" and p[2] == "loss":
-                    val[int(p[1])] = float(p[3])
-                elif len(p) == 2 and p[0] == "final_val_loss":
-                    final = float(p[1])
-            except (ValueError, IndexError):
-                continue
-    return dict(train=train, val=val, final=final, train_s=sum(ms.values()) / 1000)
-
-
 def run_dir(out, run):
     return os.path.join(out, "runs", run[0].replace(":", "_"))  # ':' is not allowed in Windows paths
 
@@ -188,29 +131,25 @@ def train(run, mode, rdir, args):
     """Train one run to completion: skip it if done, resume it if it has a checkpoint."""
     log, ckpt = os.path.join(rdir, "log.txt"), os.path.join(rdir, "model.ckpt")
     diverged = os.path.join(rdir, "diverged.txt")
-    spec = read_json(os.path.join(rdir, "run.json"), None)
     targs = train_args(run, mode, (args.train, args.val), args.tokens)
-    if spec is not None and spec != targs:  # never mix two settings (or modes) in one run
+    if other_settings(os.path.join(rdir, "run.json"), targs):  # never mix two settings (or modes) in one run
         fail(f"{rdir} was started with other settings; delete it to retrain (or give another --out)")
     if parse_log(log)["final"] is not None or os.path.exists(diverged):
         return
     os.makedirs(rdir, exist_ok=True)
     write_json(os.path.join(rdir, "run.json"), targs)
-    if os.path.exists(ckpt):
+    # decoded samples; the tokenizer is not in run.json (a file, not a setting)
+    tok = ["--tokenizer", TOKENS[args.tokens]["tokenizer"]] if TOKENS[args.tokens]["tokenizer"] else []
+    cmd, resuming = train_command(args.bin, rdir, targs + tok, ["--train", args.train, "--val", args.val] + tok,
+                                  periodic_args(run, mode, args.threads))
+    if resuming:
         print(f"[{run[0]}] resuming from {ckpt}", flush=True)
-        cmd = [args.bin, "--resume", ckpt, "--out", rdir, "--train", args.train, "--val", args.val]
-        if TOKENS[args.tokens]["tokenizer"]:
-            cmd += ["--tokenizer", TOKENS[args.tokens]["tokenizer"]]
     else:
         if os.path.exists(log):  # a log without a checkpoint cannot be continued: start clean
             os.remove(log)
         print(f"[{run[0]}] training: T={run[4]} attn={run[1]} alibi={run[2]} rope={run[3]}", flush=True)
-        cmd = [args.bin, "--out", rdir] + targs
-        if TOKENS[args.tokens]["tokenizer"]:  # decoded samples; not in run.json (a file, not a setting)
-            cmd += ["--tokenizer", TOKENS[args.tokens]["tokenizer"]]
-    cmd += periodic_args(run, mode, args.threads)
     t0 = time.time()
-    rc, _, err = call(cmd)
+    rc, _, err = call(cmd, want_stdout=False)
     if rc != 0 and "went non-finite" in err:
         # Divergence is a result (the paper's vanilla sigmoid model diverges), not a crash:
         # record it so the table shows it and re-runs don't retrain the run.
@@ -396,16 +335,6 @@ def compare(ref, ref_dir, rows, mode, out):
     with open(os.path.join(out, "comparison.md"), "w") as f:
         f.write(text)
     print(text)
-
-
-def fresh_dir(base):
-    """base-YYYYmmdd-HHMMSS, a directory that does not exist yet."""
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path, i = f"{base}-{stamp}", 1
-    while os.path.exists(path):
-        i += 1
-        path = f"{base}-{stamp}-{i}"
-    return path
 
 
 def unfinished(out):
@@ -609,6 +538,11 @@ def main():
 if __name__ == "__main__":
     try:
         main()
+    except Failure as e:
+        if e.detail:
+            print(e.detail, file=sys.stderr)
+        print(f"error: {e.msg}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("\ninterrupted: the checkpoints are saved; to continue: "
               + (RESUME_HINT or "run the same command again"), file=sys.stderr)

@@ -67,12 +67,15 @@ directory rather than mix two settings. --mode tiny (a few steps on a few exampl
 mean nothing) runs the whole pipeline in a minute, for dev/test_repro.sh; --steps N overrides
 the steps.
 """
-import argparse, csv, datetime, json, math, os, shlex, signal, subprocess, sys, threading, time
+import argparse, csv, json, math, os, shlex, subprocess, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # dev/runs.py, from any working directory
+from runs import (REPO, Failure, Running, call as call_trainer, fresh_dir, other_settings, parse_log, say,
+                  train_command, write_json)
+
 COMMITTED = os.path.join("dev", "results", "recall")   # the committed results, the default reference
 E, W = 128, 16                                  # example length = training length T; SWAT window
 # dense around the window (16) and the two receptive fields (31, 61): d = RF is the last
@@ -92,11 +95,6 @@ TRAIN_ARGS = ["--steps", "8000", "--warmup", "100", "--lr", "3e-3", "--batch", "
 # steps, for dev/test_repro.sh (the models learn little: the numbers mean nothing)
 TINY = dict(data={"--train-examples": "1600", "--test-examples": "8"}, extra_data=["--val-examples", "48"],
             train={"--steps": "40", "--warmup": "4", "--val-every": "20"})
-
-
-def say(msg):
-    sys.stdout.write(msg + "\n")  # one write per line: the trainings report from two threads
-    sys.stdout.flush()
 
 
 def receptive_field(layers, window):
@@ -131,62 +129,27 @@ def run_name(model_name, seed):
     return model_name if seed == 1 else f"{model_name}-seed{seed}"
 
 
-class Failed(Exception):
-    """A training or evaluation that failed; main() stops the others and says how to continue."""
-
-
-class Interrupted(Failed):
+class Interrupted(Failure):
     """A trainer that saved itself and stopped early: it got a signal (Ctrl-C)."""
 
 
 STOP = threading.Event()   # set when one job failed or on Ctrl-C: no new training starts
-RUNNING, RUNNING_LOCK = set(), threading.Lock()   # the trainer processes of the running jobs
+RUNNING = Running()   # the trainer processes of the running jobs
 
 
 def call(cmd):
-    """Run a trainer command; OMP_WAIT_POLICY=passive so idle OpenMP threads don't spin on a
-    shared machine. Raises Failed, with the trainer's last words, if the command fails."""
-    env = dict(os.environ, OMP_WAIT_POLICY="passive")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    with RUNNING_LOCK:
-        RUNNING.add(proc)
-    try:
-        _, err = proc.communicate()
-    finally:
-        with RUNNING_LOCK:
-            RUNNING.discard(proc)
-    if proc.returncode != 0:
-        raise Failed(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{err.strip()[-2000:]}")
+    """Run a trainer command, its output discarded. Raises Failure, with the trainer's last words,
+    if the command fails; main() then stops the others and says how to continue."""
+    rc, _, err = call_trainer(cmd, want_stdout=False, running=RUNNING)
+    if rc != 0:
+        raise Failure(f"{' '.join(cmd)} failed (exit {rc}):\n{err.strip()[-2000:]}")
 
 
 def stop_all():
     """No new trainings; the running ones get SIGINT, save their checkpoint and exit, so the
     same command continues them later."""
     STOP.set()
-    with RUNNING_LOCK:
-        for proc in RUNNING:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-
-
-def final_val_loss(rdir):
-    """The log's final_val_loss; other lines (step, val, sink, ...) are skipped."""
-    path, final = os.path.join(rdir, "log.txt"), None
-    if os.path.exists(path):
-        for line in open(path):
-            p = line.split()
-            if len(p) == 2 and p[0] == "final_val_loss":
-                final = float(p[1])
-    return final
-
-
-def last_step(rdir):
-    step = None
-    for line in open(os.path.join(rdir, "log.txt")):
-        p = line.split()
-        if len(p) > 1 and p[0] == "step" and p[1].isdigit():
-            step = int(p[1])
-    return step
+    RUNNING.interrupt()
 
 
 def load_meta(ddir):
@@ -197,14 +160,11 @@ def load_meta(ddir):
 def same_settings(path, settings, check_only=False):
     """Remember the settings a directory was made with (path = its settings.json); refuse to mix
     results of two settings in one directory."""
-    if os.path.exists(path):
-        with open(path) as f:
-            if json.load(f) != settings:
-                sys.exit(f"error: {os.path.dirname(path)} was made with other settings; delete it to redo it "
-                         "(or give another --out)")
-    elif not check_only:
-        with open(path, "w") as f:
-            json.dump(settings, f, indent=1)
+    if other_settings(path, settings):
+        sys.exit(f"error: {os.path.dirname(path)} was made with other settings; delete it to redo it "
+                 "(or give another --out)")
+    if not check_only and not os.path.exists(path):
+        write_json(path, settings)
 
 
 def make_data(ddir, mode):
@@ -231,34 +191,34 @@ def train(model, seed, ddir, out, threads, targs, save_every):
     os.makedirs(rdir, exist_ok=True)
     same_settings(os.path.join(rdir, "settings.json"), flags)
     log, ckpt = os.path.join(rdir, "log.txt"), os.path.join(rdir, "model.ckpt")
-    done = final_val_loss(rdir) is not None
+    done = parse_log(log)["final"] is not None
     if done and os.path.exists(ckpt):
         say(f"[{rname}] already trained")
         return
     if STOP.is_set():
         return
+    if done:   # but no checkpoint: trained anew below
+        say(f"[{rname}] its log says trained but {ckpt} is missing (checkpoints are not committed): "
+            "training it again")
     data = ["--train", os.path.join(ddir, "train.bin"), "--val", os.path.join(ddir, "val.bin")]
-    periodic = ["--threads", str(threads), "--save-every", str(save_every)]
-    if not done and os.path.exists(ckpt):   # stopped after a periodic checkpoint: continue it
+    # a training stopped after a periodic checkpoint continues from it
+    cmd, resuming = train_command("./train_swat", rdir, data + flags, data,
+                                  ["--threads", str(threads), "--save-every", str(save_every)])
+    if resuming:
         say(f"[{rname}] resuming from {ckpt}")
-        cmd = ["./train_swat", "--resume", ckpt, "--out", rdir] + data + periodic
     else:
-        if done:
-            say(f"[{rname}] its log says trained but {ckpt} is missing (checkpoints are not committed): "
-                "training it again")
-        for f in (log, ckpt):   # leftovers of a run that cannot be continued: start clean
-            if os.path.exists(f):
-                os.remove(f)
+        if os.path.exists(log):   # the log of a run that cannot be continued: start clean
+            os.remove(log)
         say(f"[{rname}] training: {layers} layers, window {window}, seed {seed}")
-        cmd = ["./train_swat", "--out", rdir] + data + flags + periodic
     t0 = time.time()
     call(cmd)  # progress goes to rdir/log.txt
-    if final_val_loss(rdir) is None:
+    final = parse_log(log)["final"]
+    if final is None:
         if STOP.is_set():   # stopped by stop_all(): it saved its checkpoint
             say(f"[{rname}] stopped; its checkpoint is saved")
             return
-        raise Interrupted(f"{rname} stopped at step {last_step(rdir)} (a signal?)")
-    say(f"[{rname}] done in {time.time() - t0:.0f} s, final val loss {final_val_loss(rdir):.4f}")
+        raise Interrupted(f"{rname} stopped at step {parse_log(log)['last_step']} (a signal?)")
+    say(f"[{rname}] done in {time.time() - t0:.0f} s, final val loss {final:.4f}")
 
 
 def recall(rdir, meta, threads):
@@ -495,16 +455,6 @@ def plot(rows, meta, out):
     return True
 
 
-def fresh_dir(base):
-    """base-YYYYmmdd-HHMMSS, a directory that does not exist yet."""
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path, i = f"{base}-{stamp}", 1
-    while os.path.exists(path):
-        i += 1
-        path = f"{base}-{stamp}-{i}"
-    return path
-
-
 def read_version(out):
     path = os.path.join(out, "checkpoint_version.txt")
     return open(path).read().strip() if os.path.exists(path) else "not recorded"
@@ -604,7 +554,7 @@ def main():
     except (KeyboardInterrupt, Interrupted):
         print(f"\ninterrupted: the trainings saved their checkpoints; to continue: {resume}", file=sys.stderr)
         sys.exit(130)
-    except Failed as e:
+    except Failure as e:
         sys.exit(f"error: {e}\nthe other trainings saved their checkpoints; once fixed, continue with: {resume}")
     say(f"evaluation: {time.time() - t1:.0f} s")
     with open(os.path.join(out, "meta.json"), "w") as f:   # for --plots-only without the shards

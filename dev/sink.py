@@ -46,12 +46,15 @@ Usage:  /usr/bin/python3 dev/sink.py [--mode quick|full|tiny] [--only NAME,...] 
         (`make sink` runs the quick mode, `make sink MODE=full` the committed one; --bin another trainer)
 Resumable: finished trainings and cached measurements are skipped, so re-run after a Ctrl-C.
 """
-import argparse, json, os, struct, subprocess, sys, tempfile, threading, time
+import argparse, os, struct, sys, tempfile, threading, time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # dev/runs.py, from any working directory
+from runs import (REPO, Failure, call as call_trainer, fail, other_settings, parse_log, read_json, say, train_command,
+                  write_json)
+
 BIBLE = dict(train="data/bible/train.bin", val="data/bible/val.bin")
 BOS = ["--vocab", "257", "--bos", "256"]
 SINK_T = 0.3  # Gu et al.'s threshold on the mean weight on the first token
@@ -104,48 +107,12 @@ BB_ARGS = ["--length", "128", "--train-seqs", "32768", "--val-seqs", "512", "--s
 
 
 # ---------------------------------------------------------------------------------- helpers
-PRINT_LOCK = threading.Lock()
 STOP = threading.Event()  # set on an error or Ctrl-C: no new training or measurement starts
 
 
-def say(msg):
-    with PRINT_LOCK:
-        print(msg, flush=True)
-
-
-class Failure(Exception):
-    pass
-
-
-def fail(msg, cmd=None, stderr=""):
-    """Stop loudly: a missing result must never turn into a silently shorter table."""
-    text = msg
-    if cmd:
-        text = "command: " + " ".join(map(str, cmd)) + "\n" + "\n".join(stderr.strip().splitlines()[-15:]) + "\n" + msg
-    raise Failure(text)
-
-
 def call(cmd):
-    if STOP.is_set():
-        raise Failure("stopped")
-    env = dict(os.environ, OMP_WAIT_POLICY="passive")  # don't spin idle threads on a shared machine
-    proc = subprocess.Popen([c if isinstance(c, bytes) else str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    out, err = proc.communicate()
-    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
-
-
-def write_json(path, obj):
-    tmp = path + ".tmp"  # temp + rename: an interrupted write leaves the old file intact
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
-
-
-def read_json(path, default):
-    if not os.path.exists(path):
-        return default
-    with open(path) as f:
-        return json.load(f)
+    """(exit code, stdout, stderr) of a trainer command; none starts once STOP is set."""
+    return call_trainer(cmd, stop=STOP)
 
 
 def read_tokens(path):
@@ -175,26 +142,6 @@ def read_dump(path):
     tokens = np.frombuffer(data, "<i4", T, 32)
     weights = np.frombuffer(data, "<f4", H * T * T, 32 + 4 * T).reshape(H, T, T)
     return dict(layer=layer, H=H, T=T, window=W, attn=attn, tokens=tokens, weights=weights)
-
-
-def parse_log(path):
-    """log.txt: training losses, validations and the sink lines (`sink STEP N M s_0 ...`)."""
-    train, val, sinks, final = {}, {}, {}, None
-    if os.path.exists(path):
-        for line in open(path):
-            p = line.split()
-            try:
-                if len(p) >= 4 and p[0] == "step":
-                    train[int(p[1])] = float(p[3])
-                elif len(p) == 4 and p[0] == "val":
-                    val[int(p[1])] = float(p[3])
-                elif len(p) >= 4 and p[0] == "sink":
-                    sinks[int(p[1])] = [float(x) for x in p[4:]]
-                elif len(p) == 2 and p[0] == "final_val_loss":
-                    final = float(p[1])
-            except ValueError:
-                continue  # a half-written line of an interrupted run
-    return dict(train=train, val=val, sinks=sinks, final=final)
 
 
 # ---------------------------------------------------------------------------------- data
@@ -264,20 +211,18 @@ def periodic_args(run, threads):
 def train(run, rdir, data, args):
     log, ckpt = os.path.join(rdir, "log.txt"), os.path.join(rdir, "model.ckpt")
     targs = [str(a) for a in train_args(run, data)]
-    spec = read_json(os.path.join(rdir, "run.json"), None)
-    if spec is not None and spec != targs:  # never mix two settings in one run
+    if other_settings(os.path.join(rdir, "run.json"), targs):  # never mix two settings in one run
         fail(f"{rdir} was started with other settings; delete it to retrain")
     if parse_log(log)["final"] is not None and os.path.exists(ckpt):
         return
     os.makedirs(rdir, exist_ok=True)
     write_json(os.path.join(rdir, "run.json"), targs)
-    if os.path.exists(ckpt):
+    cmd, resuming = train_command(args.bin, rdir, ["--overwrite"] + targs, ["--train", data["train"], "--val", data["val"]])
+    if resuming:
         say(f"[{run['name']}] resuming from {ckpt}")
-        cmd = [args.bin, "--resume", ckpt, "--out", rdir, "--train", data["train"], "--val", data["val"]]
     else:
         say(f"[{run['name']}] training: {run['attn']} w={run['w']} T={run['T']} L={run['L']} "
             f"alibi={run['alibi']}, {run['steps']} steps")
-        cmd = [args.bin, "--out", rdir, "--overwrite"] + targs
     t0 = time.time()
     rc, _, err = call(cmd + periodic_args(run, args.threads))
     if rc != 0:

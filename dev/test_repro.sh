@@ -40,8 +40,8 @@ fi
 # ---- a fresh clone's layout: the scripts, the trainer, the committed results without checkpoints ----
 clone="$work/clone"
 mkdir -p "$clone/dev/results" "$clone/data"
-cp "$root/dev/recall.py" "$root/dev/experiments.py" "$clone/dev/"
-cp "$root/data/make_recall.py" "$clone/data/"
+cp "$root/dev/recall.py" "$root/dev/experiments.py" "$root/dev/runs.py" "$clone/dev/"
+cp "$root/data/make_recall.py" "$root/data/shards.py" "$clone/data/"
 ln -s "$root/train_swat" "$clone/train_swat"
 # the committed results as of HEAD (others may be rewriting dev/results/full in the work tree)
 if git -C "$root" cat-file -e HEAD:dev/results/recall/recall.csv 2>/dev/null &&
