@@ -1446,6 +1446,21 @@ static void test_dumps(void) {
     }
 }
 
+/* The sink-head count: a head is a sink head when its mean share on position 0 exceeds 0.3 and
+ * it is on (mean row sum >= 0.05); a switched-off sigmoid head's large share of nothing is not. */
+static void test_sink_heads_count(void) {
+    SinkStats st;
+    ModelConfig cfg = make_config(10, 1, 4, 8, 8, 4, ATTN_SIGMOID, 2, 2, 1);
+    sink_stats_init(&st, &cfg);
+    st.queries = 10;
+    double first[4] = {6.0, 0.06, 1.0, 0.3}, row_sum[4] = {10.0, 0.1, 40.0, 0.5}; /* means 0.6/1, 0.006/0.01, ... */
+    for (int h = 0; h < 4; h++) { st.first[h] = first[h]; st.row_sum[h] = row_sum[h]; st.share[h] = 10.0 * first[h] / row_sum[h]; }
+    int count = sink_heads(&st);
+    CHECK(count == 2, "sink heads: share > 0.3 among heads that are on (row sum >= 0.05)",
+          "heads with (share, row sum) (0.6, 1.0) (0.6, 0.01) (0.025, 4.0) (0.6, 0.05): %d sink heads, want 2", count);
+    sink_stats_free(&st);
+}
+
 static void test_inference(void) {
     struct { int attn, neg, pos, rope; } v[] = {
         {ATTN_SIGMOID, 2, 2, 1}, {ATTN_SIGMOID, 4, 0, 1}, {ATTN_SIGMOID, 0, 4, 1}, {ATTN_SIGMOID, 0, 0, 1},
@@ -3321,6 +3336,7 @@ int main(void) {
     test_checkpoints();
     test_evaluate();
     test_dumps();
+    test_sink_heads_count();
     test_inference();
     test_evaluate_stream();
     test_crc32();

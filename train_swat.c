@@ -1985,6 +1985,9 @@ static void print_token(FILE *f, const Tokenizer *tk, int token, int V) {
  * raw weight, the row sum and the share (weight / row sum) tell different stories: a
  * dormant sigmoid head can output almost nothing instead of parking its weight. */
 #define SINK_THRESHOLD 0.3
+/* A sigmoid head whose weights add up to less than this is switched off, not a sink: its share
+ * on position 0 is then a ratio of two numbers near 0 and says nothing. */
+#define SINK_MIN_ROW_SUM 0.05
 typedef struct {
     int L, H;
     double *first;   /* (L, H) sum over queries of a(m, 0) */
@@ -2030,10 +2033,12 @@ static void sink_stats_add(SinkStats *st, const Model *m) {
     st->queries += (long)a->B * (a->Wb > 1 ? a->Wb - 1 : 0);
 }
 
-/* Heads whose mean share on position 0 exceeds SINK_THRESHOLD. */
+/* Heads whose mean share on position 0 exceeds SINK_THRESHOLD, among the heads that are on
+ * (mean row sum at least SINK_MIN_ROW_SUM; a softmax row always sums to 1). */
 static int sink_heads(const SinkStats *st) {
     int n = 0;
-    for (int i = 0; i < st->L * st->H; i++) n += st->queries > 0 && st->share[i] / st->queries > SINK_THRESHOLD;
+    for (int i = 0; i < st->L * st->H; i++)
+        n += st->queries > 0 && st->share[i] / st->queries > SINK_THRESHOLD && st->row_sum[i] / st->queries >= SINK_MIN_ROW_SUM;
     return n;
 }
 
@@ -2807,7 +2812,8 @@ static void print_sinks(FILE *f, const SinkStats *st) {
             fprintf(f, "sink layer %d head %d first %.4f row_sum %.4f share %.4f\n", l, h, st->first[i] / n,
                     st->row_sum[i] / n, st->share[i] / n);
         }
-    fprintf(f, "sink_heads %d of %d (share > %.1f)\n", sink_heads(st), st->L * st->H, SINK_THRESHOLD);
+    fprintf(f, "sink_heads %d of %d (share > %.1f, row sum >= %.2f)\n", sink_heads(st), st->L * st->H, SINK_THRESHOLD,
+            SINK_MIN_ROW_SUM);
 }
 
 /* The bytes of text behind the targets of an evaluation (the tokenizer's lengths): what turns

@@ -478,9 +478,10 @@ def table_rows_bb(groups, evals, data):
            "head with the most (non-trigger) and the same head's trigger queries; row sum: sigmoid rows are "
            "not normalised, so a dormant sigmoid head's total output weight (non-trigger queries, mean over heads); "
            "heads off: heads whose mean non-trigger row sum is below 0.05 (a sigmoid head that outputs almost "
-           "nothing). --sinks: heads whose share (weight / row sum) on position 0 exceeds 0.3 over all queries, "
-           "the trainer's count; for a head that is off, the share is a ratio of two numbers near 0 and "
-           "says nothing.", "",
+           "nothing). --sinks: heads whose share (weight / row sum) on position 0 exceeds 0.3 over all queries "
+           "among the heads that are on (mean row sum >= 0.05), the trainer's count (the runs of this table "
+           "were counted before the row-sum rule; their saved per-head numbers were counted again with it, "
+           "which took the switched-off heads of bb-swat-L2 out).", "",
            "| model | seeds | val loss | sink ratio (non-trigger) | bos weight, non-trigger (most) | "
            "same head, trigger | row sum (non-trigger) | heads off | --sinks heads |",
            "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
@@ -591,7 +592,7 @@ def table_heads(groups, evals, dataset):
 def table_bible(groups, evals):
     md = ["### Where the attention goes (Bible val, chunks of T, the model's window)", "",
           "first / row sum / share as printed by `train_swat --sinks`, for the head with the largest share; "
-          "sink heads: share > 0.3.", "",
+          "sink heads: share > 0.3 among heads with a row sum >= 0.05.", "",
           "| model | seeds | val loss | sink heads | largest share | its first | its row sum |", "|---|--:|--:|--:|--:|--:|--:|"]
     for g, rs in groups.items():
         if rs[0]["data"] != "bible":
