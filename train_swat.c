@@ -2529,7 +2529,21 @@ typedef struct {
     uint64_t seed;
     char given[64][24]; /* the flags given on the command line */
     int num_given;
+    char *owned[8];     /* strings the flags point to that are not argv's (read back by --resume) */
+    int num_owned;
 } Args;
+
+/* A flag value made by the program (not from argv): kept in a->owned, freed by args_free. */
+static const char *args_own(Args *a, char *s) {
+    if (!s) die("out of memory");
+    if (a->num_owned == (int)(sizeof a->owned / sizeof a->owned[0])) die("args_own: too many strings");
+    a->owned[a->num_owned++] = s;
+    return s;
+}
+static void args_free(Args *a) {
+    for (int i = 0; i < a->num_owned; i++) free(a->owned[i]);
+    a->num_owned = 0;
+}
 
 static int flag_given(const Args *a, const char *name) {
     for (int i = 0; i < a->num_given; i++) if (!strcmp(a->given[i], name)) return 1;
@@ -2994,8 +3008,8 @@ static void resume_settings(Args *a, const char *log_path) {
         int known = 0;
         for (int i = 0; remembered_flags[i]; i++) known |= !strcmp(flag, remembered_flags[i]);
         if (known && !flag_given(a, flag)) {
-            if (!strcmp(flag, "--train")) a->train = strdup(value);
-            else if (!strcmp(flag, "--val")) a->val = strdup(value);
+            if (!strcmp(flag, "--train")) a->train = args_own(a, strdup(value));
+            else if (!strcmp(flag, "--val")) a->val = args_own(a, strdup(value));
             else if (!strcmp(flag, "--val-every")) a->val_every = (int)parse_int(flag, value, 0, 1L << 30);
             else if (!strcmp(flag, "--val-chunks")) a->val_chunks = (int)parse_int(flag, value, 0, 1L << 30);
             else if (!strcmp(flag, "--final-val-chunks")) a->final_val_chunks = (int)parse_int(flag, value, -1, 1L << 30);
@@ -3004,7 +3018,7 @@ static void resume_settings(Args *a, const char *log_path) {
             else if (!strcmp(flag, "--save-every")) a->save_every = (int)parse_int(flag, value, 0, 1L << 30);
             else if (!strcmp(flag, "--temperature")) a->temperature = parse_double(flag, value, 0, 1e3);
             else if (!strcmp(flag, "--top-k")) a->top_k = (int)parse_int(flag, value, 0, 65536);
-            else if (!strcmp(flag, "--tokenizer")) a->tokenizer = strdup(value);
+            else if (!strcmp(flag, "--tokenizer")) a->tokenizer = args_own(a, strdup(value));
             if (used < sizeof taken - 1)
                 used += (size_t)snprintf(taken + used, sizeof taken - used, " %s %s", flag, value);
         }
@@ -3071,7 +3085,7 @@ int main(int argc, char **argv) {
         check_no_flags(&a, run_flags, "--resume (the run's settings come from the checkpoint)");
         if (!checkpoint_load(a.resume, &model, &ts)) die("%s: has no optimizer state to resume from (use --init)", a.resume);
         check_bos(&a, &model, a.resume);
-        if (!flag_given(&a, "--out")) a.out = dir_of(a.resume); /* continue the run where it is */
+        if (!flag_given(&a, "--out")) a.out = args_own(&a, dir_of(a.resume)); /* continue the run where it is */
         size_t n = strlen(a.out) + 16;
         char *old_log = xcalloc(n, 1, "path");
         snprintf(old_log, n, "%s/log.txt", a.out);
@@ -3260,6 +3274,7 @@ int main(int argc, char **argv) {
     loader_free(&loader);
     model_free(&model);
     tokenizer_free(&tokenizer);
+    args_free(&a);
     return 0;
 }
 #endif /* TESTING */

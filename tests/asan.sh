@@ -71,6 +71,9 @@ sane "--init fine-tune with another window and seq" "^saved " --init "$TMP/a/mod
   --steps 3 --warmup 0 --train "$V/small.bin" --val-every 0 --sample-every 2 --sample-len 5 --out "$TMP/d"
 sane "--resume to completion" "^saved " --resume "$TMP/a/model.ckpt" --train "$V/small.bin" --val "$V/val.bin" \
   --val-every 2 --sample-every 3 --sample-len 16 --out "$TMP/a"
+sane "a run stopped early" "^saved " $TINY --steps 6 --warmup 1 --stop-after 3 --train "$V/small.bin" --val "$V/val.bin" \
+  --val-every 0 --sample-every 0 --out "$TMP/h"
+sane "--resume alone: flags from log.txt, into the checkpoint's folder (no leak)" "^saved .*step 6 of 6" --resume "$TMP/h/model.ckpt"
 sane "--eval with another length and window" "^eval_loss " --init "$TMP/a/model.ckpt" --eval "$V/val.bin" --eval-len 100 --eval-window 3 --eval-chunks 5
 sane "--eval --stream" "^eval_loss " --init "$TMP/a/model.ckpt" --eval "$V/val.bin" --stream --eval-window 12
 sane "--generate top-k" "." --init "$TMP/a/model.ckpt" --generate 50 --prompt "in the beginning" --top-k 5 --temperature 1.2
