@@ -1691,16 +1691,20 @@ typedef struct {
     float *k_first;        /* (L, n, keep_first, C) keys of positions 0..K-1 (position = cache index) */
     float *v_first;        /* (L, n, keep_first, C) */
     float *x;              /* (n, C) the residual streams of the current tokens */
-    float *q, *q_first;    /* (n, C) queries, RoPE at text position p and at cache index c (for the kept first keys) */
-    float *k_new, *v_new;  /* (n, C) the new keys and values, before they enter the ring */
+    float *q;              /* (n, C) queries, RoPE at text position p */
+    float *q_first;        /* (n, C) the same queries, RoPE at cache index c: for the kept first keys */
+    float *k_new;          /* (n, C) the new keys, before they enter the ring */
+    float *v_new;          /* (n, C) the new values */
     float *o;              /* (n, C) attention outputs, heads concatenated */
     float *act;            /* (n, F) the MLP's silu(gate) * up */
     float *scratch;        /* per thread: RMSNorm outputs (n, C), gate and up panels (2, n, 4 NR), scores */
     size_t per_thread;     /* floats of scratch per thread */
     int threads;           /* threads the scratch is for */
     int use_threads;       /* threads for the next token: 0 all, else that many (see DecodeThreads) */
-    float *rope_cos, *rope_sin;   /* (D/2) RoPE at the current position */
-    float *first_cos, *first_sin; /* (D/2) RoPE at the current cache index */
+    float *rope_cos;       /* (D/2) RoPE at the current position: cos */
+    float *rope_sin;       /* (D/2) and sin */
+    float *first_cos;      /* (D/2) RoPE at the current cache index */
+    float *first_sin;      /* (D/2) */
     float *logits;         /* (n, V) the predictions for the next tokens */
 } InferState;
 
