@@ -91,11 +91,18 @@ fuzz:
 	@bash fuzz/run.sh $(FUZZ_SECONDS)
 
 # Training speed against the measured peak and PyTorch (a benchmark, not a test).
+# BASELINE=<commit>: only that commit's trainer against this tree's, alternated (dev/bench_baseline.sh).
+ifneq ($(BASELINE),)
+bench:
+	@BASELINE='$(BASELINE)' NEW_SRC='$(NEW_SRC)' SWAT_BIN='$(SWAT_BIN)' CC='$(CC)' CFLAGS='$(CFLAGS)' \
+	    NATIVE='$(NATIVE)' OPENMP='$(OPENMP)' LDLIBS='$(LDLIBS)' bash dev/bench_baseline.sh
+else
 bench: train_swat data
 	@bash dev/bench.sh
 	@if command -v mpicc >/dev/null; then $(MAKE) -s train_swat_mpi; fi
 	@bash dev/bench_mpi.sh
 	@bash dev/bench_vocab.sh
+endif
 
 # Where a training step's time goes, kernel by kernel (dev/kernel_bench.c), and the same step
 # built by gcc and clang for AVX-512, AVX2 and SSE2 (dev/compilers.sh). Benchmarks, not tests.
