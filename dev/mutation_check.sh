@@ -8,6 +8,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 ln -s "$root/dev" "$work/dev"
+ln -s "$root/tests" "$work/tests" # the committed fixtures (a check that cannot find them fails)
 cp "$root/test_swat.c" "$work/"
 flags="-std=c11 -O3 -ffp-contract=fast -march=native -fopenmp"
 survived=0
@@ -25,6 +26,10 @@ PY
   echo "$out" | grep '^FAIL' | cut -c1-120 | head -n 3 | sed 's/^/   /'
   echo "$out" | tail -n 1 | grep -q ' 0 failed' && survived=$((survived + 1))
 }
+# the control: the unchanged file must pass, or a "caught" mutation would mean nothing
+mutate "control: no mutation" '' ''
+if [ "$survived" -ne 1 ]; then echo "the unchanged train_swat.c fails the suite here: fix that first"; exit 1; fi
+survived=0
 mutate "ALiBi sign" 'slopes[h] = -alibi_magnitude(c, h + 1);' 'slopes[h] = alibi_magnitude(c, h + 1);'
 mutate "RoPE pairing (halves instead of interleaved)" 'float x0 = v[2 * i], x1 = v[2 * i + 1]' 'float x0 = v[i], x1 = v[i + D / 2]'
 mutate "window boundary by one" 'return window < T ? window : T;' 'return window + 1 < T ? window + 1 : T;'
