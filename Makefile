@@ -18,8 +18,9 @@ all: train_swat test_swat test_swat_plain data/prepare_text
 train_swat: train_swat.c Makefile
 	$(CC) $(CFLAGS) $(NATIVE) $(OPENMP) -o $@ $< $(LDLIBS)
 
-# The trainer on the reference kernels (matmul and attention as plain loops, see
-# matmul_forward_naive and attention_forward_naive): slow, for reading and stepping through.
+# The trainer on the reference kernels (matmul, attention and decoding as plain loops, see
+# matmul_forward_naive, attention_forward_naive and infer_step_naive): slow, for reading and
+# stepping through.
 train_swat_naive: train_swat.c Makefile
 	$(CC) $(CFLAGS) -g $(OPENMP) -DSWAT_NAIVE -o $@ $< $(LDLIBS)
 
