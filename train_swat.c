@@ -555,12 +555,12 @@ static void rope_backward(float *dx, const float *cos_t, const float *sin_t, int
 static int band_width(int window, int T) { return window < T ? window : T; }
 
 /* SWAT attention as the plain loops of its math, one query at a time. For sequence b, head h,
- * query m and distance d = 0 .. nd-1 (key n = m - d, nd = min(m+1, window)):
+ * query m and distance d = 0 .. seen-1 (key n = m - d, seen = min(m+1, window) keys):
  *   s(m, d) = q_m . k_{m-d} / sqrt(D) + slope_h * d
  *   a(m, d) = sigmoid(s(m, d))               (SWAT: every key on its own, no normalisation)
  *          or softmax over d of s(m, d)      (the usual attention, within the window)
  *   o_m     = sum_d a(m, d) v_{m-d}
- * att keeps a(m, d) for the backward: att[b][h][m][d], zero for d >= nd. */
+ * att keeps a(m, d) for the backward: att[b][h][m][d], zero for d >= seen. */
 static REFERENCE void attention_forward_naive(float *out, float *att, const float *q, const float *k, const float *v,
                                     const float *slopes, int B, int T, int C, int H, int window, int mode) {
     int D = C / H, Wb = band_width(window, T);
@@ -571,9 +571,9 @@ static REFERENCE void attention_forward_naive(float *out, float *att, const floa
                 const float *q_m = q + ((long)b * T + m) * C + h * D;
                 float *a = att + (((long)b * H + h) * T + m) * Wb; /* a[d]: the weight of key m-d */
                 float *o_m = out + ((long)b * T + m) * C + h * D;
-                int nd = m + 1 < Wb ? m + 1 : Wb;
+                int seen = m + 1 < Wb ? m + 1 : Wb;
                 float max_s = -FLT_MAX;
-                for (int d = 0; d < nd; d++) {
+                for (int d = 0; d < seen; d++) {
                     const float *k_n = k + ((long)b * T + m - d) * C + h * D;
                     float dot = 0.0f;
                     for (int i = 0; i < D; i++) dot += q_m[i] * k_n[i];
@@ -581,15 +581,15 @@ static REFERENCE void attention_forward_naive(float *out, float *att, const floa
                     if (a[d] > max_s) max_s = a[d];
                 }
                 if (mode == ATTN_SIGMOID) {
-                    for (int d = 0; d < nd; d++) a[d] = sigmoid(a[d]);
+                    for (int d = 0; d < seen; d++) a[d] = sigmoid(a[d]);
                 } else { /* subtracting the max changes nothing but keeps exp in range */
                     float sum = 0.0f;
-                    for (int d = 0; d < nd; d++) { a[d] = expf(a[d] - max_s); sum += a[d]; }
-                    for (int d = 0; d < nd; d++) a[d] /= sum;
+                    for (int d = 0; d < seen; d++) { a[d] = expf(a[d] - max_s); sum += a[d]; }
+                    for (int d = 0; d < seen; d++) a[d] /= sum;
                 }
-                for (int d = nd; d < Wb; d++) a[d] = 0.0f;
+                for (int d = seen; d < Wb; d++) a[d] = 0.0f;
                 for (int i = 0; i < D; i++) o_m[i] = 0.0f;
-                for (int d = 0; d < nd; d++) {
+                for (int d = 0; d < seen; d++) {
                     const float *v_n = v + ((long)b * T + m - d) * C + h * D;
                     for (int i = 0; i < D; i++) o_m[i] += a[d] * v_n[i];
                 }
@@ -616,8 +616,8 @@ static REFERENCE void attention_backward_naive(float *dq, float *dk, float *dv, 
                 const float *a = att + (((long)b * H + h) * T + m) * Wb;
                 const float *do_m = dout + ((long)b * T + m) * C + h * D, *q_m = q + ((long)b * T + m) * C + h * D;
                 float *dq_m = dq + ((long)b * T + m) * C + h * D;
-                int nd = m + 1 < Wb ? m + 1 : Wb;
-                for (int d = 0; d < nd; d++) {
+                int seen = m + 1 < Wb ? m + 1 : Wb;
+                for (int d = 0; d < seen; d++) {
                     long n = (long)b * T + m - d;
                     float da = 0.0f;
                     for (int i = 0; i < D; i++) {
@@ -627,13 +627,13 @@ static REFERENCE void attention_backward_naive(float *dq, float *dk, float *dv, 
                     ds[d] = da;
                 }
                 if (mode == ATTN_SIGMOID) {
-                    for (int d = 0; d < nd; d++) ds[d] *= a[d] * (1.0f - a[d]);
+                    for (int d = 0; d < seen; d++) ds[d] *= a[d] * (1.0f - a[d]);
                 } else {
                     float a_da = 0.0f;
-                    for (int d = 0; d < nd; d++) a_da += a[d] * ds[d];
-                    for (int d = 0; d < nd; d++) ds[d] = a[d] * (ds[d] - a_da);
+                    for (int d = 0; d < seen; d++) a_da += a[d] * ds[d];
+                    for (int d = 0; d < seen; d++) ds[d] = a[d] * (ds[d] - a_da);
                 }
-                for (int d = 0; d < nd; d++) {
+                for (int d = 0; d < seen; d++) {
                     long n = (long)b * T + m - d;
                     for (int i = 0; i < D; i++) {
                         dq_m[i] += ds[d] * scale * k[n * C + h * D + i];
@@ -3804,19 +3804,19 @@ static void infer_scratch(InferState *s, int threads) {
 
 /* Attention of sequence i, head h, layer l at position p, after its key and value entered the
  * ring: the same arithmetic, in the same order, as the first version of this code (scores of
- * the kept first keys, then of the window by distance d = 0..nd-1). a: scratch of K + w
+ * the kept first keys, then of the window by distance d = 0..seen-1). a: scratch of K + w
  * floats, sbuf: w floats. */
 static void infer_attention(InferState *s, int l, int i, int h, float *a, float *sbuf) {
     const Model *m = s->m;
     const ModelConfig *c = &m->cfg;
     int C = c->C, H = c->H, D = C / H, w = s->window, K = s->keep_first, n = s->n;
     long p = s->pos, evicted = p - w + 1 > 0 ? p - w + 1 : 0, cache_index = p < (long)K + w - 1 ? p : (long)K + w - 1;
-    int nd = p + 1 < w ? (int)p + 1 : w, nf = evicted < K ? (int)evicted : K, valid = nd; /* slots 0..valid-1 are filled */
+    int seen = p + 1 < w ? (int)p + 1 : w, kept = evicted < K ? (int)evicted : K, valid = seen; /* slots 0..valid-1 are filled */
     float scale = 1.0f / sqrtf((float)D), slope = m->slopes[h], maxs = -FLT_MAX;
     const float *qh = s->q + (long)i * C + h * D, *qfh = s->q_first + (long)i * C + h * D;
     const float *kf = s->k_first + ((size_t)l * n + i) * K * C, *vf = s->v_first + ((size_t)l * n + i) * K * C;
     const float *kt = s->k_ring + (((size_t)l * n + i) * H + h) * D * w, *vr = s->v_ring + ((size_t)l * n + i) * w * C;
-    for (int j = 0; j < nf; j++) { /* a[0..nf): kept first keys j = 0..nf-1 */
+    for (int j = 0; j < kept; j++) { /* a[0..kept): kept first keys j = 0..kept-1 */
         const float *kn = kf + (long)j * C + h * D;
         float sc = 0.0f;
         for (int dim = 0; dim < D; dim++) sc += qfh[dim] * kn[dim];
@@ -3846,17 +3846,17 @@ static void infer_attention(InferState *s, int l, int i, int h, float *a, float 
         for (int j = 0; j < len; j++) sbuf[s0 + j] = acc[j];
     }
     int slot = (int)(p % w);
-    for (int d = 0, sl = slot; d < nd; d++, sl = sl ? sl - 1 : w - 1) { /* a[nf+d]: the key at distance d, slot (p-d) % w */
-        a[nf + d] = sbuf[sl] * scale + slope * d;
-        if (a[nf + d] > maxs) maxs = a[nf + d];
+    for (int d = 0, sl = slot; d < seen; d++, sl = sl ? sl - 1 : w - 1) { /* a[kept+d]: the key at distance d, slot (p-d) % w */
+        a[kept + d] = sbuf[sl] * scale + slope * d;
+        if (a[kept + d] > maxs) maxs = a[kept + d];
     }
-    int na = nf + nd;
+    int n_keys = kept + seen;
     if (c->attn == ATTN_SIGMOID) {
-        for (int j = 0; j < na; j++) a[j] = sigmoid(a[j]);
+        for (int j = 0; j < n_keys; j++) a[j] = sigmoid(a[j]);
     } else {
         float sum = 0.0f;
-        for (int j = 0; j < na; j++) { a[j] = exp_approx(a[j] - maxs); sum += a[j]; }
-        for (int j = 0; j < na; j++) a[j] /= sum;
+        for (int j = 0; j < n_keys; j++) { a[j] = exp_approx(a[j] - maxs); sum += a[j]; }
+        for (int j = 0; j < n_keys; j++) a[j] /= sum;
     }
     float *oh = s->o + (long)i * C + h * D;
     int dim0 = 0; /* o = sum of a v: the kept keys, then the window by distance; one chain per lane */
@@ -3864,17 +3864,17 @@ static void infer_attention(InferState *s, int l, int i, int h, float *a, float 
     for (; dim0 + VEC_LEN <= D; dim0 += 4 * VEC_LEN) { /* up to 4 vectors of the head's lanes: independent chains */
         int nv = (D - dim0) / VEC_LEN < 4 ? (D - dim0) / VEC_LEN : 4;
         vfloat acc[4] = {{0}, {0}, {0}, {0}};
-        for (int j = 0; j < nf; j++)
+        for (int j = 0; j < kept; j++)
             for (int v = 0; v < nv; v++) {
                 vfloat x;
                 memcpy(&x, vf + (long)j * C + h * D + dim0 + v * VEC_LEN, sizeof x);
                 acc[v] += a[j] * x;
             }
-#define ATTN_OUT(NV) for (int d = 0, sl = slot; d < nd; d++, sl = sl ? sl - 1 : w - 1) \
+#define ATTN_OUT(NV) for (int d = 0, sl = slot; d < seen; d++, sl = sl ? sl - 1 : w - 1) \
             for (int v = 0; v < (NV); v++) { \
                 vfloat x; \
                 memcpy(&x, vr + (long)sl * C + h * D + dim0 + v * VEC_LEN, sizeof x); \
-                acc[v] += a[nf + d] * x; \
+                acc[v] += a[kept + d] * x; \
             }
         switch (nv) { case 4: ATTN_OUT(4) break; case 3: ATTN_OUT(3) break; case 2: ATTN_OUT(2) break; default: ATTN_OUT(1) }
 #undef ATTN_OUT
@@ -3885,10 +3885,10 @@ static void infer_attention(InferState *s, int l, int i, int h, float *a, float 
     for (; dim0 < D; dim0 += 16) {
         int len = D - dim0 < 16 ? D - dim0 : 16;
         float acc[16] = {0};
-        for (int j = 0; j < nf; j++)
+        for (int j = 0; j < kept; j++)
             for (int dim = 0; dim < len; dim++) acc[dim] += a[j] * vf[(long)j * C + h * D + dim0 + dim];
-        for (int d = 0, sl = slot; d < nd; d++, sl = sl ? sl - 1 : w - 1)
-            for (int dim = 0; dim < len; dim++) acc[dim] += a[nf + d] * vr[(long)sl * C + h * D + dim0 + dim];
+        for (int d = 0, sl = slot; d < seen; d++, sl = sl ? sl - 1 : w - 1)
+            for (int dim = 0; dim < len; dim++) acc[dim] += a[kept + d] * vr[(long)sl * C + h * D + dim0 + dim];
         for (int dim = 0; dim < len; dim++) oh[dim0 + dim] = acc[dim];
     }
 }
@@ -3900,7 +3900,7 @@ static void infer_step_all(InferState *s, const int *tokens) {
     const ModelConfig *c = &m->cfg;
     int C = c->C, F = c->F, H = c->H, D = C / H, V = c->V, w = s->window, K = s->keep_first, n = s->n;
     long p = s->pos, evicted = p - w + 1 > 0 ? p - w + 1 : 0, cache_index = p < (long)K + w - 1 ? p : (long)K + w - 1;
-    int slot = (int)(p % w), nf = evicted < K ? (int)evicted : K;
+    int slot = (int)(p % w), kept = evicted < K ? (int)evicted : K;
     PackedLayout pl = packed_layout(c);
     for (int i = 0; i < n; i++) {
         if (tokens[i] < 0 || tokens[i] >= V) die("token %d is outside the vocabulary (V=%d)", tokens[i], V);
@@ -3908,7 +3908,7 @@ static void infer_step_all(InferState *s, const int *tokens) {
     }
     if (c->rope) {
         rope_tables(s->rope_cos, s->rope_sin, 1, D, c->rope_theta, p);
-        if (nf > 0) rope_tables(s->first_cos, s->first_sin, 1, D, c->rope_theta, cache_index);
+        if (kept > 0) rope_tables(s->first_cos, s->first_sin, 1, D, c->rope_theta, cache_index);
     }
     long work = (long)n * ((long)c->L * (4L * C * C + 3L * C * F) + (long)V * C);
     if (num_threads() > s->threads) infer_scratch(s, num_threads());
@@ -3933,11 +3933,11 @@ static void infer_step_all(InferState *s, const int *tokens) {
                 for (int i = 0; i < n; i++) {
                     float *qh = s->q + (long)i * C + h * D, *kh = s->k_new + (long)i * C + h * D;
                     const float *vh = s->v_new + (long)i * C + h * D;
-                    if (nf > 0) memcpy(s->q_first + (long)i * C + h * D, qh, D * sizeof(float));
+                    if (kept > 0) memcpy(s->q_first + (long)i * C + h * D, qh, D * sizeof(float));
                     if (c->rope) {
                         rope_head(qh, s->rope_cos, s->rope_sin, D, 1.0f);
                         rope_head(kh, s->rope_cos, s->rope_sin, D, 1.0f);
-                        if (nf > 0) rope_head(s->q_first + (long)i * C + h * D, s->first_cos, s->first_sin, D, 1.0f);
+                        if (kept > 0) rope_head(s->q_first + (long)i * C + h * D, s->first_cos, s->first_sin, D, 1.0f);
                     }
                     float *kt = s->k_ring + (((size_t)l * n + i) * H + h) * D * w;
                     for (int dim = 0; dim < D; dim++) kt[(long)dim * w + slot] = kh[dim];

@@ -8,7 +8,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 ln -s "$root/dev" "$work/dev"
-ln -s "$root/tests" "$work/tests" # the committed fixtures (a check that cannot find them fails)
+ln -s "$root/tests" "$work/tests" # the committed fixtures and test data: a check that cannot
+ln -s "$root/data" "$work/data"   # find its files fails, in every run
 cp "$root/test_swat.c" "$work/"
 flags="-std=c11 -O3 -ffp-contract=fast -march=native -fopenmp"
 survived=0
@@ -42,14 +43,14 @@ mutate "weight decay on norm gains" 'return tensor != P_ATTN_NORM && tensor != P
 mutate "warmup off by one" 'return o->lr * (step + 1) / o->warmup;' 'return o->lr * step / o->warmup;'
 mutate "clip coefficient" 'gscale = (float)(o->clip / (norm + 1e-6));' 'gscale = (float)(o->clip / norm);'
 mutate "loader wrap" 'if (ld->shard->n - ld->cursor < (long)B * T + 1) ld->cursor = 0;' 'if (ld->shard->n - ld->cursor < (long)B * T) ld->cursor = 0;'
-mutate "ring buffer slot" 'int slot = (int)(p % w), nf' 'int slot = (int)((p + 1) % w), nf'
+mutate "ring buffer slot" 'int slot = (int)(p % w), kept' 'int slot = (int)((p + 1) % w), kept'
 mutate "sequence offset" 'inputs[i] = t[start + i]; targets[i] = t[start + i + 1];' 'inputs[i] = t[start + i + 1]; targets[i] = t[start + i + 2];'
 mutate "version 1 slope rule forgotten" 'return c->version == 1 ? ldexpf(1.0f, -k) : (float)exp2(-8.0 * k / c->H);' 'return (float)exp2(-8.0 * k / c->H);'
 mutate "version 2 slopes as 2^-k" 'return c->version == 1 ? ldexpf(1.0f, -k) : (float)exp2(-8.0 * k / c->H);' 'return ldexpf(1.0f, -k);'
 mutate "CRC table shift" 'crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);' 'crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 7);'
 mutate "start token not first" 'inputs[0] = bos;' 'inputs[0] = t[start];'
 mutate "kept first token at its text distance" 'a[j] = sc * scale + slope * (float)(cache_index - j);' 'a[j] = sc * scale + slope * (float)(p - j);'
-mutate "reference attention: sigmoid backward" 'for (int d = 0; d < nd; d++) ds[d] *= a[d] * (1.0f - a[d]);' 'for (int d = 0; d < nd; d++) ds[d] *= a[d];'
+mutate "reference attention: sigmoid backward" 'for (int d = 0; d < seen; d++) ds[d] *= a[d] * (1.0f - a[d]);' 'for (int d = 0; d < seen; d++) ds[d] *= a[d];'
 mutate "reference decoder: a key one slot off" 'int sl = (int)((p - d) % w);' 'int sl = (int)((p - d + 1) % w);'
 mutate "sink heads: switched-off heads counted" '&& st->row_sum[i] / st->queries >= SINK_MIN_ROW_SUM;' ';'
 mutate "named product: dK without the transpose" 'gemm_serial(out, ld_out, A, 1, ld_a, B, ld_b, 1, M, N, K, add, scratch);' 'gemm_serial(out, ld_out, A, ld_a, 1, B, ld_b, 1, M, N, K, add, scratch);'
