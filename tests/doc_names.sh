@@ -4,7 +4,8 @@
 # underscore (attention_forward, infer_step, make_sequence, ...) in README.md, doc/, dev/*.md,
 # data/README.md and tests/README.md must occur in the code (train_swat.c, test_swat.c, dev/,
 # data/, tests/, fuzz/). A function renamed or removed without its docs fails here.
-# Prints one line per missing name and "N passed, M failed".
+# Also checks the layout the docs describe: the model first, the machinery (section 12) after
+# main. Prints one line per missing name and "N passed, M failed".
 set -u
 cd "$(dirname "$0")/.." || exit 1
 docs=$(ls README.md doc/*.md dev/*.md data/README.md tests/README.md 2>/dev/null)
@@ -19,5 +20,20 @@ done
 lines=$(grep -n -E '(\(|`, |`\) )lines? [0-9]+' $docs || true)
 if [ -n "$lines" ]; then echo "FAIL - line-number references into the code:"; echo "$lines" | head; fail=$((fail + 1))
 else pass=$((pass + 1)); fi
+# the layout the docs describe (issue 16): the model before the machinery. The first model layer
+# in the first quarter of train_swat.c, and the machinery of section 12 defined after main.
+total=$(wc -l < train_swat.c)
+def() { # the line where function $1 is defined (not declared): its signature ends in "{"
+  awk -v f="$1" '!sig && $0 ~ "^static [^(]*[ *]" f "\\(" { sig = NR }
+                 sig && /[{;][ \t]*$/ { if ($0 ~ /[{][ \t]*$/) { print sig; exit } sig = 0 }' train_swat.c; }
+first=$(def matmul_forward_naive); main_at=$(grep -n -m1 '^int main(' train_swat.c | cut -d: -f1)
+late=""
+for f in exp_approx gemm gemm_serial scratch_floats choose_wait_policy pack_model infer_step_all; do
+  at=$(def "$f"); if [ -z "$at" ] || [ -z "$main_at" ] || [ "$at" -lt "$main_at" ]; then late="$late $f(line ${at:-none})"; fi
+done
+if [ -n "$first" ] && [ $((first * 4)) -le "$total" ] && [ -z "$late" ]; then
+  echo "ok - train_swat.c: the first model layer at $first of $total lines, the machinery of section 12 after main"
+  pass=$((pass + 1))
+else echo "FAIL - train_swat.c's layout: matmul_forward_naive at ${first:-none} of $total lines; before main:$late"; fail=$((fail + 1)); fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
