@@ -3641,7 +3641,7 @@ static void choose_wait_policy(char **argv) {
 
 
 /* ---- 12.4 decoding ----------------------------------------------------------------------
- * A token's products y = w x read every weight once (13 MB for the default model, so
+ * A token's products y = W x read every weight once (13 MB for the default model, so
  * they run at the speed the caches deliver weights), and n sequences decoded together (the
  * --samples of generation) read them once for all n. The weights are copied once into panels
  * of GEMM_NR rows stored k-major, the layout gemm packs B into: for each k one vector load
@@ -3657,15 +3657,15 @@ static long parallel_min_work = 1L << 18; /* multiply-adds per token below which
 
 static int panels_for(int rows) { return (rows + GEMM_NR - 1) / GEMM_NR; }
 
-/* rows [r0, r1) of w (rows of IN floats) as panels: dst[(p*IN + k)*NR + j] = w[r0 + p*NR + j][k],
+/* rows [r0, r1) of W (rows of IN floats) as panels: dst[(p*IN + k)*NR + j] = W[r0 + p*NR + j][k],
  * 0 past r1. Returns the floats written. */
-static size_t pack_panels(float *dst, const float *w, int IN, int r0, int r1) {
+static size_t pack_panels(float *dst, const float *W, int IN, int r0, int r1) {
     int np = panels_for(r1 - r0);
     for (int p = 0; p < np; p++)
         for (int k = 0; k < IN; k++)
             for (int j = 0; j < GEMM_NR; j++) {
                 int r = r0 + p * GEMM_NR + j;
-                dst[((size_t)p * IN + k) * GEMM_NR + j] = r < r1 ? w[(size_t)r * IN + k] : 0.0f;
+                dst[((size_t)p * IN + k) * GEMM_NR + j] = r < r1 ? W[(size_t)r * IN + k] : 0.0f;
             }
     return (size_t)np * PANEL_FLOATS(IN);
 }
@@ -3711,7 +3711,7 @@ static float *pack_model(const Model *m) {
     return pk;
 }
 
-/* y[n][c] (+)= sum_k x[n][k] * w[c][k] for N <= 8 sequences and the NP*NR rows of NP panels at
+/* y[n][c] (+)= sum_k x[n][k] * W[c][k] for N <= 8 sequences and the NP*NR rows of NP panels at
  * Bp (cols of them real): N*2*NP vector accumulators, NP panels at once so that even one
  * sequence has several independent chains. With N and NP constants after inlining, the
  * accumulators live in registers. add: y += the sum (one rounding: y + sum). */
@@ -3803,9 +3803,10 @@ static void infer_scratch(InferState *s, int threads) {
 
 
 /* Attention of sequence i, head h, layer l at position p, after its key and value entered the
- * ring: the same arithmetic, in the same order, as the first version of this code (scores of
- * the kept first keys, then of the window by distance d = 0..seen-1). a: scratch of K + w
- * floats, sbuf: w floats. */
+ * ring: step 5 of infer_step_naive, its sums in the same order (the kept first keys, then the
+ * window by distance d = 0..seen-1), with the dot products of all ring slots at once in vector
+ * registers (the keys are stored transposed for that) and softmax's exp by exp_approx.
+ * a: scratch of K + w floats, sbuf: w floats. */
 static void infer_attention(InferState *s, int l, int i, int h, float *a, float *sbuf) {
     const Model *m = s->m;
     const ModelConfig *c = &m->cfg;
