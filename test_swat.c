@@ -1743,11 +1743,17 @@ static double *ref_stream_keep_first(const ModelConfig *c, const double *P, cons
     return logits;
 }
 
+/* The decoder with and without kept first positions, against the cache computed directly in
+ * double; and infer_step_naive, the plain loops of one token through the model, against the
+ * fast decoder (infer_step_all) and the same double computation: the same sums in another
+ * grouping, in every attention configuration. */
 static void test_keep_first(void) {
     struct { int attn, neg, pos, rope, w, K; } v[] = {
         {ATTN_SOFTMAX, 0, 0, 1, 4, 1}, {ATTN_SOFTMAX, 2, 2, 1, 5, 3}, {ATTN_SIGMOID, 2, 2, 1, 4, 2},
-        {ATTN_SOFTMAX, 4, 0, 0, 3, 6}, {ATTN_SIGMOID, 0, 4, 1, 1, 1}};
+        {ATTN_SOFTMAX, 4, 0, 0, 3, 6}, {ATTN_SIGMOID, 0, 4, 1, 1, 1},
+        {ATTN_SIGMOID, 2, 2, 1, 4, 0}, {ATTN_SIGMOID, 4, 0, 0, 7, 0}, {ATTN_SOFTMAX, 1, 2, 1, 40, 0}};
     const int n = 30, V = 23;
+    double naive_fast = 0.0, naive_ref = 0.0;
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
         ModelConfig cfg = make_config(V, 2, 4, 16, 24, v[i].w, v[i].attn, v[i].neg, v[i].pos, v[i].rope);
         Model m;
@@ -1757,20 +1763,29 @@ static void test_keep_first(void) {
         int tok[30];
         random_tokens(tok, n, V, &s);
         double *ref = ref_stream_keep_first(&cfg, P, tok, n, v[i].w, v[i].K);
-        InferState st;
+        InferState st, naive;
         infer_init(&st, &m, v[i].w, v[i].K);
+        infer_init(&naive, &m, v[i].w, v[i].K);
         double e = 0.0;
         for (int p = 0; p < n; p++) {
             infer_step(&st, tok[p]);
+            infer_step_naive(&naive, tok[p]);
             e = fmax(e, rel_err_fd(st.logits, ref + (size_t)p * V, V));
+            naive_fast = fmax(naive_fast, rel_err_ff(naive.logits, st.logits, V));
+            naive_ref = fmax(naive_ref, rel_err_fd(naive.logits, ref + (size_t)p * V, V));
         }
         infer_free(&st);
+        infer_free(&naive);
         note(E_INFER, e);
         CHECK(e < 1e-4, S("--keep-first %d: infer_step vs the cache computed directly, %s, %d positions", v[i].K,
                           config_desc(&cfg, v[i].w), n), "max rel err %.2e", e);
         free(ref); free(P);
         model_free(&m);
     }
+    CHECK(naive_fast < 1e-5, "infer_step_naive == the fast decoder infer_step_all",
+          "8 configurations (sigmoid and softmax, RoPE on and off, w = 1..40, keep-first 0..6), 30 tokens each: "
+          "logits max rel err %.2e", naive_fast);
+    CHECK(naive_ref < 1e-4, "infer_step_naive == the cache computed directly in double", "max rel err %.2e", naive_ref);
     /* keep_first 0 is the plain ring buffer, bit for bit */
     ModelConfig cfg = make_config(V, 2, 4, 16, 24, 4, ATTN_SOFTMAX, 2, 2, 1);
     Model m;
@@ -1790,44 +1805,6 @@ static void test_keep_first(void) {
           "identical through position %d, different at %d of the 8 positions 4..11", same_until, differs_after);
     infer_free(&a); infer_free(&b);
     model_free(&m);
-}
-
-/* infer_step_naive, the plain loops of one token through the model, against the fast decoder
- * (infer_step_all) and against the double computation of the cache: the same sums in another
- * grouping, in every attention configuration, with and without kept first positions. */
-static void test_reference_decoder(void) {
-    struct { int attn, neg, pos, rope, w, K; } v[] = {
-        {ATTN_SIGMOID, 2, 2, 1, 4, 0}, {ATTN_SIGMOID, 4, 0, 0, 7, 0}, {ATTN_SOFTMAX, 0, 0, 1, 40, 0},
-        {ATTN_SOFTMAX, 1, 2, 1, 1, 0}, {ATTN_SOFTMAX, 2, 2, 1, 5, 3}, {ATTN_SIGMOID, 2, 2, 1, 4, 2},
-        {ATTN_SOFTMAX, 4, 0, 0, 3, 6}, {ATTN_SIGMOID, 0, 4, 1, 1, 1}};
-    const int n = 30, V = 23;
-    double worst_fast = 0.0, worst_ref = 0.0;
-    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-        ModelConfig cfg = make_config(V, 2, 4, 16, 24, v[i].w, v[i].attn, v[i].neg, v[i].pos, v[i].rope);
-        Model m;
-        make_random_model(&m, &cfg, 0.3, 140 + i);
-        double *P = to_double(m.params, m.num_params);
-        uint64_t s = 160 + i;
-        int tok[30];
-        random_tokens(tok, n, V, &s);
-        double *ref = ref_stream_keep_first(&cfg, P, tok, n, v[i].w, v[i].K);
-        InferState fast, naive;
-        infer_init(&fast, &m, v[i].w, v[i].K);
-        infer_init(&naive, &m, v[i].w, v[i].K);
-        for (int p = 0; p < n; p++) {
-            infer_step_all(&fast, &tok[p]);
-            infer_step_naive(&naive, tok[p]);
-            worst_fast = fmax(worst_fast, rel_err_ff(naive.logits, fast.logits, V));
-            worst_ref = fmax(worst_ref, rel_err_fd(naive.logits, ref + (size_t)p * V, V));
-        }
-        infer_free(&fast); infer_free(&naive);
-        free(ref); free(P);
-        model_free(&m);
-    }
-    CHECK(worst_fast < 1e-5, "infer_step_naive == the fast decoder infer_step_all",
-          "8 configurations (sigmoid and softmax, RoPE on and off, w = 1..40, keep-first 0..6), 30 tokens each: "
-          "logits max rel err %.2e", worst_fast);
-    CHECK(worst_ref < 1e-4, "infer_step_naive == the cache computed directly in double", "max rel err %.2e", worst_ref);
 }
 
 /* The classifier in chunks of positions (large vocabularies): the same loss, per-token losses
@@ -3346,7 +3323,6 @@ int main(void) {
     test_keep_first();
     test_chunked_logits();
     test_reference_kernels();
-    test_reference_decoder();
     test_lr_schedule();
     test_adamw();
     test_loader();
