@@ -1864,7 +1864,9 @@ static REFERENCE void infer_step_naive(InferState *s, int token) {
     free(h); free(branch); free(gate); free(up); free(a);
 }
 
-/* Consume one token at position p = s->pos (one sequence); s->logits then predicts the next one. */
+/* Consume one token at position p = s->pos (one sequence); s->logits then predicts the next one.
+ * The eight steps of infer_step_naive above, run by the fast decoder infer_step_all (section
+ * 12.4; the naive build runs infer_step_naive itself). */
 static void infer_step(InferState *s, int token) {
     if (s->n != 1) die("infer_step: the state holds %d sequences", s->n);
     if (USE_REFERENCE) { infer_step_naive(s, token); return; }
