@@ -14,20 +14,10 @@ tool="$here/prepare_bpe.py"
 gpt2="$here/gpt2"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-pass=0
-fail=0
-skip=0
-ok()   { echo "ok - $1"; pass=$((pass + 1)); }
-bad()  { echo "FAIL - $1"; fail=$((fail + 1)); }
-skipped() { echo "SKIPPED - $1"; skip=$((skip + 1)); }
-check() { local name="$1"; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
-finish() {
-    if [ "$skip" -gt 0 ]; then echo "$pass passed, $fail failed, $skip skipped"; else echo "$pass passed, $fail failed"; fi
-    [ "$fail" -eq 0 ]; exit $?
-}
+. "$(dirname "${BASH_SOURCE[0]}")/../tests/lib.sh"
 
 if ! "$py" -c 'import sys; assert sys.version_info >= (3, 7)' 2>/dev/null; then
-    bad "$py is a Python 3.7 or later"
+    fail "$py is a Python 3.7 or later"
     finish
 fi
 
@@ -107,13 +97,13 @@ expect_error() {
     rm -rf "${errdir:?}"/*
     "$py" "$tool" "$@" >"$work/stdout" 2>"$work/stderr" </dev/null
     local rc=$?
-    if [ "$rc" -eq 0 ]; then bad "$name: exits non-zero (got 0)"; return; fi
+    if [ "$rc" -eq 0 ]; then fail "$name: exits non-zero (got 0)"; return; fi
     local lines; lines=$(wc -l <"$work/stderr")
     if [ "$lines" -ne 1 ] || ! grep -q '^prepare_bpe: ' "$work/stderr"; then
-        bad "$name: one line 'prepare_bpe: ...' on stderr (got $lines lines: $(head -c 300 "$work/stderr"))"; return
+        fail "$name: one line 'prepare_bpe: ...' on stderr (got $lines lines: $(head -c 300 "$work/stderr"))"; return
     fi
-    if ! grep -qF -- "$word" "$work/stderr"; then bad "$name: message names '$word': $(cat "$work/stderr")"; return; fi
-    if [ -s "$work/stdout" ] || [ -n "$(ls -A "$errdir")" ]; then bad "$name: writes nothing"; return; fi
+    if ! grep -qF -- "$word" "$work/stderr"; then fail "$name: message names '$word': $(cat "$work/stderr")"; return; fi
+    if [ -s "$work/stdout" ] || [ -n "$(ls -A "$errdir")" ]; then fail "$name: writes nothing"; return; fi
     ok "$name: exit $rc, '$(cat "$work/stderr")'"
 }
 
@@ -179,7 +169,7 @@ if ! "$py" -c 'import sentencepiece' 2>/dev/null; then
     "$py" "$tool" --check-deps >/dev/null 2>&1 # installs python3-sentencepiece as root
 fi
 if ! "$py" -c 'import sentencepiece' 2>/dev/null; then
-    skipped "prepare_bpe.py checks: no sentencepiece module (sudo apt-get install python3-sentencepiece)"
+    skip "prepare_bpe.py checks: no sentencepiece module (sudo apt-get install python3-sentencepiece)"
     check "without sentencepiece, prepare_bpe.py exits 1 and says how to install it" \
         eval '! "$py" "$tool" "$tok" "$errdir" >/dev/null 2>"$work/stderr" &&
               tail -n 1 "$work/stderr" | grep -q "apt-get install python3-sentencepiece"' 
@@ -294,7 +284,7 @@ if [ -s "$here/bible/kjv.txt" ]; then
         eval '"$py" "$tool" --vocab-size 1024 "$work/kjv.txt" "$work/kjv" >/dev/null 2>&1 &&
               rd decode "$work/kjv/tokenizer.bin" "$work/kjv/train.bin" "$work/kjv/val.bin" | cmp -s - "$work/kjv.txt"'
 else
-    skipped "Bible slice (run make data first)"
+    skip "Bible slice (run make data first)"
 fi
 check "--help prints the usage and exits 0" eval '"$py" "$tool" --help | grep -q "^usage: prepare_bpe.py"'
 

@@ -10,12 +10,7 @@ set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-pass=0
-fail=0
-ok()   { echo "ok - $1"; pass=$((pass + 1)); }
-bad()  { echo "FAIL - $1"; fail=$((fail + 1)); }
-check() { local name="$1"; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
-finish() { echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit $?; }
+. "$here/../tests/lib.sh"
 
 # ---- build ----
 cc="${CC:-cc}"
@@ -23,9 +18,9 @@ bin="$work/prepare_text"
 if $cc -std=c11 -O2 -Wall -Wextra -o "$bin" "$here/prepare_text.c" 2>"$work/build.log" && [ ! -s "$work/build.log" ]; then
     ok "build with $cc (no warnings)"
 elif [ -x "$bin" ]; then
-    bad "build with $cc has warnings: $(head -n 1 "$work/build.log")"
+    fail "build with $cc has warnings: $(head -n 1 "$work/build.log")"
 else
-    bad "build with $cc: $(head -n 1 "$work/build.log")"
+    fail "build with $cc: $(head -n 1 "$work/build.log")"
     finish
 fi
 
@@ -64,7 +59,7 @@ roundtrip() {
     local out="$work/out_$name"
     mkdir -p "$out"
     if ! "$bin" "$input" "$out" "$@" >"$work/stdout" 2>"$work/stderr"; then
-        bad "$name: exit status 0 ($(head -n 1 "$work/stderr"))"
+        fail "$name: exit status 0 ($(head -n 1 "$work/stderr"))"
         return
     fi
     local want_train=$((size - want_val))
@@ -111,11 +106,11 @@ expect_error() {
     rm -f "$errdir"/*
     ${wrap-} "$bin" "$@" >"$work/stdout" 2>"$work/stderr"
     local rc=$?
-    if [ "$rc" -eq 0 ]; then bad "$name: exits non-zero (got 0)"; return; fi
+    if [ "$rc" -eq 0 ]; then fail "$name: exits non-zero (got 0)"; return; fi
     local lines; lines=$(wc -l <"$work/stderr")
-    if [ "$lines" -ne 1 ]; then bad "$name: one-line message (got $lines lines)"; return; fi
-    if ! grep -qF -- "$word" "$work/stderr"; then bad "$name: message names '$word': $(cat "$work/stderr")"; return; fi
-    if [ -s "$work/stdout" ] || [ -n "$(ls "$errdir")" ]; then bad "$name: writes nothing"; return; fi
+    if [ "$lines" -ne 1 ]; then fail "$name: one-line message (got $lines lines)"; return; fi
+    if ! grep -qF -- "$word" "$work/stderr"; then fail "$name: message names '$word': $(cat "$work/stderr")"; return; fi
+    if [ -s "$work/stdout" ] || [ -n "$(ls "$errdir")" ]; then fail "$name: writes nothing"; return; fi
     ok "$name: exit $rc, '$(cat "$work/stderr")'"
 }
 expect_error "missing input file" "$work/nope.txt" "$work/nope.txt" "$errdir"
@@ -151,7 +146,7 @@ ref="$work/out_default" # the shards of $input itself, from the round trip above
 # one-line summary names WORD (what the input was called).
 same_as_ref() {
     local name="$1" dir="$2" word="${3-}"
-    if [ "$rc" -ne 0 ]; then bad "$name: exit status 0 (got $rc: $(head -n 1 "$work/stderr"))"; return; fi
+    if [ "$rc" -ne 0 ]; then fail "$name: exit status 0 (got $rc: $(head -n 1 "$work/stderr"))"; return; fi
     check "$name: train.bin equals that of the concatenated file" cmp -s "$dir/train.bin" "$ref/train.bin"
     check "$name: val.bin equals that of the concatenated file" cmp -s "$dir/val.bin" "$ref/val.bin"
     check "$name: one-line summary naming '$word' ($size bytes), nothing on stderr" \

@@ -19,25 +19,14 @@ fixture=${SWAT_V1_FIXTURE:-tests/fixtures/v1_h6.ckpt}
 fixture_eval=${SWAT_V1_FIXTURE_EVAL:-tests/fixtures/v1_h6_eval.bin}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-pass=0; fail=0; skip=0
+. tests/lib.sh
 if ! "$py" -c 'import torch' 2>/dev/null; then
   echo "SKIPPED - C <-> PyTorch checkpoint cross-check: no PyTorch for $py (sudo apt-get install python3-torch)"
   echo "0 passed, 0 failed, 1 skipped"; exit 0
 fi
 ref() { "$py" dev/train_swat.py --threads 1 "$@"; }
-ok() { echo "ok - $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL - $1"; fail=$((fail + 1)); }
 # a small byte shard: some text, repeated with variations
-"$py" - "$tmp/text.bin" <<'PY'
-import struct, sys
-words = b"in the beginning was the word and the word was with god and the light shineth in darkness ".split()
-out, x = [], 12345
-for i in range(6000):
-    x = (x * 1103515245 + 12345) % 2**31
-    out.append(words[x % len(words)])
-data = b" ".join(out)
-open(sys.argv[1], "wb").write(struct.pack("<256i", *([20240520, 1, len(data)] + [0] * 253)) + struct.pack("<%dH" % len(data), *data))
-PY
+text_shard "$tmp/text.bin" 12345 6000
 close() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; r = d / (b < 0 ? -b : b); exit !(a != "" && b != "" && r <= 1e-5) }'; }
 header_int() { od -An -t d4 -j $((4 * $2)) -N 4 "$1" | tr -d ' '; }   # header_int FILE INDEX
 flip_byte() { cp "$1" "$2"; printf '\x5a' | dd of="$2" bs=1 seek="$3" conv=notrunc 2>/dev/null; }
@@ -48,7 +37,7 @@ compare() {
   local c p
   c=$("$bin" --init "$ckpt" --eval "$shard" "$@" 2>&1 | sed -n 's/^eval_loss //p')
   p=$(ref --init "$ckpt" --eval "$shard" "$@" 2>&1 | sed -n 's/^eval_loss //p')
-  if close "$c" "$p"; then ok "$what: C $c, PyTorch $p"; else bad "$what ($*): C '$c', PyTorch '$p'"; fi
+  if close "$c" "$p"; then ok "$what: C $c, PyTorch $p"; else fail "$what ($*): C '$c', PyTorch '$p'"; fi
 }
 
 # pair NAME VERSION MODEL-FLAGS...: train the same configuration with both programs (15 steps),
@@ -57,15 +46,15 @@ pair() {
   local name=$1 ver=$2; shift 2
   local run="--batch 4 --seq 64 --steps 15 --warmup 3"
   if ! "$bin" --train "$tmp/text.bin" --out "$tmp/c_$name" $run "$@" --val-every 0 --sample-every 0 >"$tmp/c_$name.log" 2>&1; then
-    bad "C training ($name): $(tail -1 "$tmp/c_$name.log")"; return
+    fail "C training ($name): $(tail -1 "$tmp/c_$name.log")"; return
   fi
   if ! ref --train "$tmp/text.bin" $run "$@" --save "$tmp/py_$name.ckpt" >"$tmp/py_$name.log" 2>&1; then
-    bad "PyTorch training ($name): $(tail -1 "$tmp/py_$name.log")"; return
+    fail "PyTorch training ($name): $(tail -1 "$tmp/py_$name.log")"; return
   fi
   local vc vp
   vc=$(header_int "$tmp/c_$name/model.ckpt" 1); vp=$(header_int "$tmp/py_$name.ckpt" 1)
   if [ "$vc" = "$ver" ] && [ "$vp" = "$ver" ]; then ok "$name: both write checkpoint version $ver"
-  else bad "$name: checkpoint version C '$vc', PyTorch '$vp', expected $ver"; fi
+  else fail "$name: checkpoint version C '$vc', PyTorch '$vp', expected $ver"; fi
   for who in C PyTorch; do
     local ckpt=$tmp/py_$name.ckpt
     [ $who = C ] && ckpt=$tmp/c_$name/model.ckpt
@@ -84,7 +73,7 @@ pair bos 2 --vocab 257 --bos 256 $shape --window 16 --attn sigmoid --alibi 2:2 -
 for name in bos; do
   b=$(header_int "$tmp/c_$name/model.ckpt" 16 2>/dev/null); pb=$(header_int "$tmp/py_$name.ckpt" 16 2>/dev/null)
   if [ "$b" = 256 ] && [ "$pb" = 256 ]; then ok "bos: both store the start token 256 in header[16]"
-  else bad "bos: header[16] C '$b', PyTorch '$pb', expected 256"; fi
+  else fail "bos: header[16] C '$b', PyTorch '$pb', expected 256"; fi
 done
 
 # training with a start token and H = 6 from the same initial weights (a PyTorch checkpoint
@@ -99,8 +88,8 @@ if ref --train "$tmp/text.bin" $init --seq 64 --steps 0 --save "$tmp/init_bos.ck
   c=$(echo $c); p=$(echo $p); same=1; set -- $p
   for x in $c; do close "$x" "${1:-}" || same=0; shift; done
   if [ "$same" = 1 ] && [ -n "$c" ] && [ "$(echo $c | wc -w)" = 3 ] && [ $# = 0 ]; then ok "start token + H = 6, 3 training steps from the same init: C $c, PyTorch $p"
-  else bad "start token + H = 6, 3 training steps from the same init: C '$c', PyTorch '$p'"; fi
-else bad "start-token training from a PyTorch init: $(tail -1 "$tmp/c_tr.out" 2>/dev/null || tail -1 "$tmp/init.log")"; fi
+  else fail "start token + H = 6, 3 training steps from the same init: C '$c', PyTorch '$p'"; fi
+else fail "start-token training from a PyTorch init: $(tail -1 "$tmp/c_tr.out" 2>/dev/null || tail -1 "$tmp/init.log")"; fi
 
 # CRC: a byte flipped in the weights (and one in header[13], still a plausible T) is rejected by the other program
 msg="checksum mismatch: the file is corrupt or was modified"
@@ -108,38 +97,37 @@ if [ -f "$tmp/py_h6.ckpt" ] && [ -f "$tmp/c_h6/model.ckpt" ]; then
   for off in 52 5000; do
     flip_byte "$tmp/py_h6.ckpt" "$tmp/bad_py.ckpt" $off
     flip_byte "$tmp/c_h6/model.ckpt" "$tmp/bad_c.ckpt" $off
-    if "$bin" --init "$tmp/bad_py.ckpt" --eval "$tmp/text.bin" >"$tmp/out" 2>&1; then bad "C accepted a PyTorch checkpoint with byte $off changed"
+    if "$bin" --init "$tmp/bad_py.ckpt" --eval "$tmp/text.bin" >"$tmp/out" 2>&1; then fail "C accepted a PyTorch checkpoint with byte $off changed"
     elif grep -q "$msg" "$tmp/out"; then ok "C rejects a PyTorch checkpoint with byte $off changed: $(grep "$msg" "$tmp/out" | head -1)"
-    else bad "C rejects a changed PyTorch checkpoint without the checksum message: $(head -1 "$tmp/out")"; fi
-    if ref --init "$tmp/bad_c.ckpt" --eval "$tmp/text.bin" >"$tmp/out" 2>&1; then bad "PyTorch accepted a C checkpoint with byte $off changed"
+    else fail "C rejects a changed PyTorch checkpoint without the checksum message: $(head -1 "$tmp/out")"; fi
+    if ref --init "$tmp/bad_c.ckpt" --eval "$tmp/text.bin" >"$tmp/out" 2>&1; then fail "PyTorch accepted a C checkpoint with byte $off changed"
     elif grep -q "$msg" "$tmp/out"; then ok "PyTorch rejects a C checkpoint with byte $off changed: $(grep "$msg" "$tmp/out" | head -1)"
-    else bad "PyTorch rejects a changed C checkpoint without the checksum message: $(head -1 "$tmp/out")"; fi
+    else fail "PyTorch rejects a changed C checkpoint without the checksum message: $(head -1 "$tmp/out")"; fi
   done
   # defaults: E = the checkpoint's T (64), W = its window (16); both say what they evaluate
   c=$("$bin" --init "$tmp/c_h6/model.ckpt" --eval "$tmp/text.bin" 2>&1 | sed -n 's/^\(eval: [0-9]* chunks of [0-9]* tokens, window [0-9]*\).*/\1/p')
   p=$(ref --init "$tmp/c_h6/model.ckpt" --eval "$tmp/text.bin" 2>&1 | sed -n 's/^\(eval: [0-9]* chunks of [0-9]* tokens, window [0-9]*\).*/\1/p')
   if [ -n "$c" ] && [ "$c" = "$p" ] && [ "${c#*of 64 tokens, window 16}" != "$c" ]; then ok "default eval length and window: both '$c'"
-  else bad "default eval length and window: C '$c', PyTorch '$p' (expected 64 tokens, window 16)"; fi
+  else fail "default eval length and window: C '$c', PyTorch '$p' (expected 64 tokens, window 16)"; fi
   compare "default eval length and window" "$tmp/c_h6/model.ckpt" "$tmp/text.bin"
 fi
 
 # version 1: the committed fixture, and models fine-tuned from it by each program
 if [ ! -f "$fixture" ] || [ ! -f "$fixture_eval" ]; then
-  echo "SKIPPED - version 1 checks: $fixture or $fixture_eval is missing"; skip=$((skip + 1))
+  skip "version 1 checks: $fixture or $fixture_eval is missing"
 else
   compare "version 1 fixture (H = 6, 3:3), eval length 32, window 8" "$fixture" "$fixture_eval" --eval-len 32 --eval-window 8
   compare "version 1 fixture, eval length 256, window 256" "$fixture" "$fixture_eval" --eval-len 256 --eval-window 256
   tune="--train $fixture_eval --batch 4 --seq 32 --steps 3 --warmup 0"
   if "$bin" --init "$fixture" $tune --out "$tmp/c_v1" --val-every 0 --sample-every 0 >"$tmp/c_v1.log" 2>&1; then
     v=$(header_int "$tmp/c_v1/model.ckpt" 1)
-    if [ "$v" = 1 ]; then ok "C fine-tuned from version 1 saves version 1"; else bad "C fine-tuned from version 1 saves version '$v'"; fi
+    if [ "$v" = 1 ]; then ok "C fine-tuned from version 1 saves version 1"; else fail "C fine-tuned from version 1 saves version '$v'"; fi
     compare "C-fine-tuned version 1 model, eval length 32, window 8" "$tmp/c_v1/model.ckpt" "$fixture_eval" --eval-len 32 --eval-window 8
-  else bad "C fine-tuning from version 1: $(tail -1 "$tmp/c_v1.log")"; fi
+  else fail "C fine-tuning from version 1: $(tail -1 "$tmp/c_v1.log")"; fi
   if ref --init "$fixture" $tune --save "$tmp/py_v1.ckpt" >"$tmp/py_v1.log" 2>&1; then
     v=$(header_int "$tmp/py_v1.ckpt" 1)
-    if [ "$v" = 1 ]; then ok "PyTorch fine-tuned from version 1 saves version 1"; else bad "PyTorch fine-tuned from version 1 saves version '$v'"; fi
+    if [ "$v" = 1 ]; then ok "PyTorch fine-tuned from version 1 saves version 1"; else fail "PyTorch fine-tuned from version 1 saves version '$v'"; fi
     compare "PyTorch-fine-tuned version 1 model, eval length 256, window 256" "$tmp/py_v1.ckpt" "$fixture_eval" --eval-len 256 --eval-window 256
-  else bad "PyTorch fine-tuning from version 1: $(tail -1 "$tmp/py_v1.log")"; fi
+  else fail "PyTorch fine-tuning from version 1: $(tail -1 "$tmp/py_v1.log")"; fi
 fi
-echo "$pass passed, $fail failed$([ "$skip" -gt 0 ] && echo ", $skip skipped")"
-[ "$fail" -eq 0 ]
+finish

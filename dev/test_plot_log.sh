@@ -15,21 +15,15 @@ plot="$root/dev/plot_log.py"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
-pass=0; fail=0; skip=0
-ok()   { echo "ok - $1"; pass=$((pass + 1)); }
-bad()  { echo "FAIL - $1"; fail=$((fail + 1)); }
-skipped() { echo "SKIPPED - $1 (no matplotlib for $py: apt-get install python3-matplotlib)"; skip=$((skip + 1)); }
-check() { local name="$1"; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
-finish() {
-    if [ "$skip" -gt 0 ]; then echo "$pass passed, $fail failed, $skip skipped"; else echo "$pass passed, $fail failed"; fi
-    [ "$fail" -eq 0 ]; exit $?
-}
+. "$root/tests/lib.sh"
+# a check skipped because matplotlib is missing
+no_mpl() { skip "$1 (no matplotlib for $py: apt-get install python3-matplotlib)"; }
 if "$py" -c 'import matplotlib' 2>/dev/null; then mpl=1; else mpl=0; fi
 # draw NAME CMD...: a check that needs matplotlib
-draw() { local name="$1"; shift; if [ "$mpl" -eq 1 ]; then check "$name" "$@"; else skipped "$name"; fi; }
+draw() { local name="$1"; shift; if [ "$mpl" -eq 1 ]; then check "$name" "$@"; else no_mpl "$name"; fi; }
 is_png() { [ -s "$1" ] && [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; }
 
-if [ ! -r "$plot" ]; then bad "$plot exists"; finish; fi
+if [ ! -r "$plot" ]; then fail "$plot exists"; finish; fi
 
 # ---- two tiny runs of the trainer: SWAT (w = 8) and vanilla (w = T = 32) ----
 runs_ok=0
@@ -45,11 +39,11 @@ if make -s -C "$root" train_swat data/prepare_text >"$work/make.log" 2>&1; then
     if [ "$runs_ok" -eq 1 ] && [ "$(grep -c '^step ' runs/swat/log.txt)" -eq 20 ]; then
         ok "two tiny train_swat runs write logs with 20 step lines"
     else
-        bad "two tiny train_swat runs: $(tail -n 1 train2.out 2>/dev/null)$(tail -n 1 train1.out 2>/dev/null)"
+        fail "two tiny train_swat runs: $(tail -n 1 train2.out 2>/dev/null)$(tail -n 1 train1.out 2>/dev/null)"
         runs_ok=0
     fi
 else
-    bad "make train_swat data/prepare_text: $(tail -n 1 "$work/make.log")"
+    fail "make train_swat data/prepare_text: $(tail -n 1 "$work/make.log")"
 fi
 
 if [ "$runs_ok" -eq 1 ]; then
@@ -133,10 +127,10 @@ expect_error() {
     "$py" "$plot" "$@" >err.out 2>err.txt
     local rc=$? lines
     lines=$(wc -l <err.txt)
-    if [ "$rc" -eq 0 ]; then bad "$name: exits non-zero (got 0)"; return; fi
-    if [ "$lines" -ne 1 ]; then bad "$name: one-line message (got $lines lines: $(head -c 300 err.txt))"; return; fi
-    if ! grep -qF -- "$word" err.txt; then bad "$name: message names '$word': $(cat err.txt)"; return; fi
-    if [ -e err.png ]; then bad "$name: writes no image"; return; fi
+    if [ "$rc" -eq 0 ]; then fail "$name: exits non-zero (got 0)"; return; fi
+    if [ "$lines" -ne 1 ]; then fail "$name: one-line message (got $lines lines: $(head -c 300 err.txt))"; return; fi
+    if ! grep -qF -- "$word" err.txt; then fail "$name: message names '$word': $(cat err.txt)"; return; fi
+    if [ -e err.png ]; then fail "$name: writes no image"; return; fi
     ok "$name: exit $rc, '$(cat err.txt)'"
 }
 mkdir -p emptydir
@@ -174,7 +168,7 @@ if [ "$mpl" -eq 1 ]; then
     expect_error "output folder cannot be created (a file is in the way)" "afile" resumed.txt -o afile/sub/err.png
     expect_error "an image format matplotlib does not know" "err.xyz" resumed.txt -o err.xyz
 else
-    skipped "output folder cannot be created"; skipped "an image format matplotlib does not know"
+    no_mpl "output folder cannot be created"; no_mpl "an image format matplotlib does not know"
 fi
 
 finish

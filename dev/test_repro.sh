@@ -17,24 +17,18 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 py="${PYTHON:-/usr/bin/python3}"
 work="$(mktemp -d)"
 if [ -n "${KEEP:-}" ]; then echo "keeping $work"; else trap 'rm -rf "$work"' EXIT; fi
-pass=0; fail=0; skip=0
-ok()   { echo "ok - $1"; pass=$((pass + 1)); }
-bad()  { echo "FAIL - $1"; fail=$((fail + 1)); }
-skipped() { echo "SKIPPED - $1 (no matplotlib for $py: apt-get install python3-matplotlib)"; skip=$((skip + 1)); }
-check() { local name="$1"; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
-finish() {
-    if [ "$skip" -gt 0 ]; then echo "$pass passed, $fail failed, $skip skipped"; else echo "$pass passed, $fail failed"; fi
-    [ "$fail" -eq 0 ]; exit $?
-}
+. "$root/tests/lib.sh"
+# a check skipped because matplotlib is missing
+no_mpl() { skip "$1 (no matplotlib for $py: apt-get install python3-matplotlib)"; }
 if "$py" -c 'import matplotlib' 2>/dev/null; then mpl=1; else mpl=0; fi
-draw() { local name="$1"; shift; if [ "$mpl" -eq 1 ]; then check "$name" "$@"; else skipped "$name"; fi; }
+draw() { local name="$1"; shift; if [ "$mpl" -eq 1 ]; then check "$name" "$@"; else no_mpl "$name"; fi; }
 is_png() { [ -s "$1" ] && [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; }
 export OMP_NUM_THREADS=1
 
-if ! "$py" -c 'import numpy' 2>/dev/null; then bad "$py imports numpy"; finish; fi
+if ! "$py" -c 'import numpy' 2>/dev/null; then fail "$py imports numpy"; finish; fi
 if [ ! -x "$root/train_swat" ] || [ ! -x "$root/data/prepare_text" ]; then
     make -s -C "$root" train_swat data/prepare_text >"$work/make.log" 2>&1 ||
-        { bad "make train_swat data/prepare_text: $(tail -n 1 "$work/make.log")"; finish; }
+        { fail "make train_swat data/prepare_text: $(tail -n 1 "$work/make.log")"; finish; }
 fi
 
 # ---- a fresh clone's layout: the scripts, the trainer, the committed results without checkpoints ----

@@ -20,13 +20,7 @@ cd "$(dirname "$0")/.." || exit 1
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:halt_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export OMP_WAIT_POLICY=passive
-passed=0; failed=0; skipped=0
-ok()   { echo "ok - $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $*"; failed=$((failed + 1)); }
-summary() {
-  if [ "$skipped" -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"
-  else echo "$passed passed, $failed failed"; fi
-}
+. tests/lib.sh
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/swat_asan.XXXXXX")
 trap '[ "${SWAT_KEEP_TMP:-0}" = 1 ] && echo "# scratch kept in $TMP" || rm -rf "$TMP"' EXIT

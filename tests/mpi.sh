@@ -17,32 +17,10 @@ cd "$(dirname "$0")/.." || exit 1
 PY=/usr/bin/python3
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/swat_mpi.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
-passed=0; failed=0; skipped=0
-ok()   { echo "ok - $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $*"; failed=$((failed + 1)); }
-skip() { echo "SKIPPED - $*"; skipped=$((skipped + 1)); }
-summary() {
-  if [ "$skipped" -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"
-  else echo "$passed passed, $failed failed"; fi
-}
-# the per-step losses of a run's log.txt, one per line
-losses() { awk '$1 == "step" { print $4 }' "$1/log.txt"; }
-# max |a - b| over two loss lists of the same length (empty or unequal lengths: "inf")
-maxdiff() { paste "$1" "$2" | awk 'NF != 2 { bad = 1 } { d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d }
-                                   END { if (bad || NR == 0) print "inf"; else printf "%.3g\n", m }'; }
-within() { awk -v d="$1" -v t="$2" 'BEGIN { exit !(d != "inf" && d + 0 <= t + 0) }'; }
+. tests/lib.sh
 
 if [ ! -x ./train_swat ]; then fail "./train_swat not built (make train_swat)"; summary; exit 1; fi
-"$PY" - "$TMP/text.bin" <<'PYEOF'
-import struct, sys
-words = b"in the beginning was the word and the word was with god and the light shineth in darkness ".split()
-out, x = [], 4242
-for i in range(5000):
-    x = (x * 1103515245 + 12345) % 2**31
-    out.append(words[x % len(words)])
-data = b" ".join(out)
-open(sys.argv[1], "wb").write(struct.pack("<256i", *([20240520, 1, len(data)] + [0] * 253)) + struct.pack("<%dH" % len(data), *data))
-PYEOF
+text_shard "$TMP/text.bin" 4242 5000
 RUN="--train $TMP/text.bin --val $TMP/text.bin --layers 2 --heads 4 --dim 32 --ffn 64 --seq 32 --window 8 --steps 8 --warmup 2
      --lr 3e-3 --shuffle off --val-every 4 --val-chunks 4 --final-val-chunks 8 --sample-every 0 --threads 1"
 TOL=2e-5

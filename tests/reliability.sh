@@ -21,15 +21,7 @@ PY=/usr/bin/python3
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export OMP_WAIT_POLICY=passive   # threads must not spin when the machine is busy
 
-passed=0; failed=0; skipped=0
-ok()      { echo "ok - $*"; passed=$((passed + 1)); }
-fail()    { echo "FAIL - $*"; failed=$((failed + 1)); }
-skip()    { echo "SKIPPED - $*"; skipped=$((skipped + 1)); }
-summary() {
-  if [ "$skipped" -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"
-  else echo "$passed passed, $failed failed"; fi
-}
-check()   { local name=$1; shift; if "$@"; then ok "$name"; else fail "$name"; fi; }
+. tests/lib.sh
 
 if [ ! -x "$BIN" ]; then echo "FAIL - trainer binary $BIN not found (make train_swat, or set SWAT_BIN)"; failed=1; summary; exit 1; fi
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
