@@ -488,6 +488,10 @@ static void make_random_model(Model *m, const ModelConfig *c, double std, uint64
 static void random_tokens(int *t, int n, int V, uint64_t *s) {
     for (int i = 0; i < n; i++) t[i] = trng_int(s, V);
 }
+/* the same for a shard's uint16 tokens */
+static void random_tokens16(uint16_t *t, long n, int V, uint64_t *s) {
+    for (long i = 0; i < n; i++) t[i] = (uint16_t)trng_int(s, V);
+}
 
 /* ========================================================================================== */
 /* 2. layers: forward vs the reference, backward vs finite differences, accumulation          */
@@ -1309,7 +1313,7 @@ static void test_evaluate(void) {
     uint64_t s = 42;
     long n = 16 * 5 + 3; /* K = 5 chunks of 16, 2 tokens left over */
     uint16_t tok[16 * 5 + 3];
-    for (long i = 0; i < n; i++) tok[i] = (uint16_t)trng_int(&s, cfg.V);
+    random_tokens16(tok, n, cfg.V, &s);
     Shard sh = {tok, n};
     struct { int E, W; long max_chunks; int batch; } cases[] = {
         {16, 4, 0, 2}, {16, 2, 0, 5}, {16, 9, 0, 1}, {16, 40, 0, 3}, {16, 1, 0, 2}, {7, 3, 4, 3}, {82, 4, 0, 1}};
@@ -1348,7 +1352,7 @@ static void test_dumps(void) {
         enum { E = 7, K = 4, W = 3, T = 11, LAYER = 1 };
         uint16_t tok[E * 5 + 2];
         long n = E * 5 + 2;
-        for (long i = 0; i < n; i++) tok[i] = (uint16_t)trng_int(&s, cfg.V);
+        random_tokens16(tok, n, cfg.V, &s);
         Shard sh = {tok, n};
         /* losses: K chunks of E, written in chunk order */
         FILE *f = fopen(tmp_path("losses.bin"), "wb");
@@ -1498,7 +1502,7 @@ static void test_evaluate_stream(void) {
     long n = 3001;
     uint16_t *tok = malloc(n * 2);
     uint64_t s = 72;
-    for (long i = 0; i < n; i++) tok[i] = (uint16_t)trng_int(&s, cfg.V);
+    random_tokens16(tok, n, cfg.V, &s);
     Shard sh = {tok, n};
     double a = evaluate(&m, &sh, (int)(n - 1), cfg.window, 0, 1, NULL, NULL, NULL);
     double b = evaluate_stream(&m, &sh, cfg.window, 0, 0, NULL);
@@ -1658,7 +1662,7 @@ static void test_start_token(void) {
     uint64_t s = 94;
     long n = 16 * 4 + 3;
     uint16_t etok[16 * 4 + 3];
-    for (long i = 0; i < n; i++) etok[i] = (uint16_t)trng_int(&s, 19);
+    random_tokens16(etok, n, 19, &s);
     Shard esh = {etok, n};
     double worst_e = 0.0;
     int cases[][2] = {{16, 4}, {16, 40}, {7, 3}, {66, 5}};
@@ -2128,7 +2132,7 @@ static void test_determinism(void) {
     random_tokens(in, B * T, cfg.V, &s);
     random_tokens(tg, B * T, cfg.V, &s);
     uint16_t tok[1201];
-    for (int i = 0; i < 1201; i++) tok[i] = (uint16_t)trng_int(&s, cfg.V);
+    random_tokens16(tok, 1201, cfg.V, &s);
     Shard sh = {tok, 1201};
     OptimConfig o = {.lr = 1e-2, .min_lr_ratio = 0.1, .warmup = 0, .steps = 5, .beta1 = 0.9, .beta2 = 0.95,
                      .eps = 1e-8, .weight_decay = 0.1, .clip = 1.0};
@@ -2973,7 +2977,7 @@ static void test_block_evaluate(void) {
     long n = 4200;
     uint16_t *tok = malloc(n * 2);
     uint64_t s = 150;
-    for (long i = 0; i < n; i++) tok[i] = (uint16_t)trng_int(&s, 30);
+    random_tokens16(tok, n, 30, &s);
     Shard sh = {tok, n};
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
         ModelConfig cfg = make_config(31, 2, 4, 16, 24, v[i].w, v[i].attn, 2, 2, v[i].rope);
@@ -3028,7 +3032,7 @@ static void test_block_stream(void) {
     long n = 2600;
     uint16_t *tok = malloc(n * 2);
     uint64_t s = 160;
-    for (long i = 0; i < n; i++) tok[i] = (uint16_t)trng_int(&s, 30);
+    random_tokens16(tok, n, 30, &s);
     Shard sh = {tok, n};
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
         ModelConfig cfg = make_config(31, 2, 4, 16, 24, v[i].w, v[i].attn, 2, 2, v[i].rope);
@@ -3150,7 +3154,7 @@ static void test_infer_threads(void) {
     long n = 2100;
     uint16_t *tok = malloc(n * 2);
     uint64_t s = 221;
-    for (long i = 0; i < n; i++) tok[i] = (uint16_t)trng_int(&s, 66);
+    random_tokens16(tok, n, 66, &s);
     Shard sh = {tok, n};
     int saved = omp_get_max_threads(), prompt[1100];
     for (int i = 0; i < 1100; i++) prompt[i] = tok[i];
