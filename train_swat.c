@@ -554,6 +554,20 @@ static void rope_backward(float *dx, const float *cos_t, const float *sin_t, int
  * fast versions after them compute the same sums, regrouped. */
 static int band_width(int window, int T) { return window < T ? window : T; }
 
+/* One query's scores s[0..n) turned into its weights, in place: a = sigmoid(s) for SWAT, each
+ * key on its own, or the softmax over the n keys (subtracting the max changes nothing but
+ * keeps exp in range). */
+static REFERENCE void scores_to_weights(float *a, int n, int mode) {
+    if (mode == ATTN_SIGMOID) {
+        for (int j = 0; j < n; j++) a[j] = sigmoid(a[j]);
+        return;
+    }
+    float max_s = -FLT_MAX, sum = 0.0f;
+    for (int j = 0; j < n; j++) max_s = a[j] > max_s ? a[j] : max_s;
+    for (int j = 0; j < n; j++) { a[j] = expf(a[j] - max_s); sum += a[j]; }
+    for (int j = 0; j < n; j++) a[j] /= sum;
+}
+
 /* SWAT attention as the plain loops of its math, one query at a time. For sequence b, head h,
  * query m and distance d = 0 .. seen-1 (key n = m - d, seen = min(m+1, window) keys):
  *   s(m, d) = q_m . k_{m-d} / sqrt(D) + slope_h * d
@@ -572,21 +586,13 @@ static REFERENCE void attention_forward_naive(float *out, float *att, const floa
                 float *a = att + (((long)b * H + h) * T + m) * Wb; /* a[d]: the weight of key m-d */
                 float *o_m = out + ((long)b * T + m) * C + h * D;
                 int seen = m + 1 < Wb ? m + 1 : Wb;
-                float max_s = -FLT_MAX;
                 for (int d = 0; d < seen; d++) {
                     const float *k_n = k + ((long)b * T + m - d) * C + h * D;
                     float dot = 0.0f;
                     for (int i = 0; i < D; i++) dot += q_m[i] * k_n[i];
                     a[d] = dot * scale + slopes[h] * (float)d;
-                    if (a[d] > max_s) max_s = a[d];
                 }
-                if (mode == ATTN_SIGMOID) {
-                    for (int d = 0; d < seen; d++) a[d] = sigmoid(a[d]);
-                } else { /* subtracting the max changes nothing but keeps exp in range */
-                    float sum = 0.0f;
-                    for (int d = 0; d < seen; d++) { a[d] = expf(a[d] - max_s); sum += a[d]; }
-                    for (int d = 0; d < seen; d++) a[d] /= sum;
-                }
+                scores_to_weights(a, seen, mode);
                 for (int d = seen; d < Wb; d++) a[d] = 0.0f;
                 for (int i = 0; i < D; i++) o_m[i] = 0.0f;
                 for (int d = 0; d < seen; d++) {
@@ -1833,15 +1839,7 @@ static REFERENCE void infer_step_naive(InferState *s, int token) {
                 for (int i = 0; i < D; i++) dot += q[hd * D + i] * k_ring[((size_t)hd * D + i) * w + sl];
                 a[kept + d] = dot * scale + slope * (float)d;
             }
-            int n_keys = kept + seen;
-            if (c->attn == ATTN_SIGMOID) {
-                for (int j = 0; j < n_keys; j++) a[j] = sigmoid(a[j]);
-            } else { /* subtracting the max changes nothing but keeps exp in range */
-                float max_s = -FLT_MAX, sum = 0.0f;
-                for (int j = 0; j < n_keys; j++) max_s = a[j] > max_s ? a[j] : max_s;
-                for (int j = 0; j < n_keys; j++) { a[j] = expf(a[j] - max_s); sum += a[j]; }
-                for (int j = 0; j < n_keys; j++) a[j] /= sum;
-            }
+            scores_to_weights(a, kept + seen, c->attn);
             for (int i = 0; i < D; i++) {
                 float acc = 0.0f;
                 for (int j = 0; j < kept; j++) acc += a[j] * v_first[(long)j * C + hd * D + i];
