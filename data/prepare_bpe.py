@@ -228,17 +228,23 @@ def tokenizer_file_bytes(table, eot):
     return bytes(out)
 
 
-def read_tokenizer(path):
-    """Read a tokenizer file (llm.c's format, versions 1 and 2): (list of bytes, eot or None)."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "tokenizer.bin")
+def read_headed(path, what):
+    """The bytes of a file that starts with a header of 256 int32 (a tokenizer or a shard)."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as e:
         raise Failure(path, e.strerror) from None
     if len(raw) < 4 * HEADER_INTS:
-        raise Failure(path, f"too short for a tokenizer header ({len(raw)} bytes)")
+        raise Failure(path, f"too short for a {what} header ({len(raw)} bytes)")
+    return raw
+
+
+def read_tokenizer(path):
+    """Read a tokenizer file (llm.c's format, versions 1 and 2): (list of bytes, eot or None)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "tokenizer.bin")
+    raw = read_headed(path, "tokenizer")
     header = struct.unpack_from("<256I", raw)
     if header[0] != TOKENIZER_MAGIC:
         raise Failure(path, f"bad magic {header[0]} (a tokenizer file starts with {TOKENIZER_MAGIC})")
@@ -278,13 +284,7 @@ def shard_bytes(ids):
 
 
 def read_shard(path):
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise Failure(path, e.strerror) from None
-    if len(raw) < 4 * HEADER_INTS:
-        raise Failure(path, f"too short for a shard header ({len(raw)} bytes)")
+    raw = read_headed(path, "shard")
     header = struct.unpack_from("<256i", raw)
     if header[0] != SHARD_MAGIC or header[1] != SHARD_VERSION:
         raise Failure(path, f"not a shard (magic {header[0]}, version {header[1]})")
