@@ -3158,8 +3158,6 @@ static void test_infer_threads(void) {
     Shard sh = {tok, n};
     int saved = omp_get_max_threads(), prompt[1100];
     for (int i = 0; i < 1100; i++) prompt[i] = tok[i];
-    long saved_work = parallel_min_work;
-    parallel_min_work = 0;
     float *logits[3];
     int *gen[3];
     double stream[3], chunked[3];
@@ -3182,7 +3180,6 @@ static void test_infer_threads(void) {
         chunked[r] = evaluate(&m, &sh, 1500, 7, 0, 1, NULL, NULL, NULL);
     }
     omp_set_num_threads(saved);
-    parallel_min_work = saved_work;
     int ok = 1;
     for (int r = 1; r < 3; r++)
         ok &= !memcmp(logits[0], logits[r], 3 * cfg.V * 4) && !memcmp(gen[0], gen[r], 3 * 200 * sizeof(int)) &&

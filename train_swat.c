@@ -30,9 +30,9 @@
  *
  * Conventions: weights are [out, in] and y = x W^T; activations are row-major (B, T, C);
  * every backward function ADDS into the gradients it is given (so residual branches just
- * add up), and the caller zeroes them when needed. Exceptions: matmul's and SwiGLU's
- * backward can also overwrite their input gradients (add = 0), which spares zeroing a
- * buffer that they write first, and RoPE's backward rotates the gradient in place.
+ * add up), and the caller zeroes them when needed. Exceptions: matmul's, SwiGLU's and the
+ * cross-entropy's backward can also overwrite their input gradients (add = 0), which spares
+ * zeroing a buffer that they write first, and RoPE's backward rotates the gradient in place.
  */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE /* and, where the system has it, madvise(MADV_HUGEPAGE) */
@@ -117,6 +117,16 @@ static void *xcalloc(size_t count, size_t size, const char *what) {
 #endif
     memset(p, 0, bytes);
     return p;
+}
+
+/* The directory part of a path ("." for a bare file name), as a new string. */
+static char *dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    size_t n = !slash ? 0 : slash == path ? 1 : (size_t)(slash - path); /* "/x" keeps its "/" */
+    char *d = xcalloc(n + 2, 1, "path");
+    if (slash) memcpy(d, path, n);
+    else d[0] = '.';
+    return d;
 }
 
 static double now_seconds(void) {
@@ -350,11 +360,6 @@ static void param_init(const ModelConfig *c, float *block, uint64_t seed) {
 /* The reference kernels (the plain loops of the math) sit next to the fast ones. The fast
  * build does not call them (test_swat.c does); make train_swat_naive (-DSWAT_NAIVE) builds a
  * trainer whose fast kernels hand their work to them, slow but easy to step through. */
-#if defined(__GNUC__)
-#define REFERENCE __attribute__((unused))
-#else
-#define REFERENCE
-#endif
 #ifdef SWAT_NAIVE
 #define USE_REFERENCE 1
 #else
@@ -380,7 +385,7 @@ static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
 
 /* The reference: out (N, OUT) = inp (N, IN) W^T, W stored (OUT, IN) as nn.Linear's, as the
  * plain loops of the sum. */
-static REFERENCE void matmul_forward_naive(float *out, const float *inp, const float *W, int N, int IN, int OUT) {
+static void matmul_forward_naive(float *out, const float *inp, const float *W, int N, int IN, int OUT) {
     for (int n = 0; n < N; n++)
         for (int o = 0; o < OUT; o++) {
             float acc = 0.0f;
@@ -392,7 +397,7 @@ static REFERENCE void matmul_forward_naive(float *out, const float *inp, const f
 /* In the forward pass out[n][o] = sum_i inp[n][i] W[o][i], so each inp[n][i] reached every
  * out[n][o] through W[o][i], and each W[o][i] every out[n][o] through inp[n][i]:
  *   dinp[n][i] (+)= sum_o dout[n][o] W[o][i]        dW[o][i] += sum_n dout[n][o] inp[n][i] */
-static REFERENCE void matmul_backward_naive(float *dinp, float *dW, const float *dout, const float *inp,
+static void matmul_backward_naive(float *dinp, float *dW, const float *dout, const float *inp,
                                   const float *W, int N, int IN, int OUT, int add) {
     if (dinp)
         for (int n = 0; n < N; n++)
@@ -557,7 +562,7 @@ static int band_width(int window, int T) { return window < T ? window : T; }
 /* One query's scores s[0..n) turned into its weights, in place: a = sigmoid(s) for SWAT, each
  * key on its own, or the softmax over the n keys (subtracting the max changes nothing but
  * keeps exp in range). */
-static REFERENCE void scores_to_weights(float *a, int n, int mode) {
+static void scores_to_weights(float *a, int n, int mode) {
     if (mode == ATTN_SIGMOID) {
         for (int j = 0; j < n; j++) a[j] = sigmoid(a[j]);
         return;
@@ -575,7 +580,7 @@ static REFERENCE void scores_to_weights(float *a, int n, int mode) {
  *          or softmax over d of s(m, d)      (the usual attention, within the window)
  *   o_m     = sum_d a(m, d) v_{m-d}
  * att keeps a(m, d) for the backward: att[b][h][m][d], zero for d >= seen. */
-static REFERENCE void attention_forward_naive(float *out, float *att, const float *q, const float *k, const float *v,
+static void attention_forward_naive(float *out, float *att, const float *q, const float *k, const float *v,
                                     const float *slopes, int B, int T, int C, int H, int window, int mode) {
     int D = C / H, Wb = band_width(window, T);
     float scale = 1.0f / sqrtf((float)D);
@@ -610,7 +615,7 @@ static REFERENCE void attention_forward_naive(float *out, float *att, const floa
  *                                             so now  dq_m += ds_d k_{m-d} / sqrt(D)
  *                                                     dk_{m-d} += ds_d q_m / sqrt(D)
  * (the slope is a constant: no gradient). */
-static REFERENCE void attention_backward_naive(float *dq, float *dk, float *dv, const float *dout, const float *att,
+static void attention_backward_naive(float *dq, float *dk, float *dv, const float *dout, const float *att,
                                      const float *q, const float *k, const float *v,
                                      int B, int T, int C, int H, int window, int mode) {
     int D = C / H, Wb = band_width(window, T);
@@ -1395,15 +1400,17 @@ static void shards_load(Shard *s, const char *pattern, int V, const char *flag) 
 /* One training sequence or evaluation chunk of T inputs and T targets that starts at token
  * `start` of the shard (doc/SPEC.md sections 7 and 10). Without a start token: inputs t[start ..
  * start+T), targets one to the right. With one: inputs [bos, t[start] .. t[start+T-2]] and
- * targets t[start .. start+T), so every target is still one token of data. */
-static void make_sequence(int *inputs, int *targets, const uint16_t *t, long start, int T, int bos) {
-    if (bos < 0) {
-        for (int i = 0; i < T; i++) { inputs[i] = t[start + i]; targets[i] = t[start + i + 1]; }
-    } else {
-        inputs[0] = bos;
-        for (int i = 1; i < T; i++) inputs[i] = t[start + i - 1];
-        for (int i = 0; i < T; i++) targets[i] = t[start + i];
+ * targets t[start .. start+T), so every target is still one token of data. sequence_slice
+ * gives positions i0 .. i0+n-1 of it (texts that go through in blocks). */
+static void sequence_slice(int *inputs, int *targets, const uint16_t *t, long start, long i0, int n, int bos) {
+    for (int j = 0; j < n; j++) {
+        long i = i0 + j;
+        if (bos < 0) { inputs[j] = t[start + i]; targets[j] = t[start + i + 1]; }
+        else { inputs[j] = i == 0 ? bos : t[start + i - 1]; targets[j] = t[start + i]; }
     }
+}
+static void make_sequence(int *inputs, int *targets, const uint16_t *t, long start, int T, int bos) {
+    sequence_slice(inputs, targets, t, start, 0, T, bos);
 }
 
 /* The batch order. Unshuffled (doc/SPEC.md section 10): a cursor starts at 0, sequence b of a batch
@@ -1527,6 +1534,20 @@ static void config_to_header(const ModelConfig *c, int32_t *h) {
     if (c->version >= 2) h[16] = c->bos; /* version 1: 0, and no start token */
 }
 
+/* The inverse of config_to_header: the model a header describes (checked by config_problem). */
+static ModelConfig header_to_config(const int32_t *h) {
+    ModelConfig c = {.V = h[2], .L = h[3], .H = h[4], .C = h[5], .F = h[6], .window = h[7], .attn = h[8],
+                     .alibi_neg = h[9], .alibi_pos = h[10], .rope = h[11], .rope_theta = h[12], .seq_len = h[13],
+                     .bos = h[1] == 2 ? h[16] : -1, .version = h[1]};
+    return c;
+}
+
+/* The size of a checkpoint of this model, with or without the trainer state. */
+static double checkpoint_bytes(const ModelConfig *c, int has_state) {
+    double P = (double)param_count(c);
+    return 1024.0 + 4 * P + (has_state ? 8 * P + 8.0 * (TRAINER_STATE_INTS + TRAINER_STATE_DOUBLES) : 0);
+}
+
 /* fwrite that also runs the CRC over what it wrote */
 static int write_crc(FILE *f, const void *data, size_t size, size_t count, uint32_t *crc) {
     *crc = crc32_update(*crc, data, size * count);
@@ -1564,11 +1585,11 @@ static void checkpoint_save(const char *path, const Model *m, const TrainState *
     if (!ok) { unlink(tmp); die("%s: writing the checkpoint failed (%s); any previous checkpoint is intact", path, strerror(err)); }
     if (rename(tmp, path) != 0) { err = errno; unlink(tmp); die("%s: cannot rename %s into place: %s", path, tmp, strerror(err)); }
     /* the rename is durable once the directory is synced */
-    char *slash = strrchr(tmp, '/');
-    if (!slash) strcpy(tmp, "."); else if (slash == tmp) tmp[1] = 0; else *slash = 0;
-    int dfd = open(tmp, O_RDONLY);
-    if (dfd >= 0) { fsync(dfd); close(dfd); }
     free(tmp);
+    char *dir = dir_of(path);
+    int dfd = open(dir, O_RDONLY);
+    if (dfd >= 0) { fsync(dfd); close(dfd); }
+    free(dir);
 }
 
 /* The CRC of a version 2 file, read as it is on disk with the CRC field taken as 0. */
@@ -1603,19 +1624,15 @@ static int checkpoint_load(const char *path, Model *m, TrainState *ts) {
     if (h[1] == 2 && checkpoint_file_crc(f, path) != (uint32_t)h[CKPT_CRC_FIELD]) {
         /* a short file is the likeliest reason: say so, without trusting the header for more */
         double size = (double)ftell(f), implied = 0;
-        ModelConfig u = {.V = h[2], .L = h[3], .H = h[4], .C = h[5], .F = h[6], .window = h[7], .attn = h[8],
-                         .alibi_neg = h[9], .alibi_pos = h[10], .rope = h[11], .rope_theta = h[12], .seq_len = h[13],
-                         .bos = -1, .version = 2};
-        if (!config_problem(&u) && (h[15] == 0 || h[15] == 1))
-            implied = 1024.0 + (h[15] ? 12.0 : 4.0) * param_count(&u) + (h[15] ? 8.0 * (TRAINER_STATE_INTS + TRAINER_STATE_DOUBLES) : 0);
+        ModelConfig u = header_to_config(h);
+        u.bos = -1; /* the size does not depend on it, and it may be the corrupt field */
+        if (!config_problem(&u) && (h[15] == 0 || h[15] == 1)) implied = checkpoint_bytes(&u, h[15]);
         if (implied > size)
             die("%s: checksum mismatch: the file is corrupt or was modified (it is %.0f bytes, its header implies %.0f: "
                 "truncated?)", path, size, implied);
         die("%s: checksum mismatch: the file is corrupt or was modified", path);
     }
-    ModelConfig c = {.V = h[2], .L = h[3], .H = h[4], .C = h[5], .F = h[6], .window = h[7], .attn = h[8],
-                     .alibi_neg = h[9], .alibi_pos = h[10], .rope = h[11], .rope_theta = h[12], .seq_len = h[13],
-                     .bos = h[1] == 2 ? h[16] : -1, .version = h[1]};
+    ModelConfig c = header_to_config(h);
     if (h[1] == 1 && (h[16] != 0 || h[17] != 0))
         die("%s: bad checkpoint header: version 1 has fields 16 and 17 at 0 (they are %d and %d)", path, h[16], h[17]);
     const char *problem = config_problem(&c);
@@ -1624,8 +1641,7 @@ static int checkpoint_load(const char *path, Model *m, TrainState *ts) {
     if (h[15] != 0 && h[15] != 1) die("%s: bad checkpoint header: field 15 is %d (expected 0 or 1)", path, h[15]);
     for (int i = 18; i < 256; i++)
         if (h[i] != 0) die("%s: bad checkpoint header: reserved field %d is %d (expected 0)", path, i, h[i]);
-    double P = (double)param_count(&c);
-    double expect = 1024.0 + 4 * P + (h[15] ? 8 * P + 8 * (TRAINER_STATE_INTS + TRAINER_STATE_DOUBLES) : 0);
+    double expect = checkpoint_bytes(&c, h[15]);
     if (fseek(f, 0, SEEK_END) != 0) die("%s: cannot seek: %s", path, strerror(errno));
     double size = (double)ftell(f);
     if (size != expect) die("%s: checkpoint is %.0f bytes but its header implies %.0f", path, size, expect);
@@ -1773,7 +1789,7 @@ static void infer_free(InferState *s) {
  *   8. logits = RMSNorm(x) * final_norm  lm_head^T        (V) scores for the next token
  * With keep_first K, the keys of positions 0..K-1 stay after they leave the window: they are
  * scored first, at distance c - j from the query's cache index c (StreamingLLM, above). */
-static REFERENCE void infer_step_naive(InferState *s, int token) {
+static void infer_step_naive(InferState *s, int token) {
     const Model *m = s->m;
     const ModelConfig *c = &m->cfg;
     int C = c->C, F = c->F, H = c->H, D = C / H, V = c->V, w = s->window, K = s->keep_first;
@@ -2174,15 +2190,6 @@ static void block_forward(BlockState *s, const int *inputs, const int *targets, 
     }
 }
 
-/* Positions i0 .. i0+n-1 of the sequence that make_sequence lays out from token `start`. */
-static void sequence_slice(int *inputs, int *targets, const uint16_t *t, long start, long i0, int n, int bos) {
-    for (int j = 0; j < n; j++) {
-        long i = i0 + j;
-        if (bos < 0) { inputs[j] = t[start + i]; targets[j] = t[start + i + 1]; }
-        else { inputs[j] = i == 0 ? bos : t[start + i - 1]; targets[j] = t[start + i]; }
-    }
-}
-
 /* Add n losses to the total in order, and to the dump if there is one. */
 static void add_losses(double *total, const float *losses, long n, FILE *losses_out) {
     for (long i = 0; i < n; i++) *total += losses[i];
@@ -2293,15 +2300,13 @@ static double evaluate_stream(const Model *m, const Shard *s, int w, int keep_fi
     infer_init(&st, m, n < w ? (int)(n > 0 ? n : 1) : w, keep_first);
     decode_threads_init(&dt);
     for (long i = 0; i < n; i++) {
-        int input = bos < 0 ? s->tokens[i] : i == 0 ? bos : s->tokens[i - 1];
-        int target = bos < 0 ? s->tokens[i + 1] : s->tokens[i];
+        int input, target;
+        sequence_slice(&input, &target, s->tokens, 0, i, 1, bos);
         decode_threads_before(&dt, &st);
         infer_step(&st, input);
         float loss;
         crossentropy_forward(&loss, st.logits, &target, 1, m->cfg.V);
-        total += loss;
-        if (losses_out && fwrite(&loss, sizeof(float), 1, losses_out) != 1)
-            die("cannot write the per-token losses: %s", strerror(errno));
+        add_losses(&total, &loss, 1, losses_out);
     }
     infer_free(&st);
     return total / n;
@@ -2430,11 +2435,16 @@ static void dump_attention(Model *m, const int *tokens, int T, int w, int layer,
 
 /* FLOPs per token of one training step (forward + backward = 3x the forward): 2 per
  * multiply-add of every matrix, and 4*C per key in the band for attention (q.k and a*v). */
+/* Multiply-adds of one token's matrix products: q, k, v, o, the MLP's three, the classifier. */
+static long macs_per_token(const ModelConfig *c) {
+    return (long)c->L * (4L * c->C * c->C + 3L * c->C * c->F) + (long)c->V * c->C;
+}
+
 static double flops_per_token(const ModelConfig *c, int T, int window) {
     double band = 0.0; /* mean number of keys a query sees */
     for (int m = 0; m < T; m++) band += m + 1 < window ? m + 1 : window;
     band /= T > 0 ? T : 1;
-    double matmul = (double)c->L * (4.0 * c->C * c->C + 3.0 * c->C * c->F) + (double)c->V * c->C;
+    double matmul = (double)macs_per_token(c);
     return 3.0 * (2.0 * matmul + 4.0 * c->L * band * c->C);
 }
 
@@ -2836,9 +2846,9 @@ static void print_sinks(FILE *f, const SinkStats *st) {
 
 /* The bytes of text behind the targets of an evaluation (the tokenizer's lengths): what turns
  * nats per token into nats per byte, to compare models with different tokenizers. */
-static double target_bytes(const Shard *s, const Tokenizer *tk, int bos, int E, long K, int stream) {
+static double target_bytes(const Shard *s, const Tokenizer *tk, int bos, long count) {
     double total = 0;
-    long first = bos < 0 ? 1 : 0, count = stream ? s->n - 1 : K * E; /* targets t[first .. first+count) */
+    long first = bos < 0 ? 1 : 0; /* the targets are t[first .. first+count) */
     for (long i = first; i < first + count; i++) total += (double)(tk->offset[s->tokens[i] + 1] - tk->offset[s->tokens[i]]);
     return total;
 }
@@ -2849,30 +2859,29 @@ static int run_eval(Model *m, const Args *a, const Tokenizer *tk) {
     int E = a->eval_len ? a->eval_len : (m->cfg.seq_len > 0 ? m->cfg.seq_len : 256);
     int w = a->eval_window ? a->eval_window : m->cfg.window;
     double t0 = now_seconds(), loss;
+    long predictions;
     FILE *dump = NULL;
     if (a->dump_losses && !(dump = fopen(a->dump_losses, "wb")))
         die("cannot open %s for writing: %s", a->dump_losses, strerror(errno));
     if (a->stream) {
         loss = evaluate_stream(m, &s, w, a->keep_first, 0, dump);
+        predictions = s.n - 1;
         printf("stream: %ld tokens as one sequence, window %d, keep first %d, %.1fs\n", s.n - 1, w, a->keep_first,
                now_seconds() - t0);
     } else {
         long K;
-        int batch = (int)(16384 / E) > 1 ? (int)(16384 / E) : 1;
         SinkStats sinks;
         if (a->sinks) sink_stats_init(&sinks, &m->cfg);
-        loss = evaluate(m, &s, E, w, a->eval_chunks, batch, &K, dump, a->sinks ? &sinks : NULL);
+        loss = evaluate(m, &s, E, w, a->eval_chunks, 0, &K, dump, a->sinks ? &sinks : NULL); /* batch 0: as many as fit */
+        predictions = K * E;
         printf("eval: %ld chunks of %d tokens, window %d, %.1fs\n", K, E, w, now_seconds() - t0);
         if (a->sinks) { print_sinks(stdout, &sinks); sink_stats_free(&sinks); }
     }
     if (dump && fclose(dump) != 0) die("cannot write %s: %s", a->dump_losses, strerror(errno));
     if (tk->V > 0) {
-        long K = a->stream ? 1 : (s.n - 1) / E;
-        if (!a->stream && a->eval_chunks > 0 && a->eval_chunks < K) K = a->eval_chunks;
-        double predictions = a->stream ? (double)(s.n - 1) : (double)K * E;
-        double bytes = target_bytes(&s, tk, m->cfg.bos, E, K, a->stream);
-        printf("nats per byte: %.6f (%.0f predicted tokens, %.0f bytes of text; %.3f bytes per token)\n",
-               loss * predictions / bytes, predictions, bytes, bytes / predictions);
+        double bytes = target_bytes(&s, tk, m->cfg.bos, predictions);
+        printf("nats per byte: %.6f (%ld predicted tokens, %.0f bytes of text; %.3f bytes per token)\n",
+               loss * predictions / bytes, predictions, bytes, bytes / (double)predictions);
     }
     printf("eval_loss %.8f\n", loss);
     free(s.tokens);
@@ -3032,15 +3041,6 @@ static void resume_settings(Args *a, const char *log_path) {
     free(last);
 }
 
-/* The directory part of a path ("." for a bare file name), as a new string. */
-static char *dir_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    if (!slash) return strdup(".");
-    if (slash == path) return strdup("/");
-    char *d = xcalloc((size_t)(slash - path) + 1, 1, "path");
-    memcpy(d, path, (size_t)(slash - path));
-    return d;
-}
 
 #ifdef SWAT_MPI
 static void mpi_finish(void) {
@@ -3650,10 +3650,9 @@ static void choose_wait_policy(char **argv) {
  * numbers for one sequence or many, and for any thread count (a thread computes whole outputs).
  * A token is one parallel region: threads take heads (q, k, v, RoPE and attention of a head
  * together), then panels of each product, with one barrier after each of the four steps of a
- * layer; small models run on one thread (parallel_min_work). */
+ * layer; how many threads decode is chosen per token (DecodeThreads). */
 
 #define PANEL_FLOATS(in) ((size_t)(in) * GEMM_NR)
-static long parallel_min_work = 1L << 18; /* multiply-adds per token below which one thread decodes */
 
 static int panels_for(int rows) { return (rows + GEMM_NR - 1) / GEMM_NR; }
 
@@ -3911,13 +3910,12 @@ static void infer_step_all(InferState *s, const int *tokens) {
         rope_tables(s->rope_cos, s->rope_sin, 1, D, c->rope_theta, p);
         if (kept > 0) rope_tables(s->first_cos, s->first_sin, 1, D, c->rope_theta, cache_index);
     }
-    long work = (long)n * ((long)c->L * (4L * C * C + 3L * C * F) + (long)V * C);
     if (num_threads() > s->threads) infer_scratch(s, num_threads());
     int G = n <= 2 ? 4 : 2; /* panels per work item */
     int cgroups = (pl.cp + G - 1) / G, fgroups = (pl.fp + G - 1) / G, vgroups = (pl.vp + G - 1) / G;
     int team = s->use_threads > 0 && s->use_threads < num_threads() ? s->use_threads : num_threads();
-    (void)work; (void)team; (void)parallel_min_work; /* without OpenMP */
-    #pragma omp parallel if (work >= parallel_min_work && team > 1) num_threads(team)
+    (void)team; /* without OpenMP */
+    #pragma omp parallel if (team > 1) num_threads(team)
     {
         float *hn = s->scratch + s->per_thread * thread_id(), *tg = hn + (size_t)n * C, *tu = tg + (size_t)n * 4 * GEMM_NR;
         float *a = tu + (size_t)n * 4 * GEMM_NR, *sbuf = a + K + w;
@@ -4013,8 +4011,7 @@ static void decode_threads_init(DecodeThreads *d) {
 /* before each token: sets s->use_threads */
 static void decode_threads_before(DecodeThreads *d, InferState *s) {
     if (!d->sized) {
-        const ModelConfig *c = &s->m->cfg;
-        if ((long)s->n * ((long)c->L * (4L * c->C * c->C + 3L * c->C * c->F) + (long)c->V * c->C) < decode_parallel_min) d->all = 1;
+        if ((long)s->n * macs_per_token(&s->m->cfg) < decode_parallel_min) d->all = 1;
         d->sized = 1;
     }
     if (d->all <= 1) { s->use_threads = 1; return; }
