@@ -96,7 +96,7 @@ static void run_elt(void *p) {
 int main(int argc, char **argv) {
     int B = argc > 1 ? atoi(argv[1]) : 16, T = argc > 2 ? atoi(argv[2]) : 256, W = argc > 3 ? atoi(argv[3]) : 64;
     ModelConfig cfg = {.V = 256, .L = 4, .H = 8, .C = 256, .F = 704, .window = W, .attn = ATTN_SIGMOID,
-                       .alibi_neg = 4, .alibi_pos = 4, .rope = 1, .rope_theta = 10000};
+                       .alibi_neg = 4, .alibi_pos = 4, .rope = 1, .rope_theta = 10000, .bos = -1, .version = 2};
     Model m;
     model_create(&m, &cfg);
     param_init(&cfg, m.params, 1);
@@ -121,9 +121,14 @@ int main(int argc, char **argv) {
         {"dW += dy^T x (C,N)x(N,C)", C, C, N, 2, 4 * cfg.L}, {"dW += dy^T x (F,N)x(N,C)", F, C, N, 2, 2 * cfg.L},
         {"dW += dy^T x (C,N)x(N,F)", C, F, N, 2, cfg.L},     {"dW += dy^T x (V,N)x(N,C)", V, C, N, 2, 1},
     };
-    float *bufA = xcalloc((size_t)N * F * 2, 4, "bench"), *bufB = xcalloc((size_t)N * F * 2, 4, "bench"),
-          *bufC = xcalloc((size_t)N * F * 2, 4, "bench");
-    for (size_t i = 0; i < (size_t)N * F * 2; i++) bufA[i] = bufB[i] = 0.01f * (float)(i % 97);
+    size_t most = 0; /* the largest operand of any shape (the weights exceed the activations when N is small) */
+    for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+        size_t M = shapes[s].M, Nn = shapes[s].N, K = shapes[s].K;
+        size_t sizes[3] = {M * K, K * Nn, M * Nn};
+        for (int i = 0; i < 3; i++) most = sizes[i] > most ? sizes[i] : most;
+    }
+    float *bufA = xcalloc(most, 4, "bench"), *bufB = xcalloc(most, 4, "bench"), *bufC = xcalloc(most, 4, "bench");
+    for (size_t i = 0; i < most; i++) bufA[i] = bufB[i] = 0.01f * (float)(i % 97);
     double gemm_total = 0;
     for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
         GemmCase g = {bufC, bufA, bufB, shapes[s].M, shapes[s].N, shapes[s].K, shapes[s].mode};
