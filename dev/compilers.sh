@@ -17,8 +17,9 @@ for cc in gcc clang; do
     if ! $cc -std=c11 -O3 -ffp-contract=fast -fopenmp $flags -o "$bin" dev/kernel_bench.c -lm 2>/dev/null; then
       printf '%-8s %-54s %s\n' "$cc" "$flags" "does not build here, skipped"; continue
     fi
-    line=$(OMP_NUM_THREADS=$threads "$bin" 2>/dev/null | grep '^step') ||
-      { printf '%-8s %-54s %s\n' "$cc" "$flags" "does not run here, skipped"; continue; }
+    out=$(OMP_NUM_THREADS=$threads "$bin" 2>&1); rc=$?
+    line=$(echo "$out" | grep '^step') || { # a CPU without the instructions dies by SIGILL (rc 132)
+      printf '%-8s %-54s %s\n' "$cc" "$flags" "does not run here (exit $rc: $(echo "$out" | tail -n 1 | cut -c1-60))"; continue; }
     printf '%-8s %-54s %10s %9s\n' "$cc" "$flags" "$(echo "$line" | awk '{print $3}')" "$(echo "$line" | awk '{print $5}')"
   done
 done
