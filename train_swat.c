@@ -373,6 +373,8 @@ static void param_init(const ModelConfig *c, float *block, uint64_t seed) {
 /* sigmoid(x) = 1 / (1 + e^-x): SWAT's attention weights and SwiGLU's gate. exp_approx is exp
  * in arithmetic the compiler can vectorise (section 12.1). */
 static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
+/* the same with libm's expf: what the reference kernels use */
+static inline float sigmoid_naive(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 /* ---- 4.1 matrix multiplication ------------------------------------------------------
  * A linear layer is y = x W^T, W stored (OUT, IN) as nn.Linear's. Almost all of the FLOPs of
@@ -461,7 +463,16 @@ static void embedding_backward(float *dwte, const float *dout, const int *tokens
  * (the second term removes the part of dy*gain that would change the norm of x). */
 #define RMSNORM_EPS 1e-5f
 
-/* one position: y = x * r * gain, returns r */
+/* one position as plain loops: y = x * r * gain, returns r */
+static inline float rmsnorm_row_naive(float *y, const float *x, const float *gain, int C) {
+    float sum_sq = 0.0f;
+    for (int c = 0; c < C; c++) sum_sq += x[c] * x[c];
+    float r = 1.0f / sqrtf(sum_sq / C + RMSNORM_EPS);
+    for (int c = 0; c < C; c++) y[c] = x[c] * r * gain[c];
+    return r;
+}
+
+/* one position, the sum of squares in lanes (dot3): y = x * r * gain, returns r */
 static inline float rmsnorm_row(float *y, const float *x, const float *gain, int C) {
     float r = 1.0f / sqrtf(dot3(x, x, NULL, C) / C + RMSNORM_EPS);
     for (int c = 0; c < C; c++) y[c] = x[c] * r * gain[c];
