@@ -1909,6 +1909,65 @@ static void test_reference_kernels(void) {
           "4 shapes up to 1100 x 300, add = 0 and 1: max rel err %.2e", worst);
 }
 
+/* The other layers' plain loops (libm's expf, one running sum) against their fast versions
+ * (exp_approx, sums in lanes, threads): the same sums, equal to float32 rounding. */
+static void test_reference_layers(void) {
+    uint64_t s = 151;
+    const int N = 67, C = 40, V = 300;
+    int tokens[67];
+    for (int t = 0; t < N; t++) tokens[t] = (int)(rng_next(&s) % 9); /* repeats: sums into rows */
+    float *x = rand_floats((size_t)N * C, 1.0, &s), *gain = rand_floats(C, 1.0, &s);
+    float *dy = rand_floats((size_t)N * C, 1.0, &s), *wte = rand_floats((size_t)9 * C, 1.0, &s);
+    float *y1 = falloc((size_t)N * C), *y2 = falloc((size_t)N * C), *r1 = falloc(N), *r2 = falloc(N);
+    float *dx1 = rand_floats((size_t)N * C, 1.0, &s), *dx2 = falloc((size_t)N * C);
+    float *dg1 = falloc(C), *dg2 = falloc(C), *dw1 = falloc((size_t)9 * C), *dw2 = falloc((size_t)9 * C);
+    memcpy(dx2, dx1, (size_t)N * C * 4);
+    embedding_forward(y1, tokens, wte, N, C);
+    embedding_forward_naive(y2, tokens, wte, N, C);
+    embedding_backward(dw1, dy, tokens, N, C);
+    embedding_backward_naive(dw2, dy, tokens, N, C);
+    double emb = fmax(rel_err_ff(y1, y2, (size_t)N * C), rel_err_ff(dw1, dw2, (size_t)9 * C));
+    rmsnorm_forward(y1, r1, x, gain, N, C);
+    rmsnorm_forward_naive(y2, r2, x, gain, N, C);
+    rmsnorm_backward(dx1, dg1, dy, x, gain, r1, N, C);
+    rmsnorm_backward_naive(dx2, dg2, dy, x, gain, r2, N, C);
+    double norm = fmax(fmax(rel_err_ff(y1, y2, (size_t)N * C), rel_err_ff(r1, r2, N)),
+                       fmax(rel_err_ff(dx1, dx2, (size_t)N * C), rel_err_ff(dg1, dg2, C)));
+    float *o1 = falloc((size_t)N * C), *o2 = falloc((size_t)N * C); /* gate x, up dy */
+    swiglu_forward(o1, x, dy, (long)N * C);
+    swiglu_forward_naive(o2, x, dy, (long)N * C);
+    double glu = rel_err_ff(o1, o2, (size_t)N * C);
+    for (int add = 0; add < 2; add++) { /* the gradient dx1 into (dgate, dup) = (y, du) */
+        float *du1 = rand_floats((size_t)N * C, 1.0, &s), *du2 = falloc((size_t)N * C);
+        memcpy(du2, du1, (size_t)N * C * 4);
+        memcpy(y2, y1, (size_t)N * C * 4);
+        swiglu_backward(y1, du1, dx1, x, dy, (long)N * C, add);
+        swiglu_backward_naive(y2, du2, dx1, x, dy, (long)N * C, add);
+        glu = fmax(glu, fmax(rel_err_ff(y1, y2, (size_t)N * C), rel_err_ff(du1, du2, (size_t)N * C)));
+        free(du1); free(du2);
+    }
+    free(o1); free(o2);
+    float *z = rand_floats((size_t)N * V, 4.0, &s), *l1 = falloc(N), *l2 = falloc(N);
+    float *dz1 = rand_floats((size_t)N * V, 1.0, &s), *dz2 = falloc((size_t)N * V);
+    int targets[67];
+    for (int t = 0; t < N; t++) targets[t] = (int)(rng_next(&s) % V);
+    crossentropy_forward(l1, z, targets, N, V);
+    crossentropy_forward_naive(l2, z, targets, N, V);
+    double ce = rel_err_ff(l1, l2, N);
+    for (int add = 1; add >= 0; add--) {
+        memcpy(dz2, dz1, (size_t)N * V * 4);
+        crossentropy_backward(dz1, z, targets, 1.0f / N, N, V, add);
+        crossentropy_backward_naive(dz2, z, targets, 1.0f / N, N, V, add);
+        ce = fmax(ce, rel_err_ff(dz1, dz2, (size_t)N * V));
+    }
+    CHECK(emb < 1e-6 && norm < 1e-5 && glu < 1e-5 && ce < 1e-5,
+          "embedding, RMSNorm, SwiGLU, cross-entropy == their _naive plain loops",
+          "forward and backward, add = 0 and 1: max rel err %.1e %.1e %.1e %.1e", emb, norm, glu, ce);
+    free(x); free(gain); free(dy); free(wte); free(y1); free(y2); free(r1); free(r2); free(dx1);
+    free(dx2); free(dg1); free(dg2); free(dw1); free(dw2); free(z); free(l1); free(l2); free(dz1);
+    free(dz2);
+}
+
 static void test_lr_schedule(void) {
     /* warmup 0 and one step: exactly lr, for many values of lr */
     int exact = 1;
@@ -3324,6 +3383,7 @@ int main(void) {
     test_keep_first();
     test_chunked_logits();
     test_reference_kernels();
+    test_reference_layers();
     test_lr_schedule();
     test_adamw();
     test_loader();

@@ -1,39 +1,26 @@
 /*
  * train_swat.c: Sliding Window Attention Training (SWAT, Fu et al. 2025, arXiv 2502.18845)
- * in one C file, on the CPU. Read it top to bottom:
+ * in one C file, on the CPU: the model, its training, evaluation and generation.
  *
- *   1. utilities            errors, checked allocation, a seeded random number generator
- *   2. config               the model's shape and the attention variant
- *   3. parameters           one float block, the tensors in checkpoint order
- *   4. layers               each forward next to its backward, with the math: the plain loops
- *                           first, then the fast version of the same sums where there is one
- *                           matmul, embedding, RMSNorm, RoPE, SWAT attention, SwiGLU, loss
- *   5. the model            forward and backward of the whole network
- *   6. the optimizer        AdamW, warmup + cosine schedule, global-norm clipping
- *   7. data                 token shards and the batch order
- *   8. checkpoints          save and load (the format of doc/SPEC.md)
- *   9. inference            token by token: a ring buffer of w keys and values per layer
- *  10. evaluation           the model in blocks of positions: the spec's chunked evaluation,
- *                           streams, prompts; generation
- *  11. main                 the command line and the training loop
- *  12. making it fast       exp, sums in lanes, the blocked matrix product, scratch memory,
- *                           threads, decoding with packed weights: none of it changes the math
- *
- * SWAT in one paragraph: every attention layer looks at the last w tokens only, and it is
- * trained on sequences longer than w. Softmax attention over a short window puts a large
- * weight on whatever token happens to be first ("attention sink"), so SWAT replaces the
- * softmax with an element-wise sigmoid: a(m,n) = sigmoid(q_m.k_n/sqrt(D) + slope_h*(m-n)).
- * The ALiBi term is "balanced": half of the heads get negative slopes (they prefer recent
- * tokens), half positive ones (they prefer older tokens in the window). RoPE rotates q and
- * k by their position so that q.k depends on the distance m-n. Information from beyond the
- * window still reaches a token through the layers: 1 + (w-1)*l positions after l layers.
- *
- * Conventions: weights are [out, in] and y = x W^T; activations are row-major (B, T, C);
- * every backward function ADDS into the gradients it is given (so residual branches just
- * add up), and the caller zeroes them when needed. Exceptions: matmul's, SwiGLU's and the
- * cross-entropy's backward can also overwrite their input gradients (add = 0), which spares
- * zeroing a buffer that they write first, and RoPE's backward rotates the gradient in place.
+ * SWAT: every attention layer sees the last w tokens only, and it is trained on sequences
+ * longer than w. Softmax over a short window parks spare weight on the first token it sees
+ * (an "attention sink"), so SWAT scores each key on its own with a sigmoid,
+ *   a(m,n) = sigmoid(q_m.k_n / sqrt(D) + slope_h * (m-n)),
+ * with balanced ALiBi slopes (half the heads favour recent keys, half older ones) and RoPE.
+ * Older tokens still reach a query through the layers: 1 + (w-1)*l positions after l layers.
  */
+
+/* Read it top to bottom: the model first, the machinery that makes it fast last.
+ *   1 utilities     2 the model's shape    3 parameters     4 layers: plain loops, then fast
+ *   5 the model     6 one token at a time: the ring of the last w keys      7 the optimizer
+ *   8 data          9 checkpoints          10 evaluation and generation in blocks
+ *  11 the command line, the training step, main                         12 making it fast */
+
+/* One letter, one meaning: B sequences in a batch, T positions in a sequence, N = B*T, C the
+ * model width, H heads, D = C/H the head width, w the attention window, L layers, V the
+ * vocabulary, F the SwiGLU width; W is a weight matrix. Activations are row-major (B, T, C),
+ * weights (out, in) with y = x W^T. A backward ADDS into the gradients it is given (residual
+ * branches just add up) unless its `add` argument is 0. */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE /* and, where the system has it, madvise(MADV_HUGEPAGE) */
 #include <errno.h>
@@ -98,22 +85,20 @@ static void die(const char *fmt, ...) {
 #define die SWAT_DIE_HOOK
 #endif
 
-/* Zeroed memory aligned to 64 bytes, a cache line: rows of activations then start on a
- * line, and threads writing neighbouring heads' columns never share one. Blocks of 4 MB
- * and more are aligned to 2 MB and, on Linux, asked to be backed by 2 MB pages: one TLB
- * entry instead of 512 for the large activations the matrix products stream through
- * (measured: the step 6% faster). */
+/* Zeroed memory aligned to a cache line (64 bytes), so that threads writing neighbouring rows
+ * never share one. Blocks of 4 MB and more are aligned to 2 MB and, on Linux, asked for 2 MB
+ * pages: one TLB entry instead of 512 for the activations the matrix products stream through. */
 #define HUGE_PAGE (2u << 20)
 static void *xcalloc(size_t count, size_t size, const char *what) {
     if (count == 0) count = 1;
     if (size && count > SIZE_MAX / size) die("%s: allocation too large", what);
     size_t bytes = count * size, align = bytes >= 2 * HUGE_PAGE ? HUGE_PAGE : 64;
     if (bytes > SIZE_MAX - align) die("%s: allocation too large", what);
-    bytes = (bytes + align - 1) / align * align; /* aligned_alloc wants a multiple of the alignment */
+    bytes = (bytes + align - 1) / align * align; /* aligned_alloc takes whole alignments */
     void *p = aligned_alloc(align, bytes);
     if (!p) die("%s: out of memory (%.1f MB)", what, (double)bytes / 1e6);
 #ifdef MADV_HUGEPAGE
-    if (align == HUGE_PAGE) madvise(p, bytes, MADV_HUGEPAGE); /* a hint: failure changes nothing */
+    if (align == HUGE_PAGE) madvise(p, bytes, MADV_HUGEPAGE); /* a hint: failing changes nothing */
 #endif
     memset(p, 0, bytes);
     return p;
@@ -142,8 +127,10 @@ static uint64_t rng_next(uint64_t *state) {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
-static double rng_uniform(uint64_t *state) { return (rng_next(state) >> 11) * 0x1.0p-53; } /* [0,1) */
-static double rng_normal(uint64_t *state) {                                               /* Box-Muller */
+/* uniform in [0, 1) */
+static double rng_uniform(uint64_t *state) { return (rng_next(state) >> 11) * 0x1.0p-53; }
+/* standard normal, by Box-Muller */
+static double rng_normal(uint64_t *state) {
     double u1 = rng_uniform(state), u2 = rng_uniform(state);
     return sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * M_PI * u2);
 }
@@ -174,24 +161,6 @@ static void add_floats(float *y, const float *x, long n) {
     for (long i = 0; i < n; i++) y[i] += x[i];
 }
 
-/* The machinery that makes the model fast, without changing its math, is in section 12
- * ("making it fast"), after main: a reader meets the model first. The model calls these: */
-#define SUM_LANES 16 /* row sums keep this many running sums, added in a fixed order (section 12.1) */
-static inline float exp_approx(float x);                                          /* exp(x), vectorisable */
-static inline float dot3(const float *x, const float *y, const float *z, int n); /* sum_i x y z (z NULL: 1) */
-static inline float max_of(const float *x, int n);                               /* max_i x[i] */
-static inline float sum_exp(const float *x, float shift, int n);                 /* sum_i exp(x[i] - shift) */
-/* Cm[m*ldc + n] (+)= sum_k A[m*ars + k*aks] * B[k*bks + n*bns] for m < M, n < N, k < K: a
- * transpose is only another stride. add = 0 overwrites Cm. gemm uses all threads; gemm_serial
- * the calling thread, with gemm_scratch_floats(N) floats of scratch (section 12.2). */
-static void gemm(float *Cm, long ldc, const float *A, long ars, long aks, const float *B, long bks, long bns,
-                 int M, int N, int K, int add);
-static void gemm_serial(float *Cm, long ldc, const float *A, long ars, long aks, const float *B, long bks, long bns,
-                        int M, int N, int K, int add, float *scratch);
-static size_t gemm_scratch_floats(int N);
-/* memory that grows and is kept between calls, one slot per user (section 12.3) */
-enum { SCRATCH_GEMM, SCRATCH_GEMM_SLICES, SCRATCH_ATTENTION, SCRATCH_NORM, SCRATCH_RANKS, SCRATCH_SLOTS };
-static float *scratch_floats(int slot, size_t floats);
 static void choose_wait_policy(char **argv); /* how long idle threads spin (section 12.3) */
 
 /* ------------------------------------------------------------------------------------ */
@@ -228,14 +197,16 @@ static const char *config_problem(const ModelConfig *c) {
     if (c->rope && (c->C / c->H) % 2 != 0) return "RoPE needs an even head width C/H";
     if (c->F < 1 || c->F > 1 << 20) return "ffn width must be in 1..1048576";
     if (c->window < 1) return "window must be >= 1";
-    if (c->attn != ATTN_SIGMOID && c->attn != ATTN_SOFTMAX) return "attention must be sigmoid or softmax";
+    if (c->attn != ATTN_SIGMOID && c->attn != ATTN_SOFTMAX)
+        return "attention must be sigmoid or softmax";
     if (c->alibi_neg < 0 || c->alibi_pos < 0 || c->alibi_neg > c->H - c->alibi_pos)
         return "ALiBi NEG:POS must be non-negative with NEG+POS <= heads";
     if (c->rope != 0 && c->rope != 1) return "rope must be on or off";
     if (c->rope_theta < 1) return "rope theta must be >= 1";
     if (c->seq_len < 0) return "sequence length must be >= 0";
     if (c->version != 1 && c->version != 2) return "checkpoint version must be 1 or 2";
-    if (c->bos < -1 || c->bos >= c->V) return "the start token must be -1 (none) or an id below the vocabulary size";
+    if (c->bos < -1 || c->bos >= c->V)
+        return "the start token must be -1 (none) or an id below the vocabulary size";
     if (c->version == 1 && c->bos != -1) return "a version 1 model has no start token";
     return NULL;
 }
@@ -250,7 +221,8 @@ static float alibi_magnitude(const ModelConfig *c, int k) {
 static void alibi_slopes(const ModelConfig *c, float *slopes) {
     for (int h = 0; h < c->H; h++) {
         if (h < c->alibi_neg) slopes[h] = -alibi_magnitude(c, h + 1);
-        else if (h < c->alibi_neg + c->alibi_pos) slopes[h] = alibi_magnitude(c, h - c->alibi_neg + 1);
+        else if (h < c->alibi_neg + c->alibi_pos)
+            slopes[h] = alibi_magnitude(c, h - c->alibi_neg + 1);
         else slopes[h] = 0.0f;
     }
 }
@@ -261,8 +233,8 @@ static void alibi_slopes(const ModelConfig *c, float *slopes) {
 
 /* The tensors in checkpoint order. Each is one contiguous slice of a single float block,
  * so the optimizer and the checkpoint code treat "all parameters" as one array. */
-enum { P_WTE, P_ATTN_NORM, P_WQ, P_WK, P_WV, P_WO, P_MLP_NORM, P_W_GATE, P_W_UP, P_W_DOWN, P_FINAL_NORM, P_LM_HEAD,
-       NUM_PARAM_TENSORS };
+enum { P_WTE, P_ATTN_NORM, P_WQ, P_WK, P_WV, P_WO, P_MLP_NORM, P_W_GATE, P_W_UP, P_W_DOWN,
+       P_FINAL_NORM, P_LM_HEAD, NUM_PARAM_TENSORS };
 typedef struct {
     float *wte;        /* (V, C)    token embedding */
     float *attn_norm;  /* (L, C)    RMSNorm gain before attention */
@@ -279,7 +251,8 @@ typedef struct {
 } ParamTensors;
 
 static const char *param_names[NUM_PARAM_TENSORS] = {
-    "wte", "attn_norm", "wq", "wk", "wv", "wo", "mlp_norm", "w_gate", "w_up", "w_down", "final_norm", "lm_head"};
+    "wte", "attn_norm", "wq", "wk", "wv", "wo", "mlp_norm", "w_gate", "w_up", "w_down",
+    "final_norm", "lm_head"};
 
 static void param_sizes(const ModelConfig *c, size_t sizes[NUM_PARAM_TENSORS]) {
     size_t V = c->V, L = c->L, C = c->C, F = c->F;
@@ -299,13 +272,14 @@ static size_t param_count(const ModelConfig *c) {
 static ParamTensors param_tensors(const ModelConfig *c, float *block) {
     size_t sizes[NUM_PARAM_TENSORS];
     param_sizes(c, sizes);
-    float **ptrs[NUM_PARAM_TENSORS];
-    ParamTensors tensors;
-    ptrs[P_WTE] = &tensors.wte; ptrs[P_ATTN_NORM] = &tensors.attn_norm; ptrs[P_WQ] = &tensors.wq; ptrs[P_WK] = &tensors.wk;
-    ptrs[P_WV] = &tensors.wv; ptrs[P_WO] = &tensors.wo; ptrs[P_MLP_NORM] = &tensors.mlp_norm; ptrs[P_W_GATE] = &tensors.w_gate;
-    ptrs[P_W_UP] = &tensors.w_up; ptrs[P_W_DOWN] = &tensors.w_down; ptrs[P_FINAL_NORM] = &tensors.final_norm; ptrs[P_LM_HEAD] = &tensors.lm_head;
-    for (int i = 0; i < NUM_PARAM_TENSORS; i++) { *ptrs[i] = block; block += sizes[i]; }
-    return tensors;
+    float *at[NUM_PARAM_TENSORS]; /* where each tensor starts */
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
+        at[i] = block;
+        block += sizes[i];
+    }
+    return (ParamTensors){at[P_WTE], at[P_ATTN_NORM], at[P_WQ], at[P_WK], at[P_WV], at[P_WO],
+                          at[P_MLP_NORM], at[P_W_GATE], at[P_W_UP], at[P_W_DOWN], at[P_FINAL_NORM],
+                          at[P_LM_HEAD]};
 }
 
 /* Layer l's slices of the tensors (of the weights, or of their gradients). */
@@ -357,37 +331,37 @@ static void param_init(const ModelConfig *c, float *block, uint64_t seed) {
     }
 }
 
-/* The reference kernels (the plain loops of the math) sit next to the fast ones. The fast
- * build does not call them (test_swat.c does); make train_swat_naive (-DSWAT_NAIVE) builds a
- * trainer whose fast kernels hand their work to them, slow but easy to step through. */
+/* ------------------------------------------------------------------------------------ */
+/* 4. layers                                                                             */
+/* ------------------------------------------------------------------------------------ */
+
+/* Each layer comes twice: first as the plain loops of its math (`..._naive`: what the tests
+ * check the fast kernels against), then the fast version of the same sums, which says only
+ * how it regroups them. Forward and backward sit together. make train_swat_naive
+ * (-DSWAT_NAIVE) builds a trainer whose fast kernels hand their work to the plain ones: slow,
+ * but easy to step through, and none of its model math runs code of section 12. */
 #ifdef SWAT_NAIVE
 #define USE_REFERENCE 1
 #else
 #define USE_REFERENCE 0
 #endif
 
-/* ------------------------------------------------------------------------------------ */
-/* 4. layers                                                                             */
-/* ------------------------------------------------------------------------------------ */
-
-/* sigmoid(x) = 1 / (1 + e^-x): SWAT's attention weights and SwiGLU's gate. exp_approx is exp
- * in arithmetic the compiler can vectorise (section 12.1). */
-static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
-/* the same with libm's expf: what the reference kernels use */
+/* sigmoid(x) = 1 / (1 + e^-x): SWAT's attention weights and SwiGLU's gate. The fast kernels
+ * use exp_approx, exp in arithmetic that the compiler vectorises (section 12.1). */
+static inline float exp_approx(float x);
 static inline float sigmoid_naive(float x) { return 1.0f / (1.0f + expf(-x)); }
+static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
 
 /* ---- 4.1 matrix multiplication ------------------------------------------------------
  * A linear layer is y = x W^T, W stored (OUT, IN) as nn.Linear's. Almost all of the FLOPs of
  * a step are in its three products:
  *   forward        y  = x W^T      (N, OUT) = (N, IN) (IN, OUT)
  *   backward       dx += dy W      (N, IN)  = (N, OUT) (OUT, IN)
- *                  dW += dy^T x    (OUT, IN) = (OUT, N) (N, IN)
- * matmul_forward_naive and matmul_backward_naive are these sums as plain loops; the fast
- * versions hand the same sums to gemm (section 12.2). */
+ *                  dW += dy^T x    (OUT, IN) = (OUT, N) (N, IN) */
 
-/* The reference: out (N, OUT) = inp (N, IN) W^T, W stored (OUT, IN) as nn.Linear's, as the
- * plain loops of the sum. */
-static void matmul_forward_naive(float *out, const float *inp, const float *W, int N, int IN, int OUT) {
+/* out (N, OUT) = inp (N, IN) W^T */
+static void matmul_forward_naive(float *out, const float *inp, const float *W, int N, int IN,
+                                 int OUT) {
     for (int n = 0; n < N; n++)
         for (int o = 0; o < OUT; o++) {
             float acc = 0.0f;
@@ -396,9 +370,9 @@ static void matmul_forward_naive(float *out, const float *inp, const float *W, i
         }
 }
 
-/* In the forward pass out[n][o] = sum_i inp[n][i] W[o][i], so each inp[n][i] reached every
- * out[n][o] through W[o][i], and each W[o][i] every out[n][o] through inp[n][i]:
- *   dinp[n][i] (+)= sum_o dout[n][o] W[o][i]        dW[o][i] += sum_n dout[n][o] inp[n][i] */
+/* In the forward pass out[n][o] = sum_i inp[n][i] W[o][i], so now
+ *   dinp[n][i] (+)= sum_o dout[n][o] W[o][i]        dW[o][i] += sum_n dout[n][o] inp[n][i]
+ * add = 0 overwrites dinp instead (the first gradient written into a buffer). */
 static void matmul_backward_naive(float *dinp, float *dW, const float *dout, const float *inp,
                                   const float *W, int N, int IN, int OUT, int add) {
     if (dinp)
@@ -417,35 +391,67 @@ static void matmul_backward_naive(float *dinp, float *dW, const float *dout, con
             }
 }
 
-/* The same sums as matmul_forward_naive, done by gemm: blocked so that the operands stay in
- * cache and the inner loop is a register tile of fused multiply-adds (section 12.2). */
+/* The fast products are one routine, gemm (section 12.2): out (M, N) (+)= A (M, K) B (K, N),
+ * blocked for the caches, by all threads. It reads every matrix through a row stride and a
+ * column stride, so that a transposed operand is the same matrix with its strides swapped.
+ * add = 0 overwrites out. */
+static void gemm(float *out, long ld_out, const float *A, long a_row, long a_col, const float *B,
+                 long b_row, long b_col, int M, int N, int K, int add);
+
+/* out = inp W^T: W^T is W read with its strides swapped */
 static void matmul_forward(float *out, const float *inp, const float *W, int N, int IN, int OUT) {
-    if (USE_REFERENCE) { matmul_forward_naive(out, inp, W, N, IN, OUT); return; }
-    gemm(out, OUT, inp, IN, 1, W, 1, IN, N, OUT, IN, 0); /* out = inp W^T: W read with its strides swapped */
+    if (USE_REFERENCE) {
+        matmul_forward_naive(out, inp, W, N, IN, OUT);
+        return;
+    }
+    gemm(out, OUT, inp, IN, 1, W, 1, IN, N, OUT, IN, 0);
 }
 
-/* matmul_backward_naive's sums as two products: dinp += dout W (add = 1) or dinp = dout W
- * (add = 0: the first gradient written into a buffer, which then needs no zeroing);
- * dW += dout^T inp. Either output may be NULL. */
+/* dinp (+)= dout W and dW += dout^T inp, dout^T read through swapped strides; either output
+ * may be NULL */
 static void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp,
                             const float *W, int N, int IN, int OUT, int add) {
-    if (USE_REFERENCE) { matmul_backward_naive(dinp, dW, dout, inp, W, N, IN, OUT, add); return; }
-    if (dinp) gemm(dinp, IN, dout, OUT, 1, W, IN, 1, N, IN, OUT, add); /* dinp (+)= dout W */
-    if (dW) gemm(dW, IN, dout, 1, OUT, inp, IN, 1, OUT, IN, N, 1);       /* dW += dout^T inp: dout read transposed */
+    if (USE_REFERENCE) {
+        matmul_backward_naive(dinp, dW, dout, inp, W, N, IN, OUT, add);
+        return;
+    }
+    if (dinp) gemm(dinp, IN, dout, OUT, 1, W, IN, 1, N, IN, OUT, add);
+    if (dW) gemm(dW, IN, dout, 1, OUT, inp, IN, 1, OUT, IN, N, 1);
 }
 
 /* ---- 4.2 token embedding ------------------------------------------------------------
- * forward: x[t] = wte[token[t]]   backward: dwte[token[t]] += dx[t]
- * The backward parallelises over channels, so no two threads write the same float. */
-static void embedding_forward(float *out, const int *tokens, const float *wte, int N, int C) {
-    #pragma omp parallel for schedule(static)
-    for (int t = 0; t < N; t++) memcpy(out + (long)t * C, wte + (long)tokens[t] * C, C * sizeof(float));
+ * forward: x[t] = wte[token[t]]        backward: dwte[token[t]] += dx[t] */
+static void embedding_forward_naive(float *out, const int *tokens, const float *wte, int N,
+                                    int C) {
+    for (int t = 0; t < N; t++)
+        for (int c = 0; c < C; c++) out[(long)t * C + c] = wte[(long)tokens[t] * C + c];
 }
 
-/* Threads own blocks of CHANNEL_BLOCK channels; within a block the positions are summed in
- * order, so the result does not depend on the thread count. */
+static void embedding_backward_naive(float *dwte, const float *dout, const int *tokens, int N,
+                                     int C) {
+    for (int t = 0; t < N; t++)
+        for (int c = 0; c < C; c++) dwte[(long)tokens[t] * C + c] += dout[(long)t * C + c];
+}
+
+/* the same copies, a row at a time by all threads */
+static void embedding_forward(float *out, const int *tokens, const float *wte, int N, int C) {
+    if (USE_REFERENCE) {
+        embedding_forward_naive(out, tokens, wte, N, C);
+        return;
+    }
+    #pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; t++)
+        memcpy(out + (long)t * C, wte + (long)tokens[t] * C, C * sizeof(float));
+}
+
+/* The same sums with the threads owning blocks of CHANNEL_BLOCK channels, so no two write
+ * the same float; within a block the positions go in order, whatever the thread count. */
 #define CHANNEL_BLOCK 16
 static void embedding_backward(float *dwte, const float *dout, const int *tokens, int N, int C) {
+    if (USE_REFERENCE) {
+        embedding_backward_naive(dwte, dout, tokens, N, C);
+        return;
+    }
     #pragma omp parallel for schedule(static)
     for (int c0 = 0; c0 < C; c0 += CHANNEL_BLOCK) {
         int c1 = c0 + CHANNEL_BLOCK < C ? c0 + CHANNEL_BLOCK : C;
@@ -455,15 +461,14 @@ static void embedding_backward(float *dwte, const float *dout, const int *tokens
 }
 
 /* ---- 4.3 RMSNorm ---------------------------------------------------------------------
- * y = x * r * gain with r = 1/sqrt(mean(x^2) + eps), per position t; gain (C) is learned.
- * With xhat = x*r, the backward ADDS (the residual stream's gradient dx already holds the
- * other branch's):
+ * y = x * r * gain with r = 1/sqrt(mean(x^2) + eps), per position; gain (C) is learned.
+ * With xhat = x*r, the backward ADDS (the residual stream's dx holds the other branch's):
  *   dgain += sum_t dy * xhat
  *   dx    += r * (dy*gain - xhat * mean(dy*gain*xhat))
  * (the second term removes the part of dy*gain that would change the norm of x). */
 #define RMSNORM_EPS 1e-5f
 
-/* one position as plain loops: y = x * r * gain, returns r */
+/* one position: y = x * r * gain, returns r */
 static inline float rmsnorm_row_naive(float *y, const float *x, const float *gain, int C) {
     float sum_sq = 0.0f;
     for (int c = 0; c < C; c++) sum_sq += x[c] * x[c];
@@ -472,14 +477,49 @@ static inline float rmsnorm_row_naive(float *y, const float *x, const float *gai
     return r;
 }
 
-/* one position, the sum of squares in lanes (dot3): y = x * r * gain, returns r */
+/* rstd (N) keeps each position's r for the backward (may be NULL) */
+static void rmsnorm_forward_naive(float *out, float *rstd, const float *inp, const float *gain,
+                                  int N, int C) {
+    for (int t = 0; t < N; t++) {
+        float r = rmsnorm_row_naive(out + (long)t * C, inp + (long)t * C, gain, C);
+        if (rstd) rstd[t] = r;
+    }
+}
+
+static void rmsnorm_backward_naive(float *dinp, float *dgain, const float *dout, const float *inp,
+                                   const float *gain, const float *rstd, int N, int C) {
+    for (int t = 0; t < N; t++) {
+        const float *x = inp + (long)t * C;
+        const float *dy = dout + (long)t * C;
+        float *dx = dinp + (long)t * C;
+        float r = rstd[t];
+        float mean = 0.0f; /* mean_c dy*gain*xhat */
+        for (int c = 0; c < C; c++) mean += dy[c] * gain[c] * x[c] * r;
+        mean /= C;
+        for (int c = 0; c < C; c++) {
+            dx[c] += r * (dy[c] * gain[c] - x[c] * r * mean);
+            dgain[c] += dy[c] * x[c] * r;
+        }
+    }
+}
+
+/* The sums over a row in SUM_LANES running sums (section 12.1): vector code, fixed order. */
+#define SUM_LANES 16
+static inline float dot3(const float *x, const float *y, const float *z, int n);
+
+/* one position, its sum of squares by dot3 */
 static inline float rmsnorm_row(float *y, const float *x, const float *gain, int C) {
     float r = 1.0f / sqrtf(dot3(x, x, NULL, C) / C + RMSNORM_EPS);
     for (int c = 0; c < C; c++) y[c] = x[c] * r * gain[c];
     return r;
 }
 
-static void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *gain, int N, int C) {
+static void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *gain, int N,
+                            int C) {
+    if (USE_REFERENCE) {
+        rmsnorm_forward_naive(out, rstd, inp, gain, N, C);
+        return;
+    }
     #pragma omp parallel for schedule(static)
     for (int t = 0; t < N; t++) {
         float r = rmsnorm_row(out + (long)t * C, inp + (long)t * C, gain, C);
@@ -487,13 +527,22 @@ static void rmsnorm_forward(float *out, float *rstd, const float *inp, const flo
     }
 }
 
+/* The same sums by all threads: each chunk of TOKEN_CHUNK positions sums its own part of
+ * dgain (positions in order) while it computes dx, then the parts are added in chunk order,
+ * so the result does not depend on the thread count. */
 #define TOKEN_CHUNK 64
+enum { SCRATCH_GEMM, SCRATCH_GEMM_SLICES, SCRATCH_ATTENTION, SCRATCH_NORM, SCRATCH_RANKS,
+       SCRATCH_SLOTS };
+/* memory that grows and is kept between calls, one slot per user (section 12.3) */
+static float *scratch_floats(int slot, size_t floats);
 static void rmsnorm_backward(float *dinp, float *dgain, const float *dout, const float *inp,
                              const float *gain, const float *rstd, int N, int C) {
-    /* dgain sums over all N positions: each chunk of TOKEN_CHUNK positions sums its own part
-     * (positions in order) while it computes dx, then the parts are added in chunk order */
+    if (USE_REFERENCE) {
+        rmsnorm_backward_naive(dinp, dgain, dout, inp, gain, rstd, N, C);
+        return;
+    }
     int chunks = (N + TOKEN_CHUNK - 1) / TOKEN_CHUNK;
-    float *part = scratch_floats(SCRATCH_NORM, (size_t)chunks * C);
+    float *part = scratch_floats(SCRATCH_NORM, (size_t)chunks * C); /* (chunks, C) */
     #pragma omp parallel
     {
         #pragma omp for schedule(static)
@@ -501,11 +550,13 @@ static void rmsnorm_backward(float *dinp, float *dgain, const float *dout, const
             float *part_dgain = part + (size_t)ch * C;
             for (int c = 0; c < C; c++) part_dgain[c] = 0.0f;
             for (int t = ch * TOKEN_CHUNK; t < N && t < (ch + 1) * TOKEN_CHUNK; t++) {
-                const float *x = inp + (long)t * C, *dy = dout + (long)t * C;
-                float *dx = dinp + (long)t * C, r = rstd[t];
-                float dot = dot3(dy, gain, x, C) * r / C; /* mean_c dy*gain*xhat */
+                const float *x = inp + (long)t * C;
+                const float *dy = dout + (long)t * C;
+                float *dx = dinp + (long)t * C;
+                float r = rstd[t];
+                float mean = dot3(dy, gain, x, C) * r / C; /* mean_c dy*gain*xhat */
                 for (int c = 0; c < C; c++) {
-                    dx[c] += r * (dy[c] * gain[c] - x[c] * r * dot);
+                    dx[c] += r * (dy[c] * gain[c] - x[c] * r * mean);
                     part_dgain[c] += dy[c] * x[c] * r;
                 }
             }
@@ -520,7 +571,7 @@ static void rmsnorm_backward(float *dinp, float *dgain, const float *dout, const
  * Each pair (x[2i], x[2i+1]) of a head vector at position p is rotated by the angle
  * a = p * theta^(-2i/D). Then q_m.k_n depends on the positions only through m-n. A
  * rotation's inverse is its transpose, so the backward rotates the gradient by -a.
- * The tables hold cos a and sin a for positions 0..T-1 (computed in double). */
+ * The tables hold cos a and sin a for T positions from first_pos (computed in double). */
 static void rope_tables(float *cos_t, float *sin_t, int T, int D, int theta, long first_pos) {
     for (int p = 0; p < T; p++)
         for (int i = 0; i < D / 2; i++) {
@@ -533,41 +584,42 @@ static void rope_tables(float *cos_t, float *sin_t, int T, int D, int theta, lon
 /* one head vector v (D) rotated in place by the angles of one table row */
 static inline void rope_head(float *v, const float *cs, const float *sn, int D, float sign) {
     for (int i = 0; i < D / 2; i++) {
-        float x0 = v[2 * i], x1 = v[2 * i + 1], c = cs[i], s = sign * sn[i];
+        float x0 = v[2 * i];
+        float x1 = v[2 * i + 1];
+        float c = cs[i];
+        float s = sign * sn[i];
         v[2 * i] = x0 * c - x1 * s;
         v[2 * i + 1] = x0 * s + x1 * c;
     }
 }
 
-/* x (B, T, C) rotated in place, every head the same way; sign = +1 forward, -1 backward. */
-static void rope_rotate(float *x, const float *cos_t, const float *sin_t, int B, int T, int C, int H, float sign) {
+/* x (B, T, C) rotated in place, every head the same way; sign = +1 forward, -1 backward */
+static void rope_rotate(float *x, const float *cos_t, const float *sin_t, int B, int T, int C,
+                        int H, float sign) {
     int D = C / H;
     #pragma omp parallel for schedule(static)
     for (long bt = 0; bt < (long)B * T; bt++) {
-        const float *cs = cos_t + (bt % T) * (D / 2), *sn = sin_t + (bt % T) * (D / 2);
+        const float *cs = cos_t + (bt % T) * (D / 2);
+        const float *sn = sin_t + (bt % T) * (D / 2);
         for (int h = 0; h < H; h++) rope_head(x + bt * C + h * D, cs, sn, D, sign);
     }
 }
-static void rope_forward(float *x, const float *cos_t, const float *sin_t, int B, int T, int C, int H) {
+static void rope_forward(float *x, const float *cos_t, const float *sin_t, int B, int T, int C,
+                         int H) {
     rope_rotate(x, cos_t, sin_t, B, T, C, H, 1.0f);
 }
-static void rope_backward(float *dx, const float *cos_t, const float *sin_t, int B, int T, int C, int H) {
+static void rope_backward(float *dx, const float *cos_t, const float *sin_t, int B, int T, int C,
+                          int H) {
     rope_rotate(dx, cos_t, sin_t, B, T, C, H, -1.0f);
 }
 
 /* ---- 4.5 SWAT attention ---------------------------------------------------------------
- * For query m of head h and keys n = m-d, d = 0 .. min(m, w-1) (d is the distance):
- *   s(m,d) = q_m.k_n / sqrt(D) + slope_h * d
- *   sigmoid: a = sigmoid(s)          softmax: a = exp(s) / sum_d exp(s)
- *   o_m = sum_d a(m,d) v_n
- * Only the band of w keys is touched, and only the band is saved: att is (B, H, T, Wb)
- * with Wb = min(w, T), att[..., m, d] the weight of key m-d (0 where m-d < 0).
- * Backward, with da = do_m . v_n:
- *   dv_n += a * do_m
- *   sigmoid: ds = da * a * (1 - a)      softmax: ds = a * (da - sum_d a*da)
- *   dq_m += ds * k_n / sqrt(D)          dk_n += ds * q_m / sqrt(D)
- * attention_forward_naive and attention_backward_naive below are exactly these loops; the
- * fast versions after them compute the same sums, regrouped. */
+ * Query m of head h sees the keys n = m-d at distances d = 0 .. min(m, w-1):
+ *   s(m,n) = q_m.k_n / sqrt(D) + slope_h * (m-n)
+ *   sigmoid (SWAT): a(m,n) = sigmoid(s(m,n))     softmax: a(m,n) = exp(s) / sum_n exp(s)
+ *   o_m = sum_n a(m,n) v_n
+ * Only this band of keys is touched, and only the band is saved: att is (B, H, T, band) with
+ * band = min(w, T), att[b][h][m][d] the weight of key m-d (0 where m-d < 0). */
 static int band_width(int window, int T) { return window < T ? window : T; }
 
 /* One query's scores s[0..n) turned into its weights, in place: a = sigmoid(s) for SWAT, each
@@ -575,33 +627,33 @@ static int band_width(int window, int T) { return window < T ? window : T; }
  * keeps exp in range). */
 static void scores_to_weights(float *a, int n, int mode) {
     if (mode == ATTN_SIGMOID) {
-        for (int j = 0; j < n; j++) a[j] = sigmoid(a[j]);
+        for (int j = 0; j < n; j++) a[j] = sigmoid_naive(a[j]);
         return;
     }
-    float max_s = -FLT_MAX, sum = 0.0f;
+    float max_s = -FLT_MAX;
+    float sum = 0.0f;
     for (int j = 0; j < n; j++) max_s = a[j] > max_s ? a[j] : max_s;
-    for (int j = 0; j < n; j++) { a[j] = expf(a[j] - max_s); sum += a[j]; }
+    for (int j = 0; j < n; j++) {
+        a[j] = expf(a[j] - max_s);
+        sum += a[j];
+    }
     for (int j = 0; j < n; j++) a[j] /= sum;
 }
 
-/* SWAT attention as the plain loops of its math, one query at a time. For sequence b, head h,
- * query m and distance d = 0 .. seen-1 (key n = m - d, seen = min(m+1, window) keys):
- *   s(m, d) = q_m . k_{m-d} / sqrt(D) + slope_h * d
- *   a(m, d) = sigmoid(s(m, d))               (SWAT: every key on its own, no normalisation)
- *          or softmax over d of s(m, d)      (the usual attention, within the window)
- *   o_m     = sum_d a(m, d) v_{m-d}
- * att keeps a(m, d) for the backward: att[b][h][m][d], zero for d >= seen. */
-static void attention_forward_naive(float *out, float *att, const float *q, const float *k, const float *v,
-                                    const float *slopes, int B, int T, int C, int H, int window, int mode) {
-    int D = C / H, Wb = band_width(window, T);
+/* The loops of the math, for sequence b, head h, query m, distance d (key n = m - d). */
+static void attention_forward_naive(float *out, float *att, const float *q, const float *k,
+                                    const float *v, const float *slopes, int B, int T, int C,
+                                    int H, int window, int mode) {
+    int D = C / H;
+    int band = band_width(window, T);
     float scale = 1.0f / sqrtf((float)D);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
             for (int m = 0; m < T; m++) {
                 const float *q_m = q + ((long)b * T + m) * C + h * D;
-                float *a = att + (((long)b * H + h) * T + m) * Wb; /* a[d]: the weight of key m-d */
+                float *a = att + (((long)b * H + h) * T + m) * band; /* a[d]: key m-d */
                 float *o_m = out + ((long)b * T + m) * C + h * D;
-                int seen = m + 1 < Wb ? m + 1 : Wb;
+                int seen = m + 1 < band ? m + 1 : band; /* keys m-seen+1 .. m */
                 for (int d = 0; d < seen; d++) {
                     const float *k_n = k + ((long)b * T + m - d) * C + h * D;
                     float dot = 0.0f;
@@ -609,7 +661,7 @@ static void attention_forward_naive(float *out, float *att, const float *q, cons
                     a[d] = dot * scale + slopes[h] * (float)d;
                 }
                 scores_to_weights(a, seen, mode);
-                for (int d = seen; d < Wb; d++) a[d] = 0.0f;
+                for (int d = seen; d < band; d++) a[d] = 0.0f;
                 for (int i = 0; i < D; i++) o_m[i] = 0.0f;
                 for (int d = 0; d < seen; d++) {
                     const float *v_n = v + ((long)b * T + m - d) * C + h * D;
@@ -618,33 +670,33 @@ static void attention_forward_naive(float *out, float *att, const float *q, cons
             }
 }
 
-/* The backward of attention_forward_naive, in the same loops; dq, dk, dv are ADDED to.
- *   in the forward o_m = sum_d a_d v_{m-d},   so now  dv_{m-d} += a_d do_m  and  da_d = do_m . v_{m-d}
- *   in the forward a_d = sigmoid(s_d),        so now  ds_d = da_d a_d (1 - a_d)
- *   (softmax: a_d = e^{s_d} / sum_j e^{s_j},   so now  ds_d = a_d (da_d - sum_j a_j da_j))
- *   in the forward s_d = q_m . k_{m-d} / sqrt(D) + slope d,
- *                                             so now  dq_m += ds_d k_{m-d} / sqrt(D)
- *                                                     dk_{m-d} += ds_d q_m / sqrt(D)
+/* The backward of attention_forward_naive in the same loops; dq, dk, dv are ADDED to.
+ *   in the forward o_m = sum_d a_d v_{m-d},  so now  dv_{m-d} += a_d do_m,  da_d = do_m.v_{m-d}
+ *   in the forward a_d = sigmoid(s_d),       so now  ds_d = da_d a_d (1 - a_d)
+ *   (softmax: a_d = e^{s_d} / sum_j e^{s_j},  so now  ds_d = a_d (da_d - sum_j a_j da_j))
+ *   in the forward s_d = q_m.k_{m-d}/sqrt(D) + slope d,
+ *                       so now  dq_m += ds_d k_{m-d} / sqrt(D),  dk_{m-d} += ds_d q_m / sqrt(D)
  * (the slope is a constant: no gradient). */
-static void attention_backward_naive(float *dq, float *dk, float *dv, const float *dout, const float *att,
-                                     const float *q, const float *k, const float *v,
-                                     int B, int T, int C, int H, int window, int mode) {
-    int D = C / H, Wb = band_width(window, T);
+static void attention_backward_naive(float *dq, float *dk, float *dv, const float *dout,
+                                     const float *att, const float *q, const float *k,
+                                     const float *v, int B, int T, int C, int H, int window,
+                                     int mode) {
+    int D = C / H;
+    int band = band_width(window, T);
     float scale = 1.0f / sqrtf((float)D);
-    float *ds = xcalloc(Wb, sizeof(float), "attention"); /* da, then ds, for one query */
+    float *ds = xcalloc(band, sizeof(float), "attention"); /* (band) da, then ds, of a query */
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
             for (int m = 0; m < T; m++) {
-                const float *a = att + (((long)b * H + h) * T + m) * Wb;
-                const float *do_m = dout + ((long)b * T + m) * C + h * D, *q_m = q + ((long)b * T + m) * C + h * D;
-                float *dq_m = dq + ((long)b * T + m) * C + h * D;
-                int seen = m + 1 < Wb ? m + 1 : Wb;
+                long row = ((long)b * T + m) * C + h * D; /* query m's head h in (B*T, C) */
+                const float *a = att + (((long)b * H + h) * T + m) * band;
+                int seen = m + 1 < band ? m + 1 : band;
                 for (int d = 0; d < seen; d++) {
-                    long n = (long)b * T + m - d;
+                    long n = row - (long)d * C; /* key m-d */
                     float da = 0.0f;
                     for (int i = 0; i < D; i++) {
-                        dv[n * C + h * D + i] += a[d] * do_m[i];
-                        da += do_m[i] * v[n * C + h * D + i];
+                        dv[n + i] += a[d] * dout[row + i];
+                        da += dout[row + i] * v[n + i];
                     }
                     ds[d] = da;
                 }
@@ -656,79 +708,104 @@ static void attention_backward_naive(float *dq, float *dk, float *dv, const floa
                     for (int d = 0; d < seen; d++) ds[d] = a[d] * (ds[d] - a_da);
                 }
                 for (int d = 0; d < seen; d++) {
-                    long n = (long)b * T + m - d;
+                    long n = row - (long)d * C;
                     for (int i = 0; i < D; i++) {
-                        dq_m[i] += ds[d] * scale * k[n * C + h * D + i];
-                        dk[n * C + h * D + i] += ds[d] * scale * q_m[i];
+                        dq[row + i] += ds[d] * scale * k[n + i];
+                        dk[n + i] += ds[d] * scale * q[row + i];
                     }
                 }
             }
     free(ds);
 }
 
-/* The fast attention regroups the same sums.
- * To run at matrix-product speed, the queries go in blocks of ATTN_QB: a block [m0, m1)
- * sees the keys [m0-Wb+1, m1) ∩ [0, m1), at most QB+Wb-1 of them, and every sum above
- * becomes a small product over that block (product_ab, product_atb):
- *   S  = Q K^T                (QB, keys)   then P = the band of S mapped to weights, 0 elsewhere
- *   O  = P V                  (QB, D)
- *   dP = dO V^T               (QB, keys)   then dS = dP mapped back through the weights
- *   dQ += dS K,  dK += dS^T Q,  dV += P^T dO
- * A row of S holds the block's keys oldest first (column j is key first_key + j), so the key
- * at distance d from the query is column `newest - d`; att keeps the band by distance.
- * The entries outside the band are computed and thrown away (about QB/(QB+Wb) of them):
- * cheaper than doing the band one query at a time.
- * Heads and sequences are independent, so threads take whole (b, h) pairs, as they become
- * free; each pair's arithmetic is the same whichever thread does it. */
+/* The fast attention regroups the same sums into small matrix products. The queries go in
+ * blocks of ATTN_QB; a block [m0, m1) sees the keys [m0-band+1, m1) (from 0), at most
+ * QB+band-1 of them, and for that block (rows: queries, columns: its keys, oldest first)
+ *   S  = Q K^T   (QB, keys), turned in place into P: the weights in the band, 0 elsewhere
+ *   O  = P V     (QB, D)
+ *   dP = dO V^T  (QB, keys), turned in place into dS through the weights
+ *   dQ += dS K,   dK += dS^T Q,   dV += P^T dO
+ * Computing the entries outside the band and dropping them (about QB/(QB+band) of them) is
+ * cheaper than going one query at a time. Threads take whole (sequence, head) pairs. */
 #define ATTN_QB 32
 
-/* The two products attention needs, on row-major blocks (ld: the floats from one row to the
- * next), by the calling thread (scratch: gemm_scratch_floats(N) floats):
- *   product_ab:   out (M, N) (+)= A (M, K) B (K, N)
- *   product_atb:  out (M, N) (+)= A^T B, with A stored (K, M) */
-static void product_ab(float *out, long ld_out, const float *A, long ld_a, const float *B, long ld_b, int M, int N,
-                       int K, int add, float *scratch) {
+/* The two products on row-major blocks (ld: floats from one row to the next), by the calling
+ * thread with gemm_scratch_floats(N) floats of scratch (section 12.2):
+ *   product_ab:  out (M, N) (+)= A (M, K) B (K, N)
+ *   product_atb: out (M, N) (+)= A^T B, with A stored (K, M) */
+static void gemm_serial(float *out, long ld_out, const float *A, long a_row, long a_col,
+                        const float *B, long b_row, long b_col, int M, int N, int K, int add,
+                        float *scratch);
+static size_t gemm_scratch_floats(int N);
+static void product_ab(float *out, long ld_out, const float *A, long ld_a, const float *B,
+                       long ld_b, int M, int N, int K, int add, float *scratch) {
     gemm_serial(out, ld_out, A, ld_a, 1, B, ld_b, 1, M, N, K, add, scratch);
 }
-static void product_atb(float *out, long ld_out, const float *A, long ld_a, const float *B, long ld_b, int M, int N,
-                        int K, int add, float *scratch) {
+static void product_atb(float *out, long ld_out, const float *A, long ld_a, const float *B,
+                        long ld_b, int M, int N, int K, int add, float *scratch) {
     gemm_serial(out, ld_out, A, 1, ld_a, B, ld_b, 1, M, N, K, add, scratch);
 }
 
 /* The query block [m0, m1) of sequence b, head h. With ctx positions of context before the T
- * queries (inference in blocks; 0 in training), query m is key index ctx+m of the Tk = ctx+T
- * keys, and the block sees the keys [first_key, ctx+m1), `keys` of them. q_at and key_at are
- * the offsets of its first query's and first key's head slice in q (B*T, C) and k, v (B*Tk, C). */
+ * queries (in training ctx = 0; evaluation in blocks keeps earlier keys), query m is key
+ * ctx+m of the ctx+T keys. */
 typedef struct {
-    int m1;         /* one past the block's last query */
-    int first_key;  /* the oldest key any query of the block sees */
-    int keys;       /* keys the block sees: the columns of S and P */
-    long q_at;      /* offset of q[b][m0][h*D] */
-    long key_at;    /* offset of k[b][first_key][h*D] (and of v's) */
+    int m1;        /* one past the block's last query */
+    int first_key; /* the oldest key any query of the block sees: column 0 of S */
+    int keys;      /* keys the block sees: the columns of S and P */
+    long q_at;     /* offset of q[b][m0][h*D] in q (B*T, C) */
+    long key_at;   /* offset of k[b][first_key][h*D] in k and v (B*(ctx+T), C) */
 } AttnBlock;
-static AttnBlock attention_block(int b, int h, int m0, int T, int ctx, int C, int D, int Wb) {
+static AttnBlock attention_block(int b, int h, int m0, int T, int ctx, int C, int D, int band) {
     AttnBlock blk;
     blk.m1 = m0 + ATTN_QB < T ? m0 + ATTN_QB : T;
-    blk.first_key = ctx + m0 - Wb + 1 > 0 ? ctx + m0 - Wb + 1 : 0;
+    blk.first_key = ctx + m0 - band + 1 > 0 ? ctx + m0 - band + 1 : 0;
     blk.keys = ctx + blk.m1 - blk.first_key;
     blk.q_at = ((long)b * T + m0) * C + h * D;
     blk.key_at = ((long)b * (ctx + T) + blk.first_key) * C + h * D;
     return blk;
 }
 
-/* The query at key index m, in a block whose keys start at first_key, sees the keys
- * m-seen+1 .. m, seen = min(m+1, Wb): the columns *oldest .. *oldest+seen-1. Returns seen. */
-static int band_row(int m, int first_key, int Wb, int *oldest) {
-    int seen = m + 1 < Wb ? m + 1 : Wb;
-    *oldest = m - seen + 1 - first_key;
-    return seen;
+/* A query's band in a row of S: its own key (distance 0) is column `newest`, the key at
+ * distance d is column newest - d, and the oldest key it sees is column `oldest`. */
+typedef struct {
+    int oldest;
+    int newest;
+    int seen; /* newest - oldest + 1 */
+} BandColumns;
+static BandColumns band_columns(int key, int first_key, int band) {
+    BandColumns c;
+    c.seen = key + 1 < band ? key + 1 : band;
+    c.newest = key - first_key;
+    c.oldest = c.newest - c.seen + 1;
+    return c;
 }
 
-/* Each thread's scratch for attention: the blocks S/P and dP/dS (block_floats each), one head's
- * keys (or values) transposed, (D, T), then gemm_serial's packing. Returns the floats per
- * thread; threads' slices follow each other. */
-static size_t attention_scratch(int Wb, int T, int D, size_t *block_floats) {
-    int kmax = ATTN_QB + Wb - 1;
+/* A row of S turned into weights in place: the band's scores get the scale and the slope and
+ * go through the sigmoid or the softmax; the columns outside the band become 0. */
+static inline float max_of(const float *x, int n);
+static void band_to_weights(float *p, int keys, BandColumns c, float scale, float slope,
+                            int mode) {
+    for (int j = c.oldest; j <= c.newest; j++) p[j] = p[j] * scale + slope * (float)(c.newest - j);
+    if (mode == ATTN_SIGMOID) {
+        for (int j = c.oldest; j <= c.newest; j++) p[j] = sigmoid(p[j]);
+    } else {
+        float max_s = max_of(p + c.oldest, c.seen);
+        float sum = 0.0f;
+        for (int j = c.oldest; j <= c.newest; j++) {
+            p[j] = exp_approx(p[j] - max_s);
+            sum += p[j];
+        }
+        for (int j = c.oldest; j <= c.newest; j++) p[j] /= sum;
+    }
+    for (int j = 0; j < c.oldest; j++) p[j] = 0.0f;
+    for (int j = c.newest + 1; j < keys; j++) p[j] = 0.0f;
+}
+
+/* Each thread's scratch: the blocks P and dS (block_floats each), one head's keys or values
+ * transposed (D, T), then gemm_serial's. Returns the floats per thread. */
+static size_t attention_scratch(int band, int T, int D, size_t *block_floats) {
+    int kmax = ATTN_QB + band - 1;
     *block_floats = (size_t)ATTN_QB * kmax;
     return 2 * *block_floats + (size_t)D * T + gemm_scratch_floats(kmax > ATTN_QB ? kmax : ATTN_QB);
 }
@@ -740,110 +817,124 @@ static void head_transposed(float *xt, const float *x, int b, int h, int T, int 
         for (int i = 0; i < D; i++) xt[(long)i * T + n] = x[((long)b * T + n) * C + h * D + i];
 }
 
-/* The forward pass, for training (ctx = 0) and for inference in blocks: each of the B
- * sequences may have ctx positions of context before its T queries, whose keys and values come
- * first in k and v (which then hold ctx+T rows per sequence; q and out hold T). Query m is at
- * key index ctx+m and sees the keys ctx+m-w+1 .. ctx+m, the band Wb = min(w, ctx+T) wide. A
- * query's arithmetic depends only on its key index and the keys it sees, not on how the text
- * was cut into blocks, as long as blocks start at multiples of ATTN_QB: then a text fed in
- * blocks with the previous w-1 keys as context gives bit for bit what one pass over the whole
- * text gives. att, if not NULL, receives the band (B, H, T, Wb). */
-static void attention_forward_ctx(float *out, float *att, const float *q, const float *k, const float *v,
-                                  const float *slopes, int B, int T, int ctx, int C, int H, int window, int mode) {
-    int D = C / H, Tk = ctx + T, Wb = band_width(window, Tk);
+/* The forward in blocks, for training (ctx = 0) and for evaluation in blocks, where each of
+ * the B sequences has ctx positions of context before its T queries: their keys and values
+ * come first in k and v (ctx+T rows a sequence; q and out have T). A query's arithmetic
+ * depends only on its key index and the keys it sees, as long as blocks start at multiples
+ * of ATTN_QB: a text fed in such blocks with the previous w-1 keys as context gives bit for
+ * bit what one pass over the whole text gives. att, if not NULL, receives the band. */
+static void attention_forward_ctx(float *out, float *att, const float *q, const float *k,
+                                  const float *v, const float *slopes, int B, int T, int ctx,
+                                  int C, int H, int window, int mode) {
+    int D = C / H;
+    int Tk = ctx + T; /* keys per sequence */
+    int band = band_width(window, Tk);
     float scale = 1.0f / sqrtf((float)D);
-    size_t block_floats, per_thread = attention_scratch(Wb, Tk, D, &block_floats);
+    size_t block_floats;
+    size_t per_thread = attention_scratch(band, Tk, D, &block_floats);
     float *all = scratch_floats(SCRATCH_ATTENTION, per_thread * num_threads());
     #pragma omp parallel
     {
-        float *S = all + per_thread * thread_id(); /* (QB, keys) the scores, turned into the weights P in place */
-        float *P = S;
-        float *kt = S + 2 * block_floats;          /* (D, Tk) this head's keys, transposed: K^T */
+        float *P = all + per_thread * thread_id(); /* (QB, keys) S = Q K^T, then the weights */
+        float *kt = P + 2 * block_floats;          /* (D, Tk) this head's keys: K^T */
         float *scratch = kt + (size_t)D * Tk;
         #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
                 head_transposed(kt, k, b, h, Tk, C, D);
                 for (int m0 = 0; m0 < T; m0 += ATTN_QB) {
-                    AttnBlock blk = attention_block(b, h, m0, T, ctx, C, D, Wb);
-                    int rows = blk.m1 - m0, keys = blk.keys;
-                    float slope = slopes[h];
-                    product_ab(S, keys, q + blk.q_at, C, kt + blk.first_key, Tk, rows, keys, D, 0, scratch); /* S = Q K^T */
+                    AttnBlock blk = attention_block(b, h, m0, T, ctx, C, D, band);
+                    int rows = blk.m1 - m0;
+                    int keys = blk.keys;
+                    product_ab(P, keys, q + blk.q_at, C, kt + blk.first_key, Tk, rows, keys, D,
+                               0, scratch); /* S = Q K^T */
                     for (int m = m0; m < blk.m1; m++) {
-                        float *p = P + (long)(m - m0) * keys, *a = att ? att + (((long)b * H + h) * T + m) * Wb : NULL;
-                        int oldest, seen = band_row(ctx + m, blk.first_key, Wb, &oldest), newest = oldest + seen - 1;
-                        for (int j = oldest; j <= newest; j++) p[j] = p[j] * scale + slope * (float)(newest - j); /* d = newest-j */
-                        if (mode == ATTN_SIGMOID) {
-                            for (int j = oldest; j <= newest; j++) p[j] = sigmoid(p[j]);
-                        } else {
-                            float maxs = max_of(p + oldest, seen), sum = 0.0f;
-                            for (int j = oldest; j <= newest; j++) { p[j] = exp_approx(p[j] - maxs); sum += p[j]; }
-                            for (int j = oldest; j <= newest; j++) p[j] /= sum;
-                        }
-                        for (int j = 0; j < oldest; j++) p[j] = 0.0f;
-                        for (int j = newest + 1; j < keys; j++) p[j] = 0.0f;
-                        if (a) {
-                            for (int d = 0; d < seen; d++) a[d] = p[newest - d];
-                            for (int d = seen; d < Wb; d++) a[d] = 0.0f;
-                        }
+                        float *p = P + (long)(m - m0) * keys;
+                        BandColumns c = band_columns(ctx + m, blk.first_key, band);
+                        band_to_weights(p, keys, c, scale, slopes[h], mode);
+                        if (!att) continue;
+                        float *a = att + (((long)b * H + h) * T + m) * band; /* a[d]: key m-d */
+                        for (int d = 0; d < c.seen; d++) a[d] = p[c.newest - d];
+                        for (int d = c.seen; d < band; d++) a[d] = 0.0f;
                     }
-                    product_ab(out + blk.q_at, C, P, keys, v + blk.key_at, C, rows, D, keys, 0, scratch); /* O = P V */
+                    product_ab(out + blk.q_at, C, P, keys, v + blk.key_at, C, rows, D, keys, 0,
+                               scratch); /* O = P V */
                 }
             }
     }
 }
 
-static void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
-                              const float *slopes, int B, int T, int C, int H, int window, int mode) {
-    if (USE_REFERENCE) { attention_forward_naive(out, att, q, k, v, slopes, B, T, C, H, window, mode); return; }
+static void attention_forward(float *out, float *att, const float *q, const float *k,
+                              const float *v, const float *slopes, int B, int T, int C, int H,
+                              int window, int mode) {
+    if (USE_REFERENCE) {
+        attention_forward_naive(out, att, q, k, v, slopes, B, T, C, H, window, mode);
+        return;
+    }
     attention_forward_ctx(out, att, q, k, v, slopes, B, T, 0, C, H, window, mode);
 }
 
-static void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
-                               const float *q, const float *k, const float *v,
+/* dP's rows turned in place into dS: sigmoid ds = dp * p (1 - p), softmax
+ * ds = p (dp - sum_j p dp), both times the 1/sqrt(D) of s = q.k/sqrt(D) + slope*d, so the
+ * products that follow need no scale. dS is 0 outside the band, where P is. */
+static void weights_backward(float *dS, const float *P, int rows, int keys, float scale,
+                             int mode) {
+    for (int r = 0; r < rows; r++) {
+        const float *p = P + (long)r * keys;
+        float *ds = dS + (long)r * keys;
+        if (mode == ATTN_SIGMOID) {
+            for (int j = 0; j < keys; j++) ds[j] = ds[j] * p[j] * (1.0f - p[j]) * scale;
+        } else {
+            float p_dp = dot3(p, ds, NULL, keys); /* sum_j p dP */
+            for (int j = 0; j < keys; j++) ds[j] = p[j] * (ds[j] - p_dp) * scale;
+        }
+    }
+}
+
+static void attention_backward(float *dq, float *dk, float *dv, const float *dout,
+                               const float *att, const float *q, const float *k, const float *v,
                                int B, int T, int C, int H, int window, int mode) {
-    if (USE_REFERENCE) { attention_backward_naive(dq, dk, dv, dout, att, q, k, v, B, T, C, H, window, mode); return; }
-    int D = C / H, Wb = band_width(window, T);
+    if (USE_REFERENCE) {
+        attention_backward_naive(dq, dk, dv, dout, att, q, k, v, B, T, C, H, window, mode);
+        return;
+    }
+    int D = C / H;
+    int band = band_width(window, T);
     float scale = 1.0f / sqrtf((float)D);
-    size_t block_floats, per_thread = attention_scratch(Wb, T, D, &block_floats);
+    size_t block_floats;
+    size_t per_thread = attention_scratch(band, T, D, &block_floats);
     float *all = scratch_floats(SCRATCH_ATTENTION, per_thread * num_threads());
     #pragma omp parallel
     {
-        float *P = all + per_thread * thread_id(); /* (QB, keys) the weights, back from the saved band */
-        float *dP = P + block_floats;              /* (QB, keys) the gradient of P, turned into dS in place */
-        float *dS = dP;
-        float *vt = P + 2 * block_floats;          /* (D, T) this head's values, transposed: V^T */
+        float *P = all + per_thread * thread_id(); /* (QB, keys) the weights, from att */
+        float *dS = P + block_floats;              /* (QB, keys) dP = dO V^T, then dS */
+        float *vt = P + 2 * block_floats;          /* (D, T) this head's values: V^T */
         float *scratch = vt + (size_t)D * T;
         #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
                 head_transposed(vt, v, b, h, T, C, D);
                 for (int m0 = 0; m0 < T; m0 += ATTN_QB) {
-                    AttnBlock blk = attention_block(b, h, m0, T, 0, C, D, Wb);
-                    int rows = blk.m1 - m0, keys = blk.keys;
+                    AttnBlock blk = attention_block(b, h, m0, T, 0, C, D, band);
+                    int rows = blk.m1 - m0;
+                    int keys = blk.keys;
                     for (int m = m0; m < blk.m1; m++) {
                         float *p = P + (long)(m - m0) * keys;
-                        const float *a = att + (((long)b * H + h) * T + m) * Wb;
-                        int oldest, seen = band_row(m, blk.first_key, Wb, &oldest), newest = oldest + seen - 1;
+                        const float *a = att + (((long)b * H + h) * T + m) * band;
+                        BandColumns c = band_columns(m, blk.first_key, band);
                         for (int j = 0; j < keys; j++) p[j] = 0.0f;
-                        for (int d = 0; d < seen; d++) p[newest - d] = a[d];
+                        for (int d = 0; d < c.seen; d++) p[c.newest - d] = a[d];
                     }
-                    product_ab(dP, keys, dout + blk.q_at, C, vt + blk.first_key, T, rows, keys, D, 0, scratch); /* dP = dO V^T */
-                    /* dS, 0 outside the band (where P is). It includes the 1/sqrt(D) of
-                     * s = q.k/sqrt(D) + slope*d, so the products below need no scale. */
-                    for (int m = m0; m < blk.m1; m++) {
-                        const float *p = P + (long)(m - m0) * keys;
-                        float *ds = dS + (long)(m - m0) * keys;
-                        if (mode == ATTN_SIGMOID) {
-                            for (int j = 0; j < keys; j++) ds[j] = ds[j] * p[j] * (1.0f - p[j]) * scale;
-                        } else {
-                            float p_dp = dot3(p, ds, NULL, keys); /* sum_j p dP */
-                            for (int j = 0; j < keys; j++) ds[j] = p[j] * (ds[j] - p_dp) * scale;
-                        }
-                    }
-                    product_ab(dq + blk.q_at, C, dS, keys, k + blk.key_at, C, rows, D, keys, 1, scratch);     /* dQ += dS K */
-                    product_atb(dk + blk.key_at, C, dS, keys, q + blk.q_at, C, keys, D, rows, 1, scratch);    /* dK += dS^T Q */
-                    product_atb(dv + blk.key_at, C, P, keys, dout + blk.q_at, C, keys, D, rows, 1, scratch);  /* dV += P^T dO */
+                    const float *dO = dout + blk.q_at;
+                    product_ab(dS, keys, dO, C, vt + blk.first_key, T, rows, keys, D, 0,
+                               scratch); /* dP = dO V^T */
+                    weights_backward(dS, P, rows, keys, scale, mode);
+                    product_ab(dq + blk.q_at, C, dS, keys, k + blk.key_at, C, rows, D, keys, 1,
+                               scratch); /* dQ += dS K */
+                    product_atb(dk + blk.key_at, C, dS, keys, q + blk.q_at, C, keys, D, rows, 1,
+                                scratch); /* dK += dS^T Q */
+                    product_atb(dv + blk.key_at, C, P, keys, dO, C, keys, D, rows, 1,
+                                scratch); /* dV += P^T dO */
                 }
             }
     }
@@ -851,9 +942,29 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
 
 /* ---- 4.6 SwiGLU -----------------------------------------------------------------------
  * y = silu(x) * u, with x = gate and u = up, the two projections of RMSNorm's output;
- * silu(x) = x * sigmoid(x) and sigmoid'(x) = sigmoid(x)(1 - sigmoid(x)):
- *   dup += dy * silu(x)      dgate += dy * u * sigmoid(x) * (1 + x*(1 - sigmoid(x))) */
+ * silu(x) = x * sigmoid(x) and sigmoid'(x) = sigmoid(x)(1 - sigmoid(x)), so the backward is
+ *   dup += dy * silu(x)      dgate += dy * u * sigmoid(x) * (1 + x*(1 - sigmoid(x)))
+ * with add = 0 overwriting dgate and dup instead. */
+static void swiglu_forward_naive(float *out, const float *gate, const float *up, long N) {
+    for (long i = 0; i < N; i++) out[i] = gate[i] * sigmoid_naive(gate[i]) * up[i];
+}
+
+static void swiglu_backward_naive(float *dgate, float *dup, const float *dout, const float *gate,
+                                  const float *up, long N, int add) {
+    for (long i = 0; i < N; i++) {
+        float x = gate[i];
+        float sg = sigmoid_naive(x);
+        dup[i] = (add ? dup[i] : 0.0f) + dout[i] * x * sg;
+        dgate[i] = (add ? dgate[i] : 0.0f) + dout[i] * up[i] * sg * (1.0f + x * (1.0f - sg));
+    }
+}
+
+/* the same, with the vectorised sigmoid, by all threads */
 static void swiglu_forward(float *out, const float *gate, const float *up, long N) {
+    if (USE_REFERENCE) {
+        swiglu_forward_naive(out, gate, up, N);
+        return;
+    }
     #pragma omp parallel for schedule(static)
     for (long i = 0; i < N; i++) {
         float sg = sigmoid(gate[i]);
@@ -861,12 +972,16 @@ static void swiglu_forward(float *out, const float *gate, const float *up, long 
     }
 }
 
-/* dgate, dup += (add = 1) or = (add = 0) the gradients above */
 static void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                             const float *up, long N, int add) {
+    if (USE_REFERENCE) {
+        swiglu_backward_naive(dgate, dup, dout, gate, up, N, add);
+        return;
+    }
     #pragma omp parallel for schedule(static)
     for (long i = 0; i < N; i++) {
-        float x = gate[i], sg = sigmoid(x);
+        float x = gate[i];
+        float sg = sigmoid(x);
         dup[i] = (add ? dup[i] : 0.0f) + dout[i] * x * sg;
         dgate[i] = (add ? dgate[i] : 0.0f) + dout[i] * up[i] * sg * (1.0f + x * (1.0f - sg));
     }
@@ -875,26 +990,69 @@ static void swiglu_backward(float *dgate, float *dup, const float *dout, const f
 /* ---- 4.7 cross-entropy ----------------------------------------------------------------
  * loss_t = logsumexp(logits_t) - logits_t[target]; the mean over N positions is the loss.
  * d loss / d logits_t = (softmax(logits_t) - onehot(target)) * dloss, with dloss = 1/N.
- * The backward adds into dlogits (add = 1) or overwrites it (add = 0); overwriting may be done
- * in place (dlogits == logits): each row's max and sum are taken before it is written. */
-static void crossentropy_forward(float *losses, const float *logits, const int *targets, int N, int V) {
+ * The backward adds into dlogits (add = 1) or overwrites it (add = 0), which may be done in
+ * place (dlogits == logits): each row's max and sum are taken before it is written. */
+static void crossentropy_forward_naive(float *losses, const float *logits, const int *targets,
+                                       int N, int V) {
+    for (int t = 0; t < N; t++) {
+        const float *z = logits + (long)t * V;
+        float max_z = -FLT_MAX;
+        for (int i = 0; i < V; i++) max_z = z[i] > max_z ? z[i] : max_z;
+        float sum = 0.0f;
+        for (int i = 0; i < V; i++) sum += expf(z[i] - max_z);
+        losses[t] = logf(sum) + max_z - z[targets[t]];
+    }
+}
+
+static void crossentropy_backward_naive(float *dlogits, const float *logits, const int *targets,
+                                        float dloss, int N, int V, int add) {
+    for (int t = 0; t < N; t++) {
+        const float *z = logits + (long)t * V;
+        float *dz = dlogits + (long)t * V;
+        float max_z = -FLT_MAX;
+        for (int i = 0; i < V; i++) max_z = z[i] > max_z ? z[i] : max_z;
+        float sum = 0.0f;
+        for (int i = 0; i < V; i++) sum += expf(z[i] - max_z);
+        for (int i = 0; i < V; i++) {
+            float p = expf(z[i] - max_z) / sum;
+            dz[i] = (add ? dz[i] : 0.0f) + p * dloss;
+        }
+        dz[targets[t]] -= dloss;
+    }
+}
+
+/* The same sums: max and sum of exp over a row in lanes (section 12.1), by all threads. */
+static inline float sum_exp(const float *x, float shift, int n); /* sum_i exp(x[i] - shift) */
+static void crossentropy_forward(float *losses, const float *logits, const int *targets, int N,
+                                 int V) {
+    if (USE_REFERENCE) {
+        crossentropy_forward_naive(losses, logits, targets, N, V);
+        return;
+    }
     #pragma omp parallel for schedule(static)
     for (int t = 0; t < N; t++) {
         const float *z = logits + (long)t * V;
-        float maxz = max_of(z, V);
-        losses[t] = logf(sum_exp(z, maxz, V)) + maxz - z[targets[t]];
+        float max_z = max_of(z, V);
+        losses[t] = logf(sum_exp(z, max_z, V)) + max_z - z[targets[t]];
     }
 }
 
 static void crossentropy_backward(float *dlogits, const float *logits, const int *targets,
                                   float dloss, int N, int V, int add) {
+    if (USE_REFERENCE) {
+        crossentropy_backward_naive(dlogits, logits, targets, dloss, N, V, add);
+        return;
+    }
     #pragma omp parallel for schedule(static)
     for (int t = 0; t < N; t++) {
         const float *z = logits + (long)t * V;
         float *dz = dlogits + (long)t * V;
-        float maxz = max_of(z, V), inv_sum = 1.0f / sum_exp(z, maxz, V);
-        if (add) for (int i = 0; i < V; i++) dz[i] += exp_approx(z[i] - maxz) * inv_sum * dloss;
-        else for (int i = 0; i < V; i++) dz[i] = exp_approx(z[i] - maxz) * inv_sum * dloss;
+        float max_z = max_of(z, V);
+        float inv_sum = 1.0f / sum_exp(z, max_z, V);
+        if (add)
+            for (int i = 0; i < V; i++) dz[i] += exp_approx(z[i] - max_z) * inv_sum * dloss;
+        else
+            for (int i = 0; i < V; i++) dz[i] = exp_approx(z[i] - max_z) * inv_sum * dloss;
         dz[targets[t]] -= dloss;
     }
 }
