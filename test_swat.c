@@ -1835,7 +1835,7 @@ static void test_chunked_logits(void) {
     int budgets[] = {5 * V, V};
     for (int i = 0; i < 2; i++) {
         logits_budget = budgets[i];
-        activations_free(&m.a); /* sized again for the new budget */
+        activations_free(&m.a, m.cfg.L); /* sized again for the new budget */
         float loss = model_forward(&m, in, tg, B, T, 5);
         int rows = m.a.logit_rows;
         double el = fabs(loss - loss0) / fabs(loss0), ep = rel_err_ff(m.a.losses, losses0, B * T);
@@ -3125,8 +3125,8 @@ static void test_block_stream(void) {
     BlockState a, b;
     block_init(&a, &m, 64, BLOCK_POSITIONS, 1, 1L << 40, 0);
     block_init(&b, &m, 1 << 30, 100, 1, 100, 0);
-    CHECK(a.ctx_cap == 63 && a.rows == BLOCK_POSITIONS && b.ctx_cap == 100, "a stream's memory: w-1 positions of context per layer and one block",
-          "w=64 over 2^40 tokens: %d context rows, blocks of %d; w=2^30 over 100 tokens: %d", a.ctx_cap, a.rows, b.ctx_cap);
+    CHECK(a.max_context == 63 && a.rows == BLOCK_POSITIONS && b.max_context == 100, "a stream's memory: w-1 positions of context per layer and one block",
+          "w=64 over 2^40 tokens: %d context rows, blocks of %d; w=2^30 over 100 tokens: %d", a.max_context, a.rows, b.max_context);
     block_free(&a); block_free(&b);
     model_free(&m);
     free(tok);

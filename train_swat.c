@@ -647,11 +647,12 @@ static void attention_forward_naive(float *out, float *att, const float *q, cons
     int D = C / H;
     int band = band_width(window, T);
     float scale = 1.0f / sqrtf((float)D);
+    float *one_row = att ? NULL : xcalloc(band, sizeof(float), "attention"); /* att not kept */
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
             for (int m = 0; m < T; m++) {
                 const float *q_m = q + ((long)b * T + m) * C + h * D;
-                float *a = att + (((long)b * H + h) * T + m) * band; /* a[d]: key m-d */
+                float *a = att ? att + (((long)b * H + h) * T + m) * band : one_row; /* a[d]: m-d */
                 float *o_m = out + ((long)b * T + m) * C + h * D;
                 int seen = m + 1 < band ? m + 1 : band; /* keys m-seen+1 .. m */
                 for (int d = 0; d < seen; d++) {
@@ -668,6 +669,7 @@ static void attention_forward_naive(float *out, float *att, const float *q, cons
                     for (int i = 0; i < D; i++) o_m[i] += a[d] * v_n[i];
                 }
             }
+    free(one_row);
 }
 
 /* The backward of attention_forward_naive in the same loops; dq, dk, dv are ADDED to.
@@ -1061,57 +1063,65 @@ static void crossentropy_backward(float *dlogits, const float *logits, const int
 /* 5. the model                                                                          */
 /* ------------------------------------------------------------------------------------ */
 
-/* What the forward pass keeps for the backward pass, for B sequences of T tokens (N = B*T
- * positions). The per-layer arrays hold L slices of the sizes noted (layer_slices). */
+/* What one layer's forward keeps for its backward, for B sequences of T positions (N = B*T). */
 typedef struct {
-    int B, T, Wb;         /* the shape they were allocated for (Wb = band width) */
-    int window;           /* the attention window of the last forward */
-    float *x;             /* (L+1, N, C) residual stream entering each layer; x[L] the final one */
-    float *h_attn;        /* (L, N, C) RMSNorm(x) before attention */
-    float *rstd_attn;     /* (L, N) its 1/rms */
-    float *q;             /* (L, N, C) queries, after RoPE */
-    float *k;             /* (L, N, C) keys, after RoPE */
-    float *v;             /* (L, N, C) values */
-    float *att;           /* (L, B, H, T, Wb) attention weights over the band */
-    float *o;             /* (L, N, C) attention output before Wo */
-    float *x_mid;         /* (L, N, C) residual stream after the attention block */
-    float *h_mlp;         /* (L, N, C) RMSNorm(x_mid) */
-    float *rstd_mlp;      /* (L, N) */
-    float *gate;          /* (L, N, F) h_mlp Wgate^T */
-    float *up;            /* (L, N, F) h_mlp Wup^T */
-    float *act;           /* (L, N, F) silu(gate) * up */
-    float *h_final;       /* (N, C) RMSNorm of the final stream */
-    float *rstd_final;    /* (N) */
-    float *logits;        /* (logit_rows, V): all positions' logits, or the last chunk's (see logit_rows) */
-    float *losses;        /* (N) */
-    float *rope_cos;      /* (T, D/2) cos of RoPE's angles */
-    float *rope_sin;      /* (T, D/2) */
-    /* the backward's gradients, for one layer at a time (allocated by the first backward) */
-    float *dx;            /* (N, C) of the residual stream */
-    float *dh;            /* (N, C) of a RMSNorm output, or of the attention output o */
-    float *dq;            /* (N, C) */
-    float *dk;            /* (N, C) */
-    float *dv;            /* (N, C) */
-    float *dgate;         /* (N, F) */
-    float *dup;           /* (N, F) */
-    float *dact;          /* (N, F) */
-    float *dlogits;       /* (N, V) when all logits are held at once; else the gradient goes in place of the logits */
-    int logit_rows;       /* positions whose logits are held at once: N, or a chunk of them */
-    int *inputs;          /* (N) */
-    int *targets;         /* (N) */
+    float *x;        /* (N, C) the residual stream entering the layer */
+    float *h;        /* (N, C) RMSNorm(x): the input of q, k and v */
+    float *rstd;     /* (N)    its 1/rms */
+    float *q;        /* (N, C) queries, after RoPE */
+    float *k;        /* (N, C) keys, after RoPE */
+    float *v;        /* (N, C) values */
+    float *att;      /* (B, H, T, band) attention weights over the band */
+    float *o;        /* (N, C) attention output, heads side by side */
+    float *x_mid;    /* (N, C) the stream after the attention block */
+    float *h_mlp;    /* (N, C) RMSNorm(x_mid): the input of gate and up */
+    float *rstd_mlp; /* (N) */
+    float *gate;     /* (N, F) h_mlp Wgate^T */
+    float *up;       /* (N, F) h_mlp Wup^T */
+    float *act;      /* (N, F) silu(gate) * up */
+    float *x_next;   /* (N, C) the stream leaving the layer: the next layer's x */
+} LayerActs;
+
+/* The activations of a forward pass and the gradients of a backward, for one shape. */
+typedef struct {
+    int B, T, band;     /* the shape they were allocated for; band = min(w, T) */
+    int window;         /* the attention window of the last forward */
+    float *stream;      /* (L+1, N, C) the residual stream entering each layer, then the last */
+    LayerActs *layer;   /* (L) what each layer keeps; its x and x_next point into stream */
+    float *h_final;     /* (N, C) RMSNorm of the last stream */
+    float *rstd_final;  /* (N) */
+    int logit_rows;     /* positions whose logits are held at once: N, or a chunk of them */
+    float *logits;      /* (logit_rows, V) all positions' logits, or the last chunk's */
+    float *losses;      /* (N) */
+    float *rope_cos;    /* (T, D/2) cos of RoPE's angles at positions 0..T-1 */
+    float *rope_sin;    /* (T, D/2) */
+    int *inputs;        /* (N) */
+    int *targets;       /* (N) */
+    /* the backward's, for one layer at a time (allocated by the first backward) */
+    float *dx;          /* (N, C) gradient of the residual stream */
+    float *dh;          /* (N, C) of a RMSNorm output, or of the attention output o */
+    float *dq;          /* (N, C) */
+    float *dk;          /* (N, C) */
+    float *dv;          /* (N, C) */
+    float *dgate;       /* (N, F) */
+    float *dup;         /* (N, F) */
+    float *dact;        /* (N, F) */
+    float *dlogits;     /* (N, V) if all logits are held at once, else NULL: then in place */
 } Activations;
 
 typedef struct {
     ModelConfig cfg;
     size_t num_params;
-    float *params, *grads;    /* num_params each */
-    float *adam_m, *adam_v;   /* AdamW moments, allocated by the optimizer */
-    ParamTensors param;       /* the tensors, pointing into params */
-    ParamTensors grad;        /* the same tensors' gradients, pointing into grads */
-    float *slopes;            /* (H) ALiBi slopes */
+    float *params;         /* (num_params) every tensor, in checkpoint order */
+    float *grads;          /* (num_params) their gradients */
+    float *adam_m;         /* (num_params) AdamW's moments, allocated by its first step */
+    float *adam_v;         /* (num_params) */
+    ParamTensors param;    /* the tensors, pointing into params */
+    ParamTensors grad;     /* the same tensors' gradients, pointing into grads */
+    float *slopes;         /* (H) ALiBi slopes */
     Activations a;
-    int has_targets;          /* the last forward had targets: backward is possible */
-    float loss;               /* mean loss of the last forward with targets */
+    int has_targets;       /* the last forward had targets: backward is possible */
+    float loss;            /* mean loss of the last forward with targets */
 } Model;
 
 static void model_create(Model *m, const ModelConfig *cfg) {
@@ -1131,179 +1141,180 @@ static void model_create(Model *m, const ModelConfig *cfg) {
     alibi_slopes(cfg, m->slopes);
 }
 
-static void activations_free(Activations *a) {
-    float **f[] = {&a->x, &a->h_attn, &a->rstd_attn, &a->q, &a->k, &a->v, &a->att, &a->o, &a->x_mid,
-                   &a->h_mlp, &a->rstd_mlp, &a->gate, &a->up, &a->act, &a->h_final, &a->rstd_final,
-                   &a->logits, &a->losses, &a->rope_cos, &a->rope_sin, &a->dx, &a->dh, &a->dq, &a->dk,
-                   &a->dv, &a->dgate, &a->dup, &a->dact, &a->dlogits};
-    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) { free(*f[i]); *f[i] = NULL; }
-    free(a->inputs); free(a->targets);
-    a->inputs = a->targets = NULL;
-    a->B = a->T = a->Wb = 0;
+static void activations_free(Activations *a, int L) {
+    for (int l = 0; a->layer && l < L; l++) free(a->layer[l].h); /* the layer's one block */
+    free(a->layer);
+    float *bufs[] = {a->stream, a->h_final, a->rstd_final, a->logits, a->losses, a->rope_cos,
+                     a->rope_sin, a->dx, a->dlogits};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
+    free(a->inputs);
+    free(a->targets);
+    memset(a, 0, sizeof(*a));
 }
 
 static void model_free(Model *m) {
-    activations_free(&m->a);
-    free(m->params); free(m->grads); free(m->adam_m); free(m->adam_v); free(m->slopes);
+    activations_free(&m->a, m->cfg.L);
+    free(m->params);
+    free(m->grads);
+    free(m->adam_m);
+    free(m->adam_v);
+    free(m->slopes);
     memset(m, 0, sizeof(*m));
 }
 
-/* The logits of B*T positions are B*T*V floats, and their gradient as many: 1.6 GB each
- * for GPT-2's V = 50257 at B*T = 8192. Above LOGITS_BUDGET floats the forward computes the
- * logits and the loss a chunk of positions at a time, and the backward recomputes each
- * chunk's logits (one more lm_head product) for its gradient, so memory stays bounded. The
- * chunk size depends only on B*T and V, so the sums stay in a fixed order. Tests lower the
- * budget to check the chunked path against the plain one. */
+/* The logits of N positions are N*V floats, and their gradient as many: 1.6 GB each for
+ * GPT-2's V = 50257 at N = 8192. Above logits_budget floats the forward computes the logits
+ * and the loss a chunk of positions at a time, and the backward recomputes each chunk's
+ * logits for its gradient. The chunk depends only on N and V, so the sums keep their order.
+ * Tests lower the budget to check the chunked path against the plain one. */
 static long logits_budget = 1L << 24; /* 64 MB of logits */
 static int logit_rows(long N, int V) {
-    if ((double)N * V <= (double)logits_budget) return (int)N; /* in double: N may be absurd here */
+    if ((double)N * V <= (double)logits_budget) return (int)N; /* double: N may be absurd */
     long rows = logits_budget / V;
     return rows > 0 ? (int)rows : 1;
 }
 
-/* Bytes of activation memory for (B, T, window), gradient buffers included: checked before
+/* Bytes of activation memory for (B, T, window), the gradients' included: checked before
  * allocating. */
 static double activation_bytes(const ModelConfig *c, int B, int T, int window) {
-    double BT = (double)B * T, L = c->L, C = c->C, F = c->F, rows = logit_rows((long)B * T, c->V);
-    double floats = (L + 1) * BT * C + L * BT * (7 * C + 2 + 3 * F) + L * B * c->H * (double)T * band_width(window, T)
-                  + BT * (C + 1 + 1) + (rows < BT ? 1 : 2) * rows * c->V + T * (double)C + BT * (5 * C + 3 * F) + 2 * BT;
+    double BT = (double)B * T, L = c->L, C = c->C, F = c->F, H = c->H;
+    double rows = logit_rows((long)B * T, c->V);
+    double layer = BT * (7 * C + 2 + 3 * F) + B * H * (double)T * band_width(window, T);
+    double floats = (L + 1) * BT * C + L * layer + BT * (C + 1 + 1)
+                  + (rows < BT ? 1 : 2) * rows * c->V + T * (double)C + BT * (5 * C + 3 * F)
+                  + 2 * BT;
     return floats * 4;
+}
+
+/* n floats from a block, rounded up to whole cache lines */
+static float *carve(float **block, size_t n) {
+    float *p = *block;
+    *block += (n + 15) / 16 * 16;
+    return p;
 }
 
 static void activations_ensure(Model *m, int B, int T, int window) {
     Activations *a = &m->a;
-    int Wb = band_width(window, T);
-    if (a->B == B && a->T == T && a->Wb == Wb) return;
-    activations_free(a);
     const ModelConfig *c = &m->cfg;
+    int band = band_width(window, T);
+    if (a->B == B && a->T == T && a->band == band) return;
+    activations_free(a, c->L);
     double gb = activation_bytes(c, B, T, window) / 1e9;
     if (gb > 200) die("batch %d x sequence %d needs %.0f GB of activations", B, T, gb);
-    size_t BT = (size_t)B * T, L = c->L, C = c->C, F = c->F, H = c->H, D = C / H;
-    a->B = B; a->T = T; a->Wb = Wb;
-    a->x = xcalloc((L + 1) * BT * C, 4, "activations");
-    a->h_attn = xcalloc(L * BT * C, 4, "activations");
-    a->rstd_attn = xcalloc(L * BT, 4, "activations");
-    a->q = xcalloc(L * BT * C, 4, "activations");
-    a->k = xcalloc(L * BT * C, 4, "activations");
-    a->v = xcalloc(L * BT * C, 4, "activations");
-    a->att = xcalloc(L * B * H * (size_t)T * Wb, 4, "activations");
-    a->o = xcalloc(L * BT * C, 4, "activations");
-    a->x_mid = xcalloc(L * BT * C, 4, "activations");
-    a->h_mlp = xcalloc(L * BT * C, 4, "activations");
-    a->rstd_mlp = xcalloc(L * BT, 4, "activations");
-    a->gate = xcalloc(L * BT * F, 4, "activations");
-    a->up = xcalloc(L * BT * F, 4, "activations");
-    a->act = xcalloc(L * BT * F, 4, "activations");
-    a->h_final = xcalloc(BT * C, 4, "activations");
-    a->rstd_final = xcalloc(BT, 4, "activations");
-    a->logit_rows = logit_rows((long)BT, c->V);
+    size_t N = (size_t)B * T, C = c->C, F = c->F, D = C / c->H;
+    size_t NC = N * C, NF = N * F, NA = (size_t)B * c->H * T * band;
+    a->B = B;
+    a->T = T;
+    a->band = band;
+    a->stream = xcalloc((c->L + 1) * NC, 4, "activations");
+    a->layer = xcalloc(c->L, sizeof(LayerActs), "activations");
+    for (int l = 0; l < c->L; l++) {
+        LayerActs *s = &a->layer[l];
+        float *block = xcalloc(8 * NC + 2 * N + 3 * NF + NA + 14 * 16, 4, "activations");
+        s->x = a->stream + l * NC;
+        s->h = carve(&block, NC);
+        s->rstd = carve(&block, N);
+        s->q = carve(&block, NC);
+        s->k = carve(&block, NC);
+        s->v = carve(&block, NC);
+        s->att = carve(&block, NA);
+        s->o = carve(&block, NC);
+        s->x_mid = carve(&block, NC);
+        s->h_mlp = carve(&block, NC);
+        s->rstd_mlp = carve(&block, N);
+        s->gate = carve(&block, NF);
+        s->up = carve(&block, NF);
+        s->act = carve(&block, NF);
+        s->x_next = a->stream + (l + 1) * NC;
+    }
+    a->h_final = xcalloc(NC, 4, "activations");
+    a->rstd_final = xcalloc(N, 4, "activations");
+    a->logit_rows = logit_rows((long)N, c->V);
     a->logits = xcalloc((size_t)a->logit_rows * c->V, 4, "activations");
-    a->losses = xcalloc(BT, 4, "activations");
+    a->losses = xcalloc(N, 4, "activations");
     a->rope_cos = xcalloc((size_t)T * (D / 2 + 1), 4, "activations");
     a->rope_sin = xcalloc((size_t)T * (D / 2 + 1), 4, "activations");
     if (c->rope) rope_tables(a->rope_cos, a->rope_sin, T, D, c->rope_theta, 0);
-    a->inputs = xcalloc(BT, sizeof(int), "tokens");
-    a->targets = xcalloc(BT, sizeof(int), "tokens");
+    a->inputs = xcalloc(N, sizeof(int), "tokens");
+    a->targets = xcalloc(N, sizeof(int), "tokens");
 }
 
 /* The backward's buffers, on its first call: evaluation and generation never pay for them. */
 static void activations_ensure_grads(Model *m) {
     Activations *a = &m->a;
     if (a->dx) return;
-    size_t BT = (size_t)a->B * a->T, C = m->cfg.C, F = m->cfg.F;
-    a->dx = xcalloc(BT * C, 4, "gradients");
-    a->dh = xcalloc(BT * C, 4, "gradients");
-    a->dq = xcalloc(BT * C, 4, "gradients");
-    a->dk = xcalloc(BT * C, 4, "gradients");
-    a->dv = xcalloc(BT * C, 4, "gradients");
-    a->dgate = xcalloc(BT * F, 4, "gradients");
-    a->dup = xcalloc(BT * F, 4, "gradients");
-    a->dact = xcalloc(BT * F, 4, "gradients");
-    if (a->logit_rows == a->B * a->T) a->dlogits = xcalloc((size_t)a->logit_rows * m->cfg.V, 4, "gradients");
+    size_t N = (size_t)a->B * a->T, NC = N * m->cfg.C, NF = N * m->cfg.F;
+    float *block = xcalloc(5 * NC + 3 * NF + 8 * 16, 4, "gradients");
+    a->dx = carve(&block, NC);
+    a->dh = carve(&block, NC);
+    a->dq = carve(&block, NC);
+    a->dk = carve(&block, NC);
+    a->dv = carve(&block, NC);
+    a->dgate = carve(&block, NF);
+    a->dup = carve(&block, NF);
+    a->dact = carve(&block, NF);
+    if (a->logit_rows == (int)N) a->dlogits = xcalloc(N * m->cfg.V, 4, "gradients");
 }
 
-/* Layer l's slices of the activations (N = B*T positions). */
-typedef struct {
-    float *x;        /* (N, C) the residual stream entering layer l */
-    float *h;        /* (N, C) RMSNorm(x): the input of q, k and v */
-    float *rstd;     /* (N)    its 1/rms */
-    float *q;        /* (N, C) queries, after RoPE */
-    float *k;        /* (N, C) keys, after RoPE */
-    float *v;        /* (N, C) values */
-    float *att;      /* (B, H, T, Wb) attention weights over the band */
-    float *o;        /* (N, C) attention output, heads side by side */
-    float *x_mid;    /* (N, C) the stream after the attention block */
-    float *h_mlp;    /* (N, C) RMSNorm(x_mid): the input of gate and up */
-    float *rstd_mlp; /* (N) */
-    float *gate;     /* (N, F) h_mlp Wgate^T */
-    float *up;       /* (N, F) h_mlp Wup^T */
-    float *act;      /* (N, F) silu(gate) * up */
-    float *x_next;   /* (N, C) the stream leaving layer l (the next layer's x) */
-} LayerActs;
-static LayerActs layer_slices(const Activations *a, const ModelConfig *c, int l) {
-    size_t N = (size_t)a->B * a->T, NC = N * c->C, NF = N * c->F;
-    LayerActs s;
-    s.x = a->x + l * NC;
-    s.h = a->h_attn + l * NC;
-    s.rstd = a->rstd_attn + l * N;
-    s.q = a->q + l * NC;
-    s.k = a->k + l * NC;
-    s.v = a->v + l * NC;
-    s.att = a->att + l * (size_t)a->B * c->H * a->T * a->Wb;
-    s.o = a->o + l * NC;
-    s.x_mid = a->x_mid + l * NC;
-    s.h_mlp = a->h_mlp + l * NC;
-    s.rstd_mlp = a->rstd_mlp + l * N;
-    s.gate = a->gate + l * NF;
-    s.up = a->up + l * NF;
-    s.act = a->act + l * NF;
-    s.x_next = a->x + (l + 1) * NC;
-    return s;
+/* One layer's forward on B sequences of T positions: s->x in, s->x_next out, and between
+ * them what the backward needs, in s. With ctx > 0 (one text in blocks, section 10) the ctx
+ * keys and values of the positions before the block sit in the rows just before s->k and
+ * s->v, and the queries attend to them too. */
+static void layer_forward(const Model *m, int l, const LayerActs *s, int B, int T, int ctx,
+                          const float *rope_cos, const float *rope_sin, int window) {
+    const ModelConfig *c = &m->cfg;
+    LayerWeights w = layer_weights(&m->param, c, l);
+    int N = B * T, C = c->C, F = c->F, H = c->H;
+    /* attention block: x_mid = x + Attn(RMSNorm(x)) Wo^T */
+    rmsnorm_forward(s->h, s->rstd, s->x, w.attn_norm, N, C);
+    matmul_forward(s->q, s->h, w.wq, N, C, C);
+    matmul_forward(s->k, s->h, w.wk, N, C, C);
+    matmul_forward(s->v, s->h, w.wv, N, C, C);
+    if (c->rope) {
+        rope_forward(s->q, rope_cos, rope_sin, B, T, C, H);
+        rope_forward(s->k, rope_cos, rope_sin, B, T, C, H);
+    }
+    if (ctx == 0)
+        attention_forward(s->o, s->att, s->q, s->k, s->v, m->slopes, B, T, C, H, window, c->attn);
+    else
+        attention_forward_ctx(s->o, s->att, s->q, s->k - (long)ctx * C, s->v - (long)ctx * C,
+                              m->slopes, B, T, ctx, C, H, window, c->attn);
+    matmul_forward(s->x_mid, s->o, w.wo, N, C, C);
+    add_floats(s->x_mid, s->x, (long)N * C);
+    /* MLP block: x_next = x_mid + (silu(h Wgate^T) * h Wup^T) Wdown^T, h = RMSNorm(x_mid) */
+    rmsnorm_forward(s->h_mlp, s->rstd_mlp, s->x_mid, w.mlp_norm, N, C);
+    matmul_forward(s->gate, s->h_mlp, w.w_gate, N, C, F);
+    matmul_forward(s->up, s->h_mlp, w.w_up, N, C, F);
+    swiglu_forward(s->act, s->gate, s->up, (long)N * F);
+    matmul_forward(s->x_next, s->act, w.w_down, N, F, C);
+    add_floats(s->x_next, s->x_mid, (long)N * C);
 }
 
-/* The forward pass of doc/SPEC.md section 3 on B sequences of T tokens (positions 0..T-1 each),
- * with attention window `window` (the training window, or another one for evaluation).
- * Logits land in m->a.logits: all of them, or the last chunk's when B*T*V floats exceed the
- * logits budget (see logit_rows). With targets (may be NULL) it returns the mean loss. */
-static float model_forward(Model *m, const int *inputs, const int *targets, int B, int T, int window) {
+/* The forward pass of doc/SPEC.md section 3 on B sequences of T tokens (positions 0..T-1
+ * each), with attention window `window` (the training window, or another for evaluation).
+ * The logits land in m->a.logits: all of them, or the last chunk's (see logit_rows). With
+ * targets (may be NULL) it returns the mean loss. */
+static float model_forward(Model *m, const int *inputs, const int *targets, int B, int T,
+                           int window) {
     const ModelConfig *c = &m->cfg;
     activations_ensure(m, B, T, window);
     Activations *a = &m->a;
-    int N = B * T, C = c->C, F = c->F, V = c->V, H = c->H;
-    long NC = (long)N * C, NF = (long)N * F;
+    int N = B * T, C = c->C, V = c->V;
+    long NC = (long)N * C;
     for (int i = 0; i < N; i++) {
-        if (inputs[i] < 0 || inputs[i] >= V) die("token %d at position %d is outside the vocabulary (V=%d)", inputs[i], i, V);
-        if (targets && (targets[i] < 0 || targets[i] >= V)) die("target %d at position %d is outside the vocabulary (V=%d)", targets[i], i, V);
+        if (inputs[i] < 0 || inputs[i] >= V)
+            die("token %d at position %d is outside the vocabulary (V=%d)", inputs[i], i, V);
+        if (targets && (targets[i] < 0 || targets[i] >= V))
+            die("target %d at position %d is outside the vocabulary (V=%d)", targets[i], i, V);
     }
     a->window = window;
     memcpy(a->inputs, inputs, N * sizeof(int));
     if (targets) memcpy(a->targets, targets, N * sizeof(int));
 
-    embedding_forward(a->x, inputs, m->param.wte, N, C);
-    for (int l = 0; l < c->L; l++) {
-        LayerWeights w = layer_weights(&m->param, c, l);
-        LayerActs s = layer_slices(a, c, l);
-        /* attention block: x_mid = x + Attn(RMSNorm(x)) Wo^T */
-        rmsnorm_forward(s.h, s.rstd, s.x, w.attn_norm, N, C);
-        matmul_forward(s.q, s.h, w.wq, N, C, C);
-        matmul_forward(s.k, s.h, w.wk, N, C, C);
-        matmul_forward(s.v, s.h, w.wv, N, C, C);
-        if (c->rope) {
-            rope_forward(s.q, a->rope_cos, a->rope_sin, B, T, C, H);
-            rope_forward(s.k, a->rope_cos, a->rope_sin, B, T, C, H);
-        }
-        attention_forward(s.o, s.att, s.q, s.k, s.v, m->slopes, B, T, C, H, window, c->attn);
-        matmul_forward(s.x_mid, s.o, w.wo, N, C, C);
-        add_floats(s.x_mid, s.x, NC);
-        /* MLP block: x_next = x_mid + (silu(h Wgate^T) * h Wup^T) Wdown^T, h = RMSNorm(x_mid) */
-        rmsnorm_forward(s.h_mlp, s.rstd_mlp, s.x_mid, w.mlp_norm, N, C);
-        matmul_forward(s.gate, s.h_mlp, w.w_gate, N, C, F);
-        matmul_forward(s.up, s.h_mlp, w.w_up, N, C, F);
-        swiglu_forward(s.act, s.gate, s.up, NF);
-        matmul_forward(s.x_next, s.act, w.w_down, N, F, C);
-        add_floats(s.x_next, s.x_mid, NC);
-    }
-    rmsnorm_forward(a->h_final, a->rstd_final, a->x + c->L * NC, m->param.final_norm, N, C);
+    embedding_forward(a->stream, inputs, m->param.wte, N, C);
+    for (int l = 0; l < c->L; l++)
+        layer_forward(m, l, &a->layer[l], B, T, 0, a->rope_cos, a->rope_sin, window);
+    rmsnorm_forward(a->h_final, a->rstd_final, a->stream + c->L * NC, m->param.final_norm, N, C);
     for (int r0 = 0; r0 < N; r0 += a->logit_rows) { /* one chunk of positions, or all of them */
         int rows = N - r0 < a->logit_rows ? N - r0 : a->logit_rows;
         matmul_forward(a->logits, a->h_final + (long)r0 * C, m->param.lm_head, rows, C, V);
@@ -1311,7 +1322,7 @@ static float model_forward(Model *m, const int *inputs, const int *targets, int 
     }
     m->has_targets = targets != NULL;
     if (!targets) return 0.0f;
-    double sum = 0.0; /* fixed order: the same loss for any thread count */
+    double sum = 0.0; /* in a fixed order: the same loss for any thread count */
     for (int i = 0; i < N; i++) sum += a->losses[i];
     m->loss = (float)(sum / N);
     return m->loss;
@@ -1320,55 +1331,56 @@ static float model_forward(Model *m, const int *inputs, const int *targets, int 
 static void model_zero_grad(Model *m) { zero_floats(m->grads, (long)m->num_params); }
 
 /* Gradients of the last forward's mean loss, ADDED into m->grads: model_forward's steps in
- * reverse, each layer's backward after the next one's. */
+ * reverse. The last argument of matmul_backward and swiglu_backward is 0 for the first
+ * gradient written into a buffer (it overwrites) and 1 for those that add to it. */
 static void model_backward(Model *m) {
     if (!m->has_targets) die("model_backward needs a forward pass with targets");
     const ModelConfig *c = &m->cfg;
     Activations *a = &m->a;
     int B = a->B, T = a->T, N = B * T, C = c->C, F = c->F, V = c->V, H = c->H;
     long NC = (long)N * C, NF = (long)N * F;
-
     activations_ensure_grads(m);
-    /* all positions at once: dlogits has its own buffer. In chunks (model_forward's): each
-     * chunk's logits again, and their gradient in place of them */
-    float *dlogits = a->logit_rows < N ? a->logits : a->dlogits;
+    /* the logits again chunk by chunk when they were computed in chunks (model_forward), with
+     * their gradient in place of them */
+    int chunked = a->logit_rows < N;
+    float *dlogits = chunked ? a->logits : a->dlogits;
     for (int r0 = 0; r0 < N; r0 += a->logit_rows) {
         int rows = N - r0 < a->logit_rows ? N - r0 : a->logit_rows;
-        if (a->logit_rows < N) matmul_forward(a->logits, a->h_final + (long)r0 * C, m->param.lm_head, rows, C, V);
+        const float *h = a->h_final + (long)r0 * C;
+        if (chunked) matmul_forward(a->logits, h, m->param.lm_head, rows, C, V);
         crossentropy_backward(dlogits, a->logits, a->targets + r0, 1.0f / N, rows, V, 0);
-        matmul_backward(a->dh + (long)r0 * C, m->grad.lm_head, dlogits, a->h_final + (long)r0 * C, m->param.lm_head, rows,
-                        C, V, 0);
+        matmul_backward(a->dh + (long)r0 * C, m->grad.lm_head, dlogits, h, m->param.lm_head,
+                        rows, C, V, 0);
     }
-    zero_floats(a->dx, NC); /* dx: gradient of the residual stream */
-    rmsnorm_backward(a->dx, m->grad.final_norm, a->dh, a->x + c->L * NC, m->param.final_norm, a->rstd_final, N, C);
-
-    /* The last argument of matmul_backward and swiglu_backward: 0 for the first gradient
-     * written into a buffer (it overwrites), 1 for the ones that add to it. */
+    zero_floats(a->dx, NC);
+    rmsnorm_backward(a->dx, m->grad.final_norm, a->dh, a->stream + c->L * NC,
+                     m->param.final_norm, a->rstd_final, N, C);
     for (int l = c->L - 1; l >= 0; l--) {
         LayerWeights w = layer_weights(&m->param, c, l);
         LayerWeights dw = layer_weights(&m->grad, c, l);
-        LayerActs s = layer_slices(a, c, l);
+        const LayerActs *s = &a->layer[l];
         /* MLP block; the residual passes dx through unchanged and the branch adds to it */
-        matmul_backward(a->dact, dw.w_down, a->dx, s.act, w.w_down, N, F, C, 0);
-        swiglu_backward(a->dgate, a->dup, a->dact, s.gate, s.up, NF, 0);
-        matmul_backward(a->dh, dw.w_gate, a->dgate, s.h_mlp, w.w_gate, N, C, F, 0);
-        matmul_backward(a->dh, dw.w_up, a->dup, s.h_mlp, w.w_up, N, C, F, 1);
-        rmsnorm_backward(a->dx, dw.mlp_norm, a->dh, s.x_mid, w.mlp_norm, s.rstd_mlp, N, C);
+        matmul_backward(a->dact, dw.w_down, a->dx, s->act, w.w_down, N, F, C, 0);
+        swiglu_backward(a->dgate, a->dup, a->dact, s->gate, s->up, NF, 0);
+        matmul_backward(a->dh, dw.w_gate, a->dgate, s->h_mlp, w.w_gate, N, C, F, 0);
+        matmul_backward(a->dh, dw.w_up, a->dup, s->h_mlp, w.w_up, N, C, F, 1);
+        rmsnorm_backward(a->dx, dw.mlp_norm, a->dh, s->x_mid, w.mlp_norm, s->rstd_mlp, N, C);
         /* attention block; dh is now the gradient of o */
-        matmul_backward(a->dh, dw.wo, a->dx, s.o, w.wo, N, C, C, 0);
+        matmul_backward(a->dh, dw.wo, a->dx, s->o, w.wo, N, C, C, 0);
         zero_floats(a->dq, NC);
         zero_floats(a->dk, NC);
         zero_floats(a->dv, NC);
-        attention_backward(a->dq, a->dk, a->dv, a->dh, s.att, s.q, s.k, s.v, B, T, C, H, a->window, c->attn);
+        attention_backward(a->dq, a->dk, a->dv, a->dh, s->att, s->q, s->k, s->v, B, T, C, H,
+                           a->window, c->attn);
         if (c->rope) {
             rope_backward(a->dq, a->rope_cos, a->rope_sin, B, T, C, H);
             rope_backward(a->dk, a->rope_cos, a->rope_sin, B, T, C, H);
         }
         /* dh: the gradient of RMSNorm(x), the sum of the three projections' */
-        matmul_backward(a->dh, dw.wq, a->dq, s.h, w.wq, N, C, C, 0);
-        matmul_backward(a->dh, dw.wk, a->dk, s.h, w.wk, N, C, C, 1);
-        matmul_backward(a->dh, dw.wv, a->dv, s.h, w.wv, N, C, C, 1);
-        rmsnorm_backward(a->dx, dw.attn_norm, a->dh, s.x, w.attn_norm, s.rstd, N, C);
+        matmul_backward(a->dh, dw.wq, a->dq, s->h, w.wq, N, C, C, 0);
+        matmul_backward(a->dh, dw.wk, a->dk, s->h, w.wk, N, C, C, 1);
+        matmul_backward(a->dh, dw.wv, a->dv, s->h, w.wv, N, C, C, 1);
+        rmsnorm_backward(a->dx, dw.attn_norm, a->dh, s->x, w.attn_norm, s->rstd, N, C);
     }
     embedding_backward(m->grad.wte, a->dx, a->inputs, N, C);
 }
@@ -2167,15 +2179,14 @@ static void print_token(FILE *f, const Tokenizer *tk, int token, int V) {
 /* ------------------------------------------------------------------------------------ */
 
 /* Where the attention goes, per layer and head, summed over evaluation chunks: the weight on
- * position 0 (the start token, when the model has one) for the queries that can see it,
- * positions 1 .. min(E, window)-1. Softmax parks spare weight there: that is the attention
- * sink (Xiao et al. 2023), and Gu et al. (2025) count a head as a sink head when its mean
- * weight on the first token exceeds 0.3. Sigmoid rows are not normalised, so for them the
- * raw weight, the row sum and the share (weight / row sum) tell different stories: a
- * dormant sigmoid head can output almost nothing instead of parking its weight. */
+ * position 0 (the start token, when the model has one) for the queries that see it. Softmax
+ * parks spare weight there, the attention sink (Xiao et al. 2023); Gu et al. (2025) count a
+ * head as a sink head when its mean weight on the first token exceeds 0.3. Sigmoid rows are
+ * not normalised, so the raw weight, the row sum and the share (weight / row sum) tell
+ * different stories: a dormant sigmoid head can output almost nothing instead. */
 #define SINK_THRESHOLD 0.3
-/* A sigmoid head whose weights add up to less than this is switched off, not a sink: its share
- * on position 0 is then a ratio of two numbers near 0 and says nothing. */
+/* A head whose weights add up to less than this is switched off, not a sink: its share on
+ * position 0 is then a ratio of two numbers near 0 and says nothing. */
 #define SINK_MIN_ROW_SUM 0.05
 typedef struct {
     int L, H;
@@ -2186,40 +2197,47 @@ typedef struct {
 } SinkStats;
 
 static void sink_stats_init(SinkStats *st, const ModelConfig *c) {
-    st->L = c->L; st->H = c->H; st->queries = 0;
+    st->L = c->L;
+    st->H = c->H;
+    st->queries = 0;
     st->first = xcalloc((size_t)c->L * c->H, sizeof(double), "sink stats");
     st->row_sum = xcalloc((size_t)c->L * c->H, sizeof(double), "sink stats");
     st->share = xcalloc((size_t)c->L * c->H, sizeof(double), "sink stats");
 }
-static void sink_stats_free(SinkStats *st) { free(st->first); free(st->row_sum); free(st->share); }
+static void sink_stats_free(SinkStats *st) {
+    free(st->first);
+    free(st->row_sum);
+    free(st->share);
+}
 
-/* Add one layer's attention band of a block (att (B, H, T, Wb): a[d] is the weight on key
- * pos0+m-d of query m) to the sums: queries at positions 1 .. Wq-1 (Wq = min(E, window)) of
- * each chunk. The sums run in the order of sink_stats_add: chunk, head, query. */
-static void sink_stats_add_band(SinkStats *st, int l, const float *att, int B, int H, int T, int Wb, long pos0, int Wq) {
+/* Add layer l's attention band of a block, att (B, H, T, band) with a[d] the weight of key
+ * pos0+m-d of query m: the queries at positions 1 .. reach-1 of each chunk, which see
+ * position 0 (reach = min(E, window)). Summed by chunk, head, query. */
+static void sink_stats_add_band(SinkStats *st, int l, const float *att, int B, int H, int T,
+                                int band, long pos0, int reach) {
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
-            for (int mq = 0; mq < T; mq++) {
-                long q = pos0 + mq; /* the query's position, which sees position 0 at distance q */
-                if (q < 1 || q >= Wq) continue;
-                const float *band = att + (((long)b * H + h) * T + mq) * Wb;
+            for (int m = 0; m < T; m++) {
+                long p = pos0 + m; /* the query's position: it sees position 0 at distance p */
+                if (p < 1 || p >= reach) continue;
+                const float *a = att + (((long)b * H + h) * T + m) * band;
                 double sum = 0.0;
-                for (long d = 0; d <= q; d++) sum += band[d];
-                st->first[l * H + h] += band[q];
+                for (long d = 0; d <= p; d++) sum += a[d];
+                st->first[l * H + h] += a[p];
                 st->row_sum[l * H + h] += sum;
-                st->share[l * H + h] += sum > 0 ? band[q] / sum : 0.0;
+                st->share[l * H + h] += sum > 0 ? a[p] / sum : 0.0;
             }
 }
 
-/* Add the last model_forward's attention (m->a.att, every layer's band). The tests use it. */
+/* Add the last model_forward's attention (every layer's band). The tests use it. */
 #ifdef __GNUC__
 __attribute__((unused))
 #endif
 static void sink_stats_add(SinkStats *st, const Model *m) {
     const Activations *a = &m->a;
     for (int l = 0; l < st->L; l++)
-        sink_stats_add_band(st, l, a->att + (long)l * a->B * m->cfg.H * a->T * a->Wb, a->B, m->cfg.H, a->T, a->Wb, 0, a->Wb);
-    st->queries += (long)a->B * (a->Wb > 1 ? a->Wb - 1 : 0);
+        sink_stats_add_band(st, l, a->layer[l].att, a->B, m->cfg.H, a->T, a->band, 0, a->band);
+    st->queries += (long)a->B * (a->band > 1 ? a->band - 1 : 0);
 }
 
 /* Heads whose mean share on position 0 exceeds SINK_THRESHOLD, among the heads that are on
@@ -2227,136 +2245,135 @@ static void sink_stats_add(SinkStats *st, const Model *m) {
 static int sink_heads(const SinkStats *st) {
     int n = 0;
     for (int i = 0; i < st->L * st->H; i++)
-        n += st->queries > 0 && st->share[i] / st->queries > SINK_THRESHOLD && st->row_sum[i] / st->queries >= SINK_MIN_ROW_SUM;
+        n += st->queries > 0 && st->share[i] / st->queries > SINK_THRESHOLD &&
+             st->row_sum[i] / st->queries >= SINK_MIN_ROW_SUM;
     return n;
 }
 
 /* ---- 10.1 the model in blocks of positions ------------------------------------------
- * Evaluation, streams and prompts run the forward pass of section 5 through the same layer
- * functions (matrix products, the blocked attention), but without keeping what a backward pass
- * needs: one layer's buffers serve every layer, for a block of at most BLOCK_POSITIONS
- * positions, so they stay in the caches (model_forward over the 16,384 positions --eval used
- * to run at once wrote 1.1 GB of activations). Two uses:
+ * Evaluation, streams and prompts run layer_forward without keeping what a backward needs:
+ * one set of buffers serves every layer, for a block of at most BLOCK_POSITIONS positions,
+ * so they stay in the caches. Two uses:
  *   - chunks: B sequences of T positions each (positions 0..T-1), B*T <= BLOCK_POSITIONS;
- *   - a text (context = 1): one sequence fed a block at a time, every layer keeping the keys
- *     and values of the last w-1 positions before the block (memory O(w) per layer plus one
- *     block). Blocks are BLOCK_POSITIONS long, a multiple of ATTN_QB, so the attention of each
- *     query is computed exactly as in one pass over the whole text (attention_forward_ctx),
- *     and so is everything else (every other layer works position by position, and a matrix
- *     product's rows do not depend on how many there are): the results are bit for bit those
- *     of model_forward on the whole text, with or without the cut. */
+ *   - a text (context = 1): one sequence a block at a time, every layer keeping the keys and
+ *     values of the last w-1 positions before the block. Blocks are BLOCK_POSITIONS long, a
+ *     multiple of ATTN_QB, so every query is computed exactly as in one pass over the whole
+ *     text (attention_forward_ctx): bit for bit model_forward's results. */
 #define BLOCK_POSITIONS 1024
 typedef struct {
     const Model *m;
-    int window;            /* attention window w */
-    int rows;              /* positions per block */
-    int context;           /* 1: one text in blocks, keeping ctx_cap keys and values per layer */
-    int ctx_cap, ctx;      /* context rows kept between blocks (at most w-1), and held now */
-    long pos;              /* position of the next block's first token (context = 1) */
-    int logit_rows;        /* positions whose logits are held at once */
-    float *kv;             /* per layer (context) or once: keys then values, (ctx_cap + rows, C) each */
-    float *x, *h, *q, *o;  /* (rows, C) */
-    float *gate, *up;      /* (rows, F) */
-    float *logits;         /* (logit_rows, V) */
-    float *losses;         /* (rows) */
-    float *rope_cos, *rope_sin; /* (rows, D/2) */
-    float *att;            /* one layer's attention band, for the sink statistics (or NULL) */
+    int window;       /* attention window w */
+    int rows;         /* positions per block */
+    int context;      /* 1: one text in blocks, keeping max_context keys and values per layer */
+    int max_context;  /* rows of context kept between blocks: at most w-1 */
+    int ctx;          /* rows of context held now */
+    long pos;         /* position of the next block's first token (context = 1) */
+    LayerActs s;      /* one layer's buffers, (rows, C) and (rows, F); att for the sinks */
+    float *kv;        /* per layer (context) or once: keys then values, (max_context + rows, C) */
+    int logit_rows;   /* positions whose logits are held at once */
+    float *logits;    /* (logit_rows, V) */
+    float *losses;    /* (rows) */
+    float *rope_cos;  /* (rows, D/2) */
+    float *rope_sin;  /* (rows, D/2) */
 } BlockState;
 
 /* rows: positions per block; context: see above, for texts of at most max_len positions */
-static void block_init(BlockState *s, const Model *m, int w, int rows, int context, long max_len, int with_att) {
+static void block_init(BlockState *bs, const Model *m, int w, int rows, int context,
+                       long max_len, int with_att) {
     const ModelConfig *c = &m->cfg;
-    memset(s, 0, sizeof(*s));
-    s->m = m; s->window = w; s->rows = rows; s->context = context;
-    s->ctx_cap = context ? (int)(w - 1 < max_len ? w - 1 : max_len) : 0;
-    size_t R = rows, C = c->C, F = c->F, kv_rows = (size_t)s->ctx_cap + R;
-    s->kv = xcalloc((context ? (size_t)c->L : 1) * 2 * kv_rows * C, 4, "inference activations");
-    s->x = xcalloc(R * C, 4, "inference activations");
-    s->h = xcalloc(R * C, 4, "inference activations");
-    s->q = xcalloc(R * C, 4, "inference activations");
-    s->o = xcalloc(R * C, 4, "inference activations");
-    s->gate = xcalloc(R * F, 4, "inference activations");
-    s->up = xcalloc(R * F, 4, "inference activations");
-    s->logit_rows = logit_rows(rows, c->V);
-    s->logits = xcalloc((size_t)s->logit_rows * c->V, 4, "inference activations");
-    s->losses = xcalloc(R, 4, "inference activations");
-    s->rope_cos = xcalloc(R * (C / c->H / 2 + 1), 4, "inference activations");
-    s->rope_sin = xcalloc(R * (C / c->H / 2 + 1), 4, "inference activations");
-    if (with_att) s->att = xcalloc(R * c->H * (size_t)band_width(w, (int)kv_rows), 4, "inference activations");
+    memset(bs, 0, sizeof(*bs));
+    bs->m = m;
+    bs->window = w;
+    bs->rows = rows;
+    bs->context = context;
+    bs->max_context = context ? (int)(w - 1 < max_len ? w - 1 : max_len) : 0;
+    size_t R = rows, C = c->C, F = c->F, kv_rows = (size_t)bs->max_context + R;
+    size_t att = with_att ? R * c->H * (size_t)band_width(w, (int)kv_rows) : 0;
+    float *block = xcalloc(5 * R * C + 2 * R * F + att + 8 * 16, 4, "inference activations");
+    bs->s.x = carve(&block, R * C);
+    bs->s.x_next = bs->s.x;             /* the stream is updated in place */
+    bs->s.h = carve(&block, R * C);
+    bs->s.h_mlp = bs->s.h;              /* the attention's input is not needed any more */
+    bs->s.q = carve(&block, R * C);
+    bs->s.o = carve(&block, R * C);
+    bs->s.x_mid = carve(&block, R * C);
+    bs->s.gate = carve(&block, R * F);
+    bs->s.act = bs->s.gate;             /* SwiGLU's output in place of its gate */
+    bs->s.up = carve(&block, R * F);
+    bs->s.att = with_att ? carve(&block, att) : NULL;
+    bs->kv = xcalloc((context ? (size_t)c->L : 1) * 2 * kv_rows * C, 4, "inference activations");
+    bs->logit_rows = logit_rows(rows, c->V);
+    bs->logits = xcalloc((size_t)bs->logit_rows * c->V, 4, "inference activations");
+    bs->losses = xcalloc(R, 4, "inference activations");
+    bs->rope_cos = xcalloc(R * (C / c->H / 2 + 1), 4, "inference activations");
+    bs->rope_sin = xcalloc(R * (C / c->H / 2 + 1), 4, "inference activations");
 }
 
-static void block_free(BlockState *s) {
-    float *all[] = {s->kv, s->x, s->h, s->q, s->o, s->gate, s->up, s->logits, s->losses, s->rope_cos, s->rope_sin, s->att};
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) free(all[i]);
-    memset(s, 0, sizeof(*s));
+static void block_free(BlockState *bs) {
+    float *bufs[] = {bs->s.x, bs->kv, bs->logits, bs->losses, bs->rope_cos, bs->rope_sin};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
+    memset(bs, 0, sizeof(*bs));
 }
 
-/* keys of layer l (values follow them: kv_rows further) */
-static float *block_keys(const BlockState *s, int l) {
-    return s->kv + (s->context ? (size_t)l * 2 * ((size_t)s->ctx_cap + s->rows) * s->m->cfg.C : 0);
+/* keys of layer l (its values follow them: max_context + rows further) */
+static float *block_keys(const BlockState *bs, int l) {
+    size_t kv_rows = (size_t)bs->max_context + bs->rows;
+    return bs->kv + (bs->context ? (size_t)l * 2 * kv_rows * bs->m->cfg.C : 0);
 }
 
-/* The forward pass over B sequences of T positions (context: B = 1, at s->pos and after the
- * held context). With targets, s->losses gets each position's loss (the logits go through in
- * chunks of logit_rows); without, s->logits gets the last position's logits. sinks (optional):
- * where the attention goes, Wq = min(window, chunk length). */
-static void block_forward(BlockState *s, const int *inputs, const int *targets, int B, int T, SinkStats *sinks, int Wq) {
-    const Model *m = s->m;
+/* The forward pass over B sequences of T positions (context: B = 1, at bs->pos, after the
+ * held context). With targets, bs->losses gets each position's loss (the logits in chunks
+ * of logit_rows); without, bs->logits gets the last position's logits. sinks (optional):
+ * where the attention goes, for queries below position reach. */
+static void block_forward(BlockState *bs, const int *inputs, const int *targets, int B, int T,
+                          SinkStats *sinks, int reach) {
+    const Model *m = bs->m;
     const ModelConfig *c = &m->cfg;
-    int N = B * T, C = c->C, F = c->F, V = c->V, H = c->H, D = C / H, ctx = s->ctx, Tk = ctx + T;
-    long NC = (long)N * C, NF = (long)N * F, pos0 = s->context ? s->pos : 0;
-    size_t kv_rows = (size_t)s->ctx_cap + s->rows;
-    if (N > s->rows || (s->context && B != 1)) die("block_forward: %d x %d positions do not fit the block", B, T);
+    int N = B * T, C = c->C, V = c->V, H = c->H, D = C / H, ctx = bs->ctx;
+    long pos0 = bs->context ? bs->pos : 0;
+    size_t kv_rows = (size_t)bs->max_context + bs->rows;
+    if (N > bs->rows || (bs->context && B != 1))
+        die("block_forward: %d x %d positions do not fit the block", B, T);
     for (int i = 0; i < N; i++) {
-        if (inputs[i] < 0 || inputs[i] >= V) die("token %d at position %ld is outside the vocabulary (V=%d)", inputs[i], pos0 + i, V);
-        if (targets && (targets[i] < 0 || targets[i] >= V)) die("target %d at position %ld is outside the vocabulary (V=%d)", targets[i], pos0 + i, V);
+        if (inputs[i] < 0 || inputs[i] >= V)
+            die("token %d at position %ld is outside the vocabulary (V=%d)", inputs[i], pos0 + i, V);
+        if (targets && (targets[i] < 0 || targets[i] >= V))
+            die("target %d at position %ld is outside the vocabulary (V=%d)", targets[i], pos0 + i,
+                V);
     }
-    if (c->rope) rope_tables(s->rope_cos, s->rope_sin, T, D, c->rope_theta, pos0);
-    embedding_forward(s->x, inputs, m->param.wte, N, C);
+    if (c->rope) rope_tables(bs->rope_cos, bs->rope_sin, T, D, c->rope_theta, pos0);
+    embedding_forward(bs->s.x, inputs, m->param.wte, N, C);
     for (int l = 0; l < c->L; l++) {
-        long lC = (long)l * C, lCC = lC * C, lFC = (long)l * F * C;
-        float *kl = block_keys(s, l), *vl = kl + kv_rows * C, *kb = kl + (long)ctx * C, *vb = vl + (long)ctx * C;
-        /* attention block: x += Attn(RMSNorm(x)) Wo^T */
-        rmsnorm_forward(s->h, NULL, s->x, m->param.attn_norm + lC, N, C);
-        matmul_forward(s->q, s->h, m->param.wq + lCC, N, C, C);
-        matmul_forward(kb, s->h, m->param.wk + lCC, N, C, C);
-        matmul_forward(vb, s->h, m->param.wv + lCC, N, C, C);
-        if (c->rope) {
-            rope_forward(s->q, s->rope_cos, s->rope_sin, B, T, C, H);
-            rope_forward(kb, s->rope_cos, s->rope_sin, B, T, C, H);
-        }
-        attention_forward_ctx(s->o, sinks ? s->att : NULL, s->q, kl, vl, m->slopes, B, T, ctx, C, H, s->window, c->attn);
-        if (sinks) sink_stats_add_band(sinks, l, s->att, B, H, T, band_width(s->window, Tk), pos0, Wq);
-        matmul_forward(s->h, s->o, m->param.wo + lCC, N, C, C);
-        add_floats(s->x, s->h, NC); /* x + y: the same sum as model_forward's y + x */
-        /* MLP block: x += (silu(h Wgate^T) * h Wup^T) Wdown^T, h = RMSNorm(x) */
-        rmsnorm_forward(s->h, NULL, s->x, m->param.mlp_norm + lC, N, C);
-        matmul_forward(s->gate, s->h, m->param.w_gate + lFC, N, C, F);
-        matmul_forward(s->up, s->h, m->param.w_up + lFC, N, C, F);
-        swiglu_forward(s->gate, s->gate, s->up, NF);
-        matmul_forward(s->h, s->gate, m->param.w_down + lFC, N, F, C);
-        add_floats(s->x, s->h, NC);
+        LayerActs s = bs->s;
+        s.k = block_keys(bs, l) + (size_t)ctx * C; /* after the context's keys */
+        s.v = s.k + kv_rows * C;
+        layer_forward(m, l, &s, B, T, ctx, bs->rope_cos, bs->rope_sin, bs->window);
+        if (sinks)
+            sink_stats_add_band(sinks, l, s.att, B, H, T, band_width(bs->window, ctx + T), pos0,
+                                reach);
     }
-    rmsnorm_forward(s->h, NULL, s->x, m->param.final_norm, N, C);
+    float *h = bs->s.h;
+    rmsnorm_forward(h, NULL, bs->s.x, m->param.final_norm, N, C);
     if (targets) {
-        for (int r0 = 0; r0 < N; r0 += s->logit_rows) {
-            int rows = N - r0 < s->logit_rows ? N - r0 : s->logit_rows;
-            matmul_forward(s->logits, s->h + (long)r0 * C, m->param.lm_head, rows, C, V);
-            crossentropy_forward(s->losses + r0, s->logits, targets + r0, rows, V);
+        for (int r0 = 0; r0 < N; r0 += bs->logit_rows) {
+            int rows = N - r0 < bs->logit_rows ? N - r0 : bs->logit_rows;
+            matmul_forward(bs->logits, h + (long)r0 * C, m->param.lm_head, rows, C, V);
+            crossentropy_forward(bs->losses + r0, bs->logits, targets + r0, rows, V);
         }
     } else {
-        matmul_forward(s->logits, s->h + (long)(N - 1) * C, m->param.lm_head, 1, C, V);
+        matmul_forward(bs->logits, h + (long)(N - 1) * C, m->param.lm_head, 1, C, V);
     }
-    if (s->context) { /* the last ctx_cap keys and values are the next block's context */
-        int keep = Tk < s->ctx_cap ? Tk : s->ctx_cap;
-        for (int l = 0; l < c->L && keep < Tk; l++) {
-            float *kl = block_keys(s, l), *vl = kl + kv_rows * C;
-            memmove(kl, kl + (size_t)(Tk - keep) * C, (size_t)keep * C * sizeof(float));
-            memmove(vl, vl + (size_t)(Tk - keep) * C, (size_t)keep * C * sizeof(float));
-        }
-        s->ctx = keep;
-        s->pos += T;
+    if (!bs->context) return;
+    int keep = ctx + T < bs->max_context ? ctx + T : bs->max_context;
+    for (int l = 0; l < c->L && keep < ctx + T; l++) { /* the last keys: the next block's context */
+        float *keys = block_keys(bs, l);
+        float *values = keys + kv_rows * C;
+        size_t drop = (size_t)(ctx + T - keep) * C;
+        memmove(keys, keys + drop, (size_t)keep * C * sizeof(float));
+        memmove(values, values + drop, (size_t)keep * C * sizeof(float));
     }
+    bs->ctx = keep;
+    bs->pos += T;
 }
 
 /* Add n losses to the total in order, and to the dump if there is one. */
@@ -2367,77 +2384,85 @@ static void add_losses(double *total, const float *losses, long n, FILE *losses_
 }
 
 /* One long sequence of E positions from token `start` through a context BlockState (reset
- * here), block by block; returns the sum of its losses added to *total. */
-static void run_long_sequence(BlockState *bs, const Shard *s, long start, long E, double *total, FILE *losses_out,
-                              SinkStats *sinks, int Wq, int *in, int *tg) {
+ * here), block by block; its losses are added to *total. */
+static void run_long_sequence(BlockState *bs, const Shard *s, long start, long E, double *total,
+                              FILE *losses_out, SinkStats *sinks, int reach, int *in, int *tg) {
     bs->ctx = 0;
     bs->pos = 0;
     for (long t0 = 0; t0 < E; t0 += bs->rows) {
         int n = E - t0 < bs->rows ? (int)(E - t0) : bs->rows;
         sequence_slice(in, tg, s->tokens, start, t0, n, bs->m->cfg.bos);
-        block_forward(bs, in, tg, 1, n, sinks, Wq);
+        block_forward(bs, in, tg, 1, n, sinks, reach);
         add_losses(total, bs->losses, n, losses_out);
     }
 }
 
-/* doc/SPEC.md section 11: K = min(max_chunks, floor((N-1)/E)) chunks (max_chunks 0: all), chunk c
- * starts at token cE and is its own sequence (positions 0..E-1, inputs and targets as
- * make_sequence lays them out, with the model's start token if it has one) with attention
- * window w; the mean loss over K*E predictions. The chunks go through block_forward, several
- * in one block when they are short (at most `batch` of them, which changes nothing in the
- * result), a long one in blocks with context; the sum runs in chunk order, so the result is
- * exact-repeatable, and it is bit for bit what model_forward gives on the chunks. losses_out
- * (optional) receives the K*E per-prediction losses as float32, in chunk order; sinks
- * (optional) accumulates where the attention goes. */
-static const char *eval_progress = NULL; /* main sets it to show a long evaluation's progress */
+/* Every rank's share of an evaluation, summed in rank order (under MPI). */
+static void ranks_sum_doubles(double *x, int n);
+static void evaluation_over_ranks(double *total, SinkStats *sinks) {
+    if (mpi_ranks == 1) return;
+    ranks_sum_doubles(total, 1);
+    if (!sinks) return;
+    int n = sinks->L * sinks->H;
+    double queries = (double)sinks->queries;
+    ranks_sum_doubles(sinks->first, n);
+    ranks_sum_doubles(sinks->row_sum, n);
+    ranks_sum_doubles(sinks->share, n);
+    ranks_sum_doubles(&queries, 1);
+    sinks->queries = (long)queries;
+}
 
-static double evaluate(Model *m, const Shard *s, int E, int w, long max_chunks, int batch, long *chunks_out,
-                       FILE *losses_out, SinkStats *sinks) {
+/* doc/SPEC.md section 11: chunks = min(max_chunks, floor((N-1)/E)) (max_chunks 0: all);
+ * chunk i starts at token iE and is its own sequence (as make_sequence lays it out) with
+ * attention window w; returns the mean loss over chunks*E predictions. Short chunks go
+ * several to a block (at most `batch`: it changes nothing in the result), a long one in
+ * blocks with context; the sum runs in chunk order, bit for bit what model_forward gives.
+ * losses_out (optional) receives the per-prediction losses as float32, in chunk order;
+ * sinks (optional) accumulates where the attention goes. */
+static const char *eval_progress = NULL; /* main sets it to show a long evaluation's progress */
+static double evaluate(Model *m, const Shard *s, int E, int w, long max_chunks, int batch,
+                       long *chunks_out, FILE *losses_out, SinkStats *sinks) {
     if (E < 1) die("eval length must be >= 1");
     if (w < 1) die("eval window must be >= 1");
-    long K = (s->n - 1) / E;
-    if (max_chunks > 0 && max_chunks < K) K = max_chunks;
-    if (K < 1) die("the eval shard has %ld tokens, fewer than eval length %d + 1", s->n, E);
-    int whole = E <= BLOCK_POSITIONS, per_block = whole ? BLOCK_POSITIONS / E : 1, Wq = band_width(w, E);
+    long chunks = (s->n - 1) / E;
+    if (max_chunks > 0 && max_chunks < chunks) chunks = max_chunks;
+    if (chunks < 1) die("the eval shard has %ld tokens, fewer than eval length %d + 1", s->n, E);
+    int whole = E <= BLOCK_POSITIONS; /* a chunk fits a block */
+    int per_block = whole ? BLOCK_POSITIONS / E : 1;
+    int reach = band_width(w, E); /* the positions that see position 0 */
     if (batch >= 1 && batch < per_block) per_block = batch;
-    if (per_block > K) per_block = (int)K;
+    if (per_block > chunks) per_block = (int)chunks;
     int rows = whole ? per_block * E : BLOCK_POSITIONS;
     BlockState bs;
     block_init(&bs, m, w, rows, !whole, E, sinks != NULL);
-    int *in = xcalloc(rows, sizeof(int), "eval tokens"), *tg = xcalloc(rows, sizeof(int), "eval tokens");
+    int *in = xcalloc(rows, sizeof(int), "eval tokens");
+    int *tg = xcalloc(rows, sizeof(int), "eval tokens");
     double total = 0.0;
     if (mpi_ranks > 1 && losses_out) die("--dump-losses runs in one process, not over MPI ranks");
-    for (long c0 = 0, block = 0; c0 < K; c0 += per_block, block++) {
-        int nb = K - c0 < per_block ? (int)(K - c0) : per_block;
-        if (block % mpi_ranks != mpi_rank) continue; /* under MPI: rank r takes blocks r, r+R, ... */
+    for (long c0 = 0, block = 0; c0 < chunks; c0 += per_block, block++) {
+        int nb = chunks - c0 < per_block ? (int)(chunks - c0) : per_block;
+        if (block % mpi_ranks != mpi_rank) continue; /* under MPI: rank r takes blocks r, r+R, .. */
         if (whole) {
-            for (int b = 0; b < nb; b++) make_sequence(in + (long)b * E, tg + (long)b * E, s->tokens, (c0 + b) * E, E, m->cfg.bos);
-            block_forward(&bs, in, tg, nb, E, sinks, Wq);
+            for (int b = 0; b < nb; b++)
+                make_sequence(in + (long)b * E, tg + (long)b * E, s->tokens, (c0 + b) * E, E,
+                              m->cfg.bos);
+            block_forward(&bs, in, tg, nb, E, sinks, reach);
             add_losses(&total, bs.losses, (long)nb * E, losses_out);
         } else {
-            run_long_sequence(&bs, s, c0 * E, E, &total, losses_out, sinks, Wq, in, tg);
+            run_long_sequence(&bs, s, c0 * E, E, &total, losses_out, sinks, reach, in, tg);
         }
-        if (sinks) sinks->queries += (long)nb * (Wq > 1 ? Wq - 1 : 0);
+        if (sinks) sinks->queries += (long)nb * (reach > 1 ? reach - 1 : 0);
         if (eval_progress && isatty(STDERR_FILENO))
-            fprintf(stderr, "\r%s: %ld of %ld chunks", eval_progress, c0 + nb, K);
+            fprintf(stderr, "\r%s: %ld of %ld chunks", eval_progress, c0 + nb, chunks);
     }
-    if (eval_progress && isatty(STDERR_FILENO)) fprintf(stderr, "\r%*s\r", (int)strlen(eval_progress) + 40, "");
-    if (mpi_ranks > 1) { /* every rank's share, summed in rank order */
-        ranks_sum_doubles(&total, 1);
-        if (sinks) {
-            int n = sinks->L * sinks->H;
-            double q = (double)sinks->queries;
-            ranks_sum_doubles(sinks->first, n);
-            ranks_sum_doubles(sinks->row_sum, n);
-            ranks_sum_doubles(sinks->share, n);
-            ranks_sum_doubles(&q, 1);
-            sinks->queries = (long)q;
-        }
-    }
-    free(in); free(tg);
+    if (eval_progress && isatty(STDERR_FILENO))
+        fprintf(stderr, "\r%*s\r", (int)strlen(eval_progress) + 40, "");
+    evaluation_over_ranks(&total, sinks);
+    free(in);
+    free(tg);
     block_free(&bs);
-    if (chunks_out) *chunks_out = K;
-    return total / ((double)K * E);
+    if (chunks_out) *chunks_out = chunks;
+    return total / ((double)chunks * E);
 }
 
 /* Streaming evaluation: the whole shard as one sequence (after the start token, if the
@@ -2519,7 +2544,7 @@ static void infer_prefill(InferState *s, const int *seq, long len) {
     omp_set_num_threads(threads);
 #endif
     for (int l = 0; l < c->L; l++) { /* position q's key and value into slot q % w of every sequence */
-        const float *kl = block_keys(&bs, l), *vl = kl + ((size_t)bs.ctx_cap + bs.rows) * C;
+        const float *kl = block_keys(&bs, l), *vl = kl + ((size_t)bs.max_context + bs.rows) * C;
         for (int r = 0; r < bs.ctx; r++) {
             long slot = (len - bs.ctx + r) % w;
             for (int j = 0; j < n; j++) {
@@ -2577,24 +2602,30 @@ static int *generate(const Model *m, const int *prompt, int prompt_len, int n, i
  *   T int32 tokens, then H*T*T float32 weights: [h][m][n] is how much query m takes from
  *   key n (0 outside the window n in (m-window, m]).
  * Sigmoid rows do not sum to 1 (each weight is its own gate); softmax rows do. */
-static void dump_attention(Model *m, const int *tokens, int T, int w, int layer, const char *path) {
+static void dump_attention(Model *m, const int *tokens, int T, int w, int layer,
+                           const char *path) {
     const ModelConfig *c = &m->cfg;
-    if (layer < 0 || layer >= c->L) die("--dump-layer %d: the model has layers 0..%d", layer, c->L - 1);
-    if (T > 2048) die("--dump-attn: %d tokens is more than 2048 (the dense map would be H*T*T floats)", T);
+    if (layer < 0 || layer >= c->L)
+        die("--dump-layer %d: the model has layers 0..%d", layer, c->L - 1);
+    if (T > 2048)
+        die("--dump-attn: %d tokens is more than 2048 (the dense map would be H*T*T floats)", T);
     model_forward(m, tokens, NULL, 1, T, w);
-    const Activations *a = &m->a;
-    const float *att = a->att + (long)layer * c->H * T * a->Wb; /* (H, T, Wb), B = 1 */
+    int band = m->a.band;
+    const float *att = m->a.layer[layer].att; /* (H, T, band), B = 1 */
     float *row = xcalloc(T, sizeof(float), "attention row");
     FILE *f = fopen(path, "wb");
     if (!f) die("cannot open %s for writing: %s", path, strerror(errno));
     int32_t head[6] = {1, layer, c->H, T, w, c->attn};
     int ok = fwrite("SWATATTN", 1, 8, f) == 8 && fwrite(head, sizeof(head), 1, f) == 1;
-    for (int i = 0; ok && i < T; i++) { int32_t t = tokens[i]; ok = fwrite(&t, 4, 1, f) == 1; }
+    for (int i = 0; ok && i < T; i++) {
+        int32_t t = tokens[i];
+        ok = fwrite(&t, 4, 1, f) == 1;
+    }
     for (int h = 0; ok && h < c->H; h++)
         for (int q = 0; ok && q < T; q++) {
             memset(row, 0, (size_t)T * sizeof(float));
-            const float *band = att + ((long)h * T + q) * a->Wb; /* band[d]: key q-d */
-            for (int d = 0; d < a->Wb && d <= q; d++) row[q - d] = band[d];
+            const float *a = att + ((long)h * T + q) * band; /* a[d]: key q-d */
+            for (int d = 0; d < band && d <= q; d++) row[q - d] = a[d];
             ok = fwrite(row, sizeof(float), T, f) == (size_t)T;
         }
     if (fclose(f) != 0) ok = 0;
@@ -2602,13 +2633,13 @@ static void dump_attention(Model *m, const int *tokens, int T, int w, int layer,
     free(row);
 }
 
-/* FLOPs per token of one training step (forward + backward = 3x the forward): 2 per
- * multiply-add of every matrix, and 4*C per key in the band for attention (q.k and a*v). */
 /* Multiply-adds of one token's matrix products: q, k, v, o, the MLP's three, the classifier. */
 static long macs_per_token(const ModelConfig *c) {
     return (long)c->L * (4L * c->C * c->C + 3L * c->C * c->F) + (long)c->V * c->C;
 }
 
+/* FLOPs per token of one training step (forward + backward = 3x the forward): 2 per
+ * multiply-add of every matrix, and 4*C per key in the band for attention (q.k and a*v). */
 static double flops_per_token(const ModelConfig *c, int T, int window) {
     double band = 0.0; /* mean number of keys a query sees */
     for (int m = 0; m < T; m++) band += m + 1 < window ? m + 1 : window;
