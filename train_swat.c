@@ -31,6 +31,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1390,10 +1391,12 @@ static void model_backward(Model *m) {
 /* ------------------------------------------------------------------------------------ */
 
 typedef struct {
-    double lr, min_lr_ratio;    /* peak learning rate; the cosine decays to lr*min_lr_ratio */
-    int warmup;                 /* steps of linear warmup */
-    int steps;                  /* the planned length of the run (the schedule's horizon) */
-    double beta1, beta2, eps, weight_decay, clip;
+    double lr;           /* peak learning rate */
+    double min_lr_ratio; /* the cosine decays to lr*min_lr_ratio */
+    int warmup;          /* steps of linear warmup */
+    int steps;           /* the planned length of the run (the schedule's horizon) */
+    double beta1, beta2, eps, weight_decay;
+    double clip;         /* the global gradient norm is clipped to this (0: no clipping) */
 } OptimConfig;
 
 /* ---- data parallel: the sums over the ranks ---------------------------------------------
@@ -1459,9 +1462,8 @@ static double lr_at_step(const OptimConfig *o, int step) {
     return o->lr - 0.5 * (o->lr - min_lr) * (1.0 - cos(M_PI * progress));
 }
 
-/* The global L2 norm of all gradients, summed in a fixed order: 64 slices, each summed in
- * double in SUM_LANES lanes (as the row sums of section 12.1), then added in slice order, so
- * any thread count gives the same. */
+/* The global L2 norm of all gradients, summed in a fixed order: 64 slices, each in double in
+ * SUM_LANES lanes (as dot3 sums), then the slices in order: any thread count gives the same. */
 static double grad_norm(const float *grads, size_t n) {
     enum { SLICES = 64 };
     double part[SLICES];
@@ -1500,13 +1502,16 @@ static void adamw_step(Model *m, const OptimConfig *o, int step, double lr, doub
     param_sizes(&m->cfg, sizes);
     for (int tensor = 0; tensor < NUM_PARAM_TENSORS; tensor++) {
         float decay = param_is_decayed(tensor) ? (float)(1.0 - lr * o->weight_decay) : 1.0f;
-        float *p = m->params + off, *grad = m->grads + off, *mm = m->adam_m + off, *vv = m->adam_v + off;
+        float *p = m->params + off;
+        const float *grad = m->grads + off;
+        float *m1 = m->adam_m + off; /* the first moment m */
+        float *m2 = m->adam_v + off; /* the second moment v */
         #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < sizes[tensor]; i++) {
-            float gi = grad[i] * gscale;
-            mm[i] = b1 * mm[i] + (1.0f - b1) * gi;
-            vv[i] = b2 * vv[i] + (1.0f - b2) * gi * gi;
-            p[i] = p[i] * decay - step_size * mm[i] / (sqrtf(vv[i]) * inv_sqrt_bc2 + eps);
+            float g = grad[i] * gscale;
+            m1[i] = b1 * m1[i] + (1.0f - b1) * g;
+            m2[i] = b2 * m2[i] + (1.0f - b2) * g * g;
+            p[i] = p[i] * decay - step_size * m1[i] / (sqrtf(m2[i]) * inv_sqrt_bc2 + eps);
         }
         off += sizes[tensor];
     }
@@ -1516,13 +1521,21 @@ static void adamw_step(Model *m, const OptimConfig *o, int step, double lr, doub
 /* 7. data                                                                               */
 /* ------------------------------------------------------------------------------------ */
 
-/* A token shard (doc/SPEC.md section 9, llm.c's format): 256 int32 header [20240520, 1, N, 0...]
+/* A token shard (doc/SPEC.md section 9, llm.c's format): 256 int32 [20240520, 1, N, 0...],
  * then N uint16 tokens. The whole shard is read into memory and checked. */
 #define SHARD_MAGIC 20240520
 typedef struct {
-    uint16_t *tokens;
+    uint16_t *tokens; /* (n) */
     long n;
 } Shard;
+
+/* 1 if the first bytes of a header are printable text (someone passed a .txt file) */
+static int looks_like_text(const int32_t *header) {
+    const unsigned char *b = (const unsigned char *)header;
+    for (int i = 0; i < 64; i++)
+        if (b[i] < 9 || (b[i] > 13 && b[i] < 32) || b[i] == 127) return 0;
+    return 1;
+}
 
 static void shard_load(Shard *s, const char *path, int V) {
     FILE *f = fopen(path, "rb");
@@ -1530,35 +1543,49 @@ static void shard_load(Shard *s, const char *path, int V) {
     int32_t header[256];
     size_t got = fread(header, sizeof(int32_t), 256, f);
     if (got == 0) die("%s: token shard is empty", path);
-    if (got < 256) die("%s: token shard is truncated (header is %zu of 1024 bytes)", path, got * 4);
-    if (header[0] != SHARD_MAGIC) die("%s: not a token shard (magic %d, expected %d)", path, header[0], SHARD_MAGIC);
+    if (got < 256)
+        die("%s: token shard is truncated (header is %zu of 1024 bytes)", path, got * 4);
+    if (header[0] != SHARD_MAGIC && looks_like_text(header))
+        die("%s: not a token shard (magic %d, expected %d): it looks like text; make shards of it "
+            "with data/prepare_text (bytes) or data/prepare_bpe.py (subwords)", path, header[0],
+            SHARD_MAGIC);
+    if (header[0] != SHARD_MAGIC)
+        die("%s: not a token shard (magic %d, expected %d)", path, header[0], SHARD_MAGIC);
     if (header[1] != 1) die("%s: unsupported token shard version %d (expected 1)", path, header[1]);
     if (header[2] < 0) die("%s: negative token count %d", path, header[2]);
     if (fseek(f, 0, SEEK_END) != 0) die("%s: cannot seek: %s", path, strerror(errno));
-    long size = ftell(f), expect = 1024 + 2L * header[2];
-    if (size != expect) die("%s: file is %ld bytes but its header promises %d tokens (%ld bytes)", path, size, header[2], expect);
+    long size = ftell(f);
+    long expect = 1024 + 2L * header[2];
+    if (size != expect)
+        die("%s: file is %ld bytes but its header promises %d tokens (%ld bytes)", path, size,
+            header[2], expect);
     if (header[2] < 2) die("%s: token shard has %d tokens; at least 2 are needed", path, header[2]);
     s->n = header[2];
     s->tokens = xcalloc(s->n, sizeof(uint16_t), path);
     if (fseek(f, 1024, SEEK_SET) != 0 || fread(s->tokens, 2, s->n, f) != (size_t)s->n)
         die("%s: read error", path);
     fclose(f);
+    unsigned largest = 0; /* what vocabulary the data needs, for the message */
     for (long i = 0; i < s->n; i++)
-        if (s->tokens[i] >= V) {
-            unsigned largest = 0; /* what vocabulary the data needs, for the message */
-            for (long j = 0; j < s->n; j++) if (s->tokens[j] > largest) largest = s->tokens[j];
-            die("%s: token %u at index %ld is not below the vocabulary size %d (the largest token is %u: the data "
-                "needs --vocab %u or more)", path, s->tokens[i], i, V, largest, largest + 1);
-        }
+        if (s->tokens[i] > largest) largest = s->tokens[i];
+    for (long i = 0; largest >= (unsigned)V && i < s->n; i++)
+        if (s->tokens[i] >= V)
+            die("%s: token %u at index %ld is not below the vocabulary size %d (the largest token "
+                "is %u: the data needs --vocab %u or more)", path, s->tokens[i], i, V, largest,
+                largest + 1);
 }
 
 /* A shard, or several read in order as one token stream: PATTERN may be a glob pattern
  * (llm.c's data comes as name_000001.bin, name_000002.bin, ...), expanded in sorted order. */
 static void shards_load(Shard *s, const char *pattern, int V, const char *flag) {
-    if (!strpbrk(pattern, "*?[")) { shard_load(s, pattern, V); return; }
+    if (!strpbrk(pattern, "*?[")) {
+        shard_load(s, pattern, V);
+        return;
+    }
     glob_t g;
     int rc = glob(pattern, 0, NULL, &g);
-    if (rc == GLOB_NOMATCH || (rc == 0 && g.gl_pathc == 0)) die("%s %s: no file matches the pattern", flag, pattern);
+    if (rc == GLOB_NOMATCH || (rc == 0 && g.gl_pathc == 0))
+        die("%s %s: no file matches the pattern", flag, pattern);
     if (rc != 0) die("%s %s: cannot expand the pattern", flag, pattern);
     Shard *parts = xcalloc(g.gl_pathc, sizeof(Shard), "shards");
     long total = 0;
@@ -1573,42 +1600,51 @@ static void shards_load(Shard *s, const char *pattern, int V, const char *flag) 
         memcpy(s->tokens + at, parts[i].tokens, parts[i].n * sizeof(uint16_t));
         free(parts[i].tokens);
     }
-    printf("%s %s: %zu shards, %ld tokens, read in order as one stream\n", flag, pattern, g.gl_pathc, total);
+    printf("%s %s: %zu shards, %ld tokens, read in order as one stream\n", flag, pattern,
+           g.gl_pathc, total);
     free(parts);
     globfree(&g);
 }
 
 /* One training sequence or evaluation chunk of T inputs and T targets that starts at token
- * `start` of the shard (doc/SPEC.md sections 7 and 10). Without a start token: inputs t[start ..
- * start+T), targets one to the right. With one: inputs [bos, t[start] .. t[start+T-2]] and
- * targets t[start .. start+T), so every target is still one token of data. sequence_slice
- * gives positions i0 .. i0+n-1 of it (texts that go through in blocks). */
-static void sequence_slice(int *inputs, int *targets, const uint16_t *t, long start, long i0, int n, int bos) {
+ * `start` of the shard (doc/SPEC.md sections 7 and 10). Without a start token: inputs
+ * t[start .. start+T), targets one to the right. With one: inputs [bos, t[start] ..
+ * t[start+T-2]] and targets t[start .. start+T), so every target is still a token of data.
+ * sequence_slice gives positions i0 .. i0+n-1 of it (texts that go through in blocks). */
+static void sequence_slice(int *inputs, int *targets, const uint16_t *t, long start, long i0,
+                           int n, int bos) {
     for (int j = 0; j < n; j++) {
-        long i = i0 + j;
-        if (bos < 0) { inputs[j] = t[start + i]; targets[j] = t[start + i + 1]; }
-        else { inputs[j] = i == 0 ? bos : t[start + i - 1]; targets[j] = t[start + i]; }
+        long i = start + i0 + j;
+        if (bos < 0) {
+            inputs[j] = t[i];
+            targets[j] = t[i + 1];
+        } else {
+            inputs[j] = i0 + j == 0 ? bos : t[i - 1];
+            targets[j] = t[i];
+        }
     }
 }
-static void make_sequence(int *inputs, int *targets, const uint16_t *t, long start, int T, int bos) {
+static void make_sequence(int *inputs, int *targets, const uint16_t *t, long start, int T,
+                          int bos) {
     sequence_slice(inputs, targets, t, start, 0, T, bos);
 }
 
-/* The batch order. Unshuffled (doc/SPEC.md section 10): a cursor starts at 0, sequence b of a batch
- * is t[p+b*T .. p+b*T+T) with targets one to the right, the cursor advances by B*T and
- * wraps to 0 when fewer than B*T+1 tokens remain. Shuffled: the shard is cut into
- * floor((N-1)/T) sequences at multiples of T, each epoch visits them in a fresh random
- * order (a function of the seed and the epoch), B at a time; a partial batch at the end of
- * an epoch is skipped. The whole state is (cursor, epoch), so a resume can restore it. */
+/* The batch order. Unshuffled (doc/SPEC.md section 10): a cursor starts at 0, sequence b of
+ * a batch starts at token cursor + b*T, the cursor advances by B*T and wraps to 0 when fewer
+ * than B*T+1 tokens remain. Shuffled: the shard is cut into floor((N-1)/T) sequences at
+ * multiples of T, and each epoch visits them in a fresh random order (a function of the seed
+ * and the epoch), B at a time, skipping a partial batch at the end. The whole state is
+ * (cursor, epoch), so a resume can restore it. */
 typedef struct {
     const Shard *shard;
-    int B, T, shuffle;
-    int bos;            /* the start token, or -1 */
+    int B, T;
+    int shuffle;     /* 1: shuffled order */
+    int bos;         /* the start token, or -1 */
     uint64_t seed;
-    long cursor;        /* unshuffled: token position; shuffled: index into the epoch's order */
+    long cursor;     /* unshuffled: a token position; shuffled: an index into the order */
     long epoch;
-    long num_seqs;      /* shuffled: sequences per epoch */
-    long *order;        /* shuffled: the epoch's permutation */
+    long num_seqs;   /* shuffled: sequences per epoch */
+    long *order;     /* shuffled: (num_seqs) the epoch's permutation */
 } Loader;
 
 static void loader_shuffle(Loader *ld) {
@@ -1616,14 +1652,23 @@ static void loader_shuffle(Loader *ld) {
     uint64_t rng = ld->seed * 0x2545F4914F6CDD1Dull + (uint64_t)ld->epoch + 1;
     for (long i = ld->num_seqs - 1; i > 0; i--) { /* Fisher-Yates */
         long j = (long)(rng_next(&rng) % (uint64_t)(i + 1));
-        long t = ld->order[i]; ld->order[i] = ld->order[j]; ld->order[j] = t;
+        long swap = ld->order[i];
+        ld->order[i] = ld->order[j];
+        ld->order[j] = swap;
     }
 }
 
-static void loader_init(Loader *ld, const Shard *s, int B, int T, int shuffle, uint64_t seed, int bos, const char *name) {
+static void loader_init(Loader *ld, const Shard *s, int B, int T, int shuffle, uint64_t seed,
+                        int bos, const char *name) {
     memset(ld, 0, sizeof(*ld));
-    ld->shard = s; ld->B = B; ld->T = T; ld->shuffle = shuffle; ld->seed = seed; ld->bos = bos;
-    if (s->n < (long)B * T + 1) die("%s: %ld tokens are too few for a batch of %d x %d (+1)", name, s->n, B, T);
+    ld->shard = s;
+    ld->B = B;
+    ld->T = T;
+    ld->shuffle = shuffle;
+    ld->seed = seed;
+    ld->bos = bos;
+    if (s->n < (long)B * T + 1)
+        die("%s: %ld tokens are too few for a batch of %d x %d (+1)", name, s->n, B, T);
     if (shuffle) {
         ld->num_seqs = (s->n - 1) / T;
         ld->order = xcalloc(ld->num_seqs, sizeof(long), "shuffle order");
@@ -1631,46 +1676,56 @@ static void loader_init(Loader *ld, const Shard *s, int B, int T, int shuffle, u
     }
 }
 
-/* Restore a position saved in a checkpoint. */
+/* Restore a position saved in a checkpoint. Shuffled, the end of an epoch (num_seqs) is
+ * valid: loader_next starts the next epoch from it. Unshuffled, a batch reads B*T+1 tokens
+ * from the cursor, so the cursor must be below n - B*T. */
 static void loader_seek(Loader *ld, long cursor, long epoch) {
-    /* shuffled: an index into the epoch's order, and num_seqs (the end of an epoch, saved when
-     * B divides num_seqs) is valid: loader_next starts the next epoch from it. Unshuffled: a
-     * batch reads B*T+1 tokens from the cursor, so the cursor must be < n - B*T. */
     long limit = ld->shuffle ? ld->num_seqs + 1 : ld->shard->n - (long)ld->B * ld->T;
-    if (cursor < 0 || cursor >= limit || epoch < 0) die("checkpoint's data position %ld is outside the training shard", cursor);
+    if (cursor < 0 || cursor >= limit || epoch < 0)
+        die("checkpoint's data position %ld is outside the training shard", cursor);
     ld->cursor = cursor;
-    if (ld->shuffle && epoch != ld->epoch) { ld->epoch = epoch; loader_shuffle(ld); }
+    if (ld->shuffle && epoch != ld->epoch) {
+        ld->epoch = epoch;
+        loader_shuffle(ld);
+    }
 }
 
 static void loader_next(Loader *ld, int *inputs, int *targets) {
     int B = ld->B, T = ld->T;
     const uint16_t *t = ld->shard->tokens;
-    if (!ld->shuffle) {
-        for (int b = 0; b < B; b++)
-            make_sequence(inputs + (long)b * T, targets + (long)b * T, t, ld->cursor + (long)b * T, T, ld->bos);
-        ld->cursor += (long)B * T;
-        if (ld->shard->n - ld->cursor < (long)B * T + 1) ld->cursor = 0;
+    if (ld->shuffle && ld->cursor + B > ld->num_seqs) {
+        ld->epoch++;
+        ld->cursor = 0;
+        loader_shuffle(ld);
+    }
+    for (int b = 0; b < B; b++) {
+        long start = ld->shuffle ? ld->order[ld->cursor + b] * T : ld->cursor + (long)b * T;
+        make_sequence(inputs + (long)b * T, targets + (long)b * T, t, start, T, ld->bos);
+    }
+    if (ld->shuffle) {
+        ld->cursor += B;
         return;
     }
-    if (ld->cursor + B > ld->num_seqs) { ld->epoch++; ld->cursor = 0; loader_shuffle(ld); }
-    for (int b = 0; b < B; b++)
-        make_sequence(inputs + (long)b * T, targets + (long)b * T, t, ld->order[ld->cursor + b] * T, T, ld->bos);
-    ld->cursor += B;
+    ld->cursor += (long)B * T;
+    if (ld->shard->n - ld->cursor < (long)B * T + 1) ld->cursor = 0;
 }
 
-static void loader_free(Loader *ld) { free(ld->order); ld->order = NULL; }
+static void loader_free(Loader *ld) {
+    free(ld->order);
+    ld->order = NULL;
+}
 
 /* ------------------------------------------------------------------------------------ */
 /* 8. checkpoints                                                                        */
 /* ------------------------------------------------------------------------------------ */
 
-/* doc/SPEC.md section 8: 256 int32 header, the parameters as float32 in checkpoint order, and,
+/* doc/SPEC.md section 8: 256 int32 header, the parameters as float32 in checkpoint order and,
  * when header[15] = 1, the AdamW moments m and v (same layout) and the trainer state:
- * TRAINER_STATE_INTS int64 then TRAINER_STATE_DOUBLES float64, documented in doc/SPEC.md.
- * Version 2 adds the start token (header[16]) and a CRC-32 of the whole file (header[17],
- * computed with that field 0), so that any corruption is an error instead of a model that
- * silently means something else. A checkpoint is written to PATH.tmp, flushed, fsync'ed
- * and renamed over PATH, so a complete checkpoint exists at every instant. */
+ * TRAINER_STATE_INTS int64 then TRAINER_STATE_DOUBLES float64. Version 2 adds the start token
+ * (header[16]) and a CRC-32 of the whole file (header[17], computed with that field 0), so
+ * that corruption is an error instead of a model that silently means something else. A
+ * checkpoint is written to PATH.tmp, synced and renamed over PATH: a complete checkpoint
+ * exists at every instant. */
 #define CKPT_MAGIC 0x54415753 /* the bytes "SWAT" */
 #define CKPT_VERSION 2        /* written for new models; version 1 files are still read */
 #define CKPT_CRC_FIELD 17
@@ -1679,7 +1734,7 @@ static void loader_free(Loader *ld) { free(ld->order); ld->order = NULL; }
 #define TRAINER_STATE_DOUBLES 16
 
 /* CRC-32 as in zlib, PNG and Python's zlib.crc32 (reflected polynomial 0xEDB88320, initial
- * and final XOR 0xFFFFFFFF), one byte at a time through a 256-entry table. Chainable:
+ * and final XOR 0xFFFFFFFF), a byte at a time through a 256-entry table. Chainable:
  * crc32_update(crc32_update(0, a, na), b, nb) is the CRC of a followed by b. */
 static uint32_t crc32_update(uint32_t crc, const void *data, size_t n) {
     static uint32_t table[256];
@@ -1701,32 +1756,46 @@ static uint32_t crc32_update(uint32_t crc, const void *data, size_t n) {
 /* Everything needed to continue a run exactly where it stopped. */
 typedef struct {
     OptimConfig opt;
-    int B, T, shuffle, step; /* step: optimizer steps completed */
-    uint64_t seed, sample_rng;
-    long cursor, epoch;      /* the training loader's position */
+    int B, T;
+    int shuffle;
+    int step;            /* optimizer steps completed */
+    uint64_t seed;
+    uint64_t sample_rng; /* the generator of the training samples */
+    long cursor, epoch;  /* the training loader's position */
 } TrainState;
+
+/* The model's fields in header order: header[2 + i] is the int at config_fields[i]. */
+static const size_t config_fields[] = {
+    offsetof(ModelConfig, V), offsetof(ModelConfig, L), offsetof(ModelConfig, H),
+    offsetof(ModelConfig, C), offsetof(ModelConfig, F), offsetof(ModelConfig, window),
+    offsetof(ModelConfig, attn), offsetof(ModelConfig, alibi_neg),
+    offsetof(ModelConfig, alibi_pos), offsetof(ModelConfig, rope),
+    offsetof(ModelConfig, rope_theta), offsetof(ModelConfig, seq_len)};
+#define CONFIG_FIELDS (int)(sizeof(config_fields) / sizeof(config_fields[0]))
 
 static void config_to_header(const ModelConfig *c, int32_t *h) {
     memset(h, 0, 256 * sizeof(int32_t));
-    h[0] = CKPT_MAGIC; h[1] = c->version;
-    h[2] = c->V; h[3] = c->L; h[4] = c->H; h[5] = c->C; h[6] = c->F; h[7] = c->window;
-    h[8] = c->attn; h[9] = c->alibi_neg; h[10] = c->alibi_pos; h[11] = c->rope; h[12] = c->rope_theta;
-    h[13] = c->seq_len;
+    h[0] = CKPT_MAGIC;
+    h[1] = c->version;
+    for (int i = 0; i < CONFIG_FIELDS; i++)
+        h[2 + i] = *(const int *)((const char *)c + config_fields[i]);
     if (c->version >= 2) h[16] = c->bos; /* version 1: 0, and no start token */
 }
 
 /* The inverse of config_to_header: the model a header describes (checked by config_problem). */
 static ModelConfig header_to_config(const int32_t *h) {
-    ModelConfig c = {.V = h[2], .L = h[3], .H = h[4], .C = h[5], .F = h[6], .window = h[7], .attn = h[8],
-                     .alibi_neg = h[9], .alibi_pos = h[10], .rope = h[11], .rope_theta = h[12], .seq_len = h[13],
-                     .bos = h[1] == 2 ? h[16] : -1, .version = h[1]};
+    ModelConfig c;
+    for (int i = 0; i < CONFIG_FIELDS; i++) *(int *)((char *)&c + config_fields[i]) = h[2 + i];
+    c.version = h[1];
+    c.bos = h[1] == 2 ? h[16] : -1;
     return c;
 }
 
 /* The size of a checkpoint of this model, with or without the trainer state. */
 static double checkpoint_bytes(const ModelConfig *c, int has_state) {
     double P = (double)param_count(c);
-    return 1024.0 + 4 * P + (has_state ? 8 * P + 8.0 * (TRAINER_STATE_INTS + TRAINER_STATE_DOUBLES) : 0);
+    double state = 8 * P + 8.0 * (TRAINER_STATE_INTS + TRAINER_STATE_DOUBLES);
+    return 1024.0 + 4 * P + (has_state ? state : 0);
 }
 
 /* fwrite that also runs the CRC over what it wrote */
@@ -1735,10 +1804,24 @@ static int write_crc(FILE *f, const void *data, size_t size, size_t count, uint3
     return fwrite(data, size, count, f) == count;
 }
 
+/* The moments and the trainer state, after the parameters */
+static int write_state(FILE *f, const Model *m, const TrainState *ts, uint32_t *crc) {
+    const OptimConfig *o = &ts->opt;
+    int64_t ints[TRAINER_STATE_INTS] = {TRAINER_STATE_MAGIC, o->steps, o->warmup, ts->B, ts->T,
+                                        (int64_t)ts->seed, ts->shuffle, ts->cursor, ts->epoch,
+                                        (int64_t)ts->sample_rng};
+    double dbl[TRAINER_STATE_DOUBLES] = {o->lr, o->min_lr_ratio, o->beta1, o->beta2, o->eps,
+                                         o->weight_decay, o->clip};
+    return write_crc(f, m->adam_m, 4, m->num_params, crc) &&
+           write_crc(f, m->adam_v, 4, m->num_params, crc) &&
+           write_crc(f, ints, 8, TRAINER_STATE_INTS, crc) &&
+           write_crc(f, dbl, 8, TRAINER_STATE_DOUBLES, crc);
+}
+
 static void checkpoint_save(const char *path, const Model *m, const TrainState *ts) {
     size_t len = strlen(path);
     char *tmp = xcalloc(len + 5, 1, "path");
-    memcpy(tmp, path, len); memcpy(tmp + len, ".tmp", 5);
+    snprintf(tmp, len + 5, "%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
     if (!f) die("%s: cannot write checkpoint: %s", tmp, strerror(errno));
     int32_t h[256];
@@ -1747,29 +1830,35 @@ static void checkpoint_save(const char *path, const Model *m, const TrainState *
     h[14] = ts ? ts->step : 0;
     h[15] = ts && m->adam_m ? 1 : 0;
     int ok = write_crc(f, h, 4, 256, &crc) && write_crc(f, m->params, 4, m->num_params, &crc);
-    if (ok && h[15]) {
-        int64_t ints[TRAINER_STATE_INTS] = {TRAINER_STATE_MAGIC, ts->opt.steps, ts->opt.warmup, ts->B, ts->T,
-                                            (int64_t)ts->seed, ts->shuffle, ts->cursor, ts->epoch, (int64_t)ts->sample_rng};
-        double dbl[TRAINER_STATE_DOUBLES] = {ts->opt.lr, ts->opt.min_lr_ratio, ts->opt.beta1, ts->opt.beta2,
-                                             ts->opt.eps, ts->opt.weight_decay, ts->opt.clip};
-        ok = write_crc(f, m->adam_m, 4, m->num_params, &crc) && write_crc(f, m->adam_v, 4, m->num_params, &crc) &&
-             write_crc(f, ints, 8, TRAINER_STATE_INTS, &crc) && write_crc(f, dbl, 8, TRAINER_STATE_DOUBLES, &crc);
-    }
-    if (ok && m->cfg.version >= 2) { /* the CRC went over the header with its field still 0 */
-        uint32_t le = crc; /* stored as the uint32's bit pattern; the format is little-endian */
-        ok = fseek(f, 4L * CKPT_CRC_FIELD, SEEK_SET) == 0 && fwrite(&le, 4, 1, f) == 1;
-    }
+    if (ok && h[15]) ok = write_state(f, m, ts, &crc);
+    if (ok && m->cfg.version >= 2) /* the CRC went over the header with its field still 0 */
+        ok = fseek(f, 4L * CKPT_CRC_FIELD, SEEK_SET) == 0 && fwrite(&crc, 4, 1, f) == 1;
     int err = errno;
-    if (ok && fflush(f) != 0) { ok = 0; err = errno; }
-    if (ok && fsync(fileno(f)) != 0) { ok = 0; err = errno; }
-    if (fclose(f) != 0 && ok) { ok = 0; err = errno; }
-    if (!ok) { unlink(tmp); die("%s: writing the checkpoint failed (%s); any previous checkpoint is intact", path, strerror(err)); }
-    if (rename(tmp, path) != 0) { err = errno; unlink(tmp); die("%s: cannot rename %s into place: %s", path, tmp, strerror(err)); }
-    /* the rename is durable once the directory is synced */
+    if (ok && (fflush(f) != 0 || fsync(fileno(f)) != 0)) {
+        ok = 0;
+        err = errno;
+    }
+    if (fclose(f) != 0 && ok) {
+        ok = 0;
+        err = errno;
+    }
+    if (!ok) {
+        unlink(tmp);
+        die("%s: writing the checkpoint failed (%s); any previous checkpoint is intact", path,
+            strerror(err));
+    }
+    if (rename(tmp, path) != 0) {
+        err = errno;
+        unlink(tmp);
+        die("%s: cannot rename %s into place: %s", path, tmp, strerror(err));
+    }
     free(tmp);
-    char *dir = dir_of(path);
-    int dfd = open(dir, O_RDONLY);
-    if (dfd >= 0) { fsync(dfd); close(dfd); }
+    char *dir = dir_of(path); /* the rename is durable once the directory is synced */
+    int dir_fd = open(dir, O_RDONLY);
+    if (dir_fd >= 0) {
+        fsync(dir_fd);
+        close(dir_fd);
+    }
     free(dir);
 }
 
@@ -1790,76 +1879,106 @@ static uint32_t checkpoint_file_crc(FILE *f, const char *path) {
     return crc;
 }
 
-/* Load a checkpoint into a freshly created model. If ts is not NULL and the file carries
- * trainer state, fill it and the AdamW moments and return 1; else return 0. Nothing beyond
- * the magic and the version is trusted before a version 2 file's CRC matches. */
+/* A version 2 file whose CRC does not match: a short file is the likeliest reason, so say
+ * so when the header implies more bytes, without trusting the header for anything else. */
+static void die_checksum(FILE *f, const char *path, const int32_t *h) {
+    double size = (double)ftell(f);
+    double implied = 0;
+    ModelConfig u = header_to_config(h);
+    u.bos = -1; /* the size does not depend on it, and it may be the corrupt field */
+    if (!config_problem(&u) && (h[15] == 0 || h[15] == 1)) implied = checkpoint_bytes(&u, h[15]);
+    if (implied > size)
+        die("%s: checksum mismatch: the file is corrupt or was modified (it is %.0f bytes, its "
+            "header implies %.0f: truncated?)", path, size, implied);
+    die("%s: checksum mismatch: the file is corrupt or was modified", path);
+}
+
+/* The header's checks beyond the CRC; returns the model it describes. */
+static ModelConfig checkpoint_header(FILE *f, const char *path, const int32_t *h) {
+    ModelConfig c = header_to_config(h);
+    if (h[1] == 1 && (h[16] != 0 || h[17] != 0))
+        die("%s: bad checkpoint header: version 1 has fields 16 and 17 at 0 (they are %d and %d)",
+            path, h[16], h[17]);
+    const char *problem = config_problem(&c);
+    if (problem) die("%s: bad checkpoint header: %s", path, problem);
+    if (h[14] < 0) die("%s: bad checkpoint header: negative step count %d", path, h[14]);
+    if (h[15] != 0 && h[15] != 1)
+        die("%s: bad checkpoint header: field 15 is %d (expected 0 or 1)", path, h[15]);
+    for (int i = 18; i < 256; i++)
+        if (h[i] != 0)
+            die("%s: bad checkpoint header: reserved field %d is %d (expected 0)", path, i, h[i]);
+    double expect = checkpoint_bytes(&c, h[15]);
+    if (fseek(f, 0, SEEK_END) != 0) die("%s: cannot seek: %s", path, strerror(errno));
+    double size = (double)ftell(f);
+    if (size != expect)
+        die("%s: checkpoint is %.0f bytes but its header implies %.0f", path, size, expect);
+    return c;
+}
+
+/* The moments and the trainer state, after the parameters; checked, into m and ts. */
+static void read_state(FILE *f, const char *path, Model *m, TrainState *ts, int step) {
+    m->adam_m = xcalloc(m->num_params, 4, "AdamW moments");
+    m->adam_v = xcalloc(m->num_params, 4, "AdamW moments");
+    int64_t i64[TRAINER_STATE_INTS];
+    double dbl[TRAINER_STATE_DOUBLES];
+    if (fread(m->adam_m, 4, m->num_params, f) != m->num_params ||
+        fread(m->adam_v, 4, m->num_params, f) != m->num_params ||
+        fread(i64, 8, TRAINER_STATE_INTS, f) != TRAINER_STATE_INTS ||
+        fread(dbl, 8, TRAINER_STATE_DOUBLES, f) != TRAINER_STATE_DOUBLES)
+        die("%s: read error", path);
+    if (i64[0] != TRAINER_STATE_MAGIC) die("%s: trainer state is corrupt (bad magic)", path);
+    for (size_t i = 0; i < m->num_params; i++)
+        if (!isfinite(m->adam_m[i]) || !(m->adam_v[i] >= 0) || !isfinite(m->adam_v[i]))
+            die("%s: AdamW moment %zu is not finite", path, i);
+    int sizes_ok = i64[1] >= 0 && i64[1] <= INT32_MAX && i64[2] >= 0 && i64[2] <= INT32_MAX &&
+                   i64[3] >= 1 && i64[3] <= INT32_MAX && i64[4] >= 1 && i64[4] <= INT32_MAX;
+    if (!sizes_ok || (i64[6] != 0 && i64[6] != 1) || i64[7] < 0 || i64[8] < 0)
+        die("%s: trainer state is corrupt (a field is out of range)", path);
+    for (int i = 0; i < 7; i++)
+        if (!isfinite(dbl[i]) || dbl[i] < 0)
+            die("%s: trainer state is corrupt (hyperparameter %d)", path, i);
+    if (dbl[0] > 1e3 || dbl[1] > 1 || dbl[2] >= 1 || dbl[3] >= 1 || !(dbl[4] > 0) ||
+        dbl[5] > 1e3 || dbl[6] > 1e30)
+        die("%s: trainer state is corrupt (a hyperparameter is out of range)", path);
+    memset(ts, 0, sizeof(*ts));
+    ts->opt = (OptimConfig){.lr = dbl[0], .min_lr_ratio = dbl[1], .beta1 = dbl[2],
+                            .beta2 = dbl[3], .eps = dbl[4], .weight_decay = dbl[5],
+                            .clip = dbl[6], .steps = (int)i64[1], .warmup = (int)i64[2]};
+    ts->B = (int)i64[3];
+    ts->T = (int)i64[4];
+    ts->seed = (uint64_t)i64[5];
+    ts->shuffle = (int)i64[6];
+    ts->cursor = (long)i64[7];
+    ts->epoch = (long)i64[8];
+    ts->sample_rng = (uint64_t)i64[9];
+    ts->step = step;
+}
+
+/* Load a checkpoint into a fresh model. If ts is not NULL and the file carries trainer state,
+ * fill it and the AdamW moments and return 1; else return 0. Nothing beyond the magic and the
+ * version is trusted before a version 2 file's CRC matches. */
 static int checkpoint_load(const char *path, Model *m, TrainState *ts) {
     FILE *f = fopen(path, "rb");
     if (!f) die("%s: cannot open checkpoint: %s", path, strerror(errno));
     int32_t h[256];
     size_t got = fread(h, 4, 256, f);
     if (got == 0) die("%s: checkpoint is empty", path);
-    if (got < 256) die("%s: checkpoint is truncated (header is %zu of 1024 bytes)", path, got * 4);
-    if (h[0] != CKPT_MAGIC) die("%s: not a SWAT checkpoint (bad magic 0x%08x)", path, (unsigned)h[0]);
-    if (h[1] != 1 && h[1] != 2) die("%s: unsupported checkpoint version %d (this trainer reads 1 and 2)", path, h[1]);
-    if (h[1] == 2 && checkpoint_file_crc(f, path) != (uint32_t)h[CKPT_CRC_FIELD]) {
-        /* a short file is the likeliest reason: say so, without trusting the header for more */
-        double size = (double)ftell(f), implied = 0;
-        ModelConfig u = header_to_config(h);
-        u.bos = -1; /* the size does not depend on it, and it may be the corrupt field */
-        if (!config_problem(&u) && (h[15] == 0 || h[15] == 1)) implied = checkpoint_bytes(&u, h[15]);
-        if (implied > size)
-            die("%s: checksum mismatch: the file is corrupt or was modified (it is %.0f bytes, its header implies %.0f: "
-                "truncated?)", path, size, implied);
-        die("%s: checksum mismatch: the file is corrupt or was modified", path);
-    }
-    ModelConfig c = header_to_config(h);
-    if (h[1] == 1 && (h[16] != 0 || h[17] != 0))
-        die("%s: bad checkpoint header: version 1 has fields 16 and 17 at 0 (they are %d and %d)", path, h[16], h[17]);
-    const char *problem = config_problem(&c);
-    if (problem) die("%s: bad checkpoint header: %s", path, problem);
-    if (h[14] < 0) die("%s: bad checkpoint header: negative step count %d", path, h[14]);
-    if (h[15] != 0 && h[15] != 1) die("%s: bad checkpoint header: field 15 is %d (expected 0 or 1)", path, h[15]);
-    for (int i = 18; i < 256; i++)
-        if (h[i] != 0) die("%s: bad checkpoint header: reserved field %d is %d (expected 0)", path, i, h[i]);
-    double expect = checkpoint_bytes(&c, h[15]);
-    if (fseek(f, 0, SEEK_END) != 0) die("%s: cannot seek: %s", path, strerror(errno));
-    double size = (double)ftell(f);
-    if (size != expect) die("%s: checkpoint is %.0f bytes but its header implies %.0f", path, size, expect);
+    if (got < 256)
+        die("%s: checkpoint is truncated (header is %zu of 1024 bytes)", path, got * 4);
+    if (h[0] != CKPT_MAGIC)
+        die("%s: not a SWAT checkpoint (bad magic 0x%08x)", path, (unsigned)h[0]);
+    if (h[1] != 1 && h[1] != 2)
+        die("%s: unsupported checkpoint version %d (this trainer reads 1 and 2)", path, h[1]);
+    if (h[1] == 2 && checkpoint_file_crc(f, path) != (uint32_t)h[CKPT_CRC_FIELD])
+        die_checksum(f, path, h);
+    ModelConfig c = checkpoint_header(f, path, h);
     model_create(m, &c);
     fseek(f, 1024, SEEK_SET);
     if (fread(m->params, 4, m->num_params, f) != m->num_params) die("%s: read error", path);
     for (size_t i = 0; i < m->num_params; i++)
         if (!isfinite(m->params[i])) die("%s: parameter %zu is not finite", path, i);
-    int has_state = 0;
-    if (h[15] && ts) {
-        m->adam_m = xcalloc(m->num_params, 4, "AdamW moments");
-        m->adam_v = xcalloc(m->num_params, 4, "AdamW moments");
-        int64_t ints[TRAINER_STATE_INTS];
-        double dbl[TRAINER_STATE_DOUBLES];
-        if (fread(m->adam_m, 4, m->num_params, f) != m->num_params ||
-            fread(m->adam_v, 4, m->num_params, f) != m->num_params ||
-            fread(ints, 8, TRAINER_STATE_INTS, f) != TRAINER_STATE_INTS ||
-            fread(dbl, 8, TRAINER_STATE_DOUBLES, f) != TRAINER_STATE_DOUBLES) die("%s: read error", path);
-        if (ints[0] != TRAINER_STATE_MAGIC) die("%s: trainer state is corrupt (bad magic)", path);
-        for (size_t i = 0; i < m->num_params; i++)
-            if (!isfinite(m->adam_m[i]) || !(m->adam_v[i] >= 0) || !isfinite(m->adam_v[i]))
-                die("%s: AdamW moment %zu is not finite", path, i);
-        memset(ts, 0, sizeof(*ts));
-        ts->opt = (OptimConfig){.lr = dbl[0], .min_lr_ratio = dbl[1], .beta1 = dbl[2], .beta2 = dbl[3], .eps = dbl[4],
-                                .weight_decay = dbl[5], .clip = dbl[6], .steps = (int)ints[1], .warmup = (int)ints[2]};
-        ts->B = (int)ints[3]; ts->T = (int)ints[4]; ts->seed = (uint64_t)ints[5]; ts->shuffle = (int)ints[6];
-        ts->cursor = (long)ints[7]; ts->epoch = (long)ints[8]; ts->sample_rng = (uint64_t)ints[9];
-        ts->step = h[14];
-        if (ints[1] < 0 || ints[1] > INT32_MAX || ints[2] < 0 || ints[2] > INT32_MAX || ints[3] < 1 || ints[3] > INT32_MAX ||
-            ints[4] < 1 || ints[4] > INT32_MAX || (ints[6] != 0 && ints[6] != 1) || ints[7] < 0 || ints[8] < 0)
-            die("%s: trainer state is corrupt (a field is out of range)", path);
-        for (int i = 0; i < 7; i++)
-            if (!isfinite(dbl[i]) || dbl[i] < 0) die("%s: trainer state is corrupt (hyperparameter %d)", path, i);
-        if (dbl[0] > 1e3 || dbl[1] > 1 || dbl[2] >= 1 || dbl[3] >= 1 || !(dbl[4] > 0) || dbl[5] > 1e3 || dbl[6] > 1e30)
-            die("%s: trainer state is corrupt (a hyperparameter is out of range)", path);
-        has_state = 1;
-    }
+    int has_state = h[15] && ts;
+    if (has_state) read_state(f, path, m, ts, h[14]);
     fclose(f);
     return has_state;
 }
