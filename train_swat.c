@@ -3606,24 +3606,22 @@ int main(int argc, char **argv) {
 /* 12. making it fast                                                                    */
 /* ------------------------------------------------------------------------------------ */
 
-/* Everything here computes what the code above says, only faster; a reader who wants the model
- * can stop before this section. The tests compare each fast kernel with its plain version.
+/* Everything here computes what the code above says, only faster; a reader who wants the
+ * model can stop before this section. The tests compare each fast kernel with its plain one.
  *   12.1 exp and sums in lanes    exp in vectorisable arithmetic; row sums in a fixed order
  *   12.2 the matrix product       gemm: blocked for the caches and the vector registers
  *   12.3 scratch and threads      buffers kept between calls; how long idle threads spin
  *   12.4 decoding                 the weights in panels; a token in one parallel region */
 
 /* ---- 12.1 exp --------------------------------------------------------------------------
- * Sigmoid, softmax, SwiGLU and the cross-entropy call exp millions of times per step, and
- * libm's expf is a function call the compiler cannot vectorise. exp_approx is branch-free
- * arithmetic it can: exp(x) = 2^k exp(r) with k = round(x / ln 2) and r = x - k ln 2
- * (|r| <= ln2/2; ln 2 in two parts so r is exact), exp(r) by Cephes' degree-7 polynomial,
- * and 2^k written straight into the exponent bits. Relative error below 1.5 ulp (measured
- * over [-87, 88]); inputs are clamped there, where exp stays a normal float, and a NaN
- * stays a NaN (a diverged model must still be seen to diverge). */
+ * libm's expf is a call the compiler cannot vectorise; exp_approx is branch-free arithmetic
+ * it can: exp(x) = 2^k exp(r) with k = round(x / ln 2) and r = x - k ln 2 (ln 2 in two parts,
+ * so r is exact), exp(r) by Cephes' degree-7 polynomial, and 2^k written into the exponent
+ * bits. Relative error below 1.5 ulp over [-87, 88]; inputs are clamped there, where exp
+ * stays a normal float, and a NaN stays a NaN (a diverged model must be seen to diverge). */
 static inline float exp_approx(float x) {
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    float k = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest: 12582912 = 1.5*2^23 */
+    float k = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round: 12582912 = 1.5*2^23 */
     float r = x - k * 0.693359375f + k * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -3639,11 +3637,10 @@ static inline float exp_approx(float x) {
     return p * two_k;
 }
 
-/* Sums along a row. A float sum kept in one running variable cannot be vectorised without
- * changing its result (float addition is not associative), so compilers leave it scalar,
- * one dependent add after another. These keep SUM_LANES running sums instead, lane l
- * taking elements l, l+SUM_LANES, ..., and add the lanes up in a fixed order at the end:
- * vector code, and the same result on every run and for any thread count. */
+/* Sums along a row. A float sum in one running variable cannot be vectorised without
+ * changing its result (float addition is not associative), so compilers leave it scalar.
+ * These keep SUM_LANES running sums, lane l taking elements l, l+SUM_LANES, ..., and add
+ * the lanes in a fixed order at the end: vector code, and the same result on every run. */
 static inline float lanes_total(const float lane[SUM_LANES]) {
     float s = 0.0f;
     for (int l = 0; l < SUM_LANES; l++) s += lane[l];
@@ -3681,25 +3678,14 @@ static inline float sum_exp(const float *x, float shift, int n) {
     return s;
 }
 
-
 /* ---- 12.2 the matrix product ---------------------------------------------------------
- * One routine does the three products of a linear layer (section 4.1) and attention's
- * blocks (section 4.5): Cm (+)= A B, where A and B are read through strides so that
- * a transpose is only a different stride. It is blocked the classic way (GotoBLAS):
- *   - K is cut into blocks of KC; for each, B's KC rows are copied ("packed") into panels
- *     of NR columns, each panel kc x NR contiguous, small enough to stay in cache;
- *   - A's rows are packed the same way, MR rows at a time, k-major;
- *   - a register tile of MR x NR outputs, MR x 2 vectors of VEC_LEN floats (16 with
- *     AVX-512, 8 with AVX, else 4), runs over the kc values of k: per k, two vector loads
- *     of B, MR broadcasts of A and 2*MR vector FMAs, all operands in registers.
- * The tile is written with GNU C vector extensions (gcc, clang), which map vfloat onto the
- * target's vector registers whatever they are; plain C loops, which compilers vectorise far
- * less reliably (clang: 20x slower), are the fallback (-DSWAT_PLAIN_C; the tests run both).
- * Threads take chunks of output rows as they become free (a busy core then simply takes
- * fewer chunks), k-blocks are done in order with a barrier between them, and each output
- * sums over k in the same order whichever thread computes it: the result does not depend
- * on the thread count. gemm_serial is the same product done by one thread (attention uses
- * it on small blocks, inside its own parallel loop). */
+ * out (M, N) (+)= A (M, K) B (K, N), A and B read through a row and a column stride, blocked
+ * the classic way (GotoBLAS): K in blocks of KC; per block B's rows are copied ("packed")
+ * into panels of NR columns, kc x NR contiguous, and A's rows into strips of MR rows; a
+ * register tile of MR x NR outputs (MR x 2 vectors of VEC_LEN floats) runs over k with two
+ * vector loads of B, MR broadcasts of A and 2*MR vector FMAs per k. Threads take chunks of
+ * rows as they become free; every output sums over k in the same order whichever thread
+ * computes it, so the result does not depend on the thread count. */
 #if defined(__AVX512F__)
 #define VEC_LEN 16
 #define GEMM_MR 8
@@ -3714,11 +3700,15 @@ static inline float sum_exp(const float *x, float shift, int n) {
 #define GEMM_KC 256
 #define GEMM_MC (8 * GEMM_MR)
 
-/* acc[MR][NR] = sum over kc of Ap[k][r] * Bp[k][0..NR), then store or add into the mr x nr
- * corner of Cm. Ap and Bp are packed: the loop reads two contiguous streams. */
+/* acc[MR][NR] = sum over kc of Ap[k][r] * Bp[k][0..NR), then stored or added into the
+ * mr x nr corner of out: two contiguous streams in, registers only in the loop. The tile is
+ * written with GNU C vector extensions, which map vfloat onto the target's vector registers;
+ * plain C loops, which compilers vectorise far less reliably, are the fallback
+ * (-DSWAT_PLAIN_C; the tests run both). */
 #if defined(__GNUC__) && !defined(SWAT_PLAIN_C)
 typedef float vfloat __attribute__((vector_size(VEC_LEN * sizeof(float))));
-static inline void gemm_tile(int kc, const float *Ap, const float *Bp, float *Cm, long ldc, int mr, int nr, int add) {
+static inline void gemm_tile(int kc, const float *Ap, const float *Bp, float *out, long ld_out,
+                             int mr, int nr, int add) {
     vfloat acc[GEMM_MR][2];
     for (int r = 0; r < GEMM_MR; r++) acc[r][0] = acc[r][1] = (vfloat){0};
     for (int k = 0; k < kc; k++) {
@@ -3732,7 +3722,7 @@ static inline void gemm_tile(int kc, const float *Ap, const float *Bp, float *Cm
         }
     }
     for (int r = 0; r < mr; r++) {
-        float *c = Cm + r * ldc;
+        float *c = out + r * ld_out;
         if (nr == GEMM_NR) { /* a full row of the tile: vector loads and stores */
             if (add) {
                 vfloat c0, c1;
@@ -3744,36 +3734,34 @@ static inline void gemm_tile(int kc, const float *Ap, const float *Bp, float *Cm
             memcpy(c, &acc[r][0], sizeof acc[r][0]);
             memcpy(c + VEC_LEN, &acc[r][1], sizeof acc[r][1]);
         } else {
-            float out[GEMM_NR];
-            memcpy(out, acc[r], sizeof out);
-            if (add) for (int j = 0; j < nr; j++) c[j] += out[j];
-            else     for (int j = 0; j < nr; j++) c[j] = out[j];
+            float row[GEMM_NR];
+            memcpy(row, acc[r], sizeof row);
+            for (int j = 0; j < nr; j++) c[j] = add ? c[j] + row[j] : row[j];
         }
     }
 }
 #else
-static inline void gemm_tile(int kc, const float *Ap, const float *Bp, float *Cm, long ldc, int mr, int nr, int add) {
-    float acc[GEMM_MR][GEMM_NR];
-    for (int r = 0; r < GEMM_MR; r++)
-        for (int j = 0; j < GEMM_NR; j++) acc[r][j] = 0.0f;
+static inline void gemm_tile(int kc, const float *Ap, const float *Bp, float *out, long ld_out,
+                             int mr, int nr, int add) {
+    float acc[GEMM_MR][GEMM_NR] = {{0}};
     for (int k = 0; k < kc; k++) {
-        const float *a = Ap + (long)k * GEMM_MR, *b = Bp + (long)k * GEMM_NR;
+        const float *a = Ap + (long)k * GEMM_MR;
+        const float *b = Bp + (long)k * GEMM_NR;
         for (int r = 0; r < GEMM_MR; r++)
             for (int j = 0; j < GEMM_NR; j++) acc[r][j] += a[r] * b[j];
     }
     for (int r = 0; r < mr; r++) {
-        float *c = Cm + r * ldc;
-        if (add) for (int j = 0; j < nr; j++) c[j] += acc[r][j];
-        else     for (int j = 0; j < nr; j++) c[j] = acc[r][j];
+        float *c = out + r * ld_out;
+        for (int j = 0; j < nr; j++) c[j] = add ? c[j] + acc[r][j] : acc[r][j];
     }
 }
 #endif
 
-/* Packing is one copy for both operands: dst[k*width + j] = src[k*ks + j*js] for k < kc and
- * j < valid, 0 for valid <= j < width. B's panels are it with j a column (width NR), A's
- * strips with j a row (width MR). A whole block (valid = width) with one unit stride has no
- * bounds test and a known stride, so it vectorises. */
-static inline void pack_block(float *dst, const float *src, long ks, long js, int width, int valid, int kc) {
+/* Packing, one copy for both operands: dst[k*width + j] = src[k*ks + j*js] for k < kc and
+ * j < valid, 0 for valid <= j < width (B's panels: j a column; A's strips: j a row). A whole
+ * block with one unit stride has no bounds test and a known stride, so it vectorises. */
+static inline void pack_block(float *dst, const float *src, long ks, long js, int width,
+                              int valid, int kc) {
     if (valid == width && js == 1)
         for (int k = 0; k < kc; k++)
             for (int j = 0; j < width; j++) dst[k * width + j] = src[k * ks + j];
@@ -3782,30 +3770,37 @@ static inline void pack_block(float *dst, const float *src, long ks, long js, in
             for (int j = 0; j < width; j++) dst[k * width + j] = src[k + j * js];
     else
         for (int k = 0; k < kc; k++)
-            for (int j = 0; j < width; j++) dst[k * width + j] = j < valid ? src[k * ks + j * js] : 0.0f;
+            for (int j = 0; j < width; j++)
+                dst[k * width + j] = j < valid ? src[k * ks + j * js] : 0.0f;
 }
 
 /* Panels [p0, p1) of B's rows k0 .. k0+kc-1: panel p at Bp + p*kc*NR, zero past column N. */
-static void gemm_pack_b(float *Bp, const float *B, long bks, long bns, int N, int k0, int kc, int p0, int p1) {
-    for (int p = p0; p < p1; p++)
-        pack_block(Bp + (long)p * kc * GEMM_NR, B + (long)k0 * bks + (long)p * GEMM_NR * bns, bks, bns, GEMM_NR,
-                   N - p * GEMM_NR < GEMM_NR ? N - p * GEMM_NR : GEMM_NR, kc);
+static void gemm_pack_b(float *Bp, const float *B, long b_row, long b_col, int N, int k0, int kc,
+                        int p0, int p1) {
+    for (int p = p0; p < p1; p++) {
+        int valid = N - p * GEMM_NR < GEMM_NR ? N - p * GEMM_NR : GEMM_NR;
+        const float *src = B + (long)k0 * b_row + (long)p * GEMM_NR * b_col;
+        pack_block(Bp + (long)p * kc * GEMM_NR, src, b_row, b_col, GEMM_NR, valid, kc);
+    }
 }
 
-/* Rows [m_start, m_end) of Cm (+)= A(those rows, k0 .. k0+kc-1) times the packed k-block
- * of B. The rows of A are packed into Ap (room for (m_end-m_start) x kc, rounded up to MR
- * rows) in strips of MR rows, Ap[strip][k][r], zero past the last row. */
-static void gemm_rows(float *Cm, long ldc, const float *A, long ars, long aks, const float *Bp, float *Ap,
-                      int m_start, int m_end, int N, int k0, int kc, int add) {
-    for (int m0 = m_start; m0 < m_end; m0 += GEMM_MR)
-        pack_block(Ap + (long)(m0 - m_start) * kc, A + (long)m0 * ars + (long)k0 * aks, aks, ars, GEMM_MR,
-                   m_end - m0 < GEMM_MR ? m_end - m0 : GEMM_MR, kc);
+/* Rows [m_start, m_end) of out (+)= A(those rows, k0 .. k0+kc-1) times the packed k-block
+ * of B. A's rows are packed into Ap (room for the rows x kc, rounded up to MR rows) in
+ * strips of MR rows, Ap[strip][k][r], zero past the last row. */
+static void gemm_rows(float *out, long ld_out, const float *A, long a_row, long a_col,
+                      const float *Bp, float *Ap, int m_start, int m_end, int N, int k0, int kc,
+                      int add) {
+    for (int m0 = m_start; m0 < m_end; m0 += GEMM_MR) {
+        int valid = m_end - m0 < GEMM_MR ? m_end - m0 : GEMM_MR;
+        const float *src = A + (long)m0 * a_row + (long)k0 * a_col;
+        pack_block(Ap + (long)(m0 - m_start) * kc, src, a_col, a_row, GEMM_MR, valid, kc);
+    }
     for (int n = 0; n < N; n += GEMM_NR) {
         int nr = N - n < GEMM_NR ? N - n : GEMM_NR;
         for (int m0 = m_start; m0 < m_end; m0 += GEMM_MR) {
             int mr = m_end - m0 < GEMM_MR ? m_end - m0 : GEMM_MR;
             gemm_tile(kc, Ap + (long)(m0 - m_start) * kc, Bp + (long)(n / GEMM_NR) * kc * GEMM_NR,
-                      Cm + (long)m0 * ldc + n, ldc, mr, nr, add || k0 > 0);
+                      out + (long)m0 * ld_out + n, ld_out, mr, nr, add || k0 > 0);
         }
     }
 }
@@ -3815,27 +3810,29 @@ static size_t gemm_scratch_floats(int N) {
     return (size_t)GEMM_KC * ((N + GEMM_NR - 1) / GEMM_NR) * GEMM_NR + (size_t)GEMM_MC * GEMM_KC;
 }
 
-/* Cm[m*ldc + n] (+)= sum_k A[m*ars + k*aks] * B[k*bks + n*bns], for m < M, n < N, k < K,
- * by the calling thread alone. With add = 0 the old contents of Cm are overwritten. */
-static void gemm_serial(float *Cm, long ldc, const float *A, long ars, long aks, const float *B, long bks, long bns,
-                        int M, int N, int K, int add, float *scratch) {
+/* The product by the calling thread alone, with gemm_scratch_floats(N) floats of scratch. */
+static void gemm_serial(float *out, long ld_out, const float *A, long a_row, long a_col,
+                        const float *B, long b_row, long b_col, int M, int N, int K, int add,
+                        float *scratch) {
     int panels = (N + GEMM_NR - 1) / GEMM_NR;
-    float *Bp = scratch, *Ap = scratch + (size_t)GEMM_KC * panels * GEMM_NR;
+    float *Bp = scratch;
+    float *Ap = scratch + (size_t)GEMM_KC * panels * GEMM_NR;
     if (K <= 0 && !add)
-        for (int m = 0; m < M; m++) memset(Cm + m * ldc, 0, N * sizeof(float));
+        for (int m = 0; m < M; m++) memset(out + m * ld_out, 0, N * sizeof(float));
     for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
         int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
-        gemm_pack_b(Bp, B, bks, bns, N, k0, kc, 0, panels);
-        for (int m0 = 0; m0 < M; m0 += GEMM_MC)
-            gemm_rows(Cm, ldc, A, ars, aks, Bp, Ap, m0, m0 + GEMM_MC < M ? m0 + GEMM_MC : M, N, k0, kc, add);
+        gemm_pack_b(Bp, B, b_row, b_col, N, k0, kc, 0, panels);
+        for (int m0 = 0; m0 < M; m0 += GEMM_MC) {
+            int m1 = m0 + GEMM_MC < M ? m0 + GEMM_MC : M;
+            gemm_rows(out, ld_out, A, a_row, a_col, Bp, Ap, m0, m1, N, k0, kc, add);
+        }
     }
 }
 
-/* Weight gradients dW += dy^T x sum over all B*T positions: K is far larger than M and N.
- * Cutting rows among threads would then give each thread little work per shared k-block
- * of B, so K is cut instead: into a fixed number of slices (a function of K alone), whose
- * partial products threads compute independently, and which are then added up in slice
- * order. The result is the same for any number of threads. */
+/* Weight gradients dW += dy^T x sum over all B*T positions: K is far larger than M and N,
+ * and cutting rows among threads would give each little work per shared k-block. So K is cut
+ * instead, into a number of slices that depends on K alone; threads compute the slices'
+ * partial products independently, and they are added in slice order. */
 #define GEMM_KSLICE 512
 #define GEMM_MAX_SLICES 8
 static int gemm_slices(int M, int N, int K) {
@@ -3843,67 +3840,79 @@ static int gemm_slices(int M, int N, int K) {
     return slices >= 2 && K >= 4L * M && K >= 4L * N ? slices : 1;
 }
 
-static void gemm_sliced(float *Cm, long ldc, const float *A, long ars, long aks, const float *B,
-                        long bks, long bns, int M, int N, int K, int add, int slices) {
-    size_t part = (size_t)M * N, per_thread = gemm_scratch_floats(N);
-    float *partial = scratch_floats(SCRATCH_GEMM_SLICES, slices * part + num_threads() * per_thread);
+static void gemm_sliced(float *out, long ld_out, const float *A, long a_row, long a_col,
+                        const float *B, long b_row, long b_col, int M, int N, int K, int add,
+                        int slices) {
+    size_t part = (size_t)M * N;
+    size_t per_thread = gemm_scratch_floats(N);
+    float *partial = scratch_floats(SCRATCH_GEMM_SLICES,
+                                    slices * part + num_threads() * per_thread);
     #pragma omp parallel
     {
         float *scratch = partial + slices * part + thread_id() * per_thread;
         #pragma omp for schedule(dynamic, 1)
         for (int s = 0; s < slices; s++) {
-            int k0 = (int)((long)K * s / slices), k1 = (int)((long)K * (s + 1) / slices);
-            gemm_serial(partial + s * part, N, A + k0 * aks, ars, aks, B + k0 * bks, bks, bns, M, N, k1 - k0, 0, scratch);
+            int k0 = (int)((long)K * s / slices);
+            int k1 = (int)((long)K * (s + 1) / slices);
+            gemm_serial(partial + s * part, N, A + k0 * a_col, a_row, a_col, B + k0 * b_row, b_row,
+                        b_col, M, N, k1 - k0, 0, scratch);
         }
         #pragma omp for schedule(static)
         for (int m = 0; m < M; m++) {
-            float *c = Cm + m * ldc;
-            if (!add) for (int n = 0; n < N; n++) c[n] = 0.0f;
+            float *c = out + m * ld_out;
+            if (!add)
+                for (int n = 0; n < N; n++) c[n] = 0.0f;
             for (int s = 0; s < slices; s++)
                 for (int n = 0; n < N; n++) c[n] += partial[s * part + (size_t)m * N + n];
         }
     }
 }
 
-/* The same product as gemm_serial, by all threads. */
-static void gemm(float *Cm, long ldc, const float *A, long ars, long aks, const float *B,
-                 long bks, long bns, int M, int N, int K, int add) {
+/* The product by all threads. */
+static void gemm(float *out, long ld_out, const float *A, long a_row, long a_col, const float *B,
+                 long b_row, long b_col, int M, int N, int K, int add) {
     if (M <= 0 || N <= 0) return;
-    if (K <= 0) { /* empty sum */
-        if (!add) for (int m = 0; m < M; m++) memset(Cm + m * ldc, 0, N * sizeof(float));
+    if (K <= 0) { /* an empty sum */
+        if (!add)
+            for (int m = 0; m < M; m++) memset(out + m * ld_out, 0, N * sizeof(float));
         return;
     }
     int slices = gemm_slices(M, N, K);
-    if (slices > 1) { gemm_sliced(Cm, ldc, A, ars, aks, B, bks, bns, M, N, K, add, slices); return; }
+    if (slices > 1) {
+        gemm_sliced(out, ld_out, A, a_row, a_col, B, b_row, b_col, M, N, K, add, slices);
+        return;
+    }
     int panels = (N + GEMM_NR - 1) / GEMM_NR;
     /* chunks of mc rows, a multiple of MR: GEMM_MC, or smaller when M is small, so that
      * every thread gets several chunks and a slow thread can be made up for */
-    int strips = (M + GEMM_MR - 1) / GEMM_MR, per_chunk = GEMM_MC / GEMM_MR;
+    int strips = (M + GEMM_MR - 1) / GEMM_MR;
+    int per_chunk = GEMM_MC / GEMM_MR;
     while (per_chunk > 1 && strips < 4 * num_threads() * per_chunk) per_chunk /= 2;
-    int mc = per_chunk * GEMM_MR, chunks = (M + mc - 1) / mc;
-    size_t bfloats = (size_t)GEMM_KC * panels * GEMM_NR;
+    int mc = per_chunk * GEMM_MR;
+    int chunks = (M + mc - 1) / mc;
+    size_t b_floats = (size_t)GEMM_KC * panels * GEMM_NR;
     /* one packed k-block of B, shared, then a block of A per thread */
-    float *Bp = scratch_floats(SCRATCH_GEMM, bfloats + (size_t)num_threads() * GEMM_MC * GEMM_KC);
+    float *Bp = scratch_floats(SCRATCH_GEMM, b_floats + (size_t)num_threads() * GEMM_MC * GEMM_KC);
     #pragma omp parallel
     {
-        float *Ap = Bp + bfloats + (size_t)thread_id() * GEMM_MC * GEMM_KC;
+        float *Ap = Bp + b_floats + (size_t)thread_id() * GEMM_MC * GEMM_KC;
         for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
             int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
             #pragma omp for schedule(static)
-            for (int p = 0; p < panels; p++) gemm_pack_b(Bp, B, bks, bns, N, k0, kc, p, p + 1);
+            for (int p = 0; p < panels; p++) gemm_pack_b(Bp, B, b_row, b_col, N, k0, kc, p, p + 1);
             #pragma omp for schedule(dynamic, 1)
-            for (int ch = 0; ch < chunks; ch++)
-                gemm_rows(Cm, ldc, A, ars, aks, Bp, Ap, ch * mc, (ch + 1) * mc < M ? (ch + 1) * mc : M, N, k0, kc, add);
+            for (int ch = 0; ch < chunks; ch++) {
+                int m1 = (ch + 1) * mc < M ? (ch + 1) * mc : M;
+                gemm_rows(out, ld_out, A, a_row, a_col, Bp, Ap, ch * mc, m1, N, k0, kc, add);
+            }
         }
     }
 }
 
-
 /* ---- 12.3 scratch memory and idle threads ------------------------------------------- */
 
-/* Grow-only scratch memory kept between calls (allocating a few hundred KB per call would
- * cost fresh zeroed pages every time). Called outside parallel regions; threads then take
- * slices of it. */
+/* Grow-only scratch memory kept between calls (a few hundred KB per call would otherwise cost
+ * fresh zeroed pages every time). Called outside parallel regions; threads take slices. */
 static float *scratch_floats(int slot, size_t floats) {
     static float *buf[SCRATCH_SLOTS];
     static size_t capacity[SCRATCH_SLOTS];
