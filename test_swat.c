@@ -524,6 +524,14 @@ static double matmul_loss(void *p) {
     return s;
 }
 
+/* Add the last model_forward's attention, every layer's band (train_swat.c adds a block's). */
+static void sink_stats_add(SinkStats *st, const Model *m) {
+    const Activations *a = &m->a;
+    for (int l = 0; l < st->L; l++)
+        sink_stats_add_band(st, l, a->layer[l].att, a->B, m->cfg.H, a->T, a->band, 0, a->band);
+    st->queries += (long)a->B * (a->band > 1 ? a->band - 1 : 0);
+}
+
 static void test_matmul(int N, int IN, int OUT, int do_fd, uint64_t seed) {
     uint64_t s = seed;
     float *x = rand_floats((size_t)N * IN, 1.0, &s), *W = rand_floats((size_t)OUT * IN, 0.5, &s),

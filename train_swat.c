@@ -2348,17 +2348,6 @@ static void sink_stats_add_band(SinkStats *st, int l, const float *att, int B, i
             }
 }
 
-/* Add the last model_forward's attention (every layer's band). The tests use it. */
-#ifdef __GNUC__
-__attribute__((unused))
-#endif
-static void sink_stats_add(SinkStats *st, const Model *m) {
-    const Activations *a = &m->a;
-    for (int l = 0; l < st->L; l++)
-        sink_stats_add_band(st, l, a->layer[l].att, a->B, m->cfg.H, a->T, a->band, 0, a->band);
-    st->queries += (long)a->B * (a->band > 1 ? a->band - 1 : 0);
-}
-
 /* Heads whose mean share on position 0 exceeds SINK_THRESHOLD, among the heads that are on
  * (mean row sum at least SINK_MIN_ROW_SUM; a softmax row always sums to 1). */
 static int sink_heads(const SinkStats *st) {
@@ -2455,7 +2444,8 @@ static void block_forward(BlockState *bs, const int *inputs, const int *targets,
         die("block_forward: %d x %d positions do not fit the block", B, T);
     for (int i = 0; i < N; i++) {
         if (inputs[i] < 0 || inputs[i] >= V)
-            die("token %d at position %ld is outside the vocabulary (V=%d)", inputs[i], pos0 + i, V);
+            die("token %d at position %ld is outside the vocabulary (V=%d)", inputs[i], pos0 + i,
+                V);
         if (targets && (targets[i] < 0 || targets[i] >= V))
             die("target %d at position %ld is outside the vocabulary (V=%d)", targets[i], pos0 + i,
                 V);
