@@ -1714,6 +1714,7 @@ typedef struct {
     double one_thread_time; /* seconds that DECODE_PROBE tokens took on one thread (the probe) */
 } DecodeThreads;
 
+/* the state of decoding: n sequences, their caches and the buffers of one token */
 typedef struct {
     const Model *m;
     int window;            /* w: the ring holds the last w positions */
@@ -1741,12 +1742,12 @@ typedef struct {
     float *first_sin;      /* (D/2) */
     float *packed;         /* the fast decoder's: the weights in panels (pack_model) */
     float *k_transposed;   /* (n, L, C, w) the fast decoder's copy of the ring's keys, lane-major */
-    int use_threads;       /* threads for the next token: 0 all, else that many */
+    int use_threads;       /* threads for the next token: 0 all, else that many (starts at 1) */
     DecodeThreads decode;  /* how use_threads is chosen */
 } InferState;
 
-/* The fast decoder (section 12.4): the weights packed into panels, per-thread scratch, one token
- * of n sequences, and the choice of how many threads decode. */
+/* The fast decoder (section 12.4): the weights packed into panels, one token of n sequences, the
+ * cache's rows with the transposed copy of its keys, and the choice of how many threads decode. */
 static float *pack_model(const Model *m);
 static void infer_step_all(InferState *s, const int *tokens);
 static void cache_store(InferState *s, int i, int l, int row, int lane0, int lanes,
@@ -3831,8 +3832,8 @@ static void panel_rows(float *y, long ldy, const float *x, long ldx, int N, cons
             const float *xp = x + (long)n0 * ldx;
             const float *bp = Bp + (size_t)p * PANEL_FLOATS(IN);
             switch (nn * 8 + group) { /* (sequences, panels): each its own register allocation */
-#define PANEL_CASE(NN, G) \
-    case NN * 8 + G: panel_group(yp, ldy, xp, ldx, NN, G, bp, IN, c, add); break;
+#define PANEL_CASE(NN, NP) \
+    case NN * 8 + NP: panel_group(yp, ldy, xp, ldx, NN, NP, bp, IN, c, add); break;
                 PANEL_CASE(1, 4) PANEL_CASE(1, 2) PANEL_CASE(1, 1) PANEL_CASE(2, 4)
                 PANEL_CASE(2, 2) PANEL_CASE(2, 1) PANEL_CASE(3, 2) PANEL_CASE(3, 1)
                 PANEL_CASE(4, 2) PANEL_CASE(4, 1) PANEL_CASE(5, 1) PANEL_CASE(6, 1)
