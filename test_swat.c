@@ -1756,48 +1756,65 @@ static double *ref_stream_keep_first(const ModelConfig *c, const double *P, cons
 }
 
 /* The decoder with and without kept first positions, against the cache computed directly in
- * double; and infer_step_naive, the plain loops of one token through the model, against the
- * fast decoder (infer_step_all) and the same double computation: the same sums in another
- * grouping, in every attention configuration. */
+ * double; and infer_step_naive, the plain loops of one token through the model (its window in
+ * step 5, the kept first keys by kept_scores_naive), against the fast decoder (infer_step_all)
+ * and the same double computation: the same sums in another grouping, in every attention
+ * configuration and several shapes (head widths below, at and between vector widths, windows
+ * beyond 64 slots). infer_step_naive_n, the naive build's decoder of n sequences, is
+ * infer_step_naive on each sequence bit for bit. */
 static void test_keep_first(void) {
-    struct { int attn, neg, pos, rope, w, K; } v[] = {
-        {ATTN_SOFTMAX, 0, 0, 1, 4, 1}, {ATTN_SOFTMAX, 2, 2, 1, 5, 3}, {ATTN_SIGMOID, 2, 2, 1, 4, 2},
-        {ATTN_SOFTMAX, 4, 0, 0, 3, 6}, {ATTN_SIGMOID, 0, 4, 1, 1, 1},
-        {ATTN_SIGMOID, 2, 2, 1, 4, 0}, {ATTN_SIGMOID, 4, 0, 0, 7, 0}, {ATTN_SOFTMAX, 1, 2, 1, 40, 0}};
-    const int n = 30, V = 23;
+    struct { int attn, neg, pos, rope, w, K, L, H, C; } v[] = {
+        {ATTN_SOFTMAX, 0, 0, 1, 4, 1, 2, 4, 16}, {ATTN_SOFTMAX, 2, 2, 1, 5, 3, 2, 4, 16},
+        {ATTN_SIGMOID, 2, 2, 1, 4, 2, 2, 4, 16}, {ATTN_SOFTMAX, 4, 0, 0, 3, 6, 2, 4, 16},
+        {ATTN_SIGMOID, 0, 4, 1, 1, 1, 2, 4, 16}, {ATTN_SIGMOID, 2, 2, 1, 4, 0, 2, 4, 16},
+        {ATTN_SIGMOID, 4, 0, 0, 7, 0, 2, 4, 16}, {ATTN_SOFTMAX, 1, 2, 1, 40, 0, 2, 4, 16},
+        {ATTN_SOFTMAX, 1, 1, 1, 70, 4, 1, 2, 80}, {ATTN_SIGMOID, 1, 0, 1, 66, 0, 3, 1, 12},
+        {ATTN_SIGMOID, 1, 1, 0, 9, 12, 1, 3, 36}, {ATTN_SOFTMAX, 2, 1, 1, 20, 5, 2, 3, 96}};
+    const int n = 90, V = 23;
     double naive_fast = 0.0, naive_ref = 0.0;
+    int naive_n_same = 1;
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-        ModelConfig cfg = make_config(V, 2, 4, 16, 24, v[i].w, v[i].attn, v[i].neg, v[i].pos, v[i].rope);
+        ModelConfig cfg = make_config(V, v[i].L, v[i].H, v[i].C, 24, v[i].w, v[i].attn, v[i].neg,
+                                      v[i].pos, v[i].rope);
         Model m;
-        make_random_model(&m, &cfg, 0.3, 110 + i);
+        make_random_model(&m, &cfg, 0.3 * sqrt(16.0 / v[i].C), 110 + i); /* alike activations */
         double *P = to_double(m.params, m.num_params);
         uint64_t s = 120 + i;
-        int tok[30];
+        int tok[90], two[2];
         random_tokens(tok, n, V, &s);
         double *ref = ref_stream_keep_first(&cfg, P, tok, n, v[i].w, v[i].K);
-        InferState st, naive;
+        InferState st, naive, pair;
         infer_init(&st, &m, v[i].w, v[i].K);
         infer_init(&naive, &m, v[i].w, v[i].K);
+        infer_init_n(&pair, &m, v[i].w, v[i].K, 2);
         double e = 0.0;
         for (int p = 0; p < n; p++) {
             infer_step(&st, tok[p]);
             infer_step_naive(&naive, tok[p]);
+            two[0] = (tok[p] + 5) % V; /* another text, then this one */
+            two[1] = tok[p];
+            infer_step_naive_n(&pair, two);
+            naive_n_same &= !memcmp(pair.logits + V, naive.logits, V * sizeof(float));
             e = fmax(e, rel_err_fd(st.logits, ref + (size_t)p * V, V));
             naive_fast = fmax(naive_fast, rel_err_ff(naive.logits, st.logits, V));
             naive_ref = fmax(naive_ref, rel_err_fd(naive.logits, ref + (size_t)p * V, V));
         }
         infer_free(&st);
         infer_free(&naive);
+        infer_free(&pair);
         note(E_INFER, e);
-        CHECK(e < 1e-4, S("--keep-first %d: infer_step vs the cache computed directly, %s, %d positions", v[i].K,
-                          config_desc(&cfg, v[i].w), n), "max rel err %.2e", e);
+        CHECK(e < 1e-4, S("--keep-first %d: infer_step vs the cache computed directly, %s, L=%d H=%d C=%d, "
+                          "%d positions", v[i].K, config_desc(&cfg, v[i].w), v[i].L, v[i].H, v[i].C, n),
+              "max rel err %.2e", e);
         free(ref); free(P);
         model_free(&m);
     }
     CHECK(naive_fast < 1e-5, "infer_step_naive == the fast decoder infer_step_all",
-          "8 configurations (sigmoid and softmax, RoPE on and off, w = 1..40, keep-first 0..6), 30 tokens each: "
-          "logits max rel err %.2e", naive_fast);
+          "12 configurations (sigmoid and softmax, RoPE on and off, w = 1..70, keep-first 0..12, "
+          "D = 4..40), 90 tokens each: logits max rel err %.2e", naive_fast);
     CHECK(naive_ref < 1e-4, "infer_step_naive == the cache computed directly in double", "max rel err %.2e", naive_ref);
+    CHECK(naive_n_same, "infer_step_naive_n (the naive build's --samples): each sequence is infer_step_naive's",
+          "2 sequences, 12 configurations, 90 tokens: %s", naive_n_same ? "identical logits" : "DIFFER");
     /* keep_first 0 is the plain ring buffer, bit for bit */
     ModelConfig cfg = make_config(V, 2, 4, 16, 24, 4, ATTN_SOFTMAX, 2, 2, 1);
     Model m;
@@ -3141,10 +3158,13 @@ static void test_block_stream(void) {
 }
 
 /* A prompt through block_forward, then decoding, against the prompt token by token: the
- * logits after the prompt and after 20 more tokens within 1e-5. */
+ * logits after the prompt and after 20 more tokens within 1e-5. The cache a prompt leaves
+ * serves both decoders: infer_step_naive continues it as the fast decoder does (with kept
+ * first positions, the prompt goes token by token). */
 static void test_prefill(void) {
-    struct { int attn, bos, w, len; } v[] = {{ATTN_SIGMOID, -1, 5, 1}, {ATTN_SOFTMAX, 30, 5, 31}, {ATTN_SIGMOID, 30, 50, 1030},
-                                             {ATTN_SOFTMAX, -1, 2000, 1100}, {ATTN_SIGMOID, -1, 1, 40}};
+    struct { int attn, bos, w, len, keep; } v[] = {
+        {ATTN_SIGMOID, -1, 5, 1, 0}, {ATTN_SOFTMAX, 30, 5, 31, 0}, {ATTN_SIGMOID, 30, 50, 1030, 0},
+        {ATTN_SOFTMAX, -1, 2000, 1100, 0}, {ATTN_SIGMOID, -1, 1, 40, 0}, {ATTN_SOFTMAX, 30, 6, 40, 3}};
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
         ModelConfig cfg = make_config(31, 2, 4, 16, 24, v[i].w, v[i].attn, 2, 2, 1);
         cfg.bos = v[i].bos;
@@ -3156,22 +3176,28 @@ static void test_prefill(void) {
         random_tokens(seq, len + extra, 30, &s);
         if (v[i].bos >= 0) seq[0] = v[i].bos;
         int ring = len + extra < W ? len + extra : W; /* as generate() sizes it */
-        InferState a, b;
-        infer_init(&a, &m, ring, 0);
-        infer_init(&b, &m, ring, 0);
+        InferState a, b, naive;
+        infer_init(&a, &m, ring, v[i].keep);
+        infer_init(&b, &m, ring, v[i].keep);
+        infer_init(&naive, &m, ring, v[i].keep);
         infer_prefill(&a, seq, len);
+        infer_prefill(&naive, seq, len);
         for (int j = 0; j < len; j++) infer_step(&b, seq[j]);
-        double e0 = rel_err_ff(a.logits, b.logits, cfg.V), e1 = 0.0;
+        double e0 = rel_err_ff(a.logits, b.logits, cfg.V), e1 = 0.0, e2 = 0.0;
         for (int j = len; j < len + extra; j++) {
             infer_step(&a, seq[j]);
             infer_step(&b, seq[j]);
+            infer_step_naive(&naive, seq[j]);
             e1 = fmax(e1, rel_err_ff(a.logits, b.logits, cfg.V));
+            e2 = fmax(e2, rel_err_ff(naive.logits, a.logits, cfg.V));
         }
         note(E_INFER, fmax(e0, e1));
-        CHECK(a.pos == b.pos && e0 < 1e-5 && e1 < 1e-5, S("prompt in blocks, then decoding == token by token: %s%s, %d-token prompt",
-                                                          config_desc(&cfg, W), v[i].bos >= 0 ? ", start token" : "", len),
-              "logits after the prompt rel err %.1e, over the next %d tokens %.1e", e0, extra, e1);
-        infer_free(&a); infer_free(&b);
+        CHECK(a.pos == b.pos && e0 < 1e-5 && e1 < 1e-5 && e2 < 1e-5,
+              S("prompt in blocks, then decoding == token by token: %s%s, %d-token prompt, keep first %d",
+                config_desc(&cfg, W), v[i].bos >= 0 ? ", start token" : "", len, v[i].keep),
+              "logits after the prompt rel err %.1e, over the next %d tokens %.1e; infer_step_naive "
+              "after the same prompt %.1e", e0, extra, e1, e2);
+        infer_free(&a); infer_free(&b); infer_free(&naive);
         free(seq);
         model_free(&m);
     }
@@ -3262,35 +3288,43 @@ static void test_infer_threads(void) {
 #endif
     /* the thread choice of decoding: one thread for the first probe, all for the second, then
      * the faster; a lost probe doubles the period */
-    DecodeThreads d;
     InferState fake;
     memset(&fake, 0, sizeof fake);
-    decode_threads_init(&d);
-    d.all = 4;
-    d.sized = 1; /* as for a model above decode_parallel_min */
+    DecodeThreads *d = &fake.decode;
+    d->threads_all = 4; /* as decode_threads_init sets it for a model above decode_parallel_min */
+    d->period = DECODE_PERIOD;
     int first = -1, second = -1;
     for (int k = 0; k < 2 * DECODE_PROBE + 1; k++) {
-        decode_threads_before(&d, &fake);
+        decode_threads_before(&fake);
         if (k == 0) first = fake.use_threads;
         if (k == DECODE_PROBE) second = fake.use_threads;
     }
     CHECK(first == 1 && second == 4 && (fake.use_threads == 1 || fake.use_threads == 4) &&
-          d.period == (fake.use_threads == 1 ? 2 : 1) * DECODE_PERIOD, "decoding's thread choice: probes one thread, then all, keeps the faster",
-          "first probe %d thread(s), second %d, then %d, period %d", first, second, fake.use_threads, d.period);
+          d->period == (fake.use_threads == 1 ? 2 : 1) * DECODE_PERIOD,
+          "decoding's thread choice: probes one thread, then all, keeps the faster",
+          "first probe %d thread(s), second %d, then %d, period %d", first, second, fake.use_threads,
+          d->period);
     ModelConfig small = make_config(31, 2, 4, 16, 24, 4, ATTN_SIGMOID, 2, 2, 1);
     Model sm;
     make_random_model(&sm, &small, 0.3, 230);
     InferState st;
+#ifdef _OPENMP
+    int saved_threads = omp_get_max_threads();
+    omp_set_num_threads(4); /* as on a machine with 4 cores */
+#endif
     infer_init_n(&st, &sm, 4, 0, 3);
-    decode_threads_init(&d);
-    d.all = 4;
     int most = 0;
     for (int k = 0; k < 3 * DECODE_PROBE; k++) {
-        decode_threads_before(&d, &st);
+        decode_threads_before(&st);
         most = st.use_threads > most ? st.use_threads : most;
     }
-    CHECK(most == 1, "decoding stays on one thread below decode_parallel_min multiply-adds a step",
-          "3 sequences of a model with C=16: at most %d thread(s) over %d tokens", most, 3 * DECODE_PROBE);
+#ifdef _OPENMP
+    omp_set_num_threads(saved_threads);
+#endif
+    CHECK(most == 1 && st.decode.threads_all == 1,
+          "decoding stays on one thread below decode_parallel_min multiply-adds a step",
+          "3 sequences of a model with C=16, 4 threads: at most %d thread(s) over %d tokens", most,
+          3 * DECODE_PROBE);
     infer_free(&st);
     model_free(&sm);
 }

@@ -533,7 +533,7 @@ static void rmsnorm_forward(float *out, float *rstd, const float *inp, const flo
  * so the result does not depend on the thread count. */
 #define TOKEN_CHUNK 64
 enum { SCRATCH_GEMM, SCRATCH_GEMM_SLICES, SCRATCH_ATTENTION, SCRATCH_NORM, SCRATCH_RANKS,
-       SCRATCH_SLOTS };
+       SCRATCH_DECODE, SCRATCH_SLOTS };
 /* memory that grows and is kept between calls, one slot per user (section 12.3) */
 static float *scratch_floats(int slot, size_t floats);
 static void rmsnorm_backward(float *dinp, float *dgain, const float *dout, const float *inp,
@@ -1988,203 +1988,251 @@ static int checkpoint_load(const char *path, Model *m, TrainState *ts) {
 /* ------------------------------------------------------------------------------------ */
 
 /* A SWAT layer at position p only needs the keys and values of positions p-w+1..p, so each
- * layer keeps a ring buffer of w keys (RoPE already applied) and w values: slot p % w holds
- * position p. A token costs O(L*(C*C + C*F + w*C)) work and the memory never grows. RoPE
- * makes q.k depend only on m-n, so absolute positions may grow without bound. (Texts and
- * prompts go through in blocks instead, section 10; generation then continues here.)
- * infer_step_naive below is the model for one token as plain loops, step by step: the best
- * first read of this file. infer_step runs the fast version of it (section 12.4).
- *
- * StreamingLLM (Xiao et al. 2023) keeps the first K positions ("attention sinks") in the
- * cache beside the last w, and counts positions within the cache: the cache is the first K
- * tokens followed by the last w, indexed 0, 1, 2, ...; a query at text position p sits at
- * cache index c = min(p, K+w-1). A window key keeps its distance p-n (the window is
- * contiguous), a kept first token j that has left the window is at distance c - j for both
- * RoPE and ALiBi. Up to p = K+w-1 this is exactly plain attention over positions 0..p. */
+ * layer keeps a ring buffer of w keys (RoPE applied) and w values: row p % w holds position p.
+ * A token costs O(L*(C*C + C*F + w*C)) work and the memory never grows; RoPE makes q.k depend
+ * only on m-n, so positions may grow without bound. infer_step_naive below is the model for one
+ * token as plain loops: the best first read of this file. (Prompts go through in blocks.) */
+
+/* how many threads decode the next token: chosen while decoding, see decode_threads_before */
+typedef struct {
+    int threads_all;        /* the thread count "all threads" means; 1: always one thread */
+    int token;              /* tokens since the period began: 0 .. period-1 */
+    int period;             /* tokens from one probe to the next */
+    double window_start;    /* when the DECODE_PROBE tokens timed now began, in seconds */
+    double one_thread_time; /* seconds that DECODE_PROBE tokens took on one thread (the probe) */
+} DecodeThreads;
+
+/* the state of decoding: n sequences, their caches and the buffers of one token */
 typedef struct {
     const Model *m;
     int window;            /* w: the ring holds the last w positions */
-    int keep_first;        /* K: positions 0..K-1 also stay, after they leave the window */
-    int n;                 /* sequences decoded together (generation's --samples), all at one position */
+    int keep_first;        /* StreamingLLM: positions 0..keep_first-1 stay (kept_scores_naive) */
+    int n;                 /* sequences decoded together (--samples), all at one position */
     long pos;              /* tokens consumed so far (by each sequence) */
-    float *packed;         /* the weights in panels (pack_model) */
-    float *k_ring;         /* (L, n, H, D, window) keys, RoPE applied at their position, transposed per head */
-    float *v_ring;         /* (L, n, window, C) values */
-    float *k_first;        /* (L, n, keep_first, C) keys of positions 0..K-1 (position = cache index) */
-    float *v_first;        /* (L, n, keep_first, C) */
+    float *k_cache;        /* (n, L, w + keep_first, C) keys, RoPE applied: the ring, then kept */
+    float *v_cache;        /* (n, L, w + keep_first, C) values, the same rows */
     float *x;              /* (n, C) the residual streams of the current tokens */
-    float *q;              /* (n, C) queries, RoPE at text position p */
-    float *q_first;        /* (n, C) the same queries, RoPE at cache index c: for the kept first keys */
+    float *h;              /* (C) a RMSNorm output */
+    float *q;              /* (n, C) queries, RoPE at position p */
     float *k_new;          /* (n, C) the new keys, before they enter the ring */
     float *v_new;          /* (n, C) the new values */
-    float *o;              /* (n, C) attention outputs, heads concatenated */
+    float *scores;         /* (w + keep_first) one head's scores, then its weights */
+    float *o;              /* (n, C) attention outputs, heads side by side */
+    float *branch;         /* (C) what a block adds to x */
+    float *gate;           /* (n, F) h Wgate^T */
+    float *up;             /* (n, F) h Wup^T */
     float *act;            /* (n, F) the MLP's silu(gate) * up */
-    float *scratch;        /* per thread: RMSNorm outputs (n, C), gate and up panels (2, n, 4 NR), scores */
-    size_t per_thread;     /* floats of scratch per thread */
-    int threads;           /* threads the scratch is for */
-    int use_threads;       /* threads for the next token: 0 all, else that many (see DecodeThreads) */
-    float *rope_cos;       /* (D/2) RoPE at the current position: cos */
-    float *rope_sin;       /* (D/2) and sin */
-    float *first_cos;      /* (D/2) RoPE at the current cache index */
-    float *first_sin;      /* (D/2) */
     float *logits;         /* (n, V) the predictions for the next tokens */
+    float *rope_cos;       /* (D/2) RoPE at position p: cos */
+    float *rope_sin;       /* (D/2) and sin */
+    float *q_first;        /* (n, C) keep-first: the queries, RoPE at the cache index */
+    float *first_cos;      /* (D/2) keep-first: RoPE at the cache index */
+    float *first_sin;      /* (D/2) */
+    float *packed;         /* the fast decoder's: the weights in panels (pack_model) */
+    float *k_transposed;   /* (n, L, C, w) the fast decoder's copy of the ring's keys, lane-major */
+    int use_threads;       /* threads for the next token: 0 all, else that many (starts at 1) */
+    DecodeThreads decode;  /* how use_threads is chosen */
 } InferState;
 
-/* The fast decoder (section 12.4): the weights packed into panels, per-thread scratch, one token
- * of n sequences, and the choice of how many threads decode. */
+/* The fast decoder (section 12.4): the weights packed into panels, one token of n sequences, the
+ * cache's rows with the transposed copy of its keys, and the choice of how many threads decode. */
 static float *pack_model(const Model *m);
-static void infer_scratch(InferState *s, int threads);
 static void infer_step_all(InferState *s, const int *tokens);
-typedef struct { int all, k, period, sized; double t0, time_one; } DecodeThreads;
-static void decode_threads_init(DecodeThreads *d);
-static void decode_threads_before(DecodeThreads *d, InferState *s);
+static void cache_store(InferState *s, int i, int l, int row, int lane0, int lanes,
+                        const float *k, const float *v);
+static void decode_threads_init(InferState *s);
+static void decode_threads_before(InferState *s);
 
 /* n sequences at position 0, all with the same window and kept first positions */
 static void infer_init_n(InferState *s, const Model *m, int window, int keep_first, int n) {
     const ModelConfig *c = &m->cfg;
-    memset(s, 0, sizeof(*s));
-    s->m = m; s->window = window; s->keep_first = keep_first; s->n = n;
-    size_t LWC = (size_t)c->L * n * window * c->C, LKC = (size_t)c->L * n * keep_first * c->C, nC = (size_t)n * c->C;
-    int half = c->C / c->H / 2 + 1;
+    *s = (InferState){.m = m, .window = window, .keep_first = keep_first, .n = n, .use_threads = 1};
+    size_t rows = (size_t)window + keep_first, C = c->C, half = C / c->H / 2 + 1;
+    size_t cache = (size_t)n * c->L * rows * C, nC = (size_t)n * C, nF = (size_t)n * c->F;
+    struct { float **buf; size_t floats; } all[] = { /* the shapes are the comments above */
+        {&s->k_cache, cache}, {&s->v_cache, cache}, {&s->k_transposed, cache / rows * window},
+        {&s->x, nC}, {&s->h, C}, {&s->q, nC}, {&s->k_new, nC}, {&s->v_new, nC},
+        {&s->scores, rows}, {&s->o, nC}, {&s->branch, C}, {&s->gate, nF}, {&s->up, nF},
+        {&s->act, nF}, {&s->logits, (size_t)n * c->V}, {&s->rope_cos, half},
+        {&s->rope_sin, half}, {&s->q_first, nC}, {&s->first_cos, half}, {&s->first_sin, half}};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        *all[i].buf = xcalloc(all[i].floats, sizeof(float), "inference");
     s->packed = pack_model(m);
-    s->k_ring = xcalloc(LWC, 4, "KV cache");
-    s->v_ring = xcalloc(LWC, 4, "KV cache");
-    s->k_first = xcalloc(LKC, 4, "KV cache");
-    s->v_first = xcalloc(LKC, 4, "KV cache");
-    float **vecs[] = {&s->x, &s->q, &s->q_first, &s->k_new, &s->v_new, &s->o};
-    for (int i = 0; i < 6; i++) *vecs[i] = xcalloc(nC, 4, "inference");
-    s->act = xcalloc((size_t)n * c->F, 4, "inference");
-    s->rope_cos = xcalloc(half, 4, "inference");
-    s->rope_sin = xcalloc(half, 4, "inference");
-    s->first_cos = xcalloc(half, 4, "inference");
-    s->first_sin = xcalloc(half, 4, "inference");
-    s->logits = xcalloc((size_t)n * c->V, 4, "inference");
-    infer_scratch(s, num_threads());
+    decode_threads_init(s);
 }
-static void infer_init(InferState *s, const Model *m, int window, int keep_first) { infer_init_n(s, m, window, keep_first, 1); }
+static void infer_init(InferState *s, const Model *m, int window, int keep_first) {
+    infer_init_n(s, m, window, keep_first, 1);
+}
 
 static void infer_free(InferState *s) {
-    float *all[] = {s->packed, s->k_ring, s->v_ring, s->k_first, s->v_first, s->x, s->q, s->q_first, s->k_new, s->v_new,
-                    s->o, s->act, s->scratch, s->rope_cos, s->rope_sin, s->first_cos, s->first_sin, s->logits};
+    float *all[] = {s->k_cache, s->v_cache, s->k_transposed, s->x, s->h, s->q, s->k_new,
+                    s->v_new, s->scores, s->o, s->branch, s->gate, s->up, s->act, s->logits,
+                    s->rope_cos, s->rope_sin, s->q_first, s->first_cos, s->first_sin,
+                    s->packed};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) free(all[i]);
     memset(s, 0, sizeof(*s));
 }
 
-/* One token through the whole model, as the plain loops of the math: the clearest statement of
- * what the model computes, and the best first read of this file. It is the reference for the
- * fast decoder (infer_step_all, section 12.4), which computes the same sums for n sequences at
- * once, regrouped; test_swat.c checks the two against each other. For the token at position
- * p = s->pos (one sequence, s->n = 1):
- *   1. x = wte[token]                                    the residual stream (C)
- *   for each layer:
+/* Where the token at position p = s->pos stands: the same for every sequence, layer and head */
+typedef struct {
+    long p;            /* its position in the text */
+    int slot;          /* its ring row: p % w */
+    int seen;          /* window keys its query sees, positions p-seen+1 .. p: min(p+1, w) */
+    int kept;          /* keep-first: first positions kept after leaving the window */
+    long cache_index;  /* keep-first: its query's index in the cache, min(p, keep_first + w - 1) */
+} CachePosition;
+
+static CachePosition cache_position(const InferState *s) {
+    long p = s->pos, w = s->window, keep_first = s->keep_first;
+    long evicted = p - w + 1 > 0 ? p - w + 1 : 0; /* positions 0..evicted-1 left the window */
+    return (CachePosition){.p = p, .slot = (int)(p % w), .seen = (int)(p + 1 < w ? p + 1 : w),
+                           .kept = (int)(evicted < keep_first ? evicted : keep_first),
+                           .cache_index = p < keep_first + w - 1 ? p : keep_first + w - 1};
+}
+
+static int kept_scores_naive(InferState *s, int l, int hd, float *a);
+
+/* One token through the whole model as the plain loops of the math: the best first read of this
+ * file (infer_step_all, section 12.4, computes the same sums regrouped; test_swat.c compares).
+ * The token at position p = s->pos, of one sequence (s->n = 1):
+ *   1. x = wte[token]                                  the residual stream (C); then per layer:
  *   2.   h = RMSNorm(x) * attn_norm
- *   3.   q = h Wq^T,  k = h Wk^T,  v = h Wv^T             RoPE turns q and k by the angle of p
- *   4.   k and v go into the ring at slot p % w, over position p-w's, which no query sees again
- *   5.   per head, for the keys at distance d = 0 .. seen-1 (positions p-d):
- *          s_d = q . k_{p-d} / sqrt(D) + slope_h * d
- *          a_d = sigmoid(s_d)      (SWAT: each key on its own; softmax over d normalises them)
- *          o   = sum_d a_d v_{p-d}
- *   6.   x += o Wo^T                                      (the heads side by side in o)
+ *   3.   q = h Wq^T, k = h Wk^T, v = h Wv^T              RoPE turns q and k by the angle of p
+ *   4.   k and v go into ring row p % w, over position p-w's, which no query sees again
+ *   5.   per head, for ring rows r = 0 .. seen-1 (row r holds position p - d):
+ *        s_r = q.k_r / sqrt(D) + slope_h * d;  a_r = sigmoid(s_r) (SWAT) or the softmax over r
+ *   6.   x += o Wo^T                 with o = sum_r a_r v_r, the heads side by side
  *   7.   h = RMSNorm(x) * mlp_norm;   x += (silu(h Wgate^T) * h Wup^T) Wdown^T
- *   8. logits = RMSNorm(x) * final_norm  lm_head^T        (V) scores for the next token
- * With keep_first K, the keys of positions 0..K-1 stay after they leave the window: they are
- * scored first, at distance c - j from the query's cache index c (StreamingLLM, above). */
+ *   8. logits = RMSNorm(x) * final_norm lm_head^T      (V) scores for the next token */
 static void infer_step_naive(InferState *s, int token) {
     const Model *m = s->m;
     const ModelConfig *c = &m->cfg;
-    int C = c->C, F = c->F, H = c->H, D = C / H, V = c->V, w = s->window, K = s->keep_first;
-    long p = s->pos;
-    int slot = (int)(p % w);                         /* the ring slot of position p */
-    int seen = p + 1 < w ? (int)p + 1 : w;           /* window keys the query sees: positions p-seen+1 .. p */
-    long evicted = p - w + 1 > 0 ? p - w + 1 : 0;    /* positions 0 .. evicted-1 have left the window */
-    int kept = evicted < K ? (int)evicted : K;       /* of those, the first ones still in the cache */
-    long cache_index = p < (long)K + w - 1 ? p : (long)K + w - 1;
+    int C = c->C, F = c->F, H = c->H, D = C / H, V = c->V, w = s->window;
+    size_t rows = (size_t)w + s->keep_first; /* cache rows of a layer */
+    CachePosition at = cache_position(s);
     float scale = 1.0f / sqrtf((float)D);
-    float *x = s->x;                                 /* (C) the residual stream */
-    float *q = s->q;                                 /* (C) queries, RoPE at position p */
-    float *q_first = s->q_first;                     /* (C) queries, RoPE at the cache index: for the kept keys */
-    float *k = s->k_new;                             /* (C) the new key */
-    float *v = s->v_new;                             /* (C) the new value */
-    float *o = s->o;                                 /* (C) attention output, heads side by side */
-    float *h = xcalloc(C, sizeof(float), "inference");          /* (C) a RMSNorm output */
-    float *branch = xcalloc(C, sizeof(float), "inference");     /* (C) what a block adds to x */
-    float *gate = xcalloc(F, sizeof(float), "inference");       /* (F) */
-    float *up = xcalloc(F, sizeof(float), "inference");         /* (F) */
-    float *act = s->act;                                          /* (F) silu(gate) * up */
-    float *a = xcalloc((size_t)K + w, sizeof(float), "inference"); /* (kept + seen) one head's scores, then weights */
+    float *x = s->x, *h = s->h, *q = s->q, *k = s->k_new, *v = s->v_new, *o = s->o; /* (C) */
+    float *a = s->scores; /* (seen + kept) */
     if (token < 0 || token >= V) die("token %d is outside the vocabulary (V=%d)", token, V);
 
-    memcpy(x, m->param.wte + (long)token * C, C * sizeof(float));                 /* 1 */
-    if (c->rope) {
-        rope_tables(s->rope_cos, s->rope_sin, 1, D, c->rope_theta, p);
-        rope_tables(s->first_cos, s->first_sin, 1, D, c->rope_theta, cache_index);
-    }
+    memcpy(x, m->param.wte + (long)token * C, C * sizeof(float));                   /* 1 */
+    if (c->rope) rope_tables(s->rope_cos, s->rope_sin, 1, D, c->rope_theta, at.p);
     for (int l = 0; l < c->L; l++) {
         LayerWeights lw = layer_weights(&m->param, c, l);
-        float *k_ring = s->k_ring + (size_t)l * H * D * w;      /* (H, D, w) keys, per head transposed: [h][i][slot] */
-        float *v_ring = s->v_ring + (size_t)l * w * C;          /* (w, C) values: [slot][h*D + i] */
-        float *k_first = s->k_first + (size_t)l * K * C;        /* (K, C) keys of positions 0..K-1 */
-        float *v_first = s->v_first + (size_t)l * K * C;        /* (K, C) */
-        rmsnorm_row(h, x, lw.attn_norm, C);                                          /* 2 */
-        matmul_forward_naive(q, h, lw.wq, 1, C, C);                                   /* 3 */
+        float *k_cache = s->k_cache + (size_t)l * rows * C; /* (rows, C) keys: [row][hd*D + i] */
+        float *v_cache = s->v_cache + (size_t)l * rows * C; /* (rows, C) values */
+        rmsnorm_row_naive(h, x, lw.attn_norm, C);                                  /* 2 */
+        matmul_forward_naive(q, h, lw.wq, 1, C, C);                                /* 3 */
         matmul_forward_naive(k, h, lw.wk, 1, C, C);
         matmul_forward_naive(v, h, lw.wv, 1, C, C);
-        memcpy(q_first, q, C * sizeof(float));
         for (int hd = 0; c->rope && hd < H; hd++) {
             rope_head(q + hd * D, s->rope_cos, s->rope_sin, D, 1.0f);
             rope_head(k + hd * D, s->rope_cos, s->rope_sin, D, 1.0f);
-            rope_head(q_first + hd * D, s->first_cos, s->first_sin, D, 1.0f);
         }
-        for (int hd = 0; hd < H; hd++)                                                /* 4 */
-            for (int i = 0; i < D; i++) k_ring[((size_t)hd * D + i) * w + slot] = k[hd * D + i];
-        memcpy(v_ring + (size_t)slot * C, v, C * sizeof(float));
-        if (p < K) { /* one of the first K positions: keep it (its cache index is its position) */
-            memcpy(k_first + p * C, k, C * sizeof(float));
-            memcpy(v_first + p * C, v, C * sizeof(float));
-        }
-        for (int hd = 0; hd < H; hd++) {                                              /* 5 */
-            float slope = m->slopes[hd];
-            for (int j = 0; j < kept; j++) { /* a[j]: the kept first key j */
+        memcpy(k_cache + (size_t)at.slot * C, k, C * sizeof(float));               /* 4 */
+        memcpy(v_cache + (size_t)at.slot * C, v, C * sizeof(float));
+        for (int hd = 0; hd < H; hd++) {                                           /* 5 */
+            for (int r = 0; r < at.seen; r++) {
+                int d = (at.slot - r + w) % w; /* row r holds position p - d */
+                const float *key = k_cache + (size_t)r * C + hd * D;
                 float dot = 0.0f;
-                for (int i = 0; i < D; i++) dot += q_first[hd * D + i] * k_first[(long)j * C + hd * D + i];
-                a[j] = dot * scale + slope * (float)(cache_index - j);
+                for (int i = 0; i < D; i++) dot += q[hd * D + i] * key[i];
+                a[r] = dot * scale + m->slopes[hd] * (float)d;
             }
-            for (int d = 0; d < seen; d++) { /* a[kept + d]: the key at distance d, in slot (p-d) % w */
-                int sl = (int)((p - d) % w);
-                float dot = 0.0f;
-                for (int i = 0; i < D; i++) dot += q[hd * D + i] * k_ring[((size_t)hd * D + i) * w + sl];
-                a[kept + d] = dot * scale + slope * (float)d;
+            int keys = at.seen + kept_scores_naive(s, l, hd, a); /* 0 without --keep-first */
+            float max_s = -FLT_MAX; /* softmax: exp(s - max) keeps exp in range, changes nothing */
+            float sum = 0.0f;
+            for (int r = 0; r < keys; r++) max_s = a[r] > max_s ? a[r] : max_s;
+            for (int r = 0; r < keys; r++) {
+                a[r] = c->attn == ATTN_SIGMOID ? sigmoid_naive(a[r]) : expf(a[r] - max_s);
+                sum += a[r];
             }
-            scores_to_weights(a, kept + seen, c->attn);
+            for (int r = 0; c->attn == ATTN_SOFTMAX && r < keys; r++) a[r] /= sum;
             for (int i = 0; i < D; i++) {
                 float acc = 0.0f;
-                for (int j = 0; j < kept; j++) acc += a[j] * v_first[(long)j * C + hd * D + i];
-                for (int d = 0; d < seen; d++) acc += a[kept + d] * v_ring[(size_t)((p - d) % w) * C + hd * D + i];
+                for (int r = 0; r < keys; r++) acc += a[r] * v_cache[(size_t)r * C + hd * D + i];
                 o[hd * D + i] = acc;
             }
         }
-        matmul_forward_naive(branch, o, lw.wo, 1, C, C);                              /* 6 */
-        for (int i = 0; i < C; i++) x[i] += branch[i];
-        rmsnorm_row(h, x, lw.mlp_norm, C);                                           /* 7 */
-        matmul_forward_naive(gate, h, lw.w_gate, 1, C, F);
-        matmul_forward_naive(up, h, lw.w_up, 1, C, F);
-        for (int i = 0; i < F; i++) act[i] = gate[i] * sigmoid(gate[i]) * up[i];
-        matmul_forward_naive(branch, act, lw.w_down, 1, F, C);
-        for (int i = 0; i < C; i++) x[i] += branch[i];
+        matmul_forward_naive(s->branch, o, lw.wo, 1, C, C);                        /* 6 */
+        for (int i = 0; i < C; i++) x[i] += s->branch[i];
+        rmsnorm_row_naive(h, x, lw.mlp_norm, C);                                   /* 7 */
+        matmul_forward_naive(s->gate, h, lw.w_gate, 1, C, F);
+        matmul_forward_naive(s->up, h, lw.w_up, 1, C, F);
+        for (int i = 0; i < F; i++) s->act[i] = s->gate[i] * sigmoid_naive(s->gate[i]) * s->up[i];
+        matmul_forward_naive(s->branch, s->act, lw.w_down, 1, F, C);
+        for (int i = 0; i < C; i++) x[i] += s->branch[i];
     }
-    rmsnorm_row(h, x, m->param.final_norm, C);                                       /* 8 */
+    rmsnorm_row_naive(h, x, m->param.final_norm, C);                               /* 8 */
     matmul_forward_naive(s->logits, h, m->param.lm_head, 1, C, V);
     s->pos++;
-    free(h); free(branch); free(gate); free(up); free(a);
 }
 
-/* Consume one token at position p = s->pos (one sequence); s->logits then predicts the next one.
- * The eight steps of infer_step_naive above, run by the fast decoder infer_step_all (section
- * 12.4; the naive build runs infer_step_naive itself). */
+/* StreamingLLM (Xiao et al. 2023), --keep-first: the first keep_first positions stay in rows
+ * w, w+1, ... of the cache after they leave the window (then seen = w: rows 0 .. w+kept-1 are
+ * the keys of step 5). Positions count within the cache, the first keep_first then the last w:
+ * the query sits at c = min(p, keep_first + w - 1), kept position j at distance c - j, for
+ * ALiBi and RoPE (key j was turned by j; the query, turned by p in step 3, is turned on by
+ * c - p). Until p = keep_first + w - 1 that is plain attention. For head hd of layer l: keeps
+ * position p while p < keep_first, writes the kept keys' scores to a[w ..], returns their count. */
+static int kept_scores_naive(InferState *s, int l, int hd, float *a) {
+    const ModelConfig *c = &s->m->cfg;
+    int C = c->C, D = C / c->H, w = s->window;
+    if (s->keep_first == 0) return 0;
+    CachePosition at = cache_position(s);
+    size_t rows = (size_t)w + s->keep_first;
+    float *k_cache = s->k_cache + (size_t)l * rows * C + hd * D; /* (rows, C) from head hd */
+    float *v_cache = s->v_cache + (size_t)l * rows * C + hd * D;
+    float *q = s->q_first + hd * D; /* (D) the query at cache index c */
+    if (at.p < s->keep_first) { /* a first position: its cache index is its position */
+        memcpy(k_cache + (w + at.p) * C, k_cache + (size_t)at.slot * C, D * sizeof(float));
+        memcpy(v_cache + (w + at.p) * C, v_cache + (size_t)at.slot * C, D * sizeof(float));
+    }
+    memcpy(q, s->q + hd * D, D * sizeof(float));
+    if (c->rope && at.kept > 0) { /* turned by c - p: from p to c */
+        rope_tables(s->first_cos, s->first_sin, 1, D, c->rope_theta, at.cache_index - at.p);
+        rope_head(q, s->first_cos, s->first_sin, D, 1.0f);
+    }
+    for (int j = 0; j < at.kept; j++) {
+        float dot = 0.0f;
+        for (int i = 0; i < D; i++) dot += q[i] * k_cache[(size_t)(w + j) * C + i];
+        a[w + j] = dot / sqrtf((float)D) + s->m->slopes[hd] * (float)(at.cache_index - j);
+    }
+    return at.kept;
+}
+
+/* The naive build's decoder of n sequences: infer_step_naive on each in turn, each a state of
+ * one sequence that has its own part of the cache and of the logits. */
+static void infer_step_naive_n(InferState *s, const int *tokens) {
+    const ModelConfig *c = &s->m->cfg;
+    size_t cache = (size_t)c->L * (s->window + s->keep_first) * c->C; /* of one sequence */
+    for (int i = 0; i < s->n; i++) {
+        InferState one = *s;
+        one.n = 1;
+        one.k_cache += i * cache;
+        one.v_cache += i * cache;
+        one.logits += (size_t)i * c->V;
+        infer_step_naive(&one, tokens[i]);
+    }
+    s->pos++;
+}
+
+/* One token for each of the s->n sequences (tokens[i] for sequence i), all at position
+ * p = s->pos; s->logits row i then predicts sequence i's next token. The fast decoder runs
+ * them together (infer_step_all, section 12.4), the naive build one by one. */
+static void infer_step_n(InferState *s, const int *tokens) {
+    if (USE_REFERENCE) {
+        infer_step_naive_n(s, tokens);
+        return;
+    }
+    decode_threads_before(s);
+    infer_step_all(s, tokens);
+}
+
+/* one token of a one-sequence state; s->logits then predicts the next one */
 static void infer_step(InferState *s, int token) {
     if (s->n != 1) die("infer_step: the state holds %d sequences", s->n);
-    if (USE_REFERENCE) { infer_step_naive(s, token); return; }
-    infer_step_all(s, &token);
+    infer_step_n(s, &token);
 }
 
 /* Sample from softmax(logits / temperature), restricted to the top_k largest (0 = all);
@@ -2581,7 +2629,7 @@ static double evaluate(Model *m, const Shard *s, int E, int w, long max_chunks, 
  * length): that is bit for bit evaluate() with E = N-1, a multiple of the speed of token-by-
  * token. With keep_first > 0 the cache of StreamingLLM (positions counted within the cache)
  * is not ordinary attention, so the text goes token by token through infer_step (see
- * InferState). max_tokens > 0 stops after that many predictions. losses_out (optional)
+ * kept_scores_naive). max_tokens > 0 stops after that many predictions. losses_out (optional)
  * receives them as float32. */
 static double evaluate_stream(const Model *m, const Shard *s, int w, int keep_first, long max_tokens, FILE *losses_out) {
     long n = s->n - 1;
@@ -2599,13 +2647,10 @@ static double evaluate_stream(const Model *m, const Shard *s, int w, int keep_fi
         return total / n;
     }
     InferState st;
-    DecodeThreads dt;
     infer_init(&st, m, n < w ? (int)(n > 0 ? n : 1) : w, keep_first);
-    decode_threads_init(&dt);
     for (long i = 0; i < n; i++) {
         int input, target;
         sequence_slice(&input, &target, s->tokens, 0, i, 1, bos);
-        decode_threads_before(&dt, &st);
         infer_step(&st, input);
         float loss;
         crossentropy_forward(&loss, st.logits, &target, 1, m->cfg.V);
@@ -2617,11 +2662,11 @@ static double evaluate_stream(const Model *m, const Shard *s, int w, int keep_fi
 
 /* ---- 10.2 generation ------------------------------------------------------------------
  * A prompt goes through block_forward, and its last w-1 keys and values fill the rings of the
- * sequences of an InferState, which then continue token by token (infer_step_all): prefilled,
+ * sequences of an InferState, which then continue token by token (infer_step_n): prefilled,
  * a state is where len calls of infer_step would have left it, to rounding (the products
  * round differently in blocks), and its logits predict the token after the prompt. Every
  * sequence of the state gets the same prompt. With keep_first > 0 the prompt goes token by
- * token instead (StreamingLLM's cache is not ordinary attention, see InferState). */
+ * token instead (StreamingLLM's cache is not ordinary attention, see kept_scores_naive). */
 #define PREFILL_PARALLEL_MIN 256 /* positions of a prompt below which one thread runs it */
 static void infer_prefill(InferState *s, const int *seq, long len) {
     const Model *m = s->m;
@@ -2630,12 +2675,9 @@ static void infer_prefill(InferState *s, const int *seq, long len) {
     if (s->pos != 0) die("infer_prefill: the state has consumed tokens already");
     if (s->keep_first > 0 || len == 0) {
         int *tok = xcalloc(n, sizeof(int), "prompt");
-        DecodeThreads dt;
-        decode_threads_init(&dt);
         for (long i = 0; i < len; i++) {
             for (int j = 0; j < n; j++) tok[j] = seq[i];
-            decode_threads_before(&dt, s);
-            infer_step_all(s, tok);
+            infer_step_n(s, tok);
         }
         free(tok);
         return;
@@ -2652,16 +2694,12 @@ static void infer_prefill(InferState *s, const int *seq, long len) {
 #ifdef _OPENMP
     omp_set_num_threads(threads);
 #endif
-    for (int l = 0; l < c->L; l++) { /* position q's key and value into slot q % w of every sequence */
+    for (int l = 0; l < c->L; l++) { /* position q's key and value into row q % w of the ring */
         const float *kl = block_keys(&bs, l), *vl = kl + ((size_t)bs.max_context + bs.rows) * C;
-        for (int r = 0; r < bs.ctx; r++) {
-            long slot = (len - bs.ctx + r) % w;
-            for (int j = 0; j < n; j++) {
-                float *kt = s->k_ring + ((size_t)l * n + j) * C * w; /* (H, D, w): lane i = h*D + t */
-                for (int i = 0; i < C; i++) kt[(size_t)i * w + slot] = kl[(size_t)r * C + i];
-                memcpy(s->v_ring + (((size_t)l * n + j) * w + slot) * C, vl + (size_t)r * C, C * sizeof(float));
-            }
-        }
+        for (int r = 0; r < bs.ctx; r++)
+            for (int j = 0; j < n; j++)
+                cache_store(s, j, l, (int)((len - bs.ctx + r) % w), 0, C, kl + (size_t)r * C,
+                            vl + (size_t)r * C);
     }
     for (int j = 0; j < n; j++) memcpy(s->logits + (size_t)j * V, bs.logits, V * sizeof(float));
     s->pos = len;
@@ -2671,7 +2709,7 @@ static void infer_prefill(InferState *s, const int *seq, long len) {
 /* Feed a prompt (after the model's start token, if it has one) and generate n tokens for each
  * of `samples` sequences at once: sample i draws from its own generator rngs[i] (the command
  * line seeds it with --seed + i), so each sample is exactly the text of a single run with that
- * generator. Attention window `window` (the model's, or another), keep_first: see InferState.
+ * generator. Attention window `window` (the model's, or another), keep_first: kept_scores_naive.
  * Returns the tokens, samples x n; with one sample and f, they are also printed to f as they
  * come. */
 static int *generate(const Model *m, const int *prompt, int prompt_len, int n, int window, int keep_first,
@@ -2685,20 +2723,15 @@ static int *generate(const Model *m, const int *prompt, int prompt_len, int n, i
     if (bos >= 0) seq[0] = bos;
     memcpy(seq + (bos >= 0), prompt, (size_t)prompt_len * sizeof(int));
     InferState s;
-    DecodeThreads dt;
     infer_init_n(&s, m, ring, keep_first, samples);
     infer_prefill(&s, seq, len);
-    decode_threads_init(&dt);
     for (int i = 0; i < n; i++) {
         for (int j = 0; j < samples; j++) out[(size_t)j * n + i] = tok[j] = sample_token(s.logits + (size_t)j * V, V, temperature, top_k, &rngs[j]);
         if (f && samples == 1) {
             print_token(f, tk, tok[0], V);
             fflush(f);
         }
-        if (i + 1 < n) {
-            decode_threads_before(&dt, &s);
-            infer_step_all(&s, tok);
-        }
+        if (i + 1 < n) infer_step_n(&s, tok);
     }
     infer_free(&s);
     free(seq); free(tok);
@@ -3959,16 +3992,13 @@ static void choose_wait_policy(char **argv) {
 
 
 /* ---- 12.4 decoding ----------------------------------------------------------------------
- * A token's products y = W x read every weight once (13 MB for the default model, so
- * they run at the speed the caches deliver weights), and n sequences decoded together (the
- * --samples of generation) read them once for all n. The weights are copied once into panels
- * of GEMM_NR rows stored k-major, the layout gemm packs B into: for each k one vector load
- * gives the weights of NR outputs, multiplied by the broadcast x[k] of each sequence. Every
- * output is one chain of fused multiply-adds over k in order, with no horizontal sum: the same
- * numbers for one sequence or many, and for any thread count (a thread computes whole outputs).
- * A token is one parallel region: threads take heads (q, k, v, RoPE and attention of a head
- * together), then panels of each product, with one barrier after each of the four steps of a
- * layer; how many threads decode is chosen per token (DecodeThreads). */
+ * A token's products y = W x read every weight once, so they run at the speed the caches
+ * deliver weights; n sequences decoded together (--samples) read them once for all n. The
+ * weights are copied once into panels of GEMM_NR rows stored k-major (as gemm packs B): for each
+ * k one vector load gives the weights of NR outputs, times the broadcast x[k] of each sequence.
+ * Every output is one chain of fused multiply-adds over k in order: the same numbers for one
+ * sequence or many and for any thread count. A token is one parallel region: threads take
+ * heads, then panels of each product, one barrier after each of the four steps of a layer. */
 
 #define PANEL_FLOATS(in) ((size_t)(in) * GEMM_NR)
 
@@ -3987,21 +4017,26 @@ static size_t pack_panels(float *dst, const float *W, int IN, int r0, int r1) {
     return (size_t)np * PANEL_FLOATS(IN);
 }
 
-/* Where each layer's matrices sit in the packed copy (offsets in floats from the layer's start):
- * per head h, its q, k and v rows (hp panels each) at h*3*hp panels of C; then wo, w_gate,
- * w_up (IN = C) and w_down (IN = F); lm_head after the last layer. */
-typedef struct { int hp, cp, fp, vp; size_t wo, gate, up, down, layer, lm_head, total; } PackedLayout;
+/* Where the packed copy holds each matrix (floats from its layer's start): per head h its rows
+ * of Wq, Wk, Wv from panel 3 h head_panels; then Wo, Wgate, Wup, Wdown; lm_head after the last. */
+typedef struct {
+    int head_panels;              /* panels of a head's D rows */
+    size_t wo, gate, up, down;    /* where Wo, Wgate, Wup and Wdown begin */
+    size_t layer;                 /* floats of one layer */
+    size_t lm_head;               /* where lm_head begins, from the start of the copy */
+    size_t total;                 /* floats of the whole copy */
+} PackedLayout;
+
 static PackedLayout packed_layout(const ModelConfig *c) {
     PackedLayout p;
-    int D = c->C / c->H;
-    p.hp = panels_for(D); p.cp = panels_for(c->C); p.fp = panels_for(c->F); p.vp = panels_for(c->V);
-    p.wo = (size_t)3 * c->H * p.hp * PANEL_FLOATS(c->C);
-    p.gate = p.wo + (size_t)p.cp * PANEL_FLOATS(c->C);
-    p.up = p.gate + (size_t)p.fp * PANEL_FLOATS(c->C);
-    p.down = p.up + (size_t)p.fp * PANEL_FLOATS(c->C);
-    p.layer = p.down + (size_t)p.cp * PANEL_FLOATS(c->F);
+    p.head_panels = panels_for(c->C / c->H);
+    p.wo = (size_t)3 * c->H * p.head_panels * PANEL_FLOATS(c->C);
+    p.gate = p.wo + (size_t)panels_for(c->C) * PANEL_FLOATS(c->C);
+    p.up = p.gate + (size_t)panels_for(c->F) * PANEL_FLOATS(c->C);
+    p.down = p.up + (size_t)panels_for(c->F) * PANEL_FLOATS(c->C);
+    p.layer = p.down + (size_t)panels_for(c->C) * PANEL_FLOATS(c->F);
     p.lm_head = (size_t)c->L * p.layer;
-    p.total = p.lm_head + (size_t)p.vp * PANEL_FLOATS(c->C);
+    p.total = p.lm_head + (size_t)panels_for(c->V) * PANEL_FLOATS(c->C);
     return p;
 }
 
@@ -4012,17 +4047,17 @@ static float *pack_model(const Model *m) {
     float *pk = xcalloc(pl.total, sizeof(float), "packed weights");
     for (int l = 0; l < c->L; l++) { /* one thread: a few ms, and no wait for a busy core */
         float *d = pk + (size_t)l * pl.layer;
-        size_t lCC = (size_t)l * C * C, lFC = (size_t)l * F * C;
+        LayerWeights lw = layer_weights(&m->param, c, l);
         for (int h = 0; h < c->H; h++) {
-            float *dh = d + (size_t)h * 3 * pl.hp * PANEL_FLOATS(C);
-            dh += pack_panels(dh, m->param.wq + lCC, C, h * D, (h + 1) * D);
-            dh += pack_panels(dh, m->param.wk + lCC, C, h * D, (h + 1) * D);
-            pack_panels(dh, m->param.wv + lCC, C, h * D, (h + 1) * D);
+            float *dh = d + (size_t)h * 3 * pl.head_panels * PANEL_FLOATS(C);
+            dh += pack_panels(dh, lw.wq, C, h * D, (h + 1) * D);
+            dh += pack_panels(dh, lw.wk, C, h * D, (h + 1) * D);
+            pack_panels(dh, lw.wv, C, h * D, (h + 1) * D);
         }
-        pack_panels(d + pl.wo, m->param.wo + lCC, C, 0, C);
-        pack_panels(d + pl.gate, m->param.w_gate + lFC, C, 0, F);
-        pack_panels(d + pl.up, m->param.w_up + lFC, C, 0, F);
-        pack_panels(d + pl.down, m->param.w_down + lFC, F, 0, C);
+        pack_panels(d + pl.wo, lw.wo, C, 0, C);
+        pack_panels(d + pl.gate, lw.w_gate, C, 0, F);
+        pack_panels(d + pl.up, lw.w_up, C, 0, F);
+        pack_panels(d + pl.down, lw.w_down, F, 0, C);
     }
     pack_panels(pk + pl.lm_head, m->param.lm_head, C, 0, c->V);
     return pk;
@@ -4033,8 +4068,9 @@ static float *pack_model(const Model *m) {
  * sequence has several independent chains. With N and NP constants after inlining, the
  * accumulators live in registers. add: y += the sum (one rounding: y + sum). */
 #if defined(__GNUC__) && !defined(SWAT_PLAIN_C)
-static inline __attribute__((always_inline)) void panel_group(float *y, long ldy, const float *x, long ldx, int N,
-                                                              int NP, const float *Bp, int IN, int cols, int add) {
+static inline __attribute__((always_inline)) void
+panel_group(float *y, long ldy, const float *x, long ldx, int N, int NP, const float *Bp, int IN,
+            int cols, int add) {
     vfloat acc[8][8];
     for (int n = 0; n < N; n++)
         for (int v = 0; v < 2 * NP; v++) acc[n][v] = (vfloat){0};
@@ -4042,8 +4078,9 @@ static inline __attribute__((always_inline)) void panel_group(float *y, long ldy
         float a[8];
         for (int n = 0; n < N; n++) a[n] = x[(long)n * ldx + k];
         for (int v = 0; v < 2 * NP; v++) {
-            vfloat b;
-            memcpy(&b, Bp + (size_t)(v >> 1) * PANEL_FLOATS(IN) + (size_t)k * GEMM_NR + (v & 1) * VEC_LEN, sizeof b);
+            vfloat b; /* vector v & 1 of panel v >> 1 */
+            memcpy(&b, Bp + (v >> 1) * PANEL_FLOATS(IN) + (size_t)k * GEMM_NR + (v & 1) * VEC_LEN,
+                   sizeof b);
             for (int n = 0; n < N; n++) acc[n][v] += a[n] * b;
         }
     }
@@ -4053,7 +4090,8 @@ static inline __attribute__((always_inline)) void panel_group(float *y, long ldy
             int c0 = v * VEC_LEN;
             if (c0 + VEC_LEN <= cols) {
                 vfloat old;
-                if (add) { memcpy(&old, yv, sizeof old); acc[n][v] = old + acc[n][v]; }
+                memcpy(&old, yv, sizeof old);
+                if (add) acc[n][v] = old + acc[n][v];
                 memcpy(yv, &acc[n][v], sizeof acc[n][v]);
             } else if (c0 < cols) {
                 float out[VEC_LEN];
@@ -4063,8 +4101,8 @@ static inline __attribute__((always_inline)) void panel_group(float *y, long ldy
         }
 }
 #else
-static inline void panel_group(float *y, long ldy, const float *x, long ldx, int N, int NP, const float *Bp, int IN,
-                               int cols, int add) {
+static inline void panel_group(float *y, long ldy, const float *x, long ldx, int N, int NP,
+                               const float *Bp, int IN, int cols, int add) {
     float acc[8][4 * GEMM_NR];
     for (int n = 0; n < N; n++)
         for (int j = 0; j < NP * GEMM_NR; j++) acc[n][j] = 0.0f;
@@ -4082,24 +4120,29 @@ static inline void panel_group(float *y, long ldy, const float *x, long ldx, int
 }
 #endif
 
-/* y (N, ldy) (+)= x (N, IN) times the rows of np panels at Bp, of which cols are real. The
- * accumulators of a group must fit the vector registers: 32 with AVX-512 (up to 8 sequences x 2
- * vectors, or 1-2 sequences x 4 panels), 16 otherwise (4 sequences). */
+/* y (N, ldy) (+)= x (N, IN) W^T for W's rows in panels p0 .. p0+np-1 (fewer at its end), W's
+ * OUT rows packed at Bp. The accumulators of a group must fit the vector registers: 32 with
+ * AVX-512 (up to 8 sequences x 2 vectors, or 1-2 sequences x 4 panels), 16 otherwise. */
 #define PANEL_MAX_N (VEC_LEN >= 16 ? 8 : 4)
-static void panel_rows(float *y, long ldy, const float *x, long ldx, int N, const float *Bp, int IN, int np,
-                       int cols, int add) {
+static void panel_rows(float *y, long ldy, const float *x, long ldx, int N, const float *Bp,
+                       int IN, int OUT, int p0, int np, int add) {
+    int p1 = p0 + np < panels_for(OUT) ? p0 + np : panels_for(OUT);
     for (int n0 = 0; n0 < N; n0 += PANEL_MAX_N) {
         int nn = N - n0 < PANEL_MAX_N ? N - n0 : PANEL_MAX_N;
-        for (int p = 0; p < np;) {
-            int group = VEC_LEN >= 16 ? (nn <= 2 ? 4 : nn <= 4 ? 2 : 1) : (nn == 1 ? 4 : nn == 2 ? 2 : 1);
-            while (group > np - p) group /= 2;
-            int c = cols - p * GEMM_NR < group * GEMM_NR ? cols - p * GEMM_NR : group * GEMM_NR;
+        for (int p = p0; p < p1;) {
+            int group = VEC_LEN >= 16 ? (nn <= 2 ? 4 : nn <= 4 ? 2 : 1)
+                                      : (nn == 1 ? 4 : nn == 2 ? 2 : 1);
+            while (group > p1 - p) group /= 2;
+            int c = OUT - p * GEMM_NR < group * GEMM_NR ? OUT - p * GEMM_NR : group * GEMM_NR;
             float *yp = y + (long)n0 * ldy + p * GEMM_NR;
-            const float *xp = x + (long)n0 * ldx, *bp = Bp + (size_t)p * PANEL_FLOATS(IN);
-            switch (nn * 8 + group) { /* the (sequences, panels) pairs, each its own register allocation */
-#define PANEL_CASE(NN, G) case NN * 8 + G: panel_group(yp, ldy, xp, ldx, NN, G, bp, IN, c, add); break;
-                PANEL_CASE(1, 4) PANEL_CASE(1, 2) PANEL_CASE(1, 1) PANEL_CASE(2, 4) PANEL_CASE(2, 2) PANEL_CASE(2, 1)
-                PANEL_CASE(3, 2) PANEL_CASE(3, 1) PANEL_CASE(4, 2) PANEL_CASE(4, 1) PANEL_CASE(5, 1) PANEL_CASE(6, 1)
+            const float *xp = x + (long)n0 * ldx;
+            const float *bp = Bp + (size_t)p * PANEL_FLOATS(IN);
+            switch (nn * 8 + group) { /* (sequences, panels): each its own register allocation */
+#define PANEL_CASE(NN, NP) \
+    case NN * 8 + NP: panel_group(yp, ldy, xp, ldx, NN, NP, bp, IN, c, add); break;
+                PANEL_CASE(1, 4) PANEL_CASE(1, 2) PANEL_CASE(1, 1) PANEL_CASE(2, 4)
+                PANEL_CASE(2, 2) PANEL_CASE(2, 1) PANEL_CASE(3, 2) PANEL_CASE(3, 1)
+                PANEL_CASE(4, 2) PANEL_CASE(4, 1) PANEL_CASE(5, 1) PANEL_CASE(6, 1)
                 PANEL_CASE(7, 1) PANEL_CASE(8, 1)
 #undef PANEL_CASE
             default: die("panel_rows: no kernel for %d sequences x %d panels", nn, group);
@@ -4109,41 +4152,51 @@ static void panel_rows(float *y, long ldy, const float *x, long ldx, int N, cons
     }
 }
 
-
-static void infer_scratch(InferState *s, int threads) {
+/* where the rows of sequence i, layer l begin in k_cache and v_cache */
+static size_t cache_offset(const InferState *s, int i, int l) {
     const ModelConfig *c = &s->m->cfg;
-    free(s->scratch);
-    s->per_thread = ((size_t)s->n * c->C + (size_t)2 * s->n * 4 * GEMM_NR + 2 * ((size_t)s->keep_first + s->window) + 15) / 16 * 16;
-    s->scratch = xcalloc(s->per_thread * threads, sizeof(float), "inference");
-    s->threads = threads;
+    return ((size_t)i * c->L + l) * ((size_t)s->window + s->keep_first) * c->C;
 }
 
+/* Lanes lane0 .. lane0+lanes-1 of a key and a value into cache row `row` of sequence i, layer l;
+ * a ring row's key also into k_transposed (one vector load: a lane of consecutive slots). */
+static void cache_store(InferState *s, int i, int l, int row, int lane0, int lanes,
+                        const float *k, const float *v) {
+    const ModelConfig *c = &s->m->cfg;
+    int w = s->window;
+    size_t at = cache_offset(s, i, l) + (size_t)row * c->C + lane0;
+    float *kt = s->k_transposed + ((size_t)i * c->L + l) * c->C * w; /* (C, w) */
+    memcpy(s->k_cache + at, k, lanes * sizeof(float));
+    memcpy(s->v_cache + at, v, lanes * sizeof(float));
+    for (int j = 0; row < w && j < lanes; j++) kt[(size_t)(lane0 + j) * w + row] = k[j];
+}
 
-/* Attention of sequence i, head h, layer l at position p, after its key and value entered the
- * ring: step 5 of infer_step_naive, its sums in the same order (the kept first keys, then the
- * window by distance d = 0..seen-1), with the dot products of all ring slots at once in vector
- * registers (the keys are stored transposed for that) and softmax's exp by exp_approx.
- * a: scratch of K + w floats, sbuf: w floats. */
-static void infer_attention(InferState *s, int l, int i, int h, float *a, float *sbuf) {
+/* Attention of sequence i, head h, layer l, after its key and value entered the cache: step 5
+ * of infer_step_naive with kept_scores_naive, its sums in this order: the kept first keys,
+ * then the window by distance d = 0..seen-1. The dot products of all ring slots at once in
+ * vector registers (from k_transposed), and softmax's exp by exp_approx.
+ * a: scratch of w + keep_first floats, sbuf: w floats. */
+static void infer_attention(InferState *s, CachePosition at, int l, int i, int h, float *a,
+                            float *sbuf) {
     const Model *m = s->m;
     const ModelConfig *c = &m->cfg;
-    int C = c->C, H = c->H, D = C / H, w = s->window, K = s->keep_first, n = s->n;
-    long p = s->pos, evicted = p - w + 1 > 0 ? p - w + 1 : 0, cache_index = p < (long)K + w - 1 ? p : (long)K + w - 1;
-    int seen = p + 1 < w ? (int)p + 1 : w, kept = evicted < K ? (int)evicted : K, valid = seen; /* slots 0..valid-1 are filled */
+    int C = c->C, D = C / c->H, w = s->window, kept = at.kept, seen = at.seen;
     float scale = 1.0f / sqrtf((float)D), slope = m->slopes[h], maxs = -FLT_MAX;
-    const float *qh = s->q + (long)i * C + h * D, *qfh = s->q_first + (long)i * C + h * D;
-    const float *kf = s->k_first + ((size_t)l * n + i) * K * C, *vf = s->v_first + ((size_t)l * n + i) * K * C;
-    const float *kt = s->k_ring + (((size_t)l * n + i) * H + h) * D * w, *vr = s->v_ring + ((size_t)l * n + i) * w * C;
-    for (int j = 0; j < kept; j++) { /* a[0..kept): kept first keys j = 0..kept-1 */
-        const float *kn = kf + (long)j * C + h * D;
+    const float *qh = s->q + (long)i * C + h * D;
+    const float *q_first = s->q_first + (long)i * C + h * D;
+    const float *kc = s->k_cache + cache_offset(s, i, l) + h * D; /* row r at kc + r C */
+    const float *vc = s->v_cache + cache_offset(s, i, l) + h * D;
+    const float *kt = s->k_transposed + (((size_t)i * c->L + l) * C + h * D) * w; /* (D, w) */
+    for (int j = 0; j < kept; j++) { /* a[0..kept): kept first keys j = 0..kept-1, rows w + j */
+        const float *kn = kc + (size_t)(w + j) * C;
         float sc = 0.0f;
-        for (int dim = 0; dim < D; dim++) sc += qfh[dim] * kn[dim];
-        a[j] = sc * scale + slope * (float)(cache_index - j);
+        for (int dim = 0; dim < D; dim++) sc += q_first[dim] * kn[dim];
+        a[j] = sc * scale + slope * (float)(at.cache_index - j);
         if (a[j] > maxs) maxs = a[j];
     }
     int s0 = 0; /* q.k of every slot: one chain over dim per slot, as a dot product */
 #if defined(__GNUC__) && !defined(SWAT_PLAIN_C)
-    for (; s0 + 4 * VEC_LEN <= valid; s0 += 4 * VEC_LEN) { /* 4 vectors of slots: independent chains */
+    for (; s0 + 4 * VEC_LEN <= seen; s0 += 4 * VEC_LEN) { /* 4 vectors of slots: 4 chains */
         vfloat acc[4] = {{0}, {0}, {0}, {0}};
         for (int dim = 0; dim < D; dim++) {
             const float *kr = kt + (long)dim * w + s0;
@@ -4156,196 +4209,202 @@ static void infer_attention(InferState *s, int l, int i, int h, float *a, float 
         memcpy(sbuf + s0, acc, sizeof acc);
     }
 #endif
-    for (; s0 < valid; s0 += 16) {
+    for (; s0 < seen; s0 += 16) {
         float acc[16] = {0};
-        int len = valid - s0 < 16 ? valid - s0 : 16;
+        int len = seen - s0 < 16 ? seen - s0 : 16;
         for (int dim = 0; dim < D; dim++)
             for (int j = 0; j < len; j++) acc[j] += qh[dim] * kt[(long)dim * w + s0 + j];
         for (int j = 0; j < len; j++) sbuf[s0 + j] = acc[j];
     }
-    int slot = (int)(p % w);
-    for (int d = 0, sl = slot; d < seen; d++, sl = sl ? sl - 1 : w - 1) { /* a[kept+d]: the key at distance d, slot (p-d) % w */
+    for (int d = 0, sl = at.slot; d < seen; d++, sl = sl ? sl - 1 : w - 1) { /* slot (p-d) % w */
         a[kept + d] = sbuf[sl] * scale + slope * d;
         if (a[kept + d] > maxs) maxs = a[kept + d];
     }
-    int n_keys = kept + seen;
+    int keys = kept + seen;
     if (c->attn == ATTN_SIGMOID) {
-        for (int j = 0; j < n_keys; j++) a[j] = sigmoid(a[j]);
+        for (int j = 0; j < keys; j++) a[j] = sigmoid(a[j]);
     } else {
         float sum = 0.0f;
-        for (int j = 0; j < n_keys; j++) { a[j] = exp_approx(a[j] - maxs); sum += a[j]; }
-        for (int j = 0; j < n_keys; j++) a[j] /= sum;
+        for (int j = 0; j < keys; j++) {
+            a[j] = exp_approx(a[j] - maxs);
+            sum += a[j];
+        }
+        for (int j = 0; j < keys; j++) a[j] /= sum;
     }
     float *oh = s->o + (long)i * C + h * D;
-    int dim0 = 0; /* o = sum of a v: the kept keys, then the window by distance; one chain per lane */
+    int dim0 = 0; /* o = sum of a v: the kept keys, then the window by distance; a chain a lane */
 #if defined(__GNUC__) && !defined(SWAT_PLAIN_C)
-    for (; dim0 + VEC_LEN <= D; dim0 += 4 * VEC_LEN) { /* up to 4 vectors of the head's lanes: independent chains */
+    for (; dim0 + VEC_LEN <= D; dim0 += 4 * VEC_LEN) { /* up to 4 vectors of lanes: 4 chains */
         int nv = (D - dim0) / VEC_LEN < 4 ? (D - dim0) / VEC_LEN : 4;
         vfloat acc[4] = {{0}, {0}, {0}, {0}};
         for (int j = 0; j < kept; j++)
             for (int v = 0; v < nv; v++) {
                 vfloat x;
-                memcpy(&x, vf + (long)j * C + h * D + dim0 + v * VEC_LEN, sizeof x);
+                memcpy(&x, vc + (size_t)(w + j) * C + dim0 + v * VEC_LEN, sizeof x);
                 acc[v] += a[j] * x;
             }
-#define ATTN_OUT(NV) for (int d = 0, sl = slot; d < seen; d++, sl = sl ? sl - 1 : w - 1) \
-            for (int v = 0; v < (NV); v++) { \
-                vfloat x; \
-                memcpy(&x, vr + (long)sl * C + h * D + dim0 + v * VEC_LEN, sizeof x); \
-                acc[v] += a[kept + d] * x; \
-            }
-        switch (nv) { case 4: ATTN_OUT(4) break; case 3: ATTN_OUT(3) break; case 2: ATTN_OUT(2) break; default: ATTN_OUT(1) }
+#define ATTN_OUT(NV) \
+    for (int d = 0, sl = at.slot; d < seen; d++, sl = sl ? sl - 1 : w - 1) \
+        for (int v = 0; v < (NV); v++) { \
+            vfloat x; \
+            memcpy(&x, vc + (long)sl * C + dim0 + v * VEC_LEN, sizeof x); \
+            acc[v] += a[kept + d] * x; \
+        }
+        switch (nv) { /* nv a constant: the accumulators stay in registers */
+        case 4: ATTN_OUT(4) break;
+        case 3: ATTN_OUT(3) break;
+        case 2: ATTN_OUT(2) break;
+        default: ATTN_OUT(1)
+        }
 #undef ATTN_OUT
         memcpy(oh + dim0, acc, nv * sizeof(vfloat));
-        if (nv < 4) { dim0 += nv * VEC_LEN; break; }
+        if (nv < 4) {
+            dim0 += nv * VEC_LEN;
+            break;
+        }
     }
 #endif
     for (; dim0 < D; dim0 += 16) {
         int len = D - dim0 < 16 ? D - dim0 : 16;
         float acc[16] = {0};
         for (int j = 0; j < kept; j++)
-            for (int dim = 0; dim < len; dim++) acc[dim] += a[j] * vf[(long)j * C + h * D + dim0 + dim];
-        for (int d = 0, sl = slot; d < seen; d++, sl = sl ? sl - 1 : w - 1)
-            for (int dim = 0; dim < len; dim++) acc[dim] += a[kept + d] * vr[(long)sl * C + h * D + dim0 + dim];
+            for (int dim = 0; dim < len; dim++)
+                acc[dim] += a[j] * vc[(size_t)(w + j) * C + dim0 + dim];
+        for (int d = 0, sl = at.slot; d < seen; d++, sl = sl ? sl - 1 : w - 1)
+            for (int dim = 0; dim < len; dim++)
+                acc[dim] += a[kept + d] * vc[(long)sl * C + dim0 + dim];
         for (int dim = 0; dim < len; dim++) oh[dim0 + dim] = acc[dim];
     }
 }
 
 /* One token for each of the s->n sequences (tokens[i] for sequence i), all at position
- * p = s->pos; s->logits row i then predicts sequence i's next token. */
+ * p = s->pos: the sums of infer_step_naive in one parallel region, one barrier a step. */
 static void infer_step_all(InferState *s, const int *tokens) {
     const Model *m = s->m;
     const ModelConfig *c = &m->cfg;
-    int C = c->C, F = c->F, H = c->H, D = C / H, V = c->V, w = s->window, K = s->keep_first, n = s->n;
-    long p = s->pos, evicted = p - w + 1 > 0 ? p - w + 1 : 0, cache_index = p < (long)K + w - 1 ? p : (long)K + w - 1;
-    int slot = (int)(p % w), kept = evicted < K ? (int)evicted : K;
+    int C = c->C, F = c->F, D = C / c->H, V = c->V, n = s->n;
+    CachePosition at = cache_position(s);
     PackedLayout pl = packed_layout(c);
     for (int i = 0; i < n; i++) {
-        if (tokens[i] < 0 || tokens[i] >= V) die("token %d is outside the vocabulary (V=%d)", tokens[i], V);
+        if (tokens[i] < 0 || tokens[i] >= V)
+            die("token %d is outside the vocabulary (V=%d)", tokens[i], V);
         memcpy(s->x + (long)i * C, m->param.wte + (long)tokens[i] * C, C * sizeof(float));
     }
     if (c->rope) {
-        rope_tables(s->rope_cos, s->rope_sin, 1, D, c->rope_theta, p);
-        if (kept > 0) rope_tables(s->first_cos, s->first_sin, 1, D, c->rope_theta, cache_index);
+        rope_tables(s->rope_cos, s->rope_sin, 1, D, c->rope_theta, at.p);
+        if (at.kept > 0)
+            rope_tables(s->first_cos, s->first_sin, 1, D, c->rope_theta, at.cache_index);
     }
-    if (num_threads() > s->threads) infer_scratch(s, num_threads());
-    int G = n <= 2 ? 4 : 2; /* panels per work item */
-    int cgroups = (pl.cp + G - 1) / G, fgroups = (pl.fp + G - 1) / G, vgroups = (pl.vp + G - 1) / G;
-    int team = s->use_threads > 0 && s->use_threads < num_threads() ? s->use_threads : num_threads();
+    size_t per_thread = ((size_t)n * C + 2 * (size_t)s->window + s->keep_first + 15) / 16 * 16;
+    float *scratch = scratch_floats(SCRATCH_DECODE, per_thread * num_threads());
+    int hp = pl.head_panels;
+    size_t head_rows = (size_t)hp * PANEL_FLOATS(C); /* floats of a head's packed q (k, v) rows */
+    int per_item = n <= 2 ? 4 : 2; /* panels per work item of a product: p0 .. p0+per_item-1 */
+    int team = num_threads();
+    if (s->use_threads > 0 && s->use_threads < team) team = s->use_threads;
     (void)team; /* without OpenMP */
     #pragma omp parallel if (team > 1) num_threads(team)
     {
-        float *hn = s->scratch + s->per_thread * thread_id(), *tg = hn + (size_t)n * C, *tu = tg + (size_t)n * 4 * GEMM_NR;
-        float *a = tu + (size_t)n * 4 * GEMM_NR, *sbuf = a + K + w;
+        float *hn = scratch + per_thread * thread_id(); /* (n, C) RMSNorm outputs */
+        float *a = hn + (size_t)n * C;                        /* (w + keep_first) scores */
+        float *sbuf = a + s->window + s->keep_first;          /* (w) dot products by slot */
         for (int l = 0; l < c->L; l++) {
             const float *pk = s->packed + (size_t)l * pl.layer;
-            long lC = (long)l * C;
-            for (int i = 0; i < n; i++) rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, m->param.attn_norm + lC, C);
+            LayerWeights lw = layer_weights(&m->param, c, l);
+            for (int i = 0; i < n; i++)
+                rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, lw.attn_norm, C);
             #pragma omp for schedule(dynamic, 1)
-            for (int h = 0; h < H; h++) { /* q, k, v of head h, RoPE, into the ring, attention */
-                const float *ph = pk + (size_t)h * 3 * pl.hp * PANEL_FLOATS(C);
-                panel_rows(s->q + h * D, C, hn, C, n, ph, C, pl.hp, D, 0);
-                panel_rows(s->k_new + h * D, C, hn, C, n, ph + pl.hp * PANEL_FLOATS(C), C, pl.hp, D, 0);
-                panel_rows(s->v_new + h * D, C, hn, C, n, ph + 2 * pl.hp * PANEL_FLOATS(C), C, pl.hp, D, 0);
+            for (int h = 0; h < c->H; h++) { /* q, k, v of head h, RoPE, cache, attention */
+                const float *ph = pk + (size_t)h * 3 * head_rows;
+                panel_rows(s->q + h * D, C, hn, C, n, ph, C, D, 0, hp, 0);
+                panel_rows(s->k_new + h * D, C, hn, C, n, ph + head_rows, C, D, 0, hp, 0);
+                panel_rows(s->v_new + h * D, C, hn, C, n, ph + 2 * head_rows, C, D, 0, hp, 0);
                 for (int i = 0; i < n; i++) {
-                    float *qh = s->q + (long)i * C + h * D, *kh = s->k_new + (long)i * C + h * D;
-                    const float *vh = s->v_new + (long)i * C + h * D;
-                    if (kept > 0) memcpy(s->q_first + (long)i * C + h * D, qh, D * sizeof(float));
+                    float *qh = s->q + (long)i * C + h * D;
+                    float *kh = s->k_new + (long)i * C + h * D;
+                    float *q_first = s->q_first + (long)i * C + h * D;
+                    if (at.kept > 0) memcpy(q_first, qh, D * sizeof(float));
                     if (c->rope) {
                         rope_head(qh, s->rope_cos, s->rope_sin, D, 1.0f);
                         rope_head(kh, s->rope_cos, s->rope_sin, D, 1.0f);
-                        if (kept > 0) rope_head(s->q_first + (long)i * C + h * D, s->first_cos, s->first_sin, D, 1.0f);
+                        if (at.kept > 0) rope_head(q_first, s->first_cos, s->first_sin, D, 1.0f);
                     }
-                    float *kt = s->k_ring + (((size_t)l * n + i) * H + h) * D * w;
-                    for (int dim = 0; dim < D; dim++) kt[(long)dim * w + slot] = kh[dim];
-                    memcpy(s->v_ring + (((size_t)l * n + i) * w + slot) * C + h * D, vh, D * sizeof(float));
-                    if (p < K) { /* a first position: keep it (its text position is its cache index) */
-                        memcpy(s->k_first + (((size_t)l * n + i) * K + p) * C + h * D, kh, D * sizeof(float));
-                        memcpy(s->v_first + (((size_t)l * n + i) * K + p) * C + h * D, vh, D * sizeof(float));
-                    }
-                    infer_attention(s, l, i, h, a, sbuf);
+                    const float *vh = s->v_new + (long)i * C + h * D;
+                    cache_store(s, i, l, at.slot, h * D, D, kh, vh);
+                    if (at.p < s->keep_first) /* a first position: kept in row w + p */
+                        cache_store(s, i, l, s->window + (int)at.p, h * D, D, kh, vh);
+                    infer_attention(s, at, l, i, h, a, sbuf);
                 }
             }
             #pragma omp for schedule(dynamic, 1)
-            for (int group = 0; group < cgroups; group++) { /* x += o Wo^T */
-                int np = pl.cp - group * G < G ? pl.cp - group * G : G, cols = C - group * G * GEMM_NR;
-                panel_rows(s->x + group * G * GEMM_NR, C, s->o, C, n, pk + pl.wo + (size_t)group * G * PANEL_FLOATS(C), C, np,
-                           cols < G * GEMM_NR ? cols : G * GEMM_NR, 1);
-            }
-            for (int i = 0; i < n; i++) rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, m->param.mlp_norm + lC, C);
+            for (int p0 = 0; p0 < panels_for(C); p0 += per_item) /* x += o Wo^T */
+                panel_rows(s->x, C, s->o, C, n, pk + pl.wo, C, C, p0, per_item, 1);
+            for (int i = 0; i < n; i++)
+                rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, lw.mlp_norm, C);
             #pragma omp for schedule(dynamic, 1)
-            for (int group = 0; group < fgroups; group++) { /* act = silu(h Wgate^T) * h Wup^T, G panels of F */
-                int np = pl.fp - group * G < G ? pl.fp - group * G : G, cols = F - group * G * GEMM_NR;
-                if (cols > G * GEMM_NR) cols = G * GEMM_NR;
-                panel_rows(tg, 4 * GEMM_NR, hn, C, n, pk + pl.gate + (size_t)group * G * PANEL_FLOATS(C), C, np, cols, 0);
-                panel_rows(tu, 4 * GEMM_NR, hn, C, n, pk + pl.up + (size_t)group * G * PANEL_FLOATS(C), C, np, cols, 0);
+            for (int p0 = 0; p0 < panels_for(F); p0 += per_item) { /* silu(h Wgate^T) * h Wup^T */
+                panel_rows(s->gate, F, hn, C, n, pk + pl.gate, C, F, p0, per_item, 0);
+                panel_rows(s->up, F, hn, C, n, pk + pl.up, C, F, p0, per_item, 0);
+                int j0 = p0 * GEMM_NR;
+                int j1 = F - j0 < per_item * GEMM_NR ? F : j0 + per_item * GEMM_NR;
                 for (int i = 0; i < n; i++)
-                    for (int j = 0; j < cols; j++) {
-                        float gt = tg[i * 4 * GEMM_NR + j], sg = sigmoid(gt);
-                        s->act[(long)i * F + group * G * GEMM_NR + j] = gt * sg * tu[i * 4 * GEMM_NR + j];
+                    for (int j = j0; j < j1; j++) {
+                        float g = s->gate[(long)i * F + j];
+                        s->act[(long)i * F + j] = g * sigmoid(g) * s->up[(long)i * F + j];
                     }
             }
             #pragma omp for schedule(dynamic, 1)
-            for (int group = 0; group < cgroups; group++) { /* x += act Wdown^T */
-                int np = pl.cp - group * G < G ? pl.cp - group * G : G, cols = C - group * G * GEMM_NR;
-                panel_rows(s->x + group * G * GEMM_NR, C, s->act, F, n, pk + pl.down + (size_t)group * G * PANEL_FLOATS(F), F,
-                           np, cols < G * GEMM_NR ? cols : G * GEMM_NR, 1);
-            }
+            for (int p0 = 0; p0 < panels_for(C); p0 += per_item) /* x += act Wdown^T */
+                panel_rows(s->x, C, s->act, F, n, pk + pl.down, F, C, p0, per_item, 1);
         }
-        for (int i = 0; i < n; i++) rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, m->param.final_norm, C);
+        for (int i = 0; i < n; i++)
+            rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, m->param.final_norm, C);
         #pragma omp for schedule(dynamic, 1)
-        for (int group = 0; group < vgroups; group++) {
-            int np = pl.vp - group * G < G ? pl.vp - group * G : G, cols = V - group * G * GEMM_NR;
-            panel_rows(s->logits + group * G * GEMM_NR, V, hn, C, n, s->packed + pl.lm_head + (size_t)group * G * PANEL_FLOATS(C),
-                       C, np, cols < G * GEMM_NR ? cols : G * GEMM_NR, 0);
-        }
+        for (int p0 = 0; p0 < panels_for(V); p0 += per_item)
+            panel_rows(s->logits, V, hn, C, n, s->packed + pl.lm_head, C, V, p0, per_item, 0);
     }
     s->pos++;
 }
 
-/* Decoding a token is a short parallel region with a barrier every few microseconds (17 for the
- * default model, in 100-150 us). On an idle machine two threads are faster than one; when the
- * scheduler puts both on one core because another program holds the other (measured: 9x slower
- * than one thread, in whole runs), or where a barrier costs more than the work between two,
- * one thread is. So the choice is measured while decoding: DECODE_PROBE tokens with one thread,
- * then as many with all threads, which must take at most 90% of the one-thread time; while all
- * threads run, every further DECODE_PROBE tokens must take at most the one-thread time, and as
- * soon as they take longer the rest of the period runs on one thread. A new probe comes
- * DECODE_PERIOD tokens after the last, a period that doubles (up to 16 times) each time all
- * threads lose. A loss costs at most the time of DECODE_PROBE tokens, but a probe of a short
- * run on a busy machine can lose more than that (a thread that waits for a busy core waits a
- * time slice). One sequence of the default model (3.3 M multiply-adds a token) gains 1.25x
- * from two threads on this project's machine, and lost 10% on a busy one: below
- * decode_parallel_min multiply-adds per step (all sequences), decoding stays on one thread.
- * --samples 8 (26 M) gains 1.75x. Every choice gives the same numbers. */
+/* A token is a parallel region with a barrier every few microseconds: two threads win on an
+ * idle machine and lose when one waits for a core another program holds. So the choice is
+ * measured while decoding: DECODE_PROBE tokens on one thread, then as many on all threads,
+ * which must take at most 90% of that time; then every DECODE_PROBE tokens on all threads at
+ * most the one-thread time, or one thread until the next probe, a period later (DECODE_PERIOD
+ * tokens, doubled up to 16 times after each loss). Below decode_parallel_min multiply-adds a
+ * token decoding stays on one thread. Every choice gives the same numbers (dev/PERFORMANCE.md). */
 #define DECODE_PERIOD 1024
 #define DECODE_PROBE 16
 static long decode_parallel_min = 1L << 23;
-static void decode_threads_init(DecodeThreads *d) {
+static void decode_threads_init(InferState *s) {
+    DecodeThreads *d = &s->decode;
     memset(d, 0, sizeof(*d));
-    d->all = num_threads();
+    d->threads_all = num_threads();
+    if ((long)s->n * macs_per_token(&s->m->cfg) < decode_parallel_min) d->threads_all = 1;
     d->period = DECODE_PERIOD;
 }
-/* before each token: sets s->use_threads */
-static void decode_threads_before(DecodeThreads *d, InferState *s) {
-    if (!d->sized) {
-        if ((long)s->n * macs_per_token(&s->m->cfg) < decode_parallel_min) d->all = 1;
-        d->sized = 1;
-    }
-    if (d->all <= 1) { s->use_threads = 1; return; }
+
+/* before each token of the fast decoder: sets s->use_threads */
+static void decode_threads_before(InferState *s) {
+    DecodeThreads *d = &s->decode;
+    if (d->threads_all <= 1) return; /* s->use_threads stays 1 */
     double t = now_seconds();
-    int P = DECODE_PROBE;
-    if (d->k == 0) { d->t0 = t; s->use_threads = 1; } /* the one-thread probe */
-    else if (d->k == P) { d->time_one = t - d->t0; d->t0 = t; s->use_threads = d->all; } /* then all threads */
-    else if (s->use_threads == d->all) {
-        double limit = d->k <= 2 * P ? 0.9 * d->time_one : d->time_one; /* for the last P tokens */
-        if (t - d->t0 > limit) { /* slower than one thread: one thread until the next probe */
+    if (d->token == 0) { /* the one-thread probe */
+        d->window_start = t;
+        s->use_threads = 1;
+    } else if (d->token == DECODE_PROBE) { /* then all threads */
+        d->one_thread_time = t - d->window_start;
+        d->window_start = t;
+        s->use_threads = d->threads_all;
+    } else if (s->use_threads == d->threads_all) { /* the last DECODE_PROBE tokens against: */
+        double limit = d->token <= 2 * DECODE_PROBE ? 0.9 * d->one_thread_time : d->one_thread_time;
+        if (t - d->window_start > limit) { /* lost: one thread until the next probe */
             s->use_threads = 1;
             if (d->period < 16 * DECODE_PERIOD) d->period *= 2;
-        } else if (d->k % P == 0) { /* a window won: the next one */
-            d->t0 = t;
-            if (d->k == 2 * P) d->period = DECODE_PERIOD;
+        } else if (d->token % DECODE_PROBE == 0) { /* won: time the next DECODE_PROBE tokens */
+            d->window_start = t;
+            if (d->token == 2 * DECODE_PROBE) d->period = DECODE_PERIOD;
         }
     }
-    if (++d->k >= d->period) d->k = 0;
+    if (++d->token >= d->period) d->token = 0;
 }
