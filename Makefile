@@ -8,6 +8,14 @@ NATIVE := $(shell $(CC) -march=native -x c -c /dev/null -o /dev/null 2>/dev/null
             && $(CC) -mprefer-vector-width=512 -x c -c /dev/null -o /dev/null 2>/dev/null && echo -mprefer-vector-width=512)
 OPENMP := $(shell printf 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo -fopenmp)
 LDLIBS = -lm
+# libgomp's idle threads spin 300,000 turns of a pause loop (about 10 ms) before they sleep:
+# on a busy machine they hold the cores that others need (two trainings at once ran 5.5x
+# slower than --threads 1). 1000 turns (about 20 us) keep the speed of an idle machine and
+# give the cores back on a busy one (dev/PERFORMANCE.md). Every target runs with it; give it
+# to runs by hand on a shared machine too (GOMP_SPINCOUNT=1000 ./train_swat ...).
+ifndef OMP_WAIT_POLICY
+export GOMP_SPINCOUNT ?= 1000
+endif
 PYTHON ?= /usr/bin/python3
 DATA = data/bible
 STATES = dev/states
