@@ -2682,8 +2682,9 @@ static long parse_int(const char *flag, const char *s, double lo, double hi) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
+    long top = hi < 0x1p63 ? (long)hi : LONG_MAX; /* (double)INT64_MAX rounds up to 2^63 */
     if (errno || end == s || *end) die("%s: '%s' is not an integer", flag, s);
-    if (v < lo || v > hi) die("%s: %ld is out of range [%.0f, %.0f]", flag, v, lo, hi);
+    if (v < lo || v > top) die("%s: %ld is out of range [%ld, %ld]", flag, v, (long)lo, top);
     return v;
 }
 
@@ -2718,16 +2719,15 @@ static void parse_alibi(ModelConfig *model, const char *s, double hi) {
 static void set_flag(Flags *flags, const FlagSpec *spec, const char *text) {
     char *field = (char *)flags + spec->at;
     const char *name = spec->name;
-    switch (spec->kind) {
-    case AS_SWITCH: *(int *)field = 1; break;
-    case AS_TEXT: *(const char **)field = text; break;
-    case AS_INT: *(int *)field = (int)parse_int(name, text, spec->lo, spec->hi); break;
-    case AS_SEED: *(uint64_t *)field = (uint64_t)parse_int(name, text, spec->lo, spec->hi); break;
-    case AS_REAL: *(double *)field = parse_double(name, text, spec->lo, spec->hi); break;
-    case AS_ONOFF: *(int *)field = 1 - parse_word(name, text, "on", "off"); break;
-    case AS_ATTN: *(int *)field = parse_word(name, text, "sigmoid", "softmax"); break;
-    case AS_ALIBI: parse_alibi((ModelConfig *)field, text, spec->hi); break;
-    }
+    double lo = spec->lo, hi = spec->hi;
+    if (spec->kind == AS_SWITCH) *(int *)field = 1;
+    if (spec->kind == AS_TEXT) *(const char **)field = text;
+    if (spec->kind == AS_INT) *(int *)field = (int)parse_int(name, text, lo, hi);
+    if (spec->kind == AS_SEED) *(uint64_t *)field = (uint64_t)parse_int(name, text, lo, hi);
+    if (spec->kind == AS_REAL) *(double *)field = parse_double(name, text, lo, hi);
+    if (spec->kind == AS_ONOFF) *(int *)field = 1 - parse_word(name, text, "on", "off");
+    if (spec->kind == AS_ATTN) *(int *)field = parse_word(name, text, "sigmoid", "softmax");
+    if (spec->kind == AS_ALIBI) parse_alibi((ModelConfig *)field, text, hi);
 }
 
 /* The rules between flags: what a mode needs, what excludes what. */
@@ -3147,8 +3147,9 @@ static void mkdir_p(const char *dir) {
     free(path);
 }
 
-/* The data and the loader at the run's position; the --out folder and its log. */
-static void open_run(Training *run) {
+/* The data and the loader at the run's position; the --out folder and its log, which begins
+ * with the run's configuration. */
+static void open_run(Training *run, int warmup_fitted) {
     const Flags *flags = run->flags;
     const TrainState *st = &run->state;
     int V = run->model.cfg.V, T = st->T, resumed = flags->resume != NULL;
@@ -3174,6 +3175,20 @@ static void open_run(Training *run) {
             run->ckpt_path);
     run->log = mpi_rank == 0 ? fopen(run->log_path, resumed ? "a" : "w") : fopen("/dev/null", "w");
     if (!run->log) die("%s: cannot open log file: %s", run->log_path, strerror(errno));
+    print_config(stdout, &run->model, st);
+    print_config(run->log, &run->model, st);
+    log_args(run->log, flags);
+    if (warmup_fitted)
+        printf("warmup: %d steps (the default 40, fitted to a run of %d steps)\n", st->opt.warmup,
+               st->opt.steps);
+    if (resumed)
+        printf("resuming %s at step %d of %d, into %s\n", flags->resume, st->step, st->opt.steps,
+               flags->out);
+    if (mpi_ranks > 1 || run->micro_batches > 1)
+        printf("data parallel: %d rank%s x %d micro-batch%s of %d sequences per step\n", mpi_ranks,
+               mpi_ranks > 1 ? "s" : "", run->micro_batches, run->micro_batches > 1 ? "es" : "",
+               run->micro_batch);
+    fflush(run->log);
 }
 
 /* A validation on `chunks` chunks of length T (0: all) and where its attention went: stdout
@@ -3312,22 +3327,19 @@ static void mpi_finish(void) {
 #endif
 
 /* Under MPI this process is one rank of the job, and only rank 0 prints. */
-static void mpi_start(int *argc, char ***argv) {
+static void mpi_start(void) {
 #ifdef SWAT_MPI
-    MPI_Init(argc, argv);
+    MPI_Init(NULL, NULL);
     MPI_Comm_rank(MPI_COMM_WORLD, &mpi_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &mpi_ranks);
     atexit(mpi_finish);
     if (mpi_rank > 0 && !freopen("/dev/null", "w", stdout))
         die("cannot silence rank %d's output", mpi_rank);
-#else
-    (void)argc;
-    (void)argv;
 #endif
 }
 
 int main(int argc, char **argv) {
-    mpi_start(&argc, &argv);
+    mpi_start();
     Flags flags;
     parse_args(&flags, argc, argv);
     signal(SIGXFSZ, SIG_IGN); /* a file-size limit (ulimit -f) then fails a write: one error line */
@@ -3354,21 +3366,7 @@ int main(int argc, char **argv) {
         model_free(&run.model);
         return 0;
     }
-    open_run(&run);
-    print_config(stdout, &run.model, st);
-    print_config(run.log, &run.model, st);
-    log_args(run.log, &flags);
-    if (warmup_fitted)
-        printf("warmup: %d steps (the default 40, fitted to a run of %d steps)\n", st->opt.warmup,
-               st->opt.steps);
-    if (flags.resume)
-        printf("resuming %s at step %d of %d, into %s\n", flags.resume, st->step, st->opt.steps,
-               flags.out);
-    if (mpi_ranks > 1 || run.micro_batches > 1)
-        printf("data parallel: %d rank%s x %d micro-batch%s of %d sequences per step\n", mpi_ranks,
-               mpi_ranks > 1 ? "s" : "", run.micro_batches, run.micro_batches > 1 ? "es" : "",
-               run.micro_batch);
-    fflush(run.log);
+    open_run(&run, warmup_fitted);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
 
