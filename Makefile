@@ -8,6 +8,14 @@ NATIVE := $(shell $(CC) -march=native -x c -c /dev/null -o /dev/null 2>/dev/null
             && $(CC) -mprefer-vector-width=512 -x c -c /dev/null -o /dev/null 2>/dev/null && echo -mprefer-vector-width=512)
 OPENMP := $(shell printf 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo -fopenmp)
 LDLIBS = -lm
+# libgomp's idle threads spin 300,000 turns of a pause loop (about 10 ms) before they sleep:
+# on a busy machine they hold the cores that others need (two trainings at once ran 5.5x
+# slower than --threads 1). 1000 turns (about 20 us) keep the speed of an idle machine and
+# give the cores back on a busy one (dev/PERFORMANCE.md). Every target runs with it; give it
+# to runs by hand on a shared machine too (GOMP_SPINCOUNT=1000 ./train_swat ...).
+ifndef OMP_WAIT_POLICY
+export GOMP_SPINCOUNT ?= 1000
+endif
 PYTHON ?= /usr/bin/python3
 DATA = data/bible
 STATES = dev/states
@@ -75,7 +83,8 @@ states:
 test: train_swat train_swat_naive test_swat test_swat_plain data/prepare_text states
 	@if command -v mpicc >/dev/null; then $(MAKE) -s train_swat_mpi; else echo "no mpicc: the MPI checks of tests/mpi.sh will be SKIPPED"; fi
 	@bash dev/run_tests.sh "./test_swat" "./test_swat_plain" "bash data/test_prepare.sh" "bash data/test_bpe.sh" \
-	    "bash dev/crosscheck.sh" "bash dev/test_plot_log.sh" "bash tests/reliability.sh" "bash tests/mpi.sh" "bash tests/naive.sh" "bash tests/doc_names.sh" "bash tests/dev_tools.sh" \
+	    "bash dev/crosscheck.sh" "bash dev/test_plot_log.sh" "bash tests/reliability.sh" "bash tests/flags.sh" \
+	    "bash tests/mpi.sh" "bash tests/naive.sh" "bash tests/doc_names.sh" "bash tests/dev_tools.sh" \
 	    "bash dev/test_repro.sh" $(EXTRA_TESTS)
 
 # The test suite and the trainer under AddressSanitizer and UndefinedBehaviorSanitizer.

@@ -162,7 +162,6 @@ static void add_floats(float *y, const float *x, long n) {
     for (long i = 0; i < n; i++) y[i] += x[i];
 }
 
-static void choose_wait_policy(char **argv); /* how long idle threads spin (section 12.3) */
 
 /* ------------------------------------------------------------------------------------ */
 /* 2. config                                                                             */
@@ -1398,58 +1397,6 @@ typedef struct {
     double beta1, beta2, eps, weight_decay;
     double clip;         /* the global gradient norm is clipped to this (0: no clipping) */
 } OptimConfig;
-
-/* ---- data parallel: the sums over the ranks ---------------------------------------------
- * Under MPI every rank holds the whole model and computes the gradient of its share of the
- * batch; the step needs their sum. MPI_Allreduce does not promise an order of summation, so
- * the sum is made in a fixed one: each rank gathers every rank's values, a segment at a
- * time, and adds them in rank order 0, 1, ..., R-1. Every rank then holds the same bits, the
- * ranks stay in step, and a run with R ranks is bit-identical to itself. Without MPI these
- * do nothing. */
-#define RANK_SEGMENT (1 << 18) /* floats gathered at a time: R MB of buffer */
-static double ranks_seconds = 0.0; /* time spent summing gradients over the ranks */
-static void ranks_sum_floats(float *x, size_t n) {
-#ifdef SWAT_MPI
-    if (mpi_ranks == 1) return;
-    double t0 = now_seconds();
-    float *all = scratch_floats(SCRATCH_RANKS, (size_t)mpi_ranks * RANK_SEGMENT);
-    for (size_t off = 0; off < n; off += RANK_SEGMENT) {
-        int len = n - off < RANK_SEGMENT ? (int)(n - off) : RANK_SEGMENT;
-        MPI_Allgather(x + off, len, MPI_FLOAT, all, len, MPI_FLOAT, MPI_COMM_WORLD);
-        #pragma omp parallel for schedule(static)
-        for (int i = 0; i < len; i++) {
-            float sum = all[i];
-            for (int r = 1; r < mpi_ranks; r++) sum += all[(size_t)r * len + i];
-            x[off + i] = sum;
-        }
-    }
-    ranks_seconds += now_seconds() - t0;
-#else
-    (void)x; (void)n;
-#endif
-}
-static void ranks_sum_doubles(double *x, int n) {
-#ifdef SWAT_MPI
-    if (mpi_ranks == 1 || n == 0) return;
-    double *all = xcalloc((size_t)mpi_ranks * n, sizeof(double), "ranks");
-    MPI_Allgather(x, n, MPI_DOUBLE, all, n, MPI_DOUBLE, MPI_COMM_WORLD);
-    for (int i = 0; i < n; i++) {
-        double sum = all[i];
-        for (int r = 1; r < mpi_ranks; r++) sum += all[(size_t)r * n + i];
-        x[i] = sum;
-    }
-    free(all);
-#else
-    (void)x; (void)n;
-#endif
-}
-/* 1 if the flag is set on any rank (a signal may reach one rank first) */
-static int ranks_any(int flag) {
-#ifdef SWAT_MPI
-    if (mpi_ranks > 1) MPI_Allreduce(MPI_IN_PLACE, &flag, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-#endif
-    return flag;
-}
 
 /* Linear warmup: step s < warmup uses lr*(s+1)/warmup. Then a cosine from lr down to
  * lr*min_lr_ratio over the rest of the planned run (with warmup 0 and one step: exactly lr). */
@@ -2793,138 +2740,285 @@ static double flops_per_token(const ModelConfig *c, int T, int window) {
 /* ------------------------------------------------------------------------------------ */
 /* 11. main: the command line and the training loop                                      */
 /* ------------------------------------------------------------------------------------ */
+
+/* ---- data parallel: the sums over the ranks ---------------------------------------------
+ * Under MPI every rank holds the whole model and computes the gradient of its share of the
+ * batch; the step needs their sum. MPI_Allreduce does not promise an order of summation, so
+ * the sum is made in a fixed one: each rank gathers every rank's values, a segment at a
+ * time, and adds them in rank order 0, 1, ..., R-1. Every rank then holds the same bits, the
+ * ranks stay in step, and a run with R ranks is bit-identical to itself. Without MPI these
+ * do nothing. */
+#define RANK_SEGMENT (1 << 18) /* floats gathered at a time: R MB of buffer */
+static double ranks_seconds = 0.0; /* time spent summing gradients over the ranks */
+static void ranks_sum_floats(float *x, size_t n) {
+#ifdef SWAT_MPI
+    if (mpi_ranks == 1) return;
+    double t0 = now_seconds();
+    float *all = scratch_floats(SCRATCH_RANKS, (size_t)mpi_ranks * RANK_SEGMENT);
+    for (size_t off = 0; off < n; off += RANK_SEGMENT) {
+        int len = n - off < RANK_SEGMENT ? (int)(n - off) : RANK_SEGMENT;
+        MPI_Allgather(x + off, len, MPI_FLOAT, all, len, MPI_FLOAT, MPI_COMM_WORLD);
+        #pragma omp parallel for schedule(static)
+        for (int i = 0; i < len; i++) {
+            float sum = all[i];
+            for (int r = 1; r < mpi_ranks; r++) sum += all[(size_t)r * len + i];
+            x[off + i] = sum;
+        }
+    }
+    ranks_seconds += now_seconds() - t0;
+#else
+    (void)x;
+    (void)n;
+#endif
+}
+static void ranks_sum_doubles(double *x, int n) {
+#ifdef SWAT_MPI
+    if (mpi_ranks == 1 || n == 0) return;
+    double *all = xcalloc((size_t)mpi_ranks * n, sizeof(double), "ranks");
+    MPI_Allgather(x, n, MPI_DOUBLE, all, n, MPI_DOUBLE, MPI_COMM_WORLD);
+    for (int i = 0; i < n; i++) {
+        double sum = all[i];
+        for (int r = 1; r < mpi_ranks; r++) sum += all[(size_t)r * n + i];
+        x[i] = sum;
+    }
+    free(all);
+#else
+    (void)x;
+    (void)n;
+#endif
+}
+/* 1 if the flag is set on any rank (a signal may reach one rank first) */
+static int ranks_any(int flag) {
+#ifdef SWAT_MPI
+    if (mpi_ranks > 1) MPI_Allreduce(MPI_IN_PLACE, &flag, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+#endif
+    return flag;
+}
+
 #ifndef TESTING
 
-static const char *usage_text =
-"usage: train_swat [flags]\n"
-"\n"
-"Train (the default mode):\n"
-"  --train FILE        training token shard (required); a glob pattern in quotes ('dir/x_*.bin')\n"
-"                      reads several shards in sorted order as one stream\n"
-"  --val FILE          validation token shard (optional; a pattern too)\n"
-"  --out DIR           directory for log.txt and model.ckpt (default: out; with --resume, the\n"
-"                      checkpoint's own directory)\n"
-"  --overwrite         replace the log.txt and model.ckpt of an earlier run in --out\n"
-"  --save FILE         also write the final checkpoint here\n"
-"  --init CKPT         start from a checkpoint's weights and model config, fresh optimizer\n"
-"  --resume CKPT       continue a run: weights, optimizer, schedule, data position; the data\n"
-"                      and validation flags are taken from the run's log.txt unless given\n"
-"  --steps N           optimizer steps in the run (default 600; 0 with --save writes the init)\n"
-"  --stop-after N      stop (and save) after N steps of this run; resume continues it\n"
-"  --batch B           sequences per step (default 16); under mpirun, over all the ranks\n"
-"  --grad-accum K      each step in K micro-batches of B/K sequences (the same step, memory\n"
-"                      for B/K); default 1\n"
-"  --seq T             training sequence length (default 256)\n"
-"  --window W          attention window w (default 64; >= T gives vanilla attention)\n"
-"  --layers L          (default 4)      --heads H   (default 8)\n"
-"  --dim C             (default 256)    --ffn F     (default 704)\n"
-"  --vocab V           (default 256: bytes)\n"
-"  --bos ID            start token: every sequence begins with it (default none; for bytes\n"
-"                      use --vocab 257 --bos 256, an id no byte has)\n"
-"  --attn MODE         sigmoid (SWAT, default) or softmax\n"
-"  --alibi NEG:POS     ALiBi heads with negative:positive slopes (default H/2:H/2; 0:0 off)\n"
-"  --rope on|off       rotary position embedding on q and k (default on)\n"
-"  --rope-theta N      RoPE base (default 10000)\n"
-"  --lr X              peak learning rate (default 2e-3)\n"
-"  --min-lr-ratio X    the cosine decays to lr*X (default 0.1)\n"
-"  --warmup N          linear warmup steps (default 40, or steps/5 for runs shorter than 200)\n"
-"  --wd X              AdamW weight decay on matrices (default 0.1)\n"
-"  --clip X            clip gradients to this global norm; 0 disables (default 1.0)\n"
-"  --beta1 X --beta2 X AdamW betas (default 0.9, 0.95)\n"
-"  --seed N            seed of the initialisation, data order and sampling (default 1337)\n"
-"  --shuffle on|off    shuffled sequence order, or the spec's sequential order (default on)\n"
-"  --val-every N       validation loss every N steps (default 50; 0: none during the run)\n"
-"  --val-chunks K      chunks of length T for the periodic validation (default 64; 0 all)\n"
-"  --final-val-chunks K  chunks for the validation at the end of the run (default 0: all;\n"
-"                      -1: none)\n"
-"  --sample-every N    print a generated sample every N steps (default 100; 0 never)\n"
-"  --sample-len N      tokens per sample (default 200)\n"
-"  --save-every N      write the checkpoint every N steps (default 0: only at the end)\n"
-"  --threads N         OpenMP threads (default: OMP_NUM_THREADS or all cores); results do not\n"
-"                      depend on it. Idle threads spin ~20 us, then sleep (unless\n"
-"                      OMP_WAIT_POLICY or GOMP_SPINCOUNT is set): a busy machine costs little\n"
-"  --tokenizer FILE    a tokenizer file (llm.c's format, e.g. from data/prepare_bpe.py) to\n"
-"                      print samples as text, encode a text --prompt and report nats per\n"
-"                      byte in --eval; in every mode\n"
-"\n"
-"Evaluate (doc/SPEC.md):  --init CKPT --eval SHARD [--eval-len E] [--eval-window W]\n"
-"  [--eval-chunks K] [--stream [--keep-first K]] [--sinks]   E defaults to the checkpoint's\n"
-"  T, W to its window, K to 0 (all chunks). --stream reads the whole shard as one sequence\n"
-"  with the ring buffers (window W); --keep-first K keeps the first K positions in the cache\n"
-"  beside the last W (StreamingLLM's attention sinks, positions counted within the cache).\n"
-"  --sinks prints, per layer and head, the attention on position 0 (the start token).\n"
-"  Ends with the line: eval_loss <value>\n"
-"\n"
-"Generate:  --init CKPT --generate N [--prompt TEXT | --prompt-ids \"ID ID ..\"] [--temperature X]\n"
-"  [--top-k K] [--seed N] [--eval-window W] [--keep-first K] [--samples S]\n"
-"  writes the continuation of the prompt to stdout (default temperature 0.8, top-k 0 = all;\n"
-"  the window defaults to the model's). Token ids (a vocabulary other than bytes) print as\n"
-"  the prompt's ids, ' | ', then the generated ids. --samples S generates S continuations\n"
-"  at once (faster than S runs), sample i exactly as a run with --seed seed+i, printed one\n"
-"  after the other, each under a line '--- sample i of S (seed X) ---'.\n"
-"\n"
-"Flags that do not apply to the mode (training, --eval, --generate) are errors.\n"
-"\n"
-"Look inside (with --init CKPT):\n"
-"  --dump-losses FILE  eval mode: the per-prediction losses as float32, in chunk order (with\n"
-"                      --stream: one per token of the stream)\n"
-"  --dump-attn FILE    the attention weights of one layer over --prompt TEXT (at most 2048\n"
-"                      bytes; --eval-window W, default the model's), before any --generate\n"
-"  --dump-layer L      the layer for --dump-attn (default 0)\n";
+/* ---- the command line -------------------------------------------------------------------
+ * One table, flag_specs, says everything about a flag: its name, what its value is called,
+ * its default, the modes it applies to, where its value goes, how it is parsed and in what
+ * range, and its help. Parsing, the error for a flag that the mode would ignore, --help and
+ * the flags that --resume takes from a run's log all read it. */
+typedef struct {
+    const char *train, *val, *out, *save, *init, *resume, *tokenizer; /* file names */
+    const char *eval, *dump_losses, *dump_attn;                         /* file names */
+    const char *prompt, *prompt_ids;
+    ModelConfig model; /* the shape of a new model */
+    OptimConfig opt;
+    uint64_t seed;
+    double temperature;
+    int batch, grad_accum, stop_after, shuffle, overwrite, threads;
+    int val_every, val_chunks, final_val_chunks, sample_every, sample_len, save_every;
+    int eval_len, eval_window, eval_chunks, stream, sinks, keep_first;
+    int generate, samples, top_k, dump_layer;
+    uint64_t given; /* bit i: flag_specs[i] is on the command line */
+    char *log_line; /* --resume: the log's "args" line, which remembered values point into */
+    char *run_dir;  /* --resume without --out: the checkpoint's folder, where out points */
+} Flags;
+
+enum { /* the modes a flag applies to, and what a checkpoint decides instead of it */
+    TRAINING = 1, EVAL = 2, GENERATE = 4, DUMP_ATTN = 8, EVERY_MODE = 15,
+    SHAPE = 16,     /* the shape of a new model: with --init or --resume, the checkpoint's */
+    RUN = 32,       /* a setting of the run: with --resume, the checkpoint's */
+    REMEMBERED = 64 /* --resume takes it from the run's log.txt unless it is given again */
+};
+enum { AS_SWITCH, AS_TEXT, AS_INT, AS_SEED, AS_REAL, AS_ONOFF, AS_ATTN, AS_ALIBI };
 
 typedef struct {
-    const char *train, *val, *out, *save, *init, *resume, *eval, *prompt, *prompt_ids, *dump_losses, *dump_attn;
-    const char *tokenizer;
-    ModelConfig model;
-    OptimConfig opt;
-    int batch, stop_after, shuffle, val_every, val_chunks, sample_every, sample_len, save_every, threads;
-    int grad_accum;   /* micro-batches per step */
-    int eval_len, eval_window, eval_chunks, stream, generate, top_k, dump_layer, keep_first, sinks, samples;
-    int final_val_chunks, overwrite;
-    double temperature;
-    uint64_t seed;
-    char given[64][24]; /* the flags given on the command line */
-    int num_given;
-    char *owned[8];     /* strings the flags point to that are not argv's (read back by --resume) */
-    int num_owned;
-} Args;
+    const char *name;
+    const char *arg;  /* what --help calls the value; NULL: a switch, which takes none */
+    const char *dflt; /* the default as --help prints it, parsed into the field first; in
+                         parentheses: words, for which the field's 0 (or -1) stands */
+    int modes;        /* TRAINING ... DUMP_ATTN, and SHAPE, RUN, REMEMBERED */
+    int kind;         /* AS_...: how the value is parsed */
+    size_t at;        /* where it goes: the offset of a field of Flags */
+    double lo, hi;    /* the range of a number */
+    const char *help;
+} FlagSpec;
 
-/* A flag value made by the program (not from argv): kept in a->owned, freed by args_free. */
-static const char *args_own(Args *a, char *s) {
-    if (!s) die("out of memory");
-    if (a->num_owned == (int)(sizeof a->owned / sizeof a->owned[0])) die("args_own: too many strings");
-    a->owned[a->num_owned++] = s;
-    return s;
+#define AT(field) offsetof(Flags, field)
+#define BIG (1 << 30) /* the largest count a flag takes */
+/* The order of --help (a heading wherever the modes change) and of the log's "args" line */
+static const FlagSpec flag_specs[] = {
+    {"--train", "FILE", NULL, TRAINING | REMEMBERED, AS_TEXT, AT(train), 0, 0,
+     "training token shard (required); a glob pattern in quotes ('dir/x_*.bin') reads "
+     "several shards in sorted order as one stream"},
+    {"--val", "FILE", NULL, TRAINING | REMEMBERED, AS_TEXT, AT(val), 0, 0,
+     "validation token shard (or a glob)"},
+    {"--out", "DIR", "out", TRAINING, AS_TEXT, AT(out), 0, 0,
+     "folder for log.txt and model.ckpt (with --resume: the checkpoint's folder)"},
+    {"--overwrite", NULL, NULL, TRAINING, AS_SWITCH, AT(overwrite), 0, 0,
+     "replace the log.txt and model.ckpt of an earlier run in --out"},
+    {"--save", "FILE", NULL, TRAINING, AS_TEXT, AT(save), 0, 0,
+     "also write the final checkpoint here"},
+    {"--resume", "CKPT", NULL, TRAINING, AS_TEXT, AT(resume), 0, 0,
+     "continue a run: weights, optimizer, schedule, data position, sampling; the data "
+     "and the periodic flags come from the run's log.txt unless given"},
+    {"--steps", "N", "600", TRAINING | RUN, AS_INT, AT(opt.steps), 0, BIG,
+     "optimizer steps of the run, the schedule's horizon (0 with --save: the initial model)"},
+    {"--stop-after", "N", NULL, TRAINING, AS_INT, AT(stop_after), 1, BIG,
+     "stop (and save) after N steps of this invocation; --resume continues the run"},
+    {"--batch", "B", "16", TRAINING | RUN, AS_INT, AT(batch), 1, BIG,
+     "sequences per step; under mpirun, over all the ranks"},
+    {"--grad-accum", "N", "1", TRAINING, AS_INT, AT(grad_accum), 1, BIG,
+     "each step in N micro-batches of B/N sequences: the same step, in the memory of B/N"},
+    {"--seq", "T", "256", TRAINING | RUN, AS_INT, AT(model.seq_len), 1, BIG,
+     "training sequence length"},
+    {"--window", "W", "64", TRAINING | RUN, AS_INT, AT(model.window), 1, BIG,
+     "attention window w (>= T: vanilla attention)"},
+    {"--layers", "L", "4", TRAINING | SHAPE, AS_INT, AT(model.L), 1, 4096, "layers"},
+    {"--heads", "H", "8", TRAINING | SHAPE, AS_INT, AT(model.H), 1, 4096, "attention heads"},
+    {"--dim", "C", "256", TRAINING | SHAPE, AS_INT, AT(model.C), 1, 65536, "model width"},
+    {"--ffn", "F", "704", TRAINING | SHAPE, AS_INT, AT(model.F), 1, 1 << 20, "SwiGLU hidden width"},
+    {"--vocab", "V", "256", TRAINING | SHAPE, AS_INT, AT(model.V), 1, 65536,
+     "vocabulary size (256: bytes)"},
+    {"--attn", "MODE", "sigmoid", TRAINING | SHAPE, AS_ATTN, AT(model.attn), 0, 0,
+     "sigmoid (SWAT) or softmax"},
+    {"--alibi", "NEG:POS", "(H/2:H/2)", TRAINING | SHAPE, AS_ALIBI, AT(model), 0, 4096,
+     "heads with negative:positive ALiBi slopes (0:0 off)"},
+    {"--rope", "on|off", "on", TRAINING | SHAPE, AS_ONOFF, AT(model.rope), 0, 0,
+     "rotary position embedding of q and k"},
+    {"--rope-theta", "N", "10000", TRAINING | SHAPE, AS_INT, AT(model.rope_theta), 1, INT32_MAX,
+     "RoPE base"},
+    {"--lr", "X", "2e-3", TRAINING | RUN, AS_REAL, AT(opt.lr), 0, 1e3, "peak learning rate"},
+    {"--min-lr-ratio", "X", "0.1", TRAINING | RUN, AS_REAL, AT(opt.min_lr_ratio), 0, 1,
+     "the cosine decays to lr*X"},
+    {"--warmup", "N", "40", TRAINING | RUN, AS_INT, AT(opt.warmup), 0, BIG,
+     "linear warmup steps (not given: steps/5 for a run shorter than 200 steps)"},
+    {"--wd", "X", "0.1", TRAINING | RUN, AS_REAL, AT(opt.weight_decay), 0, 1e3,
+     "AdamW weight decay of the matrices (not of the norm gains)"},
+    {"--clip", "X", "1.0", TRAINING | RUN, AS_REAL, AT(opt.clip), 0, 1e30,
+     "clip the gradient to this global norm; 0 disables"},
+    {"--beta1", "X", "0.9", TRAINING | RUN, AS_REAL, AT(opt.beta1), 0, 0.999999, "AdamW's beta1"},
+    {"--beta2", "X", "0.95", TRAINING | RUN, AS_REAL, AT(opt.beta2), 0, 0.999999,
+     "AdamW's beta2 (eps is 1e-8)"},
+    {"--shuffle", "on|off", "on", TRAINING | RUN, AS_ONOFF, AT(shuffle), 0, 0,
+     "shuffled sequences, or the spec's sequential order"},
+    {"--val-every", "N", "50", TRAINING | REMEMBERED, AS_INT, AT(val_every), 0, BIG,
+     "validation every N steps (0: none during the run)"},
+    {"--val-chunks", "N", "64", TRAINING | REMEMBERED, AS_INT, AT(val_chunks), 0, BIG,
+     "chunks of length T of the periodic validation (0: all)"},
+    {"--final-val-chunks", "N", "0", TRAINING | REMEMBERED, AS_INT, AT(final_val_chunks), -1,
+     BIG, "chunks of the validation at the end of the run (0: all; -1: none)"},
+    {"--sample-every", "N", "100", TRAINING | REMEMBERED, AS_INT, AT(sample_every), 0, BIG,
+     "print a generated sample every N steps (0: never)"},
+    {"--sample-len", "N", "200", TRAINING | REMEMBERED, AS_INT, AT(sample_len), 1, BIG,
+     "tokens per sample"},
+    {"--save-every", "N", "0", TRAINING | REMEMBERED, AS_INT, AT(save_every), 0, BIG,
+     "also write the checkpoint every N steps"},
+    {"--seed", "N", "1337", TRAINING | GENERATE | RUN, AS_SEED, AT(seed), 0, (double)INT64_MAX,
+     "seed of the initialisation, the data order and the sampling"},
+    {"--temperature", "X", "0.8", TRAINING | GENERATE | REMEMBERED, AS_REAL, AT(temperature), 0,
+     1e3, "sampling temperature (0: greedy)"},
+    {"--top-k", "K", "0", TRAINING | GENERATE | REMEMBERED, AS_INT, AT(top_k), 0, 65536,
+     "sample from the K most likely tokens (0: all)"},
+    {"--tokenizer", "FILE", NULL, EVERY_MODE | REMEMBERED, AS_TEXT, AT(tokenizer), 0, 0,
+     "llm.c's tokenizer file: samples print as text, --prompt is encoded, --eval gives nats/byte"},
+    {"--init", "CKPT", NULL, EVERY_MODE, AS_TEXT, AT(init), 0, 0,
+     "start from a checkpoint's weights and model config (training: with a fresh optimizer)"},
+    {"--bos", "ID", "(none)", EVERY_MODE, AS_INT, AT(model.bos), -1, 65535,
+     "start token of every sequence (bytes: --vocab 257 --bos 256); --init: the checkpoint's"},
+    {"--threads", "N", "(all cores)", EVERY_MODE, AS_INT, AT(threads), 1, 1024,
+     "OpenMP threads (or OMP_NUM_THREADS; results do not depend on it); busy machine: see make"},
+    {"--eval", "SHARD", NULL, EVAL, AS_TEXT, AT(eval), 0, 0,
+     "the loss of the --init model on a shard (doc/SPEC.md); the last line: eval_loss <value>"},
+    {"--eval-len", "E", "(model's T)", EVAL, AS_INT, AT(eval_len), 1, BIG, "chunk length"},
+    {"--eval-chunks", "N", "0", EVAL, AS_INT, AT(eval_chunks), 0, BIG, "chunks (0: all)"},
+    {"--stream", NULL, NULL, EVAL, AS_SWITCH, AT(stream), 0, 0,
+     "the whole shard as one sequence, with w-1 keys and values of context (constant memory)"},
+    {"--sinks", NULL, NULL, EVAL, AS_SWITCH, AT(sinks), 0, 0,
+     "per layer and head, the attention on position 0 (the start token)"},
+    {"--dump-losses", "FILE", NULL, EVAL, AS_TEXT, AT(dump_losses), 0, 0,
+     "write the per-prediction losses as float32 (chunk after chunk; --stream: per token)"},
+    {"--keep-first", "N", "0", EVAL | GENERATE, AS_INT, AT(keep_first), 0, 1 << 20,
+     "keep the first N positions beside the last w (StreamingLLM's sinks; --eval: --stream)"},
+    {"--eval-window", "W", "(model's w)", EVAL | GENERATE | DUMP_ATTN, AS_INT, AT(eval_window),
+     1, BIG, "attention window"},
+    {"--generate", "N", NULL, GENERATE, AS_INT, AT(generate), 1, BIG,
+     "print N tokens after the prompt (ids: the prompt's, ' | ', then the new ones)"},
+    {"--samples", "S", "1", GENERATE, AS_INT, AT(samples), 1, 4096,
+     "S continuations at once (faster than S runs), sample i exactly the run with --seed "
+     "seed+i, each under a line '--- sample i of S (seed X) ---'"},
+    {"--prompt", "TEXT", "(newline)", GENERATE | DUMP_ATTN, AS_TEXT, AT(prompt), 0, 0,
+     "the prompt: bytes, or text through --tokenizer"},
+    {"--prompt-ids", "IDS", NULL, GENERATE | DUMP_ATTN, AS_TEXT, AT(prompt_ids), 0, 0,
+     "the prompt as token ids (\"464 2068\")"},
+    {"--dump-attn", "FILE", NULL, DUMP_ATTN, AS_TEXT, AT(dump_attn), 0, 0,
+     "write one layer's attention weights over the prompt (at most 2048 tokens)"},
+    {"--dump-layer", "L", "0", DUMP_ATTN, AS_INT, AT(dump_layer), 0, 4096,
+     "the layer of --dump-attn"},
+};
+#define NUM_FLAGS ((int)(sizeof flag_specs / sizeof flag_specs[0]))
+_Static_assert(sizeof flag_specs / sizeof flag_specs[0] <= 64, "Flags.given has 64 bits");
+
+static const char *usage_text =
+    "usage: train_swat [flags]      (--help: this text)\n"
+    "  train:     --train SHARD [--val SHARD] [--init CKPT | --resume CKPT] ...\n"
+    "  evaluate:  --init CKPT --eval SHARD ...\n"
+    "  generate:  --init CKPT --generate N [--prompt TEXT | --prompt-ids IDS] ...\n"
+    "  look:      --init CKPT --dump-attn FILE --prompt TEXT [--dump-layer L] [--generate N ...]\n"
+    "Each flag is listed under the modes it applies to; in another mode it is an error. A default\n"
+    "in parentheses says what happens without the flag.\n";
+
+static int flag_index(const char *name) {
+    for (int i = 0; i < NUM_FLAGS; i++)
+        if (!strcmp(flag_specs[i].name, name)) return i;
+    return -1;
 }
-static void args_free(Args *a) {
-    for (int i = 0; i < a->num_owned; i++) free(a->owned[i]);
-    a->num_owned = 0;
+static int flag_given(const Flags *flags, const char *name) {
+    int i = flag_index(name);
+    return i >= 0 && (flags->given >> i & 1);
 }
 
-static int flag_given(const Args *a, const char *name) {
-    for (int i = 0; i < a->num_given; i++) if (!strcmp(a->given[i], name)) return 1;
-    return 0;
+/* "training", "--eval, --generate", "every mode": the names of the modes in a flag's bits */
+static const char *modes_text(int modes) {
+    static const char *const names[] = {"training", "--eval", "--generate", "--dump-attn"};
+    static char text[64];
+    if ((modes & EVERY_MODE) == EVERY_MODE) return "every mode";
+    text[0] = 0;
+    for (int i = 0; i < 4; i++)
+        if (modes >> i & 1) strcat(strcat(text, text[0] ? ", " : ""), names[i]);
+    return text;
 }
 
-/* The value after a flag; NULL when the flag was the last argument. */
-static const char *need_value(const char *flag, const char *s) {
-    if (!s) die("%s needs a value (see --help)", flag);
-    return s;
+/* --help: the usage, then a line "  --flag ARG  default  help" per flag, the help broken at
+ * spaces to end before column 100, under a heading wherever the modes change. */
+static void print_help_and_exit(void) {
+    fputs(usage_text, stdout);
+    for (int i = 0; i < NUM_FLAGS; i++) {
+        const FlagSpec *spec = &flag_specs[i];
+        if (i == 0 || (spec->modes ^ spec[-1].modes) & EVERY_MODE)
+            printf("\n%s:\n", modes_text(spec->modes));
+        char name[32];
+        snprintf(name, sizeof name, "%s %s", spec->name, spec->arg ? spec->arg : "");
+        int column = printf("  %-21s %-11s", name, spec->dflt ? spec->dflt : "");
+        for (const char *word = spec->help; *word; word += strspn(word, " ")) {
+            int n = (int)strcspn(word, " ");
+            if (column > 35 && column + 1 + n > 100) /* a new line, indented as the help */
+                column = printf("\n%35s", "") - 1;
+            column += printf(" %.*s", n, word);
+            word += n;
+        }
+        printf("\n");
+    }
+    exit(0);
 }
 
-static long parse_int(const char *flag, const char *s, long lo, long hi) {
+static long parse_int(const char *flag, const char *s, double lo, double hi) {
     char *end;
-    need_value(flag, s);
     errno = 0;
     long v = strtol(s, &end, 10);
+    long top = hi < 0x1p63 ? (long)hi : LONG_MAX; /* (double)INT64_MAX rounds up to 2^63 */
     if (errno || end == s || *end) die("%s: '%s' is not an integer", flag, s);
-    if (v < lo || v > hi) die("%s: %ld is out of range [%ld, %ld]", flag, v, lo, hi);
+    if (v < lo || v > top) die("%s: %ld is out of range [%ld, %ld]", flag, v, (long)lo, top);
     return v;
 }
 
 static double parse_double(const char *flag, const char *s, double lo, double hi) {
     char *end;
-    need_value(flag, s);
     errno = 0;
     double v = strtod(s, &end);
     if (errno || end == s || *end || !isfinite(v)) die("%s: '%s' is not a number", flag, s);
@@ -2932,217 +3026,157 @@ static double parse_double(const char *flag, const char *s, double lo, double hi
     return v;
 }
 
-static int parse_onoff(const char *flag, const char *s) {
-    if (!strcmp(need_value(flag, s), "on")) return 1;
-    if (!strcmp(s, "off")) return 0;
-    die("%s: expected on or off, got '%s'", flag, s);
-    return 0;
+/* 0 for word0, 1 for word1 */
+static int parse_word(const char *flag, const char *s, const char *word0, const char *word1) {
+    if (strcmp(s, word0) && strcmp(s, word1))
+        die("%s: expected %s or %s, got '%s'", flag, word0, word1, s);
+    return strcmp(s, word0) != 0;
 }
 
-static void check_no_flags(const Args *a, const char *const *flags, const char *why);
-static const char *S_mode(const char *mode, const char *what) { /* "MODE WHAT", for check_no_flags */
-    static char buf[64];
-    snprintf(buf, sizeof buf, "%s %s", mode, what);
-    return buf;
+static void parse_alibi(ModelConfig *model, const char *s, double hi) {
+    const char *colon = strchr(s, ':');
+    char neg[32];
+    size_t len = colon ? (size_t)(colon - s) : 0;
+    if (len == 0 || len >= sizeof neg) die("--alibi: expected NEG:POS, got '%s'", s);
+    memcpy(neg, s, len);
+    neg[len] = 0;
+    model->alibi_neg = (int)parse_int("--alibi", neg, 0, hi);
+    model->alibi_pos = (int)parse_int("--alibi", colon + 1, 0, hi);
 }
 
-/* A flag that the chosen mode would ignore is an error that names the flag and the mode:
- * `--eval ... --window 8` must not quietly evaluate with another window. */
-static void check_mode_flags(const Args *a) {
-    static const char *const training_only[] = {"--train", "--val", "--out", "--overwrite", "--save", "--steps",
-        "--stop-after", "--batch", "--lr", "--min-lr-ratio", "--warmup", "--wd", "--clip", "--beta1", "--beta2",
-        "--shuffle", "--val-every", "--val-chunks", "--final-val-chunks", "--sample-every", "--sample-len",
-        "--save-every", "--grad-accum", NULL};
-    static const char *const eval_only[] = {"--eval-len", "--eval-chunks", "--stream", "--sinks", "--dump-losses", NULL};
-    static const char *const prompt_flags[] = {"--prompt", "--prompt-ids", NULL};
-    static const char *const sampling[] = {"--temperature", "--top-k", "--seed", NULL};
-    const char *mode = a->eval ? "--eval" : a->generate ? "--generate" : a->dump_attn ? "--dump-attn" : NULL;
-    if (mode) {
-        check_no_flags(a, training_only, S_mode(mode, "(a training flag)"));
-        if (flag_given(a, "--window")) die("--window does not apply to %s: its attention window is --eval-window W", mode);
-        if (flag_given(a, "--seq"))
-            die("--seq does not apply to %s: %s", mode, a->eval ? "the chunk length is --eval-len E" : "it runs over the prompt");
-    }
-    if (!a->eval) check_no_flags(a, eval_only, "anything but --eval SHARD");
-    if (a->eval) {
-        check_no_flags(a, prompt_flags, "--eval (it reads the shard)");
-        check_no_flags(a, sampling, "--eval (it samples nothing)");
-    }
-    if (!mode) {
-        check_no_flags(a, prompt_flags, "training (the samples start from the data; --prompt is for --generate and --dump-attn)");
-        if (flag_given(a, "--eval-window")) die("--eval-window applies to --eval, --generate and --dump-attn, not to training");
-    }
-    if (a->dump_attn && !a->generate) check_no_flags(a, sampling, "--dump-attn without --generate (it samples nothing)");
+/* Parse text as the value of a flag, into the field where the flag's value goes. */
+static void set_flag(Flags *flags, const FlagSpec *spec, const char *text) {
+    char *field = (char *)flags + spec->at;
+    const char *name = spec->name;
+    double lo = spec->lo, hi = spec->hi;
+    if (spec->kind == AS_SWITCH) *(int *)field = 1;
+    if (spec->kind == AS_TEXT) *(const char **)field = text;
+    if (spec->kind == AS_INT) *(int *)field = (int)parse_int(name, text, lo, hi);
+    if (spec->kind == AS_SEED) *(uint64_t *)field = (uint64_t)parse_int(name, text, lo, hi);
+    if (spec->kind == AS_REAL) *(double *)field = parse_double(name, text, lo, hi);
+    if (spec->kind == AS_ONOFF) *(int *)field = 1 - parse_word(name, text, "on", "off");
+    if (spec->kind == AS_ATTN) *(int *)field = parse_word(name, text, "sigmoid", "softmax");
+    if (spec->kind == AS_ALIBI) parse_alibi((ModelConfig *)field, text, hi);
 }
 
-static void parse_args(Args *a, int argc, char **argv) {
-    memset(a, 0, sizeof(*a));
-    a->out = "out";
-    a->model = (ModelConfig){.V = 256, .L = 4, .H = 8, .C = 256, .F = 704, .window = 64, .attn = ATTN_SIGMOID,
-                             .alibi_neg = -1, .rope = 1, .rope_theta = 10000, .seq_len = 256, .bos = -1,
-                             .version = CKPT_VERSION};
-    a->opt = (OptimConfig){.lr = 2e-3, .min_lr_ratio = 0.1, .warmup = 40, .steps = 600, .beta1 = 0.9,
-                           .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1, .clip = 1.0};
-    a->batch = 16; a->grad_accum = 1; a->shuffle = 1; a->val_every = 50; a->val_chunks = 64; a->sample_every = 100;
-    a->sample_len = 200; a->seed = 1337; a->temperature = 0.8;
-    const long BIG = 1L << 30;
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i];
-        if (!strcmp(f, "--help") || !strcmp(f, "-h")) { fputs(usage_text, stdout); exit(0); }
-        if (strncmp(f, "--", 2) != 0) die("unexpected argument '%s' (flags start with --; see --help)", f);
-        if (strlen(f) < sizeof(a->given[0]) && !flag_given(a, f)) { /* each name once: ~50 flags exist */
-            if (a->num_given == (int)(sizeof(a->given) / sizeof(a->given[0]))) die("too many different flags");
-            strcpy(a->given[a->num_given++], f);
-        }
-        if (!strcmp(f, "--stream")) { a->stream = 1; continue; } /* the flags without a value */
-        if (!strcmp(f, "--sinks")) { a->sinks = 1; continue; }
-        if (!strcmp(f, "--overwrite")) { a->overwrite = 1; continue; }
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL; /* checked by the flag's parser */
-        i++;
-        if (!strcmp(f, "--train")) a->train = need_value(f, v);
-        else if (!strcmp(f, "--val")) a->val = need_value(f, v);
-        else if (!strcmp(f, "--out")) a->out = need_value(f, v);
-        else if (!strcmp(f, "--save")) a->save = need_value(f, v);
-        else if (!strcmp(f, "--init")) a->init = need_value(f, v);
-        else if (!strcmp(f, "--resume")) a->resume = need_value(f, v);
-        else if (!strcmp(f, "--eval")) a->eval = need_value(f, v);
-        else if (!strcmp(f, "--prompt")) a->prompt = need_value(f, v);
-        else if (!strcmp(f, "--prompt-ids")) a->prompt_ids = need_value(f, v);
-        else if (!strcmp(f, "--tokenizer")) a->tokenizer = need_value(f, v);
-        else if (!strcmp(f, "--final-val-chunks")) a->final_val_chunks = (int)parse_int(f, v, -1, BIG);
-        else if (!strcmp(f, "--dump-losses")) a->dump_losses = need_value(f, v);
-        else if (!strcmp(f, "--dump-attn")) a->dump_attn = need_value(f, v);
-        else if (!strcmp(f, "--dump-layer")) a->dump_layer = (int)parse_int(f, v, 0, 4096);
-        else if (!strcmp(f, "--batch")) a->batch = (int)parse_int(f, v, 1, BIG);
-        else if (!strcmp(f, "--seq")) a->model.seq_len = (int)parse_int(f, v, 1, BIG);
-        else if (!strcmp(f, "--window")) a->model.window = (int)parse_int(f, v, 1, BIG);
-        else if (!strcmp(f, "--layers")) a->model.L = (int)parse_int(f, v, 1, 4096);
-        else if (!strcmp(f, "--heads")) a->model.H = (int)parse_int(f, v, 1, 4096);
-        else if (!strcmp(f, "--dim")) a->model.C = (int)parse_int(f, v, 1, 65536);
-        else if (!strcmp(f, "--ffn")) a->model.F = (int)parse_int(f, v, 1, 1 << 20);
-        else if (!strcmp(f, "--vocab")) a->model.V = (int)parse_int(f, v, 1, 65536);
-        else if (!strcmp(f, "--bos")) a->model.bos = (int)parse_int(f, v, -1, 65535);
-        else if (!strcmp(f, "--keep-first")) a->keep_first = (int)parse_int(f, v, 0, 1 << 20);
-        else if (!strcmp(f, "--rope-theta")) a->model.rope_theta = (int)parse_int(f, v, 1, INT32_MAX);
-        else if (!strcmp(f, "--rope")) a->model.rope = parse_onoff(f, v);
-        else if (!strcmp(f, "--attn")) {
-            if (!strcmp(need_value(f, v), "sigmoid")) a->model.attn = ATTN_SIGMOID;
-            else if (!strcmp(v, "softmax")) a->model.attn = ATTN_SOFTMAX;
-            else die("--attn: expected sigmoid or softmax, got '%s'", v);
-        } else if (!strcmp(f, "--alibi")) {
-            const char *colon = strchr(need_value(f, v), ':');
-            if (!colon) die("--alibi: expected NEG:POS, got '%s'", v);
-            char neg[32];
-            size_t len = (size_t)(colon - v);
-            if (len == 0 || len >= sizeof(neg)) die("--alibi: expected NEG:POS, got '%s'", v);
-            memcpy(neg, v, len); neg[len] = 0;
-            a->model.alibi_neg = (int)parse_int(f, neg, 0, 4096);
-            a->model.alibi_pos = (int)parse_int(f, colon + 1, 0, 4096);
-        }
-        else if (!strcmp(f, "--lr")) a->opt.lr = parse_double(f, v, 0, 1e3);
-        else if (!strcmp(f, "--min-lr-ratio")) a->opt.min_lr_ratio = parse_double(f, v, 0, 1);
-        else if (!strcmp(f, "--warmup")) a->opt.warmup = (int)parse_int(f, v, 0, BIG);
-        else if (!strcmp(f, "--steps")) a->opt.steps = (int)parse_int(f, v, 0, BIG);
-        else if (!strcmp(f, "--wd")) a->opt.weight_decay = parse_double(f, v, 0, 1e3);
-        else if (!strcmp(f, "--clip")) a->opt.clip = parse_double(f, v, 0, 1e30);
-        else if (!strcmp(f, "--beta1")) a->opt.beta1 = parse_double(f, v, 0, 0.999999);
-        else if (!strcmp(f, "--beta2")) a->opt.beta2 = parse_double(f, v, 0, 0.999999);
-        else if (!strcmp(f, "--seed")) a->seed = (uint64_t)parse_int(f, v, 0, INT64_MAX);
-        else if (!strcmp(f, "--shuffle")) a->shuffle = parse_onoff(f, v);
-        else if (!strcmp(f, "--stop-after")) a->stop_after = (int)parse_int(f, v, 1, BIG);
-        else if (!strcmp(f, "--val-every")) a->val_every = (int)parse_int(f, v, 0, BIG);
-        else if (!strcmp(f, "--val-chunks")) a->val_chunks = (int)parse_int(f, v, 0, BIG);
-        else if (!strcmp(f, "--sample-every")) a->sample_every = (int)parse_int(f, v, 0, BIG);
-        else if (!strcmp(f, "--sample-len")) a->sample_len = (int)parse_int(f, v, 1, BIG);
-        else if (!strcmp(f, "--save-every")) a->save_every = (int)parse_int(f, v, 0, BIG);
-        else if (!strcmp(f, "--threads")) a->threads = (int)parse_int(f, v, 1, 1024);
-        else if (!strcmp(f, "--grad-accum")) a->grad_accum = (int)parse_int(f, v, 1, BIG);
-        else if (!strcmp(f, "--eval-len")) a->eval_len = (int)parse_int(f, v, 1, BIG);
-        else if (!strcmp(f, "--eval-window")) a->eval_window = (int)parse_int(f, v, 1, BIG);
-        else if (!strcmp(f, "--eval-chunks")) a->eval_chunks = (int)parse_int(f, v, 0, BIG);
-        else if (!strcmp(f, "--generate")) a->generate = (int)parse_int(f, v, 1, BIG);
-        else if (!strcmp(f, "--samples")) a->samples = (int)parse_int(f, v, 1, 4096);
-        else if (!strcmp(f, "--temperature")) a->temperature = parse_double(f, v, 0, 1e3);
-        else if (!strcmp(f, "--top-k")) a->top_k = (int)parse_int(f, v, 0, 65536);
-        else die("unknown flag %s (see --help)", f);
-    }
-    if (a->model.alibi_neg < 0) { a->model.alibi_neg = a->model.H / 2; a->model.alibi_pos = a->model.H / 2; }
-    if (a->init && a->resume) die("--init and --resume exclude each other");
-    if ((a->eval || a->generate) && !a->init) die("%s needs --init CKPT", a->eval ? "--eval" : "--generate");
-    if (a->eval && a->generate) die("--eval and --generate exclude each other");
-    if (a->stream && !a->eval) die("--stream needs --eval SHARD");
-    if (a->samples && !a->generate) die("--samples needs --generate N");
-    if (a->dump_losses && !a->eval) die("--dump-losses needs --eval SHARD");
-    if (flag_given(a, "--keep-first") && !a->stream && !a->generate)
+/* The rules between flags: what a mode needs, what excludes what. */
+static void check_flag_rules(const Flags *f) {
+    if (f->init && f->resume) die("--init and --resume exclude each other");
+    if ((f->eval || f->generate) && !f->init)
+        die("%s needs --init CKPT", f->eval ? "--eval" : "--generate");
+    if (f->eval && f->generate) die("--eval and --generate exclude each other");
+    if (f->stream && !f->eval) die("--stream needs --eval SHARD");
+    if (flag_given(f, "--samples") && !f->generate) die("--samples needs --generate N");
+    if (f->dump_losses && !f->eval) die("--dump-losses needs --eval SHARD");
+    if (flag_given(f, "--keep-first") && !f->stream && !f->generate)
         die("--keep-first works with --eval SHARD --stream and with --generate N");
-    if (a->sinks && (!a->eval || a->stream)) die("--sinks needs --eval SHARD (without --stream)");
-    if (a->dump_attn && !a->init) die("--dump-attn needs --init CKPT");
-    if (a->dump_attn && a->eval) die("--dump-attn works on --prompt TEXT, not with --eval");
-    if (flag_given(a, "--dump-layer") && !a->dump_attn) die("--dump-layer needs --dump-attn FILE");
-    if (a->prompt && a->prompt_ids) die("--prompt and --prompt-ids exclude each other");
-    check_mode_flags(a);
+    if (f->sinks && (!f->eval || f->stream)) die("--sinks needs --eval SHARD (without --stream)");
+    if (f->dump_attn && !f->init) die("--dump-attn needs --init CKPT");
+    if (f->dump_attn && f->eval) die("--dump-attn works on --prompt TEXT, not with --eval");
+    if (flag_given(f, "--dump-layer") && !f->dump_attn) die("--dump-layer needs --dump-attn FILE");
+    if (f->prompt && f->prompt_ids) die("--prompt and --prompt-ids exclude each other");
 }
 
-/* With --init or --resume the model comes from the checkpoint: a shape flag that says
- * otherwise is an error, not something to ignore silently. */
-static void check_no_flags(const Args *a, const char *const *flags, const char *why) {
-    for (int i = 0; flags[i]; i++)
-        if (flag_given(a, flags[i])) die("%s cannot be used with %s", flags[i], why);
-}
-static const char *const model_flags[] = {"--layers", "--heads", "--dim", "--ffn", "--vocab", "--attn", "--alibi",
-                                          "--rope", "--rope-theta", NULL};
-static const char *const run_flags[] = {"--batch", "--seq", "--window", "--lr", "--min-lr-ratio", "--warmup", "--steps",
-                                        "--wd", "--clip", "--beta1", "--beta2", "--seed", "--shuffle", NULL};
-
-static void print_config(FILE *f, const Model *m, const Args *a, int B, int T) {
-    const ModelConfig *c = &m->cfg;
-    char bos[16] = "none";
-    if (c->bos >= 0) snprintf(bos, sizeof bos, "%d", c->bos);
-    fprintf(f, "model: V=%d L=%d H=%d C=%d F=%d window=%d attn=%s alibi=%d:%d rope=%s theta=%d bos=%s version=%d\n", c->V,
-            c->L, c->H, c->C, c->F, c->window, c->attn == ATTN_SIGMOID ? "sigmoid" : "softmax", c->alibi_neg,
-            c->alibi_pos, c->rope ? "on" : "off", c->rope_theta, bos, c->version);
-    fprintf(f, "parameters: %zu (%.2f M)\n", m->num_params, m->num_params / 1e6);
-    fprintf(f, "train: batch=%d seq=%d steps=%d lr=%g min_lr_ratio=%g warmup=%d wd=%g clip=%g seed=%llu shuffle=%s threads=%d\n",
-            B, T, a->opt.steps, a->opt.lr, a->opt.min_lr_ratio, a->opt.warmup, a->opt.weight_decay, a->opt.clip,
-            (unsigned long long)a->seed, a->shuffle ? "on" : "off", num_threads());
-    fprintf(f, "flops per token (forward+backward): %.1f M\n", flops_per_token(c, T, c->window) / 1e6);
-}
-
-/* mkdir -p: create the directory and any missing parents. */
-static void mkdir_p(const char *dir) {
-    size_t n = strlen(dir);
-    char *path = xcalloc(n + 1, 1, "path");
-    memcpy(path, dir, n);
-    for (size_t i = 1; i <= n; i++) {
-        if (path[i] != '/' && path[i] != 0) continue;
-        char saved = path[i];
-        path[i] = 0;
-        if (mkdir(path, 0777) != 0 && errno != EEXIST) die("%s: cannot create output directory: %s", path, strerror(errno));
-        path[i] = saved;
+/* A flag that the mode would ignore, or whose value the checkpoint of --init or --resume
+ * decides, is an error that names it: `--eval ... --window 8` must not quietly evaluate with
+ * another window. */
+static void check_flags_apply(const Flags *f) {
+    int mode = f->eval ? EVAL : f->generate ? GENERATE : f->dump_attn ? DUMP_ATTN : TRAINING;
+    int modes = mode | (f->dump_attn ? DUMP_ATTN : 0);
+    char mode_name[16];
+    snprintf(mode_name, sizeof mode_name, "%s", modes_text(mode));
+    if (mode != TRAINING && flag_given(f, "--window"))
+        die("--window does not apply to %s: its attention window is --eval-window W", mode_name);
+    if (mode == EVAL && flag_given(f, "--seq"))
+        die("--seq does not apply to --eval: the chunk length is --eval-len E");
+    for (int i = 0; i < NUM_FLAGS; i++) {
+        const char *name = flag_specs[i].name;
+        int bits = flag_specs[i].modes;
+        if (!(f->given >> i & 1)) continue;
+        if ((f->init || f->resume) && (bits & SHAPE))
+            die("%s cannot be used with %s (the model comes from the checkpoint)", name,
+                f->init ? "--init" : "--resume");
+        if (f->resume && (bits & RUN))
+            die("%s cannot be used with --resume (the run's settings come from the checkpoint)",
+                name);
+        if (!(bits & modes))
+            die("%s does not apply to %s: it applies to %s", name, mode_name, modes_text(bits));
     }
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) die("%s: is not a directory", dir);
-    free(path);
 }
 
-static volatile sig_atomic_t stop_requested = 0;
-static void on_signal(int sig) { (void)sig; stop_requested = 1; }
-
-static void sample_text(const Model *m, const Shard *prompt_src, int len, double temperature, int top_k, uint64_t *rng,
-                        const Tokenizer *tk) {
-    int plen = prompt_src && prompt_src->n > 16 ? 16 : 0, prompt[16];
-    for (int i = 0; i < plen; i++) prompt[i] = prompt_src->tokens[i];
-    printf("---- sample ----\n");
-    for (int i = 0; i < plen; i++) print_token(stdout, tk, prompt[i], m->cfg.V);
-    free(generate(m, prompt, plen, len, m->cfg.window, 0, temperature, top_k, rng, 1, tk, stdout));
-    printf("\n----------------\n");
+static void parse_args(Flags *flags, int argc, char **argv) {
+    memset(flags, 0, sizeof *flags);
+    flags->model.bos = -1;       /* (none) */
+    flags->model.alibi_neg = -1; /* (H/2:H/2), once H is known */
+    flags->model.version = CKPT_VERSION;
+    flags->opt.eps = 1e-8;
+    for (const FlagSpec *spec = flag_specs; spec < flag_specs + NUM_FLAGS; spec++)
+        if (spec->dflt && spec->dflt[0] != '(') set_flag(flags, spec, spec->dflt);
+    for (int i = 1; i < argc; i++) {
+        const char *name = argv[i], *value = NULL;
+        int k = flag_index(name);
+        if (!strcmp(name, "--help") || !strcmp(name, "-h")) print_help_and_exit();
+        if (strncmp(name, "--", 2) != 0)
+            die("unexpected argument '%s' (flags start with --; see --help)", name);
+        if (k < 0) die("unknown flag %s (see --help)", name);
+        flags->given |= 1ull << k;
+        if (flag_specs[k].kind != AS_SWITCH && !(value = i + 1 < argc ? argv[++i] : NULL))
+            die("%s needs a value (see --help)", name);
+        set_flag(flags, &flag_specs[k], value);
+    }
+    if (flags->model.alibi_neg < 0) /* (H/2:H/2) */
+        flags->model.alibi_neg = flags->model.alibi_pos = flags->model.H / 2;
+    check_flag_rules(flags);
+    check_flags_apply(flags);
 }
 
-static void format_duration(char *buf, size_t n, double s) {
-    if (s < 60) snprintf(buf, n, "%.0fs", s);
-    else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
-    else snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+/* The log's line "args", tab-separated: the remembered flags of the run, which --resume takes
+ * from it when they are not given again (a value with a tab or a newline is not recorded). */
+static void log_args(FILE *logf, const Flags *flags) {
+    fputs("args", logf);
+    for (const FlagSpec *spec = flag_specs; spec < flag_specs + NUM_FLAGS; spec++) {
+        const char *field = (const char *)flags + spec->at;
+        char number[32];
+        const char *value = spec->kind == AS_TEXT ? *(const char *const *)field : number;
+        if (!(spec->modes & REMEMBERED)) continue; /* AS_TEXT, AS_INT or AS_REAL */
+        if (spec->kind == AS_REAL) snprintf(number, sizeof number, "%g", *(const double *)field);
+        if (spec->kind == AS_INT) snprintf(number, sizeof number, "%d", *(const int *)field);
+        if (value && !strpbrk(value, "\t\n\r")) fprintf(logf, "\t%s\t%s", spec->name, value);
+    }
+    fputc('\n', logf);
 }
+
+/* Fill the remembered flags that were not given from the last "args" line of log_path. */
+static void resume_settings(Flags *flags, const char *log_path) {
+    FILE *f = fopen(log_path, "r");
+    char *line = NULL, *last = NULL;
+    size_t cap = 0, used = 0;
+    while (f && getline(&line, &cap, f) > 0) {
+        if (strncmp(line, "args\t", 5) != 0) continue;
+        free(last);
+        last = line; /* getline allocates the next line anew */
+        line = NULL;
+        cap = 0;
+    }
+    free(line);
+    if (f) fclose(f);
+    if (!last) return;
+    flags->log_line = last;
+    last[strcspn(last, "\n")] = 0;
+    char taken[512] = "";
+    char *save = NULL, *value, *name = strtok_r(last + 5, "\t", &save);
+    for (; name && (value = strtok_r(NULL, "\t", &save)); name = strtok_r(NULL, "\t", &save)) {
+        int k = flag_index(name);
+        if (k < 0 || !(flag_specs[k].modes & REMEMBERED) || (flags->given >> k & 1)) continue;
+        set_flag(flags, &flag_specs[k], value);
+        if (used < sizeof taken - 1)
+            used += (size_t)snprintf(taken + used, sizeof taken - used, " %s %s", name, value);
+    }
+    if (used)
+        printf("resume: from %s:%s%s\n", log_path, taken, used < sizeof taken - 1 ? "" : " ...");
+}
+
+/* ---- evaluation and generation ------------------------------------------------------- */
 
 static void check_tokenizer(const Tokenizer *tk, const Model *m, const char *path) {
     if (tk->V > 0 && tk->V != m->cfg.V)
@@ -3151,238 +3185,467 @@ static void check_tokenizer(const Tokenizer *tk, const Model *m, const char *pat
 
 /* --bos with --init or --resume must say what the checkpoint says: a model's start token
  * is part of what its weights mean. */
-static void check_bos(const Args *a, const Model *m, const char *path) {
-    if (!flag_given(a, "--bos") || a->model.bos == m->cfg.bos) return;
-    if (m->cfg.version == 1) die("--bos %d: %s is a version 1 checkpoint, which has no start token", a->model.bos, path);
-    if (m->cfg.bos < 0) die("--bos %d: %s was trained without a start token", a->model.bos, path);
-    die("--bos %d: %s was trained with start token %d", a->model.bos, path, m->cfg.bos);
-}
-
-/* A validation's loss and where its attention went: stdout gets a summary, the log one line
- * "val STEP loss X" and one line "sink STEP N M s_0 .. s_{M-1}": N of the M heads are sink
- * heads, s_i the share on position 0 of head i (layer-major). */
-static void log_validation(FILE *logf, int step, double loss, const SinkStats *st) {
-    int M = st->L * st->H, best = 0;
-    double n = st->queries > 0 ? (double)st->queries : 1.0;
-    for (int i = 1; i < M; i++) if (st->share[i] > st->share[best]) best = i;
-    printf("step %d val_loss %.4f | sink heads %d of %d (most: layer %d head %d, %.2f on position 0)\n", step, loss,
-           sink_heads(st), M, best / st->H, best % st->H, st->share[best] / n);
-    fprintf(logf, "val %d loss %.6f\n", step, loss);
-    fprintf(logf, "sink %d %d %d", step, sink_heads(st), M);
-    for (int i = 0; i < M; i++) fprintf(logf, " %.4f", st->share[i] / n);
-    fprintf(logf, "\n");
+static void check_bos(const Flags *flags, const Model *m, const char *path) {
+    int bos = flags->model.bos;
+    if (!flag_given(flags, "--bos") || bos == m->cfg.bos) return;
+    if (m->cfg.version == 1)
+        die("--bos %d: %s is a version 1 checkpoint, which has no start token", bos, path);
+    if (m->cfg.bos < 0) die("--bos %d: %s was trained without a start token", bos, path);
+    die("--bos %d: %s was trained with start token %d", bos, path, m->cfg.bos);
 }
 
 /* The sink diagnostics of an evaluation: one line per layer and head, then the count. */
 static void print_sinks(FILE *f, const SinkStats *st) {
     double n = st->queries > 0 ? (double)st->queries : 1.0;
-    for (int l = 0; l < st->L; l++)
-        for (int h = 0; h < st->H; h++) {
-            int i = l * st->H + h;
-            fprintf(f, "sink layer %d head %d first %.4f row_sum %.4f share %.4f\n", l, h, st->first[i] / n,
-                    st->row_sum[i] / n, st->share[i] / n);
-        }
-    fprintf(f, "sink_heads %d of %d (share > %.1f, row sum >= %.2f)\n", sink_heads(st), st->L * st->H, SINK_THRESHOLD,
-            SINK_MIN_ROW_SUM);
+    for (int i = 0; i < st->L * st->H; i++)
+        fprintf(f, "sink layer %d head %d first %.4f row_sum %.4f share %.4f\n", i / st->H,
+                i % st->H, st->first[i] / n, st->row_sum[i] / n, st->share[i] / n);
+    fprintf(f, "sink_heads %d of %d (share > %.1f, row sum >= %.2f)\n", sink_heads(st),
+            st->L * st->H, SINK_THRESHOLD, SINK_MIN_ROW_SUM);
 }
 
-/* The bytes of text behind the targets of an evaluation (the tokenizer's lengths): what turns
- * nats per token into nats per byte, to compare models with different tokenizers. */
-static double target_bytes(const Shard *s, const Tokenizer *tk, int bos, long count) {
-    double total = 0;
-    long first = bos < 0 ? 1 : 0; /* the targets are t[first .. first+count) */
-    for (long i = first; i < first + count; i++) total += (double)(tk->offset[s->tokens[i] + 1] - tk->offset[s->tokens[i]]);
-    return total;
-}
-
-static int run_eval(Model *m, const Args *a, const Tokenizer *tk) {
+static void run_eval(Model *m, const Flags *flags, const Tokenizer *tk) {
     Shard s;
-    shard_load(&s, a->eval, m->cfg.V);
-    int E = a->eval_len ? a->eval_len : (m->cfg.seq_len > 0 ? m->cfg.seq_len : 256);
-    int w = a->eval_window ? a->eval_window : m->cfg.window;
+    shard_load(&s, flags->eval, m->cfg.V);
+    int E = flags->eval_len ? flags->eval_len : (m->cfg.seq_len > 0 ? m->cfg.seq_len : 256);
+    int w = flags->eval_window ? flags->eval_window : m->cfg.window;
     double t0 = now_seconds(), loss;
-    long predictions;
+    long predictions, chunks;
     FILE *dump = NULL;
-    if (a->dump_losses && !(dump = fopen(a->dump_losses, "wb")))
-        die("cannot open %s for writing: %s", a->dump_losses, strerror(errno));
-    if (a->stream) {
-        loss = evaluate_stream(m, &s, w, a->keep_first, 0, dump);
+    if (flags->dump_losses && !(dump = fopen(flags->dump_losses, "wb")))
+        die("cannot open %s for writing: %s", flags->dump_losses, strerror(errno));
+    if (flags->stream) {
+        loss = evaluate_stream(m, &s, w, flags->keep_first, 0, dump);
         predictions = s.n - 1;
-        printf("stream: %ld tokens as one sequence, window %d, keep first %d, %.1fs\n", s.n - 1, w, a->keep_first,
-               now_seconds() - t0);
+        printf("stream: %ld tokens as one sequence, window %d, keep first %d, %.1fs\n", s.n - 1, w,
+               flags->keep_first, now_seconds() - t0);
     } else {
-        long K;
         SinkStats sinks;
-        if (a->sinks) sink_stats_init(&sinks, &m->cfg);
-        loss = evaluate(m, &s, E, w, a->eval_chunks, 0, &K, dump, a->sinks ? &sinks : NULL); /* batch 0: as many as fit */
-        predictions = K * E;
-        printf("eval: %ld chunks of %d tokens, window %d, %.1fs\n", K, E, w, now_seconds() - t0);
-        if (a->sinks) { print_sinks(stdout, &sinks); sink_stats_free(&sinks); }
+        SinkStats *st = flags->sinks ? &sinks : NULL;
+        if (st) sink_stats_init(st, &m->cfg);
+        /* batch 0: as many chunks at once as fit */
+        loss = evaluate(m, &s, E, w, flags->eval_chunks, 0, &chunks, dump, st);
+        predictions = chunks * E;
+        printf("eval: %ld chunks of %d tokens, window %d, %.1fs\n", chunks, E, w,
+               now_seconds() - t0);
+        if (st) print_sinks(stdout, st);
+        if (st) sink_stats_free(st);
     }
-    if (dump && fclose(dump) != 0) die("cannot write %s: %s", a->dump_losses, strerror(errno));
-    if (tk->V > 0) {
-        double bytes = target_bytes(&s, tk, m->cfg.bos, predictions);
-        printf("nats per byte: %.6f (%ld predicted tokens, %.0f bytes of text; %.3f bytes per token)\n",
-               loss * predictions / bytes, predictions, bytes, bytes / (double)predictions);
+    if (dump && fclose(dump) != 0) die("cannot write %s: %s", flags->dump_losses, strerror(errno));
+    if (tk->V > 0) { /* nats per byte of the text: a loss to compare across tokenizers */
+        long first = m->cfg.bos < 0 ? 1 : 0; /* the targets are t[first .. first+predictions) */
+        double bytes = 0;
+        for (long i = first; i < first + predictions; i++)
+            bytes += (double)(tk->offset[s.tokens[i] + 1] - tk->offset[s.tokens[i]]);
+        printf("nats per byte: %.6f (%ld predicted tokens, %.0f bytes of text; %.3f bytes per "
+               "token)\n", loss * predictions / bytes, predictions, bytes, bytes / predictions);
     }
     printf("eval_loss %.8f\n", loss);
     free(s.tokens);
-    return 0;
 }
 
-/* The prompt as token ids: --prompt TEXT is bytes, --prompt-ids "464 2068" ids. */
-static int *prompt_tokens(const Model *m, const Args *a, const Tokenizer *tk, int *n_out) {
+/* The prompt as token ids: --prompt TEXT is bytes or the tokenizer's tokens, --prompt-ids
+ * "464 2068" ids separated by spaces, commas or tabs. */
+static int *prompt_tokens(const Model *m, const Flags *flags, const Tokenizer *tk, int *n_out) {
     int V = m->cfg.V, n = 0;
-    int *tokens;
-    if (a->prompt_ids) {
-        tokens = xcalloc(strlen(a->prompt_ids) / 2 + 1, sizeof(int), "prompt");
-        const char *p = a->prompt_ids;
-        for (;;) {
-            while (*p == ' ' || *p == ',' || *p == '\t') p++;
-            if (!*p) break;
+    const char *text = flags->prompt_ids ? flags->prompt_ids : flags->prompt ? flags->prompt : "\n";
+    int *tokens = xcalloc(strlen(text) + 1, sizeof(int), "prompt");
+    if (flags->prompt_ids) {
+        for (const char *p = text + strspn(text, " ,\t"); *p; p += strspn(p, " ,\t")) {
             char *end;
             errno = 0;
             long id = strtol(p, &end, 10);
-            if (end == p || errno) die("--prompt-ids: '%s' is not a list of token ids", a->prompt_ids);
-            if (id < 0 || id >= V) die("--prompt-ids: token %ld is not below the vocabulary size %d", id, V);
+            if (end == p || errno) die("--prompt-ids: '%s' is not a list of token ids", text);
+            if (id < 0 || id >= V)
+                die("--prompt-ids: token %ld is not below the vocabulary size %d", id, V);
             tokens[n++] = (int)id;
             p = end;
         }
         if (n == 0) die("--prompt-ids is empty");
+    } else if (!*text) {
+        die("--prompt is empty");
+    } else if (tk->V > 0) { /* text through the tokenizer's tokens */
+        n = tokenizer_encode(tk, text, tokens);
+        if (n < 0)
+            die("--prompt: some byte of it is no token of the tokenizer (give --prompt-ids)");
     } else {
-        const char *prompt = a->prompt ? a->prompt : "\n";
-        n = (int)strlen(prompt);
-        if (n == 0) die("--prompt is empty");
-        tokens = xcalloc(n, sizeof(int), "prompt");
-        if (tk->V > 0) { /* text through the tokenizer's tokens */
-            n = tokenizer_encode(tk, prompt, tokens);
-            if (n < 0) die("--prompt: some byte of it is no token of the tokenizer (give --prompt-ids)");
-            *n_out = n;
-            return tokens;
-        }
-        if (V > 257) die("--prompt TEXT for a vocabulary of %d tokens needs --tokenizer FILE (or give --prompt-ids)", V);
-        for (int i = 0; i < n; i++) {
-            tokens[i] = (unsigned char)prompt[i];
-            if (tokens[i] >= V) die("--prompt: byte %d at offset %d is not below the vocabulary size %d", tokens[i], i, V);
+        if (V > 257)
+            die("--prompt TEXT for a vocabulary of %d tokens needs --tokenizer FILE (or give "
+                "--prompt-ids)", V);
+        for (; text[n]; n++) { /* bytes */
+            tokens[n] = (unsigned char)text[n];
+            if (tokens[n] >= V)
+                die("--prompt: byte %d at offset %d is not below the vocabulary size %d", tokens[n],
+                    n, V);
         }
     }
     *n_out = n;
     return tokens;
 }
 
-static int run_generate(Model *m, const Args *a, const Tokenizer *tk) {
+/* The prompt echoed before its continuation: as text (not the default prompt, a newline), or
+ * as ids and then "| ", so that the generated ids stand apart. */
+static void echo_prompt(const Flags *flags, const int *tokens, int n, int text, const Tokenizer *tk,
+                        int V) {
+    if (text && !flags->prompt && !flags->prompt_ids) return;
+    for (int i = 0; i < n; i++) print_token(stdout, tk, tokens[i], V);
+    if (!text) fputs("| ", stdout);
+}
+
+static void run_generate(Model *m, const Flags *flags, const Tokenizer *tk) {
     int n, V = m->cfg.V, text = V == 256 || V == 257 || tk->V > 0; /* the output is text, or ids */
-    int *tokens = prompt_tokens(m, a, tk, &n);
-    int w = a->eval_window ? a->eval_window : m->cfg.window;
-    if (a->dump_attn) { /* the model's start token first, as in training */
+    int *tokens = prompt_tokens(m, flags, tk, &n);
+    int w = flags->eval_window ? flags->eval_window : m->cfg.window;
+    int samples = flags->samples, len = flags->generate;
+    if (flags->dump_attn) { /* the model's start token first, as in training */
         int bos = m->cfg.bos >= 0;
         int *seq = xcalloc((size_t)n + bos, sizeof(int), "prompt");
         if (bos) seq[0] = m->cfg.bos;
         memcpy(seq + bos, tokens, (size_t)n * sizeof(int));
-        dump_attention(m, seq, n + bos, w, a->dump_layer, a->dump_attn);
-        fprintf(stderr, "wrote the layer-%d attention over %d prompt tokens%s (window %d) to %s\n", a->dump_layer, n,
-                bos ? " after the start token" : "", w, a->dump_attn);
+        dump_attention(m, seq, n + bos, w, flags->dump_layer, flags->dump_attn);
+        fprintf(stderr, "wrote the layer-%d attention over %d prompt tokens%s (window %d) to %s\n",
+                flags->dump_layer, n, bos ? " after the start token" : "", w, flags->dump_attn);
         free(seq);
-        if (!a->generate) { free(tokens); return 0; }
     }
-    int samples = a->samples > 0 ? a->samples : 1;
     uint64_t *rngs = xcalloc(samples, sizeof(uint64_t), "samples");
-    for (int j = 0; j < samples; j++) rngs[j] = a->seed + (uint64_t)j; /* sample j is the run with --seed seed+j */
-    /* echo the prompt: as text (the default prompt, a newline, is not echoed), or as ids and
-     * then " | " so that the generated ids stand apart */
-    int echo = text ? a->prompt || a->prompt_ids : 1;
-    if (samples == 1 && echo) {
-        for (int i = 0; i < n; i++) print_token(stdout, tk, tokens[i], V);
-        if (!text) fputs("| ", stdout);
-    }
+    for (int j = 0; j < samples; j++) rngs[j] = flags->seed + (uint64_t)j; /* the run of seed+j */
+    if (len > 0 && samples == 1) echo_prompt(flags, tokens, n, text, tk, V);
     double t0 = now_seconds();
-    int *out = generate(m, tokens, n, a->generate, w, a->keep_first, a->temperature, a->top_k, rngs, samples, tk,
-                        samples == 1 ? stdout : NULL);
+    FILE *live = samples == 1 ? stdout : NULL; /* one sample is printed as it comes */
+    int *out = NULL;
+    if (len > 0)
+        out = generate(m, tokens, n, len, w, flags->keep_first, flags->temperature, flags->top_k,
+                       rngs, samples, tk, live);
     double dt = now_seconds() - t0;
-    if (samples > 1) /* generated together, printed one after the other */
-        for (int j = 0; j < samples; j++) {
-            printf("%s--- sample %d of %d (seed %llu) ---\n", j ? "\n" : "", j + 1, samples, (unsigned long long)(a->seed + j));
-            if (echo) for (int i = 0; i < n; i++) print_token(stdout, tk, tokens[i], V);
-            if (echo && !text) fputs("| ", stdout);
-            for (int i = 0; i < a->generate; i++) print_token(stdout, tk, out[(size_t)j * a->generate + i], V);
-        }
-    fputc('\n', stdout);
-    fflush(stdout);
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru); /* ru_maxrss is in kilobytes on Linux */
-    if (samples == 1)
-        fprintf(stderr, "generated %d tokens after a %d-token prompt (window %d) in %.2f s: %.1f tokens/s, peak RSS %.1f MB\n",
-                a->generate, n, w, dt, (a->generate + n) / dt, ru.ru_maxrss / 1024.0);
-    else
-        fprintf(stderr, "generated %d samples of %d tokens after a %d-token prompt (window %d) in %.2f s: %.1f tokens/s in "
-                "total, peak RSS %.1f MB\n", samples, a->generate, n, w, dt, ((double)samples * a->generate + n) / dt,
-                ru.ru_maxrss / 1024.0);
-    free(out); free(rngs);
-    free(tokens);
-    return 0;
-}
-
-/* The flags of a run that --resume takes from the run's log.txt when they are not given again:
- * the data and what the run does periodically. The log's "args" line records them (tab-
- * separated; a value with a tab or a newline is not recorded and must be given again). */
-static const char *const remembered_flags[] = {"--train", "--val", "--val-every", "--val-chunks", "--final-val-chunks",
-                                               "--sample-every", "--sample-len", "--save-every", "--temperature",
-                                               "--top-k", "--tokenizer", NULL};
-
-static void log_args(FILE *logf, const Args *a) {
-    char num[10][32];
-    snprintf(num[0], 32, "%d", a->val_every); snprintf(num[1], 32, "%d", a->val_chunks);
-    snprintf(num[2], 32, "%d", a->final_val_chunks); snprintf(num[3], 32, "%d", a->sample_every);
-    snprintf(num[4], 32, "%d", a->sample_len); snprintf(num[5], 32, "%d", a->save_every);
-    snprintf(num[6], 32, "%g", a->temperature); snprintf(num[7], 32, "%d", a->top_k);
-    const char *values[] = {a->train, a->val, num[0], num[1], num[2], num[3], num[4], num[5], num[6], num[7], a->tokenizer};
-    fputs("args", logf);
-    for (int i = 0; remembered_flags[i]; i++)
-        if (values[i] && !strpbrk(values[i], "\t\n\r")) fprintf(logf, "\t%s\t%s", remembered_flags[i], values[i]);
-    fputc('\n', logf);
-}
-
-/* Fill the remembered flags that were not given from the last "args" line of log_path. */
-static void resume_settings(Args *a, const char *log_path) {
-    FILE *f = fopen(log_path, "r");
-    if (!f) return;
-    char *line = NULL, *last = NULL;
-    size_t cap = 0;
-    while (getline(&line, &cap, f) > 0)
-        if (!strncmp(line, "args\t", 5)) { free(last); last = strdup(line); }
-    free(line);
-    fclose(f);
-    if (!last) return;
-    last[strcspn(last, "\n")] = 0;
-    char taken[512] = "";
-    size_t used = 0;
-    char *save = NULL, *flag = strtok_r(last + 5, "\t", &save);
-    while (flag) {
-        char *value = strtok_r(NULL, "\t", &save);
-        if (!value) break;
-        int known = 0;
-        for (int i = 0; remembered_flags[i]; i++) known |= !strcmp(flag, remembered_flags[i]);
-        if (known && !flag_given(a, flag)) {
-            if (!strcmp(flag, "--train")) a->train = args_own(a, strdup(value));
-            else if (!strcmp(flag, "--val")) a->val = args_own(a, strdup(value));
-            else if (!strcmp(flag, "--val-every")) a->val_every = (int)parse_int(flag, value, 0, 1L << 30);
-            else if (!strcmp(flag, "--val-chunks")) a->val_chunks = (int)parse_int(flag, value, 0, 1L << 30);
-            else if (!strcmp(flag, "--final-val-chunks")) a->final_val_chunks = (int)parse_int(flag, value, -1, 1L << 30);
-            else if (!strcmp(flag, "--sample-every")) a->sample_every = (int)parse_int(flag, value, 0, 1L << 30);
-            else if (!strcmp(flag, "--sample-len")) a->sample_len = (int)parse_int(flag, value, 1, 1L << 30);
-            else if (!strcmp(flag, "--save-every")) a->save_every = (int)parse_int(flag, value, 0, 1L << 30);
-            else if (!strcmp(flag, "--temperature")) a->temperature = parse_double(flag, value, 0, 1e3);
-            else if (!strcmp(flag, "--top-k")) a->top_k = (int)parse_int(flag, value, 0, 65536);
-            else if (!strcmp(flag, "--tokenizer")) a->tokenizer = args_own(a, strdup(value));
-            if (used < sizeof taken - 1)
-                used += (size_t)snprintf(taken + used, sizeof taken - used, " %s %s", flag, value);
-        }
-        flag = strtok_r(NULL, "\t", &save);
+    for (int j = 0; samples > 1 && j < samples; j++) { /* made together, printed one by one */
+        printf("%s--- sample %d of %d (seed %llu) ---\n", j ? "\n" : "", j + 1, samples,
+               (unsigned long long)(flags->seed + j));
+        echo_prompt(flags, tokens, n, text, tk, V);
+        for (int i = 0; i < len; i++) print_token(stdout, tk, out[(size_t)j * len + i], V);
     }
-    if (used) printf("resume: from %s:%s%s\n", log_path, taken, used >= sizeof taken - 1 ? " ..." : "");
-    free(last);
+    if (len > 0) {
+        struct rusage ru;
+        char many[48] = "";
+        getrusage(RUSAGE_SELF, &ru); /* ru_maxrss is in kilobytes on Linux */
+        if (samples > 1) snprintf(many, sizeof many, "%d samples of ", samples);
+        printf("\n");
+        fflush(stdout);
+        fprintf(stderr, "generated %s%d tokens after a %d-token prompt (window %d) in %.2f s: %.1f "
+                "tokens/s%s, peak RSS %.1f MB\n", many, len, n, w, dt,
+                ((double)samples * len + n) / dt, samples > 1 ? " in total" : "",
+                ru.ru_maxrss / 1024.0);
+    }
+    free(out);
+    free(rngs);
+    free(tokens);
 }
 
+/* --eval, --generate, --dump-attn: the model of --init, then the mode's work */
+static void run_inference(const Flags *flags, const Tokenizer *tk) {
+    Model model;
+    checkpoint_load(flags->init, &model, NULL);
+    check_bos(flags, &model, flags->init);
+    check_tokenizer(tk, &model, flags->tokenizer);
+    if (flags->eval) run_eval(&model, flags, tk);
+    else run_generate(&model, flags, tk);
+    model_free(&model);
+}
+
+/* ---- training ------------------------------------------------------------------------ */
+
+/* A training run: the model, the state a checkpoint keeps beside it, the data and the log. */
+typedef struct {
+    const Flags *flags;
+    const Tokenizer *tokenizer;
+    Model model;
+    TrainState state;      /* step, optimizer settings, data position, sampling generator */
+    TrainState step_start; /* the state at the start of this step, which a deferred save writes */
+    int save_pending;      /* --save-every: write step_start once this step's loss is finite */
+    int micro_batches;     /* --grad-accum: forward and backward passes per rank and step */
+    int micro_batch;       /* sequences per pass: B / (ranks * micro_batches) */
+    int *inputs, *targets; /* (B, T): the step's batch, of which this rank reads its share */
+    Shard train, val;      /* val.n == 0: no validation */
+    Loader loader;
+    FILE *log;             /* log.txt; under MPI only rank 0 writes it (the others /dev/null) */
+    char *log_path, *ckpt_path;
+    double seconds;        /* time in the steps of this invocation */
+    int timed_steps;
+} Training;
+
+static void print_config(FILE *f, const Model *m, const TrainState *st) {
+    const ModelConfig *c = &m->cfg;
+    const OptimConfig *o = &st->opt;
+    char bos[16] = "none";
+    if (c->bos >= 0) snprintf(bos, sizeof bos, "%d", c->bos);
+    fprintf(f, "model: V=%d L=%d H=%d C=%d F=%d window=%d attn=%s alibi=%d:%d rope=%s theta=%d "
+            "bos=%s version=%d\n", c->V, c->L, c->H, c->C, c->F, c->window,
+            c->attn == ATTN_SIGMOID ? "sigmoid" : "softmax", c->alibi_neg, c->alibi_pos,
+            c->rope ? "on" : "off", c->rope_theta, bos, c->version);
+    fprintf(f, "parameters: %zu (%.2f M)\n", m->num_params, m->num_params / 1e6);
+    fprintf(f, "train: batch=%d seq=%d steps=%d lr=%g min_lr_ratio=%g warmup=%d wd=%g clip=%g "
+            "seed=%llu shuffle=%s threads=%d\n", st->B, st->T, o->steps, o->lr, o->min_lr_ratio,
+            o->warmup, o->weight_decay, o->clip, (unsigned long long)st->seed,
+            st->shuffle ? "on" : "off", num_threads());
+    fprintf(f, "flops per token (forward+backward): %.1f M\n",
+            flops_per_token(c, st->T, c->window) / 1e6);
+}
+
+/* The model of the run and its state: from --resume's checkpoint (the data and the periodic
+ * flags from the run's log.txt unless given again), from --init's weights, or new. */
+static void load_model(Training *run, Flags *flags, Tokenizer *tk) {
+    Model *m = &run->model;
+    TrainState *st = &run->state;
+    if (flags->resume) {
+        if (!checkpoint_load(flags->resume, m, st))
+            die("%s: has no optimizer state to resume from (use --init)", flags->resume);
+        check_bos(flags, m, flags->resume);
+        if (!flag_given(flags, "--out")) flags->out = flags->run_dir = dir_of(flags->resume);
+        size_t n = strlen(flags->out) + 16;
+        char *old_log = xcalloc(n, 1, "path");
+        snprintf(old_log, n, "%s/log.txt", flags->out);
+        resume_settings(flags, old_log);
+        free(old_log);
+        if (flags->tokenizer && !tk->V) tokenizer_load(tk, flags->tokenizer); /* named by the log */
+        m->cfg.seq_len = st->T;
+        if (st->step >= st->opt.steps)
+            die("%s: the run is complete (%d of %d steps)", flags->resume, st->step, st->opt.steps);
+    } else if (flags->init) {
+        checkpoint_load(flags->init, m, NULL);
+        check_bos(flags, m, flags->init);
+        if (flag_given(flags, "--window")) m->cfg.window = flags->model.window;
+        if (flag_given(flags, "--seq") || !m->cfg.seq_len) m->cfg.seq_len = flags->model.seq_len;
+    } else {
+        const char *problem = config_problem(&flags->model);
+        if (problem) die("invalid model configuration: %s", problem);
+        model_create(m, &flags->model);
+        param_init(&m->cfg, m->params, flags->seed);
+    }
+    if (!flags->resume) {
+        st->opt = flags->opt;
+        st->B = flags->batch;
+        st->T = m->cfg.seq_len;
+        st->seed = flags->seed;
+        st->shuffle = flags->shuffle;
+        st->sample_rng = flags->seed ^ 0x73616D706C65ull; /* "sample" */
+    }
+    check_tokenizer(tk, m, flags->tokenizer);
+    if (m->cfg.version == 1)
+        printf("note: %s is a version 1 checkpoint: the model keeps its ALiBi slopes (2^-k) and is "
+               "saved as version 1 (no start token, no checksum)\n",
+               flags->init ? flags->init : flags->resume);
+}
+
+/* How a step splits over ranks and micro-batches, the warmup of a short run, whether the
+ * activations fit. Returns 1 if the default warmup was fitted to a short run. */
+static int plan_steps(Training *run) {
+    const Flags *flags = run->flags;
+    OptimConfig *o = &run->state.opt;
+    int B = run->state.B, micro = flags->grad_accum, T = run->state.T;
+    if (B % (mpi_ranks * micro) != 0 && mpi_ranks > 1)
+        die("--batch %d does not split over %d ranks x --grad-accum %d", B, mpi_ranks, micro);
+    if (B % micro != 0) die("--batch %d is not a multiple of --grad-accum %d", B, micro);
+    run->micro_batches = micro;
+    run->micro_batch = B / (mpi_ranks * micro);
+    if (o->steps == 0) return 0; /* nothing to train: main writes the model */
+    if (!flags->train && flags->resume)
+        die("--resume: give --train FILE: %s/log.txt, which would name it, is missing", flags->out);
+    if (!flags->train) die("--train FILE is required for training (see --help)");
+    int fitted = !flags->resume && !flag_given(flags, "--warmup") && o->warmup > o->steps / 5;
+    if (fitted) o->warmup = o->steps / 5;
+    if (o->warmup > o->steps)
+        die("--warmup %d is longer than the run (--steps %d): pass --warmup %d or less", o->warmup,
+            o->steps, o->steps);
+    double gb = activation_bytes(&run->model.cfg, run->micro_batch, T, run->model.cfg.window) / 1e9;
+    if (gb > 20)
+        die("batch %d x sequence %d needs %.1f GB of activations; reduce --batch or --seq, or "
+            "raise --grad-accum", run->micro_batch, T, gb);
+    return fitted;
+}
+
+/* mkdir -p: create the directory and any missing parents. */
+static void mkdir_p(const char *dir) {
+    char *path = xcalloc(strlen(dir) + 1, 1, "path");
+    struct stat st;
+    for (size_t i = 0; dir[i]; i++) {
+        path[i] = dir[i];
+        if (dir[i + 1] && dir[i + 1] != '/') continue; /* path: dir up to a '/' or its end */
+        if (mkdir(path, 0777) != 0 && errno != EEXIST)
+            die("%s: cannot create output directory: %s", path, strerror(errno));
+    }
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) die("%s: is not a directory", dir);
+    free(path);
+}
+
+/* The data and the loader at the run's position; the --out folder and its log, which begins
+ * with the run's configuration. */
+static void open_run(Training *run, int warmup_fitted) {
+    const Flags *flags = run->flags;
+    const TrainState *st = &run->state;
+    int V = run->model.cfg.V, T = st->T, resumed = flags->resume != NULL;
+    shards_load(&run->train, flags->train, V, "--train");
+    if (flags->val) shards_load(&run->val, flags->val, V, "--val");
+    if (flags->val && run->val.n < (long)T + 1)
+        die("%s: %ld tokens are too few for one validation chunk of %d", flags->val, run->val.n, T);
+    loader_init(&run->loader, &run->train, st->B, T, st->shuffle, st->seed, run->model.cfg.bos,
+                flags->train);
+    if (resumed) loader_seek(&run->loader, st->cursor, st->epoch);
+    run->inputs = xcalloc((size_t)st->B * T, sizeof(int), "batch");
+    run->targets = xcalloc((size_t)st->B * T, sizeof(int), "batch");
+    mkdir_p(flags->out);
+    size_t n = strlen(flags->out) + 32;
+    run->log_path = xcalloc(n, 1, "path");
+    run->ckpt_path = xcalloc(n, 1, "path");
+    snprintf(run->log_path, n, "%s/log.txt", flags->out);
+    snprintf(run->ckpt_path, n, "%s/model.ckpt", flags->out);
+    int had_ckpt = access(run->ckpt_path, F_OK) == 0, had_log = access(run->log_path, F_OK) == 0;
+    if (mpi_rank == 0 && !resumed && !flags->overwrite && (had_ckpt || had_log))
+        die("%s already holds a run (%s): continue it with --resume %s, choose another --out, or "
+            "pass --overwrite to replace it", flags->out, had_ckpt ? "model.ckpt" : "log.txt",
+            run->ckpt_path);
+    run->log = mpi_rank == 0 ? fopen(run->log_path, resumed ? "a" : "w") : fopen("/dev/null", "w");
+    if (!run->log) die("%s: cannot open log file: %s", run->log_path, strerror(errno));
+    print_config(stdout, &run->model, st);
+    print_config(run->log, &run->model, st);
+    log_args(run->log, flags);
+    if (warmup_fitted)
+        printf("warmup: %d steps (the default 40, fitted to a run of %d steps)\n", st->opt.warmup,
+               st->opt.steps);
+    if (resumed)
+        printf("resuming %s at step %d of %d, into %s\n", flags->resume, st->step, st->opt.steps,
+               flags->out);
+    if (mpi_ranks > 1 || run->micro_batches > 1)
+        printf("data parallel: %d rank%s x %d micro-batch%s of %d sequences per step\n", mpi_ranks,
+               mpi_ranks > 1 ? "s" : "", run->micro_batches, run->micro_batches > 1 ? "es" : "",
+               run->micro_batch);
+    fflush(run->log);
+}
+
+/* A validation on `chunks` chunks of length T (0: all) and where its attention went: stdout
+ * gets a summary, the log "val STEP loss X" and "sink STEP N M s_0 .. s_{M-1}": N of the M
+ * heads are sink heads, s_i the share on position 0 of head i (layer-major). */
+static double log_validation(Training *run, int chunks, long *chunks_done) {
+    SinkStats st;
+    int step = run->state.step, best = 0;
+    sink_stats_init(&st, &run->model.cfg);
+    double loss = evaluate(&run->model, &run->val, run->state.T, run->model.cfg.window, chunks,
+                           run->state.B, chunks_done, NULL, &st);
+    int M = st.L * st.H;
+    double n = st.queries > 0 ? (double)st.queries : 1.0;
+    for (int i = 1; i < M; i++)
+        if (st.share[i] > st.share[best]) best = i;
+    printf("step %d val_loss %.4f | sink heads %d of %d (most: layer %d head %d, %.2f on position "
+           "0)\n", step, loss, sink_heads(&st), M, best / st.H, best % st.H, st.share[best] / n);
+    fprintf(run->log, "val %d loss %.6f\nsink %d %d %d", step, loss, step, sink_heads(&st), M);
+    for (int i = 0; i < M; i++) fprintf(run->log, " %.4f", st.share[i] / n);
+    fprintf(run->log, "\n");
+    sink_stats_free(&st);
+    return loss;
+}
+
+/* A sample of --sample-len tokens after the first 16 tokens of the validation (or training) text */
+static void print_sample(Training *run) {
+    const Flags *flags = run->flags;
+    const Shard *text = flags->val ? &run->val : &run->train;
+    int prompt[16], n = text->n > 16 ? 16 : 0;
+    printf("---- sample ----\n");
+    for (int i = 0; i < n; i++) prompt[i] = text->tokens[i];
+    for (int i = 0; i < n; i++) print_token(stdout, run->tokenizer, prompt[i], run->model.cfg.V);
+    free(generate(&run->model, prompt, n, flags->sample_len, run->model.cfg.window, 0,
+                  flags->temperature, flags->top_k, &run->state.sample_rng, 1, run->tokenizer,
+                  stdout));
+    printf("\n----------------\n");
+}
+
+/* One optimizer step on the next batch, with the gradient of the mean loss over the batch:
+ * each micro-batch's mean loss is backpropagated into the same gradients (model_backward adds),
+ * then their sum over the micro-batches and ranks is divided by their number (one of each:
+ * nothing is rescaled). A --save-every checkpoint waits for this step: its finite loss shows
+ * the weights of the last step sound. Returns the loss, and the gradient's norm and the rate. */
+static float train_step(Training *run, double *norm, double *lr) {
+    Model *m = &run->model;
+    int T = run->state.T, step = run->state.step, passes = run->micro_batches * mpi_ranks;
+    loader_next(&run->loader, run->inputs, run->targets); /* this rank takes its share below */
+    model_zero_grad(m);
+    double loss_sum = 0.0;
+    for (int micro = 0; micro < run->micro_batches; micro++) {
+        long first = ((long)mpi_rank * run->micro_batches + micro) * run->micro_batch * T;
+        loss_sum += model_forward(m, run->inputs + first, run->targets + first, run->micro_batch, T,
+                                  m->cfg.window);
+        model_backward(m);
+    }
+    if (mpi_ranks > 1) ranks_sum_floats(m->grads, m->num_params);
+    if (mpi_ranks > 1) ranks_sum_doubles(&loss_sum, 1);
+    float loss = (float)(loss_sum / passes), inv = 1.0f / (float)passes;
+    if (passes > 1) {
+        #pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < m->num_params; i++) m->grads[i] *= inv;
+    }
+    *norm = grad_norm(m->grads, m->num_params);
+    if (!isfinite(loss) || !isfinite(*norm)) { /* name the first tensor whose gradient is */
+        size_t sizes[NUM_PARAM_TENSORS], off = 0;
+        const char *bad = NULL;
+        param_sizes(&m->cfg, sizes);
+        for (int i = 0; i < NUM_PARAM_TENSORS && isfinite(loss) && !bad; off += sizes[i++])
+            if (!isfinite(grad_norm(m->grads + off, sizes[i]))) bad = param_names[i];
+        die("step %d: %s went non-finite (loss %g); stopping, the last checkpoint is untouched",
+            step + 1, bad ? bad : "the loss", loss);
+    }
+    if (run->save_pending && mpi_rank == 0) checkpoint_save(run->ckpt_path, m, &run->step_start);
+    run->save_pending = 0;
+    *lr = lr_at_step(&run->state.opt, step);
+    adamw_step(m, &run->state.opt, step, *lr, *norm);
+    run->state.step++;
+    return loss;
+}
+
+static void log_step(Training *run, float loss, double lr, double norm, double seconds) {
+    const TrainState *st = &run->state;
+    double tokens_per_s = st->B * st->T / seconds, eta;
+    char eta_text[32];
+    run->seconds += seconds;
+    run->timed_steps++;
+    eta = run->seconds / run->timed_steps * (st->opt.steps - st->step);
+    if (eta < 60) snprintf(eta_text, sizeof eta_text, "%.0fs", eta);
+    else if (eta < 3600) snprintf(eta_text, sizeof eta_text, "%dm%02ds", (int)eta / 60,
+                                  (int)eta % 60);
+    else snprintf(eta_text, sizeof eta_text, "%dh%02dm", (int)eta / 3600, (int)eta % 3600 / 60);
+    printf("step %5d/%d | loss %.4f | lr %.2e | norm %6.3f | %6.1f ms | %6.0f tok/s | eta %s\n",
+           st->step, st->opt.steps, loss, lr, norm, seconds * 1e3, tokens_per_s, eta_text);
+    fprintf(run->log, "step %d loss %.6f lr %.6e norm %.6f ms %.2f tok_s %.1f\n", st->step, loss,
+            lr, norm, seconds * 1e3, tokens_per_s);
+    fflush(stdout);
+    fflush(run->log);
+}
+
+/* The end of a run: the validation on --final-val-chunks chunks and a last sample if the run
+ * went all the way; the checkpoint in --out (and --save) in any case. */
+static void finish_run(Training *run, const char *program) {
+    const Flags *flags = run->flags;
+    TrainState *st = &run->state;
+    if (st->step == st->opt.steps && flags->val && flags->final_val_chunks >= 0) {
+        long chunks;
+        double t0 = now_seconds();
+        eval_progress = "final validation";
+        double loss = log_validation(run, flags->final_val_chunks, &chunks);
+        eval_progress = NULL;
+        printf("final validation: %ld chunks of %d tokens in %.1f s (--final-val-chunks sets how "
+               "many)\n", chunks, st->T, now_seconds() - t0);
+        fprintf(run->log, "final_val_loss %.6f\n", loss);
+    }
+    if (st->step == st->opt.steps && mpi_rank == 0 && flags->sample_every) print_sample(run);
+    st->cursor = run->loader.cursor;
+    st->epoch = run->loader.epoch;
+    if (mpi_rank > 0) return;
+    checkpoint_save(run->ckpt_path, &run->model, st);
+    printf("saved %s (step %d of %d)\n", run->ckpt_path, st->step, st->opt.steps);
+    if (st->step < st->opt.steps)
+        printf("continue with: %s --resume %s\n", program, run->ckpt_path);
+    if (flags->save) checkpoint_save(flags->save, &run->model, st);
+    if (flags->save) printf("saved %s\n", flags->save);
+}
+
+static volatile sig_atomic_t stop_requested = 0;
+static void on_signal(int sig) { stop_requested = sig; }
 
 #ifdef SWAT_MPI
 static void mpi_finish(void) {
@@ -3392,235 +3655,84 @@ static void mpi_finish(void) {
 }
 #endif
 
-int main(int argc, char **argv) {
-    choose_wait_policy(argv); /* before anything else: it may run the program again */
+/* Under MPI this process is one rank of the job, and only rank 0 prints. */
+static void mpi_start(void) {
 #ifdef SWAT_MPI
-    MPI_Init(&argc, &argv);
+    MPI_Init(NULL, NULL);
     MPI_Comm_rank(MPI_COMM_WORLD, &mpi_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &mpi_ranks);
     atexit(mpi_finish);
-    if (mpi_rank > 0 && !freopen("/dev/null", "w", stdout)) die("cannot silence rank %d's output", mpi_rank);
+    if (mpi_rank > 0 && !freopen("/dev/null", "w", stdout))
+        die("cannot silence rank %d's output", mpi_rank);
 #endif
-    Args a;
-    parse_args(&a, argc, argv);
-    signal(SIGXFSZ, SIG_IGN); /* a file-size limit (ulimit -f) then fails the write with EFBIG: one error line */
+}
+
+int main(int argc, char **argv) {
+    mpi_start();
+    Flags flags;
+    parse_args(&flags, argc, argv);
+    signal(SIGXFSZ, SIG_IGN); /* a file-size limit (ulimit -f) then fails a write: one error line */
 #ifdef _OPENMP
-    if (a.threads) omp_set_num_threads(a.threads);
+    if (flags.threads) omp_set_num_threads(flags.threads);
 #endif
-    Model model;
-    TrainState ts;
-    memset(&ts, 0, sizeof(ts));
-    int resumed = 0;
     Tokenizer tokenizer = {0};
-    if (a.tokenizer) tokenizer_load(&tokenizer, a.tokenizer);
-    if (a.init) {
-        check_no_flags(&a, model_flags, "--init (the model comes from the checkpoint)");
-        checkpoint_load(a.init, &model, NULL);
-        check_bos(&a, &model, a.init);
-        check_tokenizer(&tokenizer, &model, a.tokenizer);
-        if (a.eval || a.generate || a.dump_attn) {
-            int rc = a.eval ? run_eval(&model, &a, &tokenizer) : run_generate(&model, &a, &tokenizer);
-            model_free(&model);
-            tokenizer_free(&tokenizer);
-            return rc;
-        }
-        if (flag_given(&a, "--window")) model.cfg.window = a.model.window;
-        if (flag_given(&a, "--seq") || !model.cfg.seq_len) model.cfg.seq_len = a.model.seq_len;
-    } else if (a.resume) {
-        check_no_flags(&a, model_flags, "--resume (the model comes from the checkpoint)");
-        check_no_flags(&a, run_flags, "--resume (the run's settings come from the checkpoint)");
-        if (!checkpoint_load(a.resume, &model, &ts)) die("%s: has no optimizer state to resume from (use --init)", a.resume);
-        check_bos(&a, &model, a.resume);
-        if (!flag_given(&a, "--out")) a.out = args_own(&a, dir_of(a.resume)); /* continue the run where it is */
-        size_t n = strlen(a.out) + 16;
-        char *old_log = xcalloc(n, 1, "path");
-        snprintf(old_log, n, "%s/log.txt", a.out);
-        resume_settings(&a, old_log);
-        free(old_log);
-        if (a.tokenizer && !tokenizer.V) tokenizer_load(&tokenizer, a.tokenizer); /* named by the log */
-        a.opt = ts.opt; a.batch = ts.B; a.model.seq_len = ts.T; a.seed = ts.seed; a.shuffle = ts.shuffle;
-        model.cfg.seq_len = ts.T;
-        if (ts.step >= ts.opt.steps) die("%s: the run is complete (%d of %d steps)", a.resume, ts.step, ts.opt.steps);
-        resumed = 1;
-    } else {
-        const char *problem = config_problem(&a.model);
-        if (problem) die("invalid model configuration: %s", problem);
-        model_create(&model, &a.model);
-        param_init(&model.cfg, model.params, a.seed);
-    }
-    int B = a.batch, T = model.cfg.seq_len, K = a.grad_accum;
-    if (B % (mpi_ranks * K) != 0) {
-        if (mpi_ranks > 1) die("--batch %d does not split over %d ranks x --grad-accum %d", B, mpi_ranks, K);
-        die("--batch %d is not a multiple of --grad-accum %d", B, K);
-    }
-    int Bm = B / (mpi_ranks * K); /* sequences in one micro-batch of one rank */
-    if (!resumed) {
-        ts.opt = a.opt; ts.B = B; ts.T = T; ts.seed = a.seed; ts.shuffle = a.shuffle;
-        ts.sample_rng = a.seed ^ 0x73616D706C65ull;
-    }
-    check_tokenizer(&tokenizer, &model, a.tokenizer);
-    if (model.cfg.version == 1)
-        printf("note: %s is a version 1 checkpoint: the model keeps its ALiBi slopes (2^-k) and is saved as version 1 "
-               "(no start token, no checksum)\n", a.init ? a.init : a.resume);
-    if (a.opt.steps == 0) { /* write the freshly initialised (or --init) model */
-        if (!a.save) die("--steps 0 trains nothing: give --save FILE to write the initial model");
-        if (mpi_rank == 0) checkpoint_save(a.save, &model, NULL);
-        printf("wrote %s (%zu parameters, no training)\n", a.save, model.num_params);
-        model_free(&model);
+    if (flags.tokenizer) tokenizer_load(&tokenizer, flags.tokenizer);
+    if (flags.eval || flags.generate || flags.dump_attn) {
+        run_inference(&flags, &tokenizer);
+        tokenizer_free(&tokenizer);
         return 0;
     }
-    if (!a.train && resumed) die("--resume: give --train FILE: %s/log.txt, which would name it, is missing", a.out);
-    if (!a.train) die("--train FILE is required for training (see --help)");
-    char warmup_note[128] = "";
-    if (!resumed && !flag_given(&a, "--warmup") && a.opt.warmup > a.opt.steps / 5) { /* a short run: fit the default */
-        snprintf(warmup_note, sizeof warmup_note, "warmup: %d steps (the default 40, fitted to a run of %d steps)",
-                 a.opt.steps / 5, a.opt.steps);
-        a.opt.warmup = ts.opt.warmup = a.opt.steps / 5;
+
+    Training run = {.flags = &flags, .tokenizer = &tokenizer};
+    TrainState *st = &run.state;
+    load_model(&run, &flags, &tokenizer);
+    int warmup_fitted = plan_steps(&run);
+    if (st->opt.steps == 0) { /* write the freshly initialised (or --init) model */
+        if (!flags.save)
+            die("--steps 0 trains nothing: give --save FILE to write the initial model");
+        if (mpi_rank == 0) checkpoint_save(flags.save, &run.model, NULL);
+        printf("wrote %s (%zu parameters, no training)\n", flags.save, run.model.num_params);
+        model_free(&run.model);
+        return 0;
     }
-    if (a.opt.warmup > a.opt.steps)
-        die("--warmup %d is longer than the run (--steps %d): pass --warmup %d or less", a.opt.warmup, a.opt.steps, a.opt.steps);
-    double gb = activation_bytes(&model.cfg, Bm, T, model.cfg.window) / 1e9;
-    if (gb > 20) die("batch %d x sequence %d needs %.1f GB of activations; reduce --batch or --seq, or raise --grad-accum",
-                     Bm, T, gb);
-
-    Shard train, val = {0};
-    shards_load(&train, a.train, model.cfg.V, "--train");
-    if (a.val) shards_load(&val, a.val, model.cfg.V, "--val");
-    if (a.val && val.n < (long)T + 1) die("%s: %ld tokens are too few for one validation chunk of %d", a.val, val.n, T);
-    Loader loader;
-    loader_init(&loader, &train, B, T, a.shuffle, a.seed, model.cfg.bos, a.train);
-    if (resumed) loader_seek(&loader, ts.cursor, ts.epoch);
-
-    mkdir_p(a.out);
-    size_t olen = strlen(a.out) + 32;
-    char *log_path = xcalloc(olen, 1, "path"), *ckpt_path = xcalloc(olen, 1, "path");
-    snprintf(log_path, olen, "%s/log.txt", a.out);
-    snprintf(ckpt_path, olen, "%s/model.ckpt", a.out);
-    if (mpi_rank == 0 && !resumed && !a.overwrite && (access(log_path, F_OK) == 0 || access(ckpt_path, F_OK) == 0))
-        die("%s already holds a run (%s): continue it with --resume %s, choose another --out, or pass --overwrite to "
-            "replace it", a.out, access(ckpt_path, F_OK) == 0 ? "model.ckpt" : "log.txt", ckpt_path);
-    /* under MPI only rank 0 prints, logs, samples and writes checkpoints */
-    FILE *logf = mpi_rank == 0 ? fopen(log_path, resumed ? "a" : "w") : fopen("/dev/null", "w");
-    if (!logf) die("%s: cannot open log file: %s", log_path, strerror(errno));
-
-    print_config(stdout, &model, &a, B, T);
-    print_config(logf, &model, &a, B, T);
-    log_args(logf, &a);
-    if (warmup_note[0]) printf("%s\n", warmup_note);
-    if (resumed) printf("resuming %s at step %d of %d, into %s\n", a.resume, ts.step, ts.opt.steps, a.out);
-    if (mpi_ranks > 1 || K > 1)
-        printf("data parallel: %d rank%s x %d micro-batch%s of %d sequences per step\n", mpi_ranks, mpi_ranks > 1 ? "s" : "",
-               K, K > 1 ? "es" : "", Bm);
-    fflush(logf);
+    open_run(&run, warmup_fitted);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
 
-    int *inputs = xcalloc((size_t)B * T, sizeof(int), "batch"), *targets = xcalloc((size_t)B * T, sizeof(int), "batch");
-    int end = a.opt.steps;
-    if (a.stop_after && ts.step + a.stop_after < end) end = ts.step + a.stop_after;
-    double time_sum = 0.0;
-    int timed = 0;
-    int save_pending = 0; /* a --save-every checkpoint of the state at the top of this step */
-    while (ts.step < end && !ranks_any(stop_requested)) {
-        int step = ts.step;
-        long cursor0 = loader.cursor, epoch0 = loader.epoch;
-        uint64_t sample_rng0 = ts.sample_rng;
-        if (a.val && a.val_every && step % a.val_every == 0) {
-            SinkStats sinks;
-            sink_stats_init(&sinks, &model.cfg);
-            double vl = evaluate(&model, &val, T, model.cfg.window, a.val_chunks, B, NULL, NULL, &sinks);
-            log_validation(logf, step, vl, &sinks);
-            sink_stats_free(&sinks);
-            fflush(logf);
-        }
-        if (mpi_rank == 0 && a.sample_every && step > 0 && step % a.sample_every == 0)
-            sample_text(&model, a.val ? &val : &train, a.sample_len, a.temperature, a.top_k, &ts.sample_rng, &tokenizer);
-
-        double t0 = now_seconds();
-        loader_next(&loader, inputs, targets); /* the whole batch; this rank takes its share */
-        /* the gradient of the mean loss over the batch: each micro-batch's mean loss is
-         * backpropagated into the same gradients (model_backward adds), then the sum over the
-         * K micro-batches and R ranks is divided by K*R; with K = R = 1 nothing is rescaled */
-        model_zero_grad(&model);
-        double loss_sum = 0.0;
-        for (int micro = 0; micro < K; micro++) {
-            long first = ((long)mpi_rank * K + micro) * Bm * T;
-            loss_sum += model_forward(&model, inputs + first, targets + first, Bm, T, model.cfg.window);
-            model_backward(&model);
-        }
-        if (mpi_ranks > 1) {
-            ranks_sum_floats(model.grads, model.num_params);
-            ranks_sum_doubles(&loss_sum, 1);
-        }
-        float loss = (float)(loss_sum / (K * mpi_ranks));
-        if (K * mpi_ranks > 1) {
-            float inv = 1.0f / (float)(K * mpi_ranks);
-            #pragma omp parallel for schedule(static)
-            for (size_t i = 0; i < model.num_params; i++) model.grads[i] *= inv;
-        }
-        double norm = grad_norm(model.grads, model.num_params);
-        if (!isfinite(loss) || !isfinite(norm)) {
-            size_t sizes[NUM_PARAM_TENSORS], off = 0;
-            const char *bad = "the loss";
-            param_sizes(&model.cfg, sizes);
-            for (int tensor = 0; tensor < NUM_PARAM_TENSORS && isfinite(loss); off += sizes[tensor++])
-                if (!isfinite(grad_norm(model.grads + off, sizes[tensor]))) { bad = param_names[tensor]; break; }
-            die("step %d: %s went non-finite (loss %g); stopping, the last checkpoint is untouched", step + 1, bad, loss);
-        }
-        if (save_pending) { /* the model of the end of step `step` is sound: it just gave a finite loss */
-            TrainState s = ts;
-            s.cursor = cursor0; s.epoch = epoch0; s.sample_rng = sample_rng0;
-            if (mpi_rank == 0) checkpoint_save(ckpt_path, &model, &s);
-            save_pending = 0;
-        }
-        double lr = lr_at_step(&a.opt, step);
-        adamw_step(&model, &a.opt, step, lr, norm);
-        ts.step++;
-        double dt = now_seconds() - t0;
-        time_sum += dt;
-        timed++;
-        char eta[32];
-        format_duration(eta, sizeof eta, time_sum / timed * (a.opt.steps - ts.step));
-        printf("step %5d/%d | loss %.4f | lr %.2e | norm %6.3f | %6.1f ms | %6.0f tok/s | eta %s\n", ts.step,
-               a.opt.steps, loss, lr, norm, dt * 1e3, B * T / dt, eta);
-        fprintf(logf, "step %d loss %.6f lr %.6e norm %.6f ms %.2f tok_s %.1f\n", ts.step, loss, lr, norm, dt * 1e3, B * T / dt);
-        fflush(stdout);
-        fflush(logf);
-        if (a.save_every && ts.step % a.save_every == 0 && ts.step < end) save_pending = 1;
+    int end = st->opt.steps;
+    if (flags.stop_after && st->step + flags.stop_after < end) end = st->step + flags.stop_after;
+    while (st->step < end && !ranks_any(stop_requested != 0)) {
+        run.step_start = *st;
+        run.step_start.cursor = run.loader.cursor;
+        run.step_start.epoch = run.loader.epoch;
+        if (flags.val && flags.val_every && st->step % flags.val_every == 0)
+            log_validation(&run, flags.val_chunks, NULL);
+        fflush(run.log);
+        int sample_due = flags.sample_every && st->step > 0 && st->step % flags.sample_every == 0;
+        if (mpi_rank == 0 && sample_due) print_sample(&run);
+        double t0 = now_seconds(), norm, lr;
+        float loss = train_step(&run, &norm, &lr);
+        log_step(&run, loss, lr, norm, now_seconds() - t0);
+        run.save_pending = flags.save_every && st->step % flags.save_every == 0 && st->step < end;
     }
-    if (ts.step < end) printf("interrupted at step %d: saving and exiting\n", ts.step);
-    if (mpi_ranks > 1 && timed > 0)
-        printf("data parallel: summing the gradients over %d ranks took %.1f ms a step (of %.1f ms)\n", mpi_ranks,
-               ranks_seconds / timed * 1e3, time_sum / timed * 1e3);
-    if (a.val && ts.step == a.opt.steps && a.final_val_chunks >= 0) { /* --final-val-chunks chunks (0: all) */
-        long K;
-        SinkStats sinks;
-        sink_stats_init(&sinks, &model.cfg);
-        double t0 = now_seconds();
-        eval_progress = "final validation";
-        double vl = evaluate(&model, &val, T, model.cfg.window, a.final_val_chunks, B, &K, NULL, &sinks);
-        eval_progress = NULL;
-        log_validation(logf, ts.step, vl, &sinks);
-        printf("final validation: %ld chunks of %d tokens in %.1f s (--final-val-chunks sets how many)\n", K, T,
-               now_seconds() - t0);
-        sink_stats_free(&sinks);
-        fprintf(logf, "final_val_loss %.6f\n", vl);
-    }
-    if (mpi_rank == 0 && a.sample_every && ts.step == a.opt.steps)
-        sample_text(&model, a.val ? &val : &train, a.sample_len, a.temperature, a.top_k, &ts.sample_rng, &tokenizer);
-    ts.cursor = loader.cursor; ts.epoch = loader.epoch;
-    if (mpi_rank == 0) {
-        checkpoint_save(ckpt_path, &model, &ts);
-        printf("saved %s (step %d of %d)\n", ckpt_path, ts.step, a.opt.steps);
-        if (ts.step < a.opt.steps) printf("continue with: %s --resume %s\n", argv[0], ckpt_path);
-        if (a.save) { checkpoint_save(a.save, &model, &ts); printf("saved %s\n", a.save); }
-    }
-    fclose(logf);
-    free(inputs); free(targets); free(log_path); free(ckpt_path); free(train.tokens); free(val.tokens);
-    loader_free(&loader);
-    model_free(&model);
+    if (st->step < end) printf("interrupted at step %d: saving and exiting\n", st->step);
+    if (mpi_ranks > 1 && run.timed_steps > 0)
+        printf("data parallel: summing the gradients over %d ranks took %.1f ms a step (of %.1f "
+               "ms)\n", mpi_ranks, ranks_seconds / run.timed_steps * 1e3,
+               run.seconds / run.timed_steps * 1e3);
+    finish_run(&run, argv[0]);
+    fclose(run.log);
+    free(run.inputs);
+    free(run.targets);
+    free(run.log_path);
+    free(run.ckpt_path);
+    free(run.train.tokens);
+    free(run.val.tokens);
+    loader_free(&run.loader);
+    model_free(&run.model);
     tokenizer_free(&tokenizer);
-    args_free(&a);
+    free(flags.log_line);
+    free(flags.run_dir);
     return 0;
 }
 #endif /* TESTING */
@@ -3633,7 +3745,7 @@ int main(int argc, char **argv) {
  * model can stop before this section. The tests compare each fast kernel with its plain one.
  *   12.1 exp and sums in lanes    exp in vectorisable arithmetic; row sums in a fixed order
  *   12.2 the matrix product       gemm: blocked for the caches and the vector registers
- *   12.3 scratch and threads      buffers kept between calls; how long idle threads spin
+ *   12.3 scratch memory           buffers kept between calls
  *   12.4 decoding                 the weights in panels; a token in one parallel region */
 
 /* ---- 12.1 exp --------------------------------------------------------------------------
@@ -3932,7 +4044,7 @@ static void gemm(float *out, long ld_out, const float *A, long a_row, long a_col
     }
 }
 
-/* ---- 12.3 scratch memory and idle threads ------------------------------------------- */
+/* ---- 12.3 scratch memory ------------------------------------------------------------ */
 
 /* Grow-only scratch memory kept between calls (a few hundred KB per call would otherwise cost
  * fresh zeroed pages every time). Called outside parallel regions; threads take slices. */
@@ -3946,50 +4058,6 @@ static float *scratch_floats(int slot, size_t floats) {
     }
     return buf[slot];
 }
-
-
-/* How long an idle OpenMP thread spins before it sleeps. A parallel region ends in a barrier,
- * and libgomp's threads wait there, and between regions, by spinning for GOMP_SPINCOUNT turns
- * of a pause loop (300,000 by default: 7-15 ms on this project's machine) before they sleep. On
- * an idle machine that costs nothing. On a busy one (another process on a core, two trainings
- * at once) the spinning thread holds a core that its partner, or the other program, needs,
- * and every barrier waits for a thread that is not running: the default was up to 5.5x slower
- * than --threads 1 (dev/PERFORMANCE.md). Spinning about SPIN_MICROSECONDS and then sleeping
- * keeps the fast hand-over between regions on an idle machine and gives the core back on a
- * busy one (measured: 7 us is 4% slower on an idle machine, 55 us 7% slower than --threads 1
- * with two trainings at once; 20 us is within 1% and as fast as --threads 1 or faster in both
- * busy cases). libgomp reads GOMP_SPINCOUNT once, when it is loaded, before main: so main sets it
- * and executes the program again (once: the variable is then set). A user's OMP_WAIT_POLICY or
- * GOMP_SPINCOUNT is left alone, and so is a failed exec (the run continues as it was). */
-#define SPIN_MICROSECONDS 20
-#if defined(_OPENMP) && defined(__linux__)
-static long spin_count_for(double microseconds) {
-#if defined(__x86_64__) || defined(__i386__)
-    /* libgomp's spin loop is one pause instruction per turn, whose length varies 10x between CPUs */
-    double t0 = now_seconds();
-    for (int i = 0; i < 2000; i++) __builtin_ia32_pause();
-    double per_turn = (now_seconds() - t0) / 2000;
-    if (per_turn > 0) {
-        double turns = microseconds * 1e-6 / per_turn;
-        return turns < 100 ? 100 : turns > 1e6 ? 1000000 : (long)turns;
-    }
-#endif
-    return (long)(microseconds * 100); /* libgomp's own estimate: 100 turns per microsecond */
-}
-#endif
-static void choose_wait_policy(char **argv) {
-#if defined(_OPENMP) && defined(__linux__)
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
-    char turns[32];
-    snprintf(turns, sizeof turns, "%ld", spin_count_for(SPIN_MICROSECONDS));
-    if (setenv("GOMP_SPINCOUNT", turns, 1) != 0) return;
-    execv("/proc/self/exe", argv);
-    unsetenv("GOMP_SPINCOUNT"); /* no exec: carry on with the defaults */
-#else
-    (void)argv;
-#endif
-}
-
 
 /* ---- 12.4 decoding ----------------------------------------------------------------------
  * A token's products y = W x read every weight once, so they run at the speed the caches

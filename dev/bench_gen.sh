@@ -15,7 +15,9 @@
 # before and after, and speeds are best compared as ratios within one run. PRIORITY=1 (as root)
 # gives this benchmark's session priority over other sessions (autogroup nice -20), which
 # approximates an idle machine on a busy one. Environment: SWAT_BIN, GEN_TOKENS (default 1000),
-# STEPS (timed training steps, default 6), BASE_COMMIT (default 3f2dced; empty: skip).
+# STEPS (timed training steps, default 6), BASE_COMMIT (default 3f2dced; empty: skip),
+# BUSY_ONLY=1 (section 5 alone). make bench-gen runs it with the Makefile's GOMP_SPINCOUNT=1000
+# (the header says which); the "before" trainer runs without it, as it always did.
 set -eu
 bin=${SWAT_BIN:-./train_swat}
 py=${PYTHON:-/usr/bin/python3}
@@ -47,7 +49,8 @@ if [ ! -f "$ckpt" ]; then
   "$bin" --steps 0 --save "$ckpt" >/dev/null
 fi
 load() { cut -d' ' -f1-3 /proc/loadavg; }
-echo "== make bench-gen: $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC'), load average $(load)"
+echo "== make bench-gen: $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC'), load average $(load)," \
+  "GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-unset}"
 echo "model: $ckpt"
 
 # gen [BIN] ARGS... -> "seconds tokens/s peak_MB" from the trainer's stderr line (the seconds from
@@ -65,6 +68,7 @@ gen() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == "" || b == "n/a" || b + 0 == 0 || a == "n/a") print "n/a"; else printf "%.2fx", a / b }'; }
 best() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "n/a" || a + 0 >= b + 0) ? a : b }'; }
 
+if [ "${BUSY_ONLY:-0}" != 1 ]; then # sections 1 to 3
 # ---- 1. generation against llama2.c ----------------------------------------------------------
 echo
 echo "-- 1. --generate $ntok (greedy) against llama2.c's run.c, same shape"
@@ -148,6 +152,8 @@ done
 awk -v r1="$first_rate" -v r2="$rate" -v m1="$first_rss" -v m2="$rss" 'BEGIN {
   printf "from 1k to 64k tokens: per-token time %+.1f%%, peak memory %+.1f%%\n", (r1 / r2 - 1) * 100, (m2 / m1 - 1) * 100 }'
 
+fi # sections 1 to 3
+
 # ---- training step helper (used by 4 and 5) ----------------------------------------------------
 # train_ms BIN NAME [FLAGS..] -> median ms/step of $steps steps after 2 warm-up steps
 train_ms() {
@@ -160,6 +166,7 @@ train_ms() {
 have_data=1
 [ -f "$train_shard" ] && [ -f "$val_shard" ] || have_data=0
 
+if [ "${BUSY_ONLY:-0}" != 1 ]; then # section 4
 # ---- 4. streaming against chunked evaluation ------------------------------------------------------
 echo
 echo "-- 4. evaluation: --stream against chunked --eval on $val_shard, and a training step"
@@ -177,6 +184,7 @@ if [ $have_data = 1 ]; then
 else
   echo "(no $train_shard or $val_shard: run make data)"
 fi
+fi # section 4
 
 # ---- 5. busy machines ----------------------------------------------------------------------------
 echo
@@ -184,8 +192,12 @@ echo "-- 5. busy machines: default threads against --threads 1 (training ms/step
 base=""
 if [ -n "$base_commit" ] && git cat-file -e "$base_commit^{commit}" 2>/dev/null; then
   git show "$base_commit:train_swat.c" > "$tmp/base.c"
-  if cc -std=c11 -O3 -ffp-contract=fast -march=native -mprefer-vector-width=512 -fopenmp -o "$tmp/base" "$tmp/base.c" -lm 2>/dev/null ||
-     cc -std=c11 -O3 -ffp-contract=fast -march=native -fopenmp -o "$tmp/base" "$tmp/base.c" -lm 2>/dev/null; then base=$tmp/base; fi
+  if cc -std=c11 -O3 -ffp-contract=fast -march=native -mprefer-vector-width=512 -fopenmp -o "$tmp/base.bin" "$tmp/base.c" -lm 2>/dev/null ||
+     cc -std=c11 -O3 -ffp-contract=fast -march=native -fopenmp -o "$tmp/base.bin" "$tmp/base.c" -lm 2>/dev/null; then
+    printf '#!/bin/sh\nexec env -u GOMP_SPINCOUNT "%s" "$@"\n' "$tmp/base.bin" > "$tmp/base" # as it always ran
+    chmod +x "$tmp/base"
+    base=$tmp/base
+  fi
 fi
 [ -n "$base" ] || echo "(the trainer of BASE_COMMIT '$base_commit' is not available: its column is n/a)"
 two_at_once() { # BIN NAME FLAGS.. -> mean of two simultaneous trainings' ms/step

@@ -1,12 +1,12 @@
 /*
- * fuzz/fuzz_args.c: libFuzzer target for the command line, parse_args() and the checks
- * main() makes before it touches a file. The input is split on NUL bytes into argv[1..]
+ * fuzz/fuzz_args.c: libFuzzer target for the command line: parse_args() (the flag table, the
+ * rules between flags, the checks against --init and --resume) and the checks main() makes
+ * before it touches a file. The input is split on NUL bytes into argv[1..]
  * (at most 64 arguments). Inputs with a "--help" or "-h" argument are skipped (they print
  * the usage and exit(0)). parse_args() is compiled out under TESTING, so this target does not
  * define it; main() is renamed swat_main() instead, and never called.
  * On a successful parse it also checks, as properties (abort() = a finding):
  *   - the model configuration check and the activation-memory estimate run without UB;
- *   - with --init/--resume, the flag checks of main();
  *   - the learning rate schedule stays in [0, lr] during warmup and in [lr*min_lr_ratio, lr]
  *     after it, at the steps where it bends.
  * Build and run: fuzz/run.sh (clang -g -O1 -fsanitize=fuzzer,address,undefined).
@@ -30,19 +30,14 @@ static void fz_lr_in_range(const OptimConfig *o, int step) {
 }
 
 static void fz_run(int argc, char **argv) {
-    static Args a;
-    parse_args(&a, argc, argv);
-    const char *problem = config_problem(&a.model);
-    if (a.init) check_no_flags(&a, model_flags, "--init");
-    if (a.resume) {
-        check_no_flags(&a, model_flags, "--resume");
-        check_no_flags(&a, run_flags, "--resume");
-    }
+    static Flags flags; /* parse_args also checks the flags against --init and --resume */
+    parse_args(&flags, argc, argv);
+    const char *problem = config_problem(&flags.model);
     if (!problem) {
-        double bytes = activation_bytes(&a.model, a.batch, a.model.seq_len, a.model.window);
+        double bytes = activation_bytes(&flags.model, flags.batch, flags.model.seq_len, flags.model.window);
         if (!(bytes > 0)) abort();
     }
-    const OptimConfig *o = &a.opt;
+    const OptimConfig *o = &flags.opt;
     if (o->warmup <= o->steps) { /* main() refuses the rest */
         int steps[] = {0, o->warmup - 1, o->warmup, o->warmup + 1, o->steps / 2, o->steps - 1};
         for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) fz_lr_in_range(o, steps[i]);

@@ -28,7 +28,7 @@ def() { # the line where function $1 is defined (not declared): its signature en
                  sig && /[{;][ \t]*$/ { if ($0 ~ /[{][ \t]*$/) { print sig; exit } sig = 0 }' train_swat.c; }
 first=$(def matmul_forward_naive); main_at=$(grep -n -m1 '^int main(' train_swat.c | cut -d: -f1)
 late=""
-for f in exp_approx gemm gemm_serial scratch_floats choose_wait_policy pack_model infer_step_all; do
+for f in exp_approx gemm gemm_serial scratch_floats pack_model infer_step_all; do
   at=$(def "$f"); if [ -z "$at" ] || [ -z "$main_at" ] || [ "$at" -lt "$main_at" ]; then late="$late $f(line ${at:-none})"; fi
 done
 if [ -n "$first" ] && [ $((first * 4)) -le "$total" ] && [ -z "$late" ]; then
