@@ -80,7 +80,7 @@ states:
 
 # Every suite prints "N passed, M failed[, K skipped]"; the last line adds them up.
 # EXTRA_TESTS adds suites (CI adds the sanitizer builds and a short fuzzing pass).
-test: train_swat train_swat_naive test_swat test_swat_plain data/prepare_text states
+test: train_swat train_swat_naive test_swat test_swat_plain data/prepare_text states data
 	@if command -v mpicc >/dev/null; then $(MAKE) -s train_swat_mpi; else echo "no mpicc: the MPI checks of tests/mpi.sh will be SKIPPED"; fi
 	@bash dev/run_tests.sh "./test_swat" "./test_swat_plain" "bash data/test_prepare.sh" "bash data/test_bpe.sh" \
 	    "bash dev/crosscheck.sh" "bash dev/test_plot_log.sh" "bash tests/reliability.sh" "bash tests/flags.sh" \

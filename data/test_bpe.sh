@@ -2,9 +2,10 @@
 # test_bpe.sh: tests for data/prepare_bpe.py (BPE vocabularies with SentencePiece) and the
 # committed GPT-2 test set in data/gpt2/. Every file is read back with a small reader of its
 # own below (not prepare_bpe.py's), so a mistake shared by writer and reader cannot hide.
-# Prints "ok - ..." / "FAIL - ..." / "SKIPPED - ..." per check, then
-# "N passed, M failed[, K skipped]". Offline; needs /usr/bin/python3 (override with PYTHON=),
-# and python3-sentencepiece for the prepare_bpe checks (installed as root, else skipped).
+# Prints "ok - ..." / "FAIL - ..." per check, then "N passed, M failed". Offline; needs
+# /usr/bin/python3 (override with PYTHON=), python3-sentencepiece for the prepare_bpe checks
+# (installed as root, else those checks fail and say so) and the Bible of make data (make test
+# prepares it) for a round trip on a slice of real text.
 # shellcheck disable=SC2016,SC2317  # eval strings; functions called inside them
 set -u
 
@@ -169,7 +170,7 @@ if ! "$py" -c 'import sentencepiece' 2>/dev/null; then
     "$py" "$tool" --check-deps >/dev/null 2>&1 # installs python3-sentencepiece as root
 fi
 if ! "$py" -c 'import sentencepiece' 2>/dev/null; then
-    skip "prepare_bpe.py checks: no sentencepiece module (sudo apt-get install python3-sentencepiece)"
+    fail "prepare_bpe.py checks: no sentencepiece module for $py (sudo apt-get install python3-sentencepiece; .ci/run installs it)"
     check "without sentencepiece, prepare_bpe.py exits 1 and says how to install it" \
         eval '! "$py" "$tool" "$tok" "$errdir" >/dev/null 2>"$work/stderr" &&
               tail -n 1 "$work/stderr" | grep -q "apt-get install python3-sentencepiece"' 
@@ -284,7 +285,7 @@ if [ -s "$here/bible/kjv.txt" ]; then
         eval '"$py" "$tool" --vocab-size 1024 "$work/kjv.txt" "$work/kjv" >/dev/null 2>&1 &&
               rd decode "$work/kjv/tokenizer.bin" "$work/kjv/train.bin" "$work/kjv/val.bin" | cmp -s - "$work/kjv.txt"'
 else
-    skip "Bible slice (run make data first)"
+    fail "the first 200 KB of the Bible at V = 1024: $here/bible/kjv.txt is missing (make data writes it; make test runs make data first)"
 fi
 check "--help prints the usage and exits 0" eval '"$py" "$tool" --help | grep -q "^usage: prepare_bpe.py"'
 

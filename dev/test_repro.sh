@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
-# test_repro.sh: the reproduction commands of the README (dev/recall.py, dev/experiments.py) end
-# to end on tiny settings (--mode tiny), in a copy of the repository's layout made in a temporary
-# directory, as a fresh clone has it: the committed tables and logs, no checkpoints, no shards.
-# Checks: a run without --out trains into a NEW directory and leaves the committed results as
-# they were; the tables are written and their numbers finite; several seeds give mean and
-# spread; the committed numbers are printed next to the new ones; --out resumes (nothing is
-# retrained, a missing checkpoint is retrained, an interrupted training continues); a directory
-# of other settings is refused; --plots-only redraws the committed results unchanged.
-# Prints "ok - ..." / "FAIL - ..." / "SKIPPED - ..." per check, then "N passed, M failed[, K skipped]".
+# test_repro.sh: the commands and numbers of README.md and doc/, and the reproduction scripts
+# (dev/recall.py, dev/experiments.py) end to end on tiny settings.
+# The pages (doc/tests.md, "The documentation is tested too"): every number a command produced
+# is one of the file it came from (<!-- numbers: --> and <!-- quote: --> markers); the records
+# of make train and make train-bpe (dev/results/make-train/, train-bpe/) hold the pages' record
+# blocks as written, and make train's own command still gives the recorded first 20 steps;
+# every shell block runs here in a tiny form (sandbox), with make -n, or is named as a suite's
+# or a benchmark's; the flags of every command quoted inline exist.
+# The scripts, in a copy of the repository's layout made in a temporary directory, as a fresh
+# clone has it (the committed tables and logs, no checkpoints, no shards): a run without --out
+# trains into a NEW directory and leaves the committed results as they were; the tables are
+# written and their numbers finite; several seeds give mean and spread; the committed numbers
+# are printed next to the new ones; --out resumes (nothing is retrained, a missing checkpoint
+# is retrained, an interrupted training continues); a directory of other settings is refused;
+# --plots-only redraws the committed results unchanged.
+# Needs the Bible of make data (prepared here if missing), numpy, matplotlib, sentencepiece.
+# Prints "ok - ..." / "FAIL - ..." per check, then "N passed, M failed".
 #   bash dev/test_repro.sh            (PYTHON=/path/to/python3 to use another Python; KEEP=1 keeps the
-#                                      temporary directory; ~2-3 min on 2 busy cores)
+#                                      temporary directory; ~4-6 min on 2 busy cores)
+#   bash dev/test_repro.sh docs       the checks of the pages only
 # shellcheck disable=SC2016  # eval strings are expanded when the check runs
 set -u
 
@@ -18,10 +27,11 @@ py="${PYTHON:-/usr/bin/python3}"
 work="$(mktemp -d)"
 if [ -n "${KEEP:-}" ]; then echo "keeping $work"; else trap 'rm -rf "$work"' EXIT; fi
 . "$root/tests/lib.sh"
-# a check skipped because matplotlib is missing
-no_mpl() { skip "$1 (no matplotlib for $py: apt-get install python3-matplotlib)"; }
+# the drawing checks need matplotlib (.ci/run installs it; as root it is installed here)
+"$py" -c 'import matplotlib' 2>/dev/null || bash "$root/dev/need_matplotlib.sh" "$py" >/dev/null 2>&1
 if "$py" -c 'import matplotlib' 2>/dev/null; then mpl=1; else mpl=0; fi
-draw() { local name="$1"; shift; if [ "$mpl" -eq 1 ]; then check "$name" "$@"; else no_mpl "$name"; fi; }
+draw() { local name="$1"; shift; if [ "$mpl" -eq 1 ]; then check "$name" "$@"
+         else fail "$name: no matplotlib for $py (apt-get install python3-matplotlib)"; fi; }
 is_png() { [ -s "$1" ] && [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; }
 export OMP_NUM_THREADS=1
 
@@ -64,6 +74,171 @@ if not ok:
 sys.exit(0 if ok else 1)
 EOF
 }
+
+# ================================ README.md and doc/ ================================
+# Every command of the pages is run here (in a tiny form) or by a named suite, and every
+# number a command produced is checked against the file it came from (doc/tests.md, "The
+# documentation is tested too"). dev/doc_check.py finds the markers; the checks are below.
+cd "$root" || exit 1
+[ -s data/bible/train.bin ] && [ -s data/bible/kjv.txt ] || make -s data >"$work/make_data.log" 2>&1 ||
+    { fail "make data (the Bible, for the pages' commands): $(tail -n 1 "$work/make_data.log")"; finish; }
+report() { while IFS=$'\t' read -r verdict what; do
+             if [ "$verdict" = ok ]; then ok "$what"; else fail "$what"; fi; done; }
+
+# ---- the numbers: each marked block against its files ----
+"$py" "$root/dev/doc_check.py" "$root" numbers >"$work/numbers.out" 2>&1 || fail "dev/doc_check.py numbers: $(tail -n 1 "$work/numbers.out")"
+report <"$work/numbers.out"
+check "the pages mark their numbers: at least 15 numbers markers and 6 quote markers in README.md and doc/" \
+    eval '[ "$(grep -c "numbers, each in" "$work/numbers.out")" -ge 15 ] && [ "$(grep -c "lines quoted" "$work/numbers.out")" -ge 6 ]'
+
+# ---- the records are this trainer's: the first 20 steps of make train's own command ----
+mtcmd=$(make -s -n train | grep '^\./train_swat ')
+if [ -z "$mtcmd" ]; then fail "make -n train prints the training command"
+else
+    rm -rf "$work/mt"
+    eval "${mtcmd/--out out\/bible/--out \"\$work/mt\"} --stop-after 20" >"$work/mt.out" 2>&1
+    "$py" - "$work/mt/log.txt" dev/results/make-train/log.txt >"$work/mt.cmp" 2>&1 <<'EOF'
+import sys
+def records(path, n=20):
+    out = {}
+    for line in open(path):
+        f = line.split()
+        if f and f[0] in ("step", "val", "sink") and int(f[1]) <= n:
+            out[(f[0], f[1])] = f[2:9] if f[0] == "step" else f[2:]
+    return out
+new, rec = records(sys.argv[1]), records(sys.argv[2])
+steps = [k for k in new if k[0] == "step"]
+if len(steps) != 20 or set(new) != set(rec):
+    sys.exit(f"{len(steps)} steps run; records {sorted(set(new) ^ set(rec))[:3]} in one log only")
+def nums(fs):  # the numbers of a record: loss, lr and norm of a step (not its time), all of val and sink
+    out = []
+    for x in fs:
+        try:
+            out.append(float(x))
+        except ValueError:
+            pass
+    return out
+worst = max(abs(a - b) / max(abs(b), 1e-12) for k in new for a, b in zip(nums(new[k]), nums(rec[k])))
+print("identical" if worst == 0 else f"within {worst:.1e} (relative)")
+sys.exit(0 if worst <= 1e-4 else 1)
+EOF
+    rc=$?
+    check "make train's command ($mtcmd), its first 20 steps: loss, lr and norm of every step, the step-0 validation and sink line as dev/results/make-train/log.txt records them: $(tail -n 1 "$work/mt.cmp")" \
+        test $rc -eq 0
+fi
+check "dev/results/make-train/about.txt records the command make -n train prints" \
+    grep -qxF "  $mtcmd" dev/results/make-train/about.txt
+check "dev/results/train-bpe/about.txt records the training command make -n train-bpe prints" \
+    grep -qxF "  $(make -s -n -B train-bpe | sed -e ':a' -e '/\\$/N; s/\\\n[ \t]*//; ta' | grep '^\./train_swat --train')" dev/results/train-bpe/about.txt
+for name in make-train train-bpe; do
+    "$py" "$root/dev/doc_check.py" "$root" record "$name" | report
+done
+
+# ---- the command blocks, each by its marker ----
+"$py" "$root/dev/doc_check.py" "$root" blocks "$work/blocks" >"$work/blocks.out" 2>&1 || fail "dev/doc_check.py blocks: $(tail -n 1 "$work/blocks.out")"
+grep -v '^[0-9]' "$work/blocks.out" | report
+
+# the scratch repository of the sandbox blocks: the pages' paths, tiny stand-ins for the big runs
+box="$work/docbox"
+mkdir -p "$box/data/bible" "$box/dev/results" "$box/out" "$box/notes" "$box/fineweb10B"
+cp -r dev/results/full "$box/dev/results/"
+for f in dev/*.py dev/*.sh data/*.py; do ln -s "$root/$f" "$box/$f"; done
+ln -s "$root/data/prepare_text" "$box/data/prepare_text"
+for f in kjv.txt train.bin val.bin; do ln -s "$root/data/bible/$f" "$box/data/bible/$f"; done
+head -c 300000 data/bible/kjv.txt >"$box/notes/a.txt"
+tail -c 100000 data/bible/kjv.txt >"$box/notes/b.txt"
+cp data/gpt2/train.bin "$box/fineweb10B/fineweb_train_000001.bin"
+cp data/gpt2/train.bin "$box/fineweb10B/fineweb_train_000002.bin"
+cp data/gpt2/val.bin "$box/fineweb10B/fineweb_val_000000.bin"
+cp data/gpt2/gpt2_tokenizer.bin "$box/gpt2_tokenizer.bin"
+# ./train_swat: a training run (no --init, no --resume) becomes a one-layer model of 3 steps,
+# except under the experiment scripts, whose tiny modes choose their own settings
+cat >"$box/train_swat" <<EOF
+#!/usr/bin/env bash
+[ -z "\${DOCBOX_AS_IS:-}" ] || exec "$root/train_swat" "\$@"
+small=(--steps 3 --layers 1 --heads 2 --dim 16 --ffn 32 --seq 32 --window 8 --batch 2 --val-every 2
+       --val-chunks 2 --final-val-chunks 2 --sample-every 2 --sample-len 16 --threads 1)
+train=0
+for a in "\$@"; do case "\$a" in --train) train=1 ;; --init|--resume) train=0; break ;; esac; done
+[ \$train = 1 ] || exec "$root/train_swat" "\$@"
+args=(); drop=0
+for a in "\$@"; do
+  if [ \$drop = 1 ]; then drop=0; continue; fi
+  for ((i = 0; i < \${#small[@]}; i += 2)); do [ "\$a" = "\${small[i]}" ] && drop=1; done
+  [ \$drop = 1 ] || args+=("\$a")
+done
+exec "$root/train_swat" "\${args[@]}" "\${small[@]}"
+EOF
+chmod +x "$box/train_swat"
+# what a sandbox block runs instead: make prints its commands; the experiment scripts run tiny
+cat >"$work/prelude.sh" <<EOF
+set -e
+make() { command make -s -n -C "$root" "\$@" >/dev/null; }
+/usr/bin/python3() {
+  case "\$1" in
+    dev/experiments.py|dev/recall.py|dev/sink.py)
+      local a=() drop=0
+      for x in "\${@:2}"; do
+        if [ \$drop = 1 ]; then drop=0; continue; fi
+        case "\$x" in --steps|--mode|--threads|--jobs) drop=1 ;; *) a+=("\$x") ;; esac
+      done
+      DOCBOX_AS_IS=1 command "$py" "\$1" "\${a[@]}" --mode tiny --threads 1 --out "\$PWD/dev/results/tiny-\$(basename "\$1" .py)" ;;
+    *) command "$py" "\$@" ;;
+  esac
+}
+EOF
+(cd "$box" && ./train_swat --train data/bible/train.bin --val data/bible/val.bin --out out/bible >"$work/box_train.out" 2>&1 &&
+ cp out/bible/model.ckpt model.ckpt)
+check "the sandbox's stand-in for make train's model (a one-layer model, 3 steps)" test -s "$box/model.ckpt"
+
+while IFS=$'\t' read -r n kind args where; do
+    case "$n" in [0-9]*) ;; *) continue ;; esac
+    blk=$(ls "$work/blocks/$n".*)
+    what="$where: $(grep -v '^ *#' "$blk" | head -n 1 | cut -c1-70)"
+    case "$kind" in
+    sandbox)
+        if [ "${blk##*.}" = py ]; then (cd "$box" && "$py" "$blk") >"$work/blk$n.out" 2>&1
+        else (cd "$box" && bash -c ". '$work/prelude.sh'; . '$blk'") >"$work/blk$n.out" 2>&1; fi
+        rc=$?
+        check "$what (run in the sandbox, tiny)" eval '[ $rc -eq 0 ] || { tail -n 3 "$work/blk$n.out"; false; }' ;;
+    record)
+        check "$what (a block of dev/doc_records.sh $args: dev/results/$args/evals.txt, checked above)" \
+            test -s "dev/results/$args/evals.txt" ;;
+    make)
+        check "$what (make -n of each line)" \
+            eval 'grep -v "^ *#" "$blk" | grep . | sed "s/ *#.*//" | while read -r line; do
+                      case "$line" in make\ *) command make -s -n ${line#make } >/dev/null || exit 1 ;; *) exit 1 ;; esac; done' ;;
+    suite)
+        check "$what (run by $args, a suite of make test)" \
+            eval 'make -s -n test >"$work/make_test.txt" 2>&1; grep -q "$args" "$work/make_test.txt" && for p in $(grep -v "^ *#" "$blk" | grep -o "^[^ ]*\|\./[a-z_]*"); do
+                      grep -q -- "${p#./}" "$args" || exit 1; done' ;;
+    bench|manual)
+        check "$what ($kind, not run by the tests: its make targets print their commands, its scripts exist)" \
+            eval 'grep -v "^ *#" "$blk" | grep . | sed "s/ *#.*//" | while read -r line; do
+                      case "$line" in make\ *) eval "command make -s -n ${line#make }" >/dev/null || exit 1 ;;
+                                      bash\ *) set -- $line; [ -f "$2" ] || exit 1 ;; *) exit 1 ;; esac; done' ;;
+    *) fail "$where: unknown test marker '$kind'" ;;
+    esac
+done <"$work/blocks.out"
+
+# ---- the commands quoted inline: their flags exist, their make targets and scripts too ----
+./train_swat --help >"$work/help.txt" 2>&1
+"$py" "$root/dev/doc_check.py" "$root" inline | sort -u >"$work/inline.txt"
+bad=""
+while IFS=$'\t' read -r page span; do
+    case "$span" in
+    make\ *) eval "command make -s -n ${span#make }" >/dev/null 2>&1 || bad="$bad; $page: $span" ;;
+    *.py*)
+        script=$(echo "$span" | grep -o '[a-z_/]*\.py' | head -n 1)
+        "$py" "$script" --help >"$work/script_help.txt" 2>&1 || bad="$bad; $page: $span (--help)"
+        for f in $(echo "$span" | grep -o -- '--[a-z][a-z-]*'); do grep -q -- "$f" "$work/script_help.txt" || bad="$bad; $page: $span ($f)"; done ;;
+    *train_swat*)
+        for f in $(echo "$span" | grep -o -- '--[a-z][a-z-]*'); do grep -q -- "$f\b" "$work/help.txt" || bad="$bad; $page: $span ($f)"; done ;;
+    *) script=$(echo "$span" | grep -o '[a-z_/]*\.sh' | head -n 1); [ -f "$script" ] || bad="$bad; $page: $span" ;;
+    esac
+done <"$work/inline.txt"
+check "the $(wc -l <"$work/inline.txt") commands quoted inline: make targets that exist, scripts that exist, flags their --help lists${bad}" test -z "$bad"
+[ "${1:-}" = docs ] && finish
 
 # ================================ dev/recall.py ================================
 cd "$clone" || exit 1
