@@ -164,7 +164,7 @@ static void add_floats(float *y, const float *x, long n) {
 
 
 /* ------------------------------------------------------------------------------------ */
-/* 2. config                                                                             */
+/* 2. the model's shape                                                                  */
 /* ------------------------------------------------------------------------------------ */
 
 enum { ATTN_SIGMOID = 0, ATTN_SOFTMAX = 1 };
@@ -1386,552 +1386,7 @@ static void model_backward(Model *m) {
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* 6. the optimizer                                                                      */
-/* ------------------------------------------------------------------------------------ */
-
-typedef struct {
-    double lr;           /* peak learning rate */
-    double min_lr_ratio; /* the cosine decays to lr*min_lr_ratio */
-    int warmup;          /* steps of linear warmup */
-    int steps;           /* the planned length of the run (the schedule's horizon) */
-    double beta1, beta2, eps, weight_decay;
-    double clip;         /* the global gradient norm is clipped to this (0: no clipping) */
-} OptimConfig;
-
-/* Linear warmup: step s < warmup uses lr*(s+1)/warmup. Then a cosine from lr down to
- * lr*min_lr_ratio over the rest of the planned run (with warmup 0 and one step: exactly lr). */
-static double lr_at_step(const OptimConfig *o, int step) {
-    if (step < o->warmup) return o->lr * (step + 1) / o->warmup;
-    int decay_steps = o->steps - o->warmup > 1 ? o->steps - o->warmup : 1;
-    double progress = (double)(step - o->warmup) / decay_steps;
-    if (progress > 1.0) progress = 1.0;
-    double min_lr = o->lr * o->min_lr_ratio; /* written so that progress 0 gives lr exactly */
-    return o->lr - 0.5 * (o->lr - min_lr) * (1.0 - cos(M_PI * progress));
-}
-
-/* The global L2 norm of all gradients, summed in a fixed order: 64 slices, each in double in
- * SUM_LANES lanes (as dot3 sums), then the slices in order: any thread count gives the same. */
-static double grad_norm(const float *grads, size_t n) {
-    enum { SLICES = 64 };
-    double part[SLICES];
-    #pragma omp parallel for schedule(static)
-    for (int s = 0; s < SLICES; s++) {
-        size_t lo = n * s / SLICES, hi = n * (s + 1) / SLICES, i = lo;
-        double lane[SUM_LANES] = {0}, acc = 0.0;
-        for (; i + SUM_LANES <= hi; i += SUM_LANES)
-            for (int l = 0; l < SUM_LANES; l++) lane[l] += (double)grads[i + l] * grads[i + l];
-        for (int l = 0; l < SUM_LANES; l++) acc += lane[l];
-        for (; i < hi; i++) acc += (double)grads[i] * grads[i];
-        part[s] = acc;
-    }
-    double total = 0.0;
-    for (int s = 0; s < SLICES; s++) total += part[s];
-    return sqrt(total);
-}
-
-/* One AdamW step with PyTorch's semantics: clip the gradients to a global norm of `clip`
- * (coefficient clip/(norm+1e-6), as torch.nn.utils.clip_grad_norm_), then per parameter
- *   p -= lr*wd*p                                  (decoupled decay, matrices only)
- *   m = b1 m + (1-b1) g ;  v = b2 v + (1-b2) g^2
- *   p -= lr * (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)   with t = step+1.
- * `norm` is grad_norm() of the unclipped gradients. */
-static void adamw_step(Model *m, const OptimConfig *o, int step, double lr, double norm) {
-    if (!m->adam_m) {
-        m->adam_m = xcalloc(m->num_params, sizeof(float), "AdamW moments");
-        m->adam_v = xcalloc(m->num_params, sizeof(float), "AdamW moments");
-    }
-    float gscale = 1.0f;
-    if (o->clip > 0 && o->clip / (norm + 1e-6) < 1.0) gscale = (float)(o->clip / (norm + 1e-6));
-    double bc1 = 1.0 - pow(o->beta1, step + 1), bc2 = 1.0 - pow(o->beta2, step + 1);
-    float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
-    float step_size = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
-    size_t sizes[NUM_PARAM_TENSORS], off = 0;
-    param_sizes(&m->cfg, sizes);
-    for (int tensor = 0; tensor < NUM_PARAM_TENSORS; tensor++) {
-        float decay = param_is_decayed(tensor) ? (float)(1.0 - lr * o->weight_decay) : 1.0f;
-        float *p = m->params + off;
-        const float *grad = m->grads + off;
-        float *m1 = m->adam_m + off; /* the first moment m */
-        float *m2 = m->adam_v + off; /* the second moment v */
-        #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < sizes[tensor]; i++) {
-            float g = grad[i] * gscale;
-            m1[i] = b1 * m1[i] + (1.0f - b1) * g;
-            m2[i] = b2 * m2[i] + (1.0f - b2) * g * g;
-            p[i] = p[i] * decay - step_size * m1[i] / (sqrtf(m2[i]) * inv_sqrt_bc2 + eps);
-        }
-        off += sizes[tensor];
-    }
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* 7. data                                                                               */
-/* ------------------------------------------------------------------------------------ */
-
-/* A token shard (doc/SPEC.md section 9, llm.c's format): 256 int32 [20240520, 1, N, 0...],
- * then N uint16 tokens. The whole shard is read into memory and checked. */
-#define SHARD_MAGIC 20240520
-typedef struct {
-    uint16_t *tokens; /* (n) */
-    long n;
-} Shard;
-
-/* 1 if the first bytes of a header are printable text (someone passed a .txt file) */
-static int looks_like_text(const int32_t *header) {
-    const unsigned char *b = (const unsigned char *)header;
-    for (int i = 0; i < 64; i++)
-        if (b[i] < 9 || (b[i] > 13 && b[i] < 32) || b[i] == 127) return 0;
-    return 1;
-}
-
-static void shard_load(Shard *s, const char *path, int V) {
-    FILE *f = fopen(path, "rb");
-    if (!f) die("%s: cannot open token shard: %s", path, strerror(errno));
-    int32_t header[256];
-    size_t got = fread(header, sizeof(int32_t), 256, f);
-    if (got == 0) die("%s: token shard is empty", path);
-    if (got < 256)
-        die("%s: token shard is truncated (header is %zu of 1024 bytes)", path, got * 4);
-    if (header[0] != SHARD_MAGIC && looks_like_text(header))
-        die("%s: not a token shard (magic %d, expected %d): it looks like text; make shards of it "
-            "with data/prepare_text (bytes) or data/prepare_bpe.py (subwords)", path, header[0],
-            SHARD_MAGIC);
-    if (header[0] != SHARD_MAGIC)
-        die("%s: not a token shard (magic %d, expected %d)", path, header[0], SHARD_MAGIC);
-    if (header[1] != 1) die("%s: unsupported token shard version %d (expected 1)", path, header[1]);
-    if (header[2] < 0) die("%s: negative token count %d", path, header[2]);
-    if (fseek(f, 0, SEEK_END) != 0) die("%s: cannot seek: %s", path, strerror(errno));
-    long size = ftell(f);
-    long expect = 1024 + 2L * header[2];
-    if (size != expect)
-        die("%s: file is %ld bytes but its header promises %d tokens (%ld bytes)", path, size,
-            header[2], expect);
-    if (header[2] < 2) die("%s: token shard has %d tokens; at least 2 are needed", path, header[2]);
-    s->n = header[2];
-    s->tokens = xcalloc(s->n, sizeof(uint16_t), path);
-    if (fseek(f, 1024, SEEK_SET) != 0 || fread(s->tokens, 2, s->n, f) != (size_t)s->n)
-        die("%s: read error", path);
-    fclose(f);
-    unsigned largest = 0; /* what vocabulary the data needs, for the message */
-    for (long i = 0; i < s->n; i++)
-        if (s->tokens[i] > largest) largest = s->tokens[i];
-    for (long i = 0; largest >= (unsigned)V && i < s->n; i++)
-        if (s->tokens[i] >= V)
-            die("%s: token %u at index %ld is not below the vocabulary size %d (the largest token "
-                "is %u: the data needs --vocab %u or more)", path, s->tokens[i], i, V, largest,
-                largest + 1);
-}
-
-/* A shard, or several read in order as one token stream: PATTERN may be a glob pattern
- * (llm.c's data comes as name_000001.bin, name_000002.bin, ...), expanded in sorted order. */
-static void shards_load(Shard *s, const char *pattern, int V, const char *flag) {
-    if (!strpbrk(pattern, "*?[")) {
-        shard_load(s, pattern, V);
-        return;
-    }
-    glob_t g;
-    int rc = glob(pattern, 0, NULL, &g);
-    if (rc == GLOB_NOMATCH || (rc == 0 && g.gl_pathc == 0))
-        die("%s %s: no file matches the pattern", flag, pattern);
-    if (rc != 0) die("%s %s: cannot expand the pattern", flag, pattern);
-    Shard *parts = xcalloc(g.gl_pathc, sizeof(Shard), "shards");
-    long total = 0;
-    for (size_t i = 0; i < g.gl_pathc; i++) {
-        shard_load(&parts[i], g.gl_pathv[i], V);
-        if (parts[i].n > LONG_MAX / 2 - total) die("%s %s: too many tokens", flag, pattern);
-        total += parts[i].n;
-    }
-    s->n = total;
-    s->tokens = xcalloc(total, sizeof(uint16_t), pattern);
-    for (size_t i = 0, at = 0; i < g.gl_pathc; at += parts[i].n, i++) {
-        memcpy(s->tokens + at, parts[i].tokens, parts[i].n * sizeof(uint16_t));
-        free(parts[i].tokens);
-    }
-    printf("%s %s: %zu shards, %ld tokens, read in order as one stream\n", flag, pattern,
-           g.gl_pathc, total);
-    free(parts);
-    globfree(&g);
-}
-
-/* One training sequence or evaluation chunk of T inputs and T targets that starts at token
- * `start` of the shard (doc/SPEC.md sections 7 and 10). Without a start token: inputs
- * t[start .. start+T), targets one to the right. With one: inputs [bos, t[start] ..
- * t[start+T-2]] and targets t[start .. start+T), so every target is still a token of data.
- * sequence_slice gives positions i0 .. i0+n-1 of it (texts that go through in blocks). */
-static void sequence_slice(int *inputs, int *targets, const uint16_t *t, long start, long i0,
-                           int n, int bos) {
-    for (int j = 0; j < n; j++) {
-        long i = start + i0 + j;
-        if (bos < 0) {
-            inputs[j] = t[i];
-            targets[j] = t[i + 1];
-        } else {
-            inputs[j] = i0 + j == 0 ? bos : t[i - 1];
-            targets[j] = t[i];
-        }
-    }
-}
-static void make_sequence(int *inputs, int *targets, const uint16_t *t, long start, int T,
-                          int bos) {
-    sequence_slice(inputs, targets, t, start, 0, T, bos);
-}
-
-/* The batch order. Unshuffled (doc/SPEC.md section 10): a cursor starts at 0, sequence b of
- * a batch starts at token cursor + b*T, the cursor advances by B*T and wraps to 0 when fewer
- * than B*T+1 tokens remain. Shuffled: the shard is cut into floor((N-1)/T) sequences at
- * multiples of T, and each epoch visits them in a fresh random order (a function of the seed
- * and the epoch), B at a time, skipping a partial batch at the end. The whole state is
- * (cursor, epoch), so a resume can restore it. */
-typedef struct {
-    const Shard *shard;
-    int B, T;
-    int shuffle;     /* 1: shuffled order */
-    int bos;         /* the start token, or -1 */
-    uint64_t seed;
-    long cursor;     /* unshuffled: a token position; shuffled: an index into the order */
-    long epoch;
-    long num_seqs;   /* shuffled: sequences per epoch */
-    long *order;     /* shuffled: (num_seqs) the epoch's permutation */
-} Loader;
-
-static void loader_shuffle(Loader *ld) {
-    for (long i = 0; i < ld->num_seqs; i++) ld->order[i] = i;
-    uint64_t rng = ld->seed * 0x2545F4914F6CDD1Dull + (uint64_t)ld->epoch + 1;
-    for (long i = ld->num_seqs - 1; i > 0; i--) { /* Fisher-Yates */
-        long j = (long)(rng_next(&rng) % (uint64_t)(i + 1));
-        long swap = ld->order[i];
-        ld->order[i] = ld->order[j];
-        ld->order[j] = swap;
-    }
-}
-
-static void loader_init(Loader *ld, const Shard *s, int B, int T, int shuffle, uint64_t seed,
-                        int bos, const char *name) {
-    memset(ld, 0, sizeof(*ld));
-    ld->shard = s;
-    ld->B = B;
-    ld->T = T;
-    ld->shuffle = shuffle;
-    ld->seed = seed;
-    ld->bos = bos;
-    if (s->n < (long)B * T + 1)
-        die("%s: %ld tokens are too few for a batch of %d x %d (+1)", name, s->n, B, T);
-    if (shuffle) {
-        ld->num_seqs = (s->n - 1) / T;
-        ld->order = xcalloc(ld->num_seqs, sizeof(long), "shuffle order");
-        loader_shuffle(ld);
-    }
-}
-
-/* Restore a position saved in a checkpoint. Shuffled, the end of an epoch (num_seqs) is
- * valid: loader_next starts the next epoch from it. Unshuffled, a batch reads B*T+1 tokens
- * from the cursor, so the cursor must be below n - B*T. */
-static void loader_seek(Loader *ld, long cursor, long epoch) {
-    long limit = ld->shuffle ? ld->num_seqs + 1 : ld->shard->n - (long)ld->B * ld->T;
-    if (cursor < 0 || cursor >= limit || epoch < 0)
-        die("checkpoint's data position %ld is outside the training shard", cursor);
-    ld->cursor = cursor;
-    if (ld->shuffle && epoch != ld->epoch) {
-        ld->epoch = epoch;
-        loader_shuffle(ld);
-    }
-}
-
-static void loader_next(Loader *ld, int *inputs, int *targets) {
-    int B = ld->B, T = ld->T;
-    const uint16_t *t = ld->shard->tokens;
-    if (ld->shuffle && ld->cursor + B > ld->num_seqs) {
-        ld->epoch++;
-        ld->cursor = 0;
-        loader_shuffle(ld);
-    }
-    for (int b = 0; b < B; b++) {
-        long start = ld->shuffle ? ld->order[ld->cursor + b] * T : ld->cursor + (long)b * T;
-        make_sequence(inputs + (long)b * T, targets + (long)b * T, t, start, T, ld->bos);
-    }
-    if (ld->shuffle) {
-        ld->cursor += B;
-        return;
-    }
-    ld->cursor += (long)B * T;
-    if (ld->shard->n - ld->cursor < (long)B * T + 1) ld->cursor = 0;
-}
-
-static void loader_free(Loader *ld) {
-    free(ld->order);
-    ld->order = NULL;
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* 8. checkpoints                                                                        */
-/* ------------------------------------------------------------------------------------ */
-
-/* doc/SPEC.md section 8: 256 int32 header, the parameters as float32 in checkpoint order and,
- * when header[15] = 1, the AdamW moments m and v (same layout) and the trainer state:
- * TRAINER_STATE_INTS int64 then TRAINER_STATE_DOUBLES float64. Version 2 adds the start token
- * (header[16]) and a CRC-32 of the whole file (header[17], computed with that field 0), so
- * that corruption is an error instead of a model that silently means something else. A
- * checkpoint is written to PATH.tmp, synced and renamed over PATH: a complete checkpoint
- * exists at every instant. */
-#define CKPT_MAGIC 0x54415753 /* the bytes "SWAT" */
-#define CKPT_VERSION 2        /* written for new models; version 1 files are still read */
-#define CKPT_CRC_FIELD 17
-#define TRAINER_STATE_MAGIC 0x4E55525454415753ll /* the bytes "SWATTRUN" */
-#define TRAINER_STATE_INTS 16
-#define TRAINER_STATE_DOUBLES 16
-
-/* CRC-32 as in zlib, PNG and Python's zlib.crc32 (reflected polynomial 0xEDB88320, initial
- * and final XOR 0xFFFFFFFF), a byte at a time through a 256-entry table. Chainable:
- * crc32_update(crc32_update(0, a, na), b, nb) is the CRC of a followed by b. */
-static uint32_t crc32_update(uint32_t crc, const void *data, size_t n) {
-    static uint32_t table[256];
-    static int ready = 0;
-    if (!ready) { /* benign if two threads race: both write the same values */
-        for (uint32_t i = 0; i < 256; i++) {
-            uint32_t c = i;
-            for (int j = 0; j < 8; j++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-            table[i] = c;
-        }
-        ready = 1;
-    }
-    const unsigned char *p = data;
-    crc = ~crc;
-    for (size_t i = 0; i < n; i++) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
-    return ~crc;
-}
-
-/* Everything needed to continue a run exactly where it stopped. */
-typedef struct {
-    OptimConfig opt;
-    int B, T;
-    int shuffle;
-    int step;            /* optimizer steps completed */
-    uint64_t seed;
-    uint64_t sample_rng; /* the generator of the training samples */
-    long cursor, epoch;  /* the training loader's position */
-} TrainState;
-
-/* The model's fields in header order: header[2 + i] is the int at config_fields[i]. */
-static const size_t config_fields[] = {
-    offsetof(ModelConfig, V), offsetof(ModelConfig, L), offsetof(ModelConfig, H),
-    offsetof(ModelConfig, C), offsetof(ModelConfig, F), offsetof(ModelConfig, window),
-    offsetof(ModelConfig, attn), offsetof(ModelConfig, alibi_neg),
-    offsetof(ModelConfig, alibi_pos), offsetof(ModelConfig, rope),
-    offsetof(ModelConfig, rope_theta), offsetof(ModelConfig, seq_len)};
-#define CONFIG_FIELDS (int)(sizeof(config_fields) / sizeof(config_fields[0]))
-
-static void config_to_header(const ModelConfig *c, int32_t *h) {
-    memset(h, 0, 256 * sizeof(int32_t));
-    h[0] = CKPT_MAGIC;
-    h[1] = c->version;
-    for (int i = 0; i < CONFIG_FIELDS; i++)
-        h[2 + i] = *(const int *)((const char *)c + config_fields[i]);
-    if (c->version >= 2) h[16] = c->bos; /* version 1: 0, and no start token */
-}
-
-/* The inverse of config_to_header: the model a header describes (checked by config_problem). */
-static ModelConfig header_to_config(const int32_t *h) {
-    ModelConfig c;
-    for (int i = 0; i < CONFIG_FIELDS; i++) *(int *)((char *)&c + config_fields[i]) = h[2 + i];
-    c.version = h[1];
-    c.bos = h[1] == 2 ? h[16] : -1;
-    return c;
-}
-
-/* The size of a checkpoint of this model, with or without the trainer state. */
-static double checkpoint_bytes(const ModelConfig *c, int has_state) {
-    double P = (double)param_count(c);
-    double state = 8 * P + 8.0 * (TRAINER_STATE_INTS + TRAINER_STATE_DOUBLES);
-    return 1024.0 + 4 * P + (has_state ? state : 0);
-}
-
-/* fwrite that also runs the CRC over what it wrote */
-static int write_crc(FILE *f, const void *data, size_t size, size_t count, uint32_t *crc) {
-    *crc = crc32_update(*crc, data, size * count);
-    return fwrite(data, size, count, f) == count;
-}
-
-/* The moments and the trainer state, after the parameters */
-static int write_state(FILE *f, const Model *m, const TrainState *ts, uint32_t *crc) {
-    const OptimConfig *o = &ts->opt;
-    int64_t ints[TRAINER_STATE_INTS] = {TRAINER_STATE_MAGIC, o->steps, o->warmup, ts->B, ts->T,
-                                        (int64_t)ts->seed, ts->shuffle, ts->cursor, ts->epoch,
-                                        (int64_t)ts->sample_rng};
-    double dbl[TRAINER_STATE_DOUBLES] = {o->lr, o->min_lr_ratio, o->beta1, o->beta2, o->eps,
-                                         o->weight_decay, o->clip};
-    return write_crc(f, m->adam_m, 4, m->num_params, crc) &&
-           write_crc(f, m->adam_v, 4, m->num_params, crc) &&
-           write_crc(f, ints, 8, TRAINER_STATE_INTS, crc) &&
-           write_crc(f, dbl, 8, TRAINER_STATE_DOUBLES, crc);
-}
-
-static void checkpoint_save(const char *path, const Model *m, const TrainState *ts) {
-    size_t len = strlen(path);
-    char *tmp = xcalloc(len + 5, 1, "path");
-    snprintf(tmp, len + 5, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) die("%s: cannot write checkpoint: %s", tmp, strerror(errno));
-    int32_t h[256];
-    uint32_t crc = 0;
-    config_to_header(&m->cfg, h);
-    h[14] = ts ? ts->step : 0;
-    h[15] = ts && m->adam_m ? 1 : 0;
-    int ok = write_crc(f, h, 4, 256, &crc) && write_crc(f, m->params, 4, m->num_params, &crc);
-    if (ok && h[15]) ok = write_state(f, m, ts, &crc);
-    if (ok && m->cfg.version >= 2) /* the CRC went over the header with its field still 0 */
-        ok = fseek(f, 4L * CKPT_CRC_FIELD, SEEK_SET) == 0 && fwrite(&crc, 4, 1, f) == 1;
-    int err = errno;
-    if (ok && (fflush(f) != 0 || fsync(fileno(f)) != 0)) {
-        ok = 0;
-        err = errno;
-    }
-    if (fclose(f) != 0 && ok) {
-        ok = 0;
-        err = errno;
-    }
-    if (!ok) {
-        unlink(tmp);
-        die("%s: writing the checkpoint failed (%s); any previous checkpoint is intact", path,
-            strerror(err));
-    }
-    if (rename(tmp, path) != 0) {
-        err = errno;
-        unlink(tmp);
-        die("%s: cannot rename %s into place: %s", path, tmp, strerror(err));
-    }
-    free(tmp);
-    char *dir = dir_of(path); /* the rename is durable once the directory is synced */
-    int dir_fd = open(dir, O_RDONLY);
-    if (dir_fd >= 0) {
-        fsync(dir_fd);
-        close(dir_fd);
-    }
-    free(dir);
-}
-
-/* The CRC of a version 2 file, read as it is on disk with the CRC field taken as 0. */
-static uint32_t checkpoint_file_crc(FILE *f, const char *path) {
-    static unsigned char buf[1 << 16];
-    uint32_t crc = 0;
-    long offset = 0;
-    size_t got;
-    if (fseek(f, 0, SEEK_SET) != 0) die("%s: cannot seek: %s", path, strerror(errno));
-    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
-        for (long i = 4L * CKPT_CRC_FIELD; i < 4L * CKPT_CRC_FIELD + 4; i++)
-            if (i >= offset && i < offset + (long)got) buf[i - offset] = 0;
-        crc = crc32_update(crc, buf, got);
-        offset += (long)got;
-    }
-    if (ferror(f)) die("%s: read error", path);
-    return crc;
-}
-
-/* A version 2 file whose CRC does not match: a short file is the likeliest reason, so say
- * so when the header implies more bytes, without trusting the header for anything else. */
-static void die_checksum(FILE *f, const char *path, const int32_t *h) {
-    double size = (double)ftell(f);
-    double implied = 0;
-    ModelConfig u = header_to_config(h);
-    u.bos = -1; /* the size does not depend on it, and it may be the corrupt field */
-    if (!config_problem(&u) && (h[15] == 0 || h[15] == 1)) implied = checkpoint_bytes(&u, h[15]);
-    if (implied > size)
-        die("%s: checksum mismatch: the file is corrupt or was modified (it is %.0f bytes, its "
-            "header implies %.0f: truncated?)", path, size, implied);
-    die("%s: checksum mismatch: the file is corrupt or was modified", path);
-}
-
-/* The header's checks beyond the CRC; returns the model it describes. */
-static ModelConfig checkpoint_header(FILE *f, const char *path, const int32_t *h) {
-    ModelConfig c = header_to_config(h);
-    if (h[1] == 1 && (h[16] != 0 || h[17] != 0))
-        die("%s: bad checkpoint header: version 1 has fields 16 and 17 at 0 (they are %d and %d)",
-            path, h[16], h[17]);
-    const char *problem = config_problem(&c);
-    if (problem) die("%s: bad checkpoint header: %s", path, problem);
-    if (h[14] < 0) die("%s: bad checkpoint header: negative step count %d", path, h[14]);
-    if (h[15] != 0 && h[15] != 1)
-        die("%s: bad checkpoint header: field 15 is %d (expected 0 or 1)", path, h[15]);
-    for (int i = 18; i < 256; i++)
-        if (h[i] != 0)
-            die("%s: bad checkpoint header: reserved field %d is %d (expected 0)", path, i, h[i]);
-    double expect = checkpoint_bytes(&c, h[15]);
-    if (fseek(f, 0, SEEK_END) != 0) die("%s: cannot seek: %s", path, strerror(errno));
-    double size = (double)ftell(f);
-    if (size != expect)
-        die("%s: checkpoint is %.0f bytes but its header implies %.0f", path, size, expect);
-    return c;
-}
-
-/* The moments and the trainer state, after the parameters; checked, into m and ts. */
-static void read_state(FILE *f, const char *path, Model *m, TrainState *ts, int step) {
-    m->adam_m = xcalloc(m->num_params, 4, "AdamW moments");
-    m->adam_v = xcalloc(m->num_params, 4, "AdamW moments");
-    int64_t i64[TRAINER_STATE_INTS];
-    double dbl[TRAINER_STATE_DOUBLES];
-    if (fread(m->adam_m, 4, m->num_params, f) != m->num_params ||
-        fread(m->adam_v, 4, m->num_params, f) != m->num_params ||
-        fread(i64, 8, TRAINER_STATE_INTS, f) != TRAINER_STATE_INTS ||
-        fread(dbl, 8, TRAINER_STATE_DOUBLES, f) != TRAINER_STATE_DOUBLES)
-        die("%s: read error", path);
-    if (i64[0] != TRAINER_STATE_MAGIC) die("%s: trainer state is corrupt (bad magic)", path);
-    for (size_t i = 0; i < m->num_params; i++)
-        if (!isfinite(m->adam_m[i]) || !(m->adam_v[i] >= 0) || !isfinite(m->adam_v[i]))
-            die("%s: AdamW moment %zu is not finite", path, i);
-    int sizes_ok = i64[1] >= 0 && i64[1] <= INT32_MAX && i64[2] >= 0 && i64[2] <= INT32_MAX &&
-                   i64[3] >= 1 && i64[3] <= INT32_MAX && i64[4] >= 1 && i64[4] <= INT32_MAX;
-    if (!sizes_ok || (i64[6] != 0 && i64[6] != 1) || i64[7] < 0 || i64[8] < 0)
-        die("%s: trainer state is corrupt (a field is out of range)", path);
-    for (int i = 0; i < 7; i++)
-        if (!isfinite(dbl[i]) || dbl[i] < 0)
-            die("%s: trainer state is corrupt (hyperparameter %d)", path, i);
-    if (dbl[0] > 1e3 || dbl[1] > 1 || dbl[2] >= 1 || dbl[3] >= 1 || !(dbl[4] > 0) ||
-        dbl[5] > 1e3 || dbl[6] > 1e30)
-        die("%s: trainer state is corrupt (a hyperparameter is out of range)", path);
-    memset(ts, 0, sizeof(*ts));
-    ts->opt = (OptimConfig){.lr = dbl[0], .min_lr_ratio = dbl[1], .beta1 = dbl[2],
-                            .beta2 = dbl[3], .eps = dbl[4], .weight_decay = dbl[5],
-                            .clip = dbl[6], .steps = (int)i64[1], .warmup = (int)i64[2]};
-    ts->B = (int)i64[3];
-    ts->T = (int)i64[4];
-    ts->seed = (uint64_t)i64[5];
-    ts->shuffle = (int)i64[6];
-    ts->cursor = (long)i64[7];
-    ts->epoch = (long)i64[8];
-    ts->sample_rng = (uint64_t)i64[9];
-    ts->step = step;
-}
-
-/* Load a checkpoint into a fresh model. If ts is not NULL and the file carries trainer state,
- * fill it and the AdamW moments and return 1; else return 0. Nothing beyond the magic and the
- * version is trusted before a version 2 file's CRC matches. */
-static int checkpoint_load(const char *path, Model *m, TrainState *ts) {
-    FILE *f = fopen(path, "rb");
-    if (!f) die("%s: cannot open checkpoint: %s", path, strerror(errno));
-    int32_t h[256];
-    size_t got = fread(h, 4, 256, f);
-    if (got == 0) die("%s: checkpoint is empty", path);
-    if (got < 256)
-        die("%s: checkpoint is truncated (header is %zu of 1024 bytes)", path, got * 4);
-    if (h[0] != CKPT_MAGIC)
-        die("%s: not a SWAT checkpoint (bad magic 0x%08x)", path, (unsigned)h[0]);
-    if (h[1] != 1 && h[1] != 2)
-        die("%s: unsupported checkpoint version %d (this trainer reads 1 and 2)", path, h[1]);
-    if (h[1] == 2 && checkpoint_file_crc(f, path) != (uint32_t)h[CKPT_CRC_FIELD])
-        die_checksum(f, path, h);
-    ModelConfig c = checkpoint_header(f, path, h);
-    model_create(m, &c);
-    fseek(f, 1024, SEEK_SET);
-    if (fread(m->params, 4, m->num_params, f) != m->num_params) die("%s: read error", path);
-    for (size_t i = 0; i < m->num_params; i++)
-        if (!isfinite(m->params[i])) die("%s: parameter %zu is not finite", path, i);
-    int has_state = h[15] && ts;
-    if (has_state) read_state(f, path, m, ts, h[14]);
-    fclose(f);
-    return has_state;
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* 9. inference: token by token, with a ring buffer of w keys per layer                   */
+/* 6. one token at a time: a ring of the last w keys and values per layer                */
 /* ------------------------------------------------------------------------------------ */
 
 /* A SWAT layer at position p only needs the keys and values of positions p-w+1..p, so each
@@ -2209,6 +1664,283 @@ static int sample_token(const float *logits, int V, double temperature, int top_
     return best;
 }
 
+/* ------------------------------------------------------------------------------------ */
+/* 7. the optimizer                                                                      */
+/* ------------------------------------------------------------------------------------ */
+
+typedef struct {
+    double lr;           /* peak learning rate */
+    double min_lr_ratio; /* the cosine decays to lr*min_lr_ratio */
+    int warmup;          /* steps of linear warmup */
+    int steps;           /* the planned length of the run (the schedule's horizon) */
+    double beta1, beta2, eps, weight_decay;
+    double clip;         /* the global gradient norm is clipped to this (0: no clipping) */
+} OptimConfig;
+
+/* Linear warmup: step s < warmup uses lr*(s+1)/warmup. Then a cosine from lr down to
+ * lr*min_lr_ratio over the rest of the planned run (with warmup 0 and one step: exactly lr). */
+static double lr_at_step(const OptimConfig *o, int step) {
+    if (step < o->warmup) return o->lr * (step + 1) / o->warmup;
+    int decay_steps = o->steps - o->warmup > 1 ? o->steps - o->warmup : 1;
+    double progress = (double)(step - o->warmup) / decay_steps;
+    if (progress > 1.0) progress = 1.0;
+    double min_lr = o->lr * o->min_lr_ratio; /* written so that progress 0 gives lr exactly */
+    return o->lr - 0.5 * (o->lr - min_lr) * (1.0 - cos(M_PI * progress));
+}
+
+/* The global L2 norm of all gradients, summed in a fixed order: 64 slices, each in double in
+ * SUM_LANES lanes (as dot3 sums), then the slices in order: any thread count gives the same. */
+static double grad_norm(const float *grads, size_t n) {
+    enum { SLICES = 64 };
+    double part[SLICES];
+    #pragma omp parallel for schedule(static)
+    for (int s = 0; s < SLICES; s++) {
+        size_t lo = n * s / SLICES, hi = n * (s + 1) / SLICES, i = lo;
+        double lane[SUM_LANES] = {0}, acc = 0.0;
+        for (; i + SUM_LANES <= hi; i += SUM_LANES)
+            for (int l = 0; l < SUM_LANES; l++) lane[l] += (double)grads[i + l] * grads[i + l];
+        for (int l = 0; l < SUM_LANES; l++) acc += lane[l];
+        for (; i < hi; i++) acc += (double)grads[i] * grads[i];
+        part[s] = acc;
+    }
+    double total = 0.0;
+    for (int s = 0; s < SLICES; s++) total += part[s];
+    return sqrt(total);
+}
+
+/* One AdamW step with PyTorch's semantics: clip the gradients to a global norm of `clip`
+ * (coefficient clip/(norm+1e-6), as torch.nn.utils.clip_grad_norm_), then per parameter
+ *   p -= lr*wd*p                                  (decoupled decay, matrices only)
+ *   m = b1 m + (1-b1) g ;  v = b2 v + (1-b2) g^2
+ *   p -= lr * (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)   with t = step+1.
+ * `norm` is grad_norm() of the unclipped gradients. */
+static void adamw_step(Model *m, const OptimConfig *o, int step, double lr, double norm) {
+    if (!m->adam_m) {
+        m->adam_m = xcalloc(m->num_params, sizeof(float), "AdamW moments");
+        m->adam_v = xcalloc(m->num_params, sizeof(float), "AdamW moments");
+    }
+    float gscale = 1.0f;
+    if (o->clip > 0 && o->clip / (norm + 1e-6) < 1.0) gscale = (float)(o->clip / (norm + 1e-6));
+    double bc1 = 1.0 - pow(o->beta1, step + 1), bc2 = 1.0 - pow(o->beta2, step + 1);
+    float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
+    float step_size = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
+    size_t sizes[NUM_PARAM_TENSORS], off = 0;
+    param_sizes(&m->cfg, sizes);
+    for (int tensor = 0; tensor < NUM_PARAM_TENSORS; tensor++) {
+        float decay = param_is_decayed(tensor) ? (float)(1.0 - lr * o->weight_decay) : 1.0f;
+        float *p = m->params + off;
+        const float *grad = m->grads + off;
+        float *m1 = m->adam_m + off; /* the first moment m */
+        float *m2 = m->adam_v + off; /* the second moment v */
+        #pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < sizes[tensor]; i++) {
+            float g = grad[i] * gscale;
+            m1[i] = b1 * m1[i] + (1.0f - b1) * g;
+            m2[i] = b2 * m2[i] + (1.0f - b2) * g * g;
+            p[i] = p[i] * decay - step_size * m1[i] / (sqrtf(m2[i]) * inv_sqrt_bc2 + eps);
+        }
+        off += sizes[tensor];
+    }
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* 8. data: token shards, the batch order, the tokenizer                                 */
+/* ------------------------------------------------------------------------------------ */
+
+/* A token shard (doc/SPEC.md section 9, llm.c's format): 256 int32 [20240520, 1, N, 0...],
+ * then N uint16 tokens. The whole shard is read into memory and checked. */
+#define SHARD_MAGIC 20240520
+typedef struct {
+    uint16_t *tokens; /* (n) */
+    long n;
+} Shard;
+
+/* 1 if the first bytes of a header are printable text (someone passed a .txt file) */
+static int looks_like_text(const int32_t *header) {
+    const unsigned char *b = (const unsigned char *)header;
+    for (int i = 0; i < 64; i++)
+        if (b[i] < 9 || (b[i] > 13 && b[i] < 32) || b[i] == 127) return 0;
+    return 1;
+}
+
+static void shard_load(Shard *s, const char *path, int V) {
+    FILE *f = fopen(path, "rb");
+    if (!f) die("%s: cannot open token shard: %s", path, strerror(errno));
+    int32_t header[256];
+    size_t got = fread(header, sizeof(int32_t), 256, f);
+    if (got == 0) die("%s: token shard is empty", path);
+    if (got < 256)
+        die("%s: token shard is truncated (header is %zu of 1024 bytes)", path, got * 4);
+    if (header[0] != SHARD_MAGIC && looks_like_text(header))
+        die("%s: not a token shard (magic %d, expected %d): it looks like text; make shards of it "
+            "with data/prepare_text (bytes) or data/prepare_bpe.py (subwords)", path, header[0],
+            SHARD_MAGIC);
+    if (header[0] != SHARD_MAGIC)
+        die("%s: not a token shard (magic %d, expected %d)", path, header[0], SHARD_MAGIC);
+    if (header[1] != 1) die("%s: unsupported token shard version %d (expected 1)", path, header[1]);
+    if (header[2] < 0) die("%s: negative token count %d", path, header[2]);
+    if (fseek(f, 0, SEEK_END) != 0) die("%s: cannot seek: %s", path, strerror(errno));
+    long size = ftell(f);
+    long expect = 1024 + 2L * header[2];
+    if (size != expect)
+        die("%s: file is %ld bytes but its header promises %d tokens (%ld bytes)", path, size,
+            header[2], expect);
+    if (header[2] < 2) die("%s: token shard has %d tokens; at least 2 are needed", path, header[2]);
+    s->n = header[2];
+    s->tokens = xcalloc(s->n, sizeof(uint16_t), path);
+    if (fseek(f, 1024, SEEK_SET) != 0 || fread(s->tokens, 2, s->n, f) != (size_t)s->n)
+        die("%s: read error", path);
+    fclose(f);
+    unsigned largest = 0; /* what vocabulary the data needs, for the message */
+    for (long i = 0; i < s->n; i++)
+        if (s->tokens[i] > largest) largest = s->tokens[i];
+    for (long i = 0; largest >= (unsigned)V && i < s->n; i++)
+        if (s->tokens[i] >= V)
+            die("%s: token %u at index %ld is not below the vocabulary size %d (the largest token "
+                "is %u: the data needs --vocab %u or more)", path, s->tokens[i], i, V, largest,
+                largest + 1);
+}
+
+/* A shard, or several read in order as one token stream: PATTERN may be a glob pattern
+ * (llm.c's data comes as name_000001.bin, name_000002.bin, ...), expanded in sorted order. */
+static void shards_load(Shard *s, const char *pattern, int V, const char *flag) {
+    if (!strpbrk(pattern, "*?[")) {
+        shard_load(s, pattern, V);
+        return;
+    }
+    glob_t g;
+    int rc = glob(pattern, 0, NULL, &g);
+    if (rc == GLOB_NOMATCH || (rc == 0 && g.gl_pathc == 0))
+        die("%s %s: no file matches the pattern", flag, pattern);
+    if (rc != 0) die("%s %s: cannot expand the pattern", flag, pattern);
+    Shard *parts = xcalloc(g.gl_pathc, sizeof(Shard), "shards");
+    long total = 0;
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        shard_load(&parts[i], g.gl_pathv[i], V);
+        if (parts[i].n > LONG_MAX / 2 - total) die("%s %s: too many tokens", flag, pattern);
+        total += parts[i].n;
+    }
+    s->n = total;
+    s->tokens = xcalloc(total, sizeof(uint16_t), pattern);
+    for (size_t i = 0, at = 0; i < g.gl_pathc; at += parts[i].n, i++) {
+        memcpy(s->tokens + at, parts[i].tokens, parts[i].n * sizeof(uint16_t));
+        free(parts[i].tokens);
+    }
+    printf("%s %s: %zu shards, %ld tokens, read in order as one stream\n", flag, pattern,
+           g.gl_pathc, total);
+    free(parts);
+    globfree(&g);
+}
+
+/* One training sequence or evaluation chunk of T inputs and T targets that starts at token
+ * `start` of the shard (doc/SPEC.md sections 7 and 10). Without a start token: inputs
+ * t[start .. start+T), targets one to the right. With one: inputs [bos, t[start] ..
+ * t[start+T-2]] and targets t[start .. start+T), so every target is still a token of data.
+ * sequence_slice gives positions i0 .. i0+n-1 of it (texts that go through in blocks). */
+static void sequence_slice(int *inputs, int *targets, const uint16_t *t, long start, long i0,
+                           int n, int bos) {
+    for (int j = 0; j < n; j++) {
+        long i = start + i0 + j;
+        if (bos < 0) {
+            inputs[j] = t[i];
+            targets[j] = t[i + 1];
+        } else {
+            inputs[j] = i0 + j == 0 ? bos : t[i - 1];
+            targets[j] = t[i];
+        }
+    }
+}
+static void make_sequence(int *inputs, int *targets, const uint16_t *t, long start, int T,
+                          int bos) {
+    sequence_slice(inputs, targets, t, start, 0, T, bos);
+}
+
+/* The batch order. Unshuffled (doc/SPEC.md section 10): a cursor starts at 0, sequence b of
+ * a batch starts at token cursor + b*T, the cursor advances by B*T and wraps to 0 when fewer
+ * than B*T+1 tokens remain. Shuffled: the shard is cut into floor((N-1)/T) sequences at
+ * multiples of T, and each epoch visits them in a fresh random order (a function of the seed
+ * and the epoch), B at a time, skipping a partial batch at the end. The whole state is
+ * (cursor, epoch), so a resume can restore it. */
+typedef struct {
+    const Shard *shard;
+    int B, T;
+    int shuffle;     /* 1: shuffled order */
+    int bos;         /* the start token, or -1 */
+    uint64_t seed;
+    long cursor;     /* unshuffled: a token position; shuffled: an index into the order */
+    long epoch;
+    long num_seqs;   /* shuffled: sequences per epoch */
+    long *order;     /* shuffled: (num_seqs) the epoch's permutation */
+} Loader;
+
+static void loader_shuffle(Loader *ld) {
+    for (long i = 0; i < ld->num_seqs; i++) ld->order[i] = i;
+    uint64_t rng = ld->seed * 0x2545F4914F6CDD1Dull + (uint64_t)ld->epoch + 1;
+    for (long i = ld->num_seqs - 1; i > 0; i--) { /* Fisher-Yates */
+        long j = (long)(rng_next(&rng) % (uint64_t)(i + 1));
+        long swap = ld->order[i];
+        ld->order[i] = ld->order[j];
+        ld->order[j] = swap;
+    }
+}
+
+static void loader_init(Loader *ld, const Shard *s, int B, int T, int shuffle, uint64_t seed,
+                        int bos, const char *name) {
+    memset(ld, 0, sizeof(*ld));
+    ld->shard = s;
+    ld->B = B;
+    ld->T = T;
+    ld->shuffle = shuffle;
+    ld->seed = seed;
+    ld->bos = bos;
+    if (s->n < (long)B * T + 1)
+        die("%s: %ld tokens are too few for a batch of %d x %d (+1)", name, s->n, B, T);
+    if (shuffle) {
+        ld->num_seqs = (s->n - 1) / T;
+        ld->order = xcalloc(ld->num_seqs, sizeof(long), "shuffle order");
+        loader_shuffle(ld);
+    }
+}
+
+/* Restore a position saved in a checkpoint. Shuffled, the end of an epoch (num_seqs) is
+ * valid: loader_next starts the next epoch from it. Unshuffled, a batch reads B*T+1 tokens
+ * from the cursor, so the cursor must be below n - B*T. */
+static void loader_seek(Loader *ld, long cursor, long epoch) {
+    long limit = ld->shuffle ? ld->num_seqs + 1 : ld->shard->n - (long)ld->B * ld->T;
+    if (cursor < 0 || cursor >= limit || epoch < 0)
+        die("checkpoint's data position %ld is outside the training shard", cursor);
+    ld->cursor = cursor;
+    if (ld->shuffle && epoch != ld->epoch) {
+        ld->epoch = epoch;
+        loader_shuffle(ld);
+    }
+}
+
+static void loader_next(Loader *ld, int *inputs, int *targets) {
+    int B = ld->B, T = ld->T;
+    const uint16_t *t = ld->shard->tokens;
+    if (ld->shuffle && ld->cursor + B > ld->num_seqs) {
+        ld->epoch++;
+        ld->cursor = 0;
+        loader_shuffle(ld);
+    }
+    for (int b = 0; b < B; b++) {
+        long start = ld->shuffle ? ld->order[ld->cursor + b] * T : ld->cursor + (long)b * T;
+        make_sequence(inputs + (long)b * T, targets + (long)b * T, t, start, T, ld->bos);
+    }
+    if (ld->shuffle) {
+        ld->cursor += B;
+        return;
+    }
+    ld->cursor += (long)B * T;
+    if (ld->shard->n - ld->cursor < (long)B * T + 1) ld->cursor = 0;
+}
+
+static void loader_free(Loader *ld) {
+    free(ld->order);
+    ld->order = NULL;
+}
+
 /* A tokenizer file (llm.c's format, doc/SPEC.md section 9): 256 uint32 [20240328, version 1 or 2,
  * V, end-of-text id (version 2)], then for each token one uint8 length n >= 1 and its n
  * bytes. Decoding is concatenating the tokens' bytes; the file says nothing about how text
@@ -2289,7 +2021,275 @@ static void print_token(FILE *f, const Tokenizer *tk, int token, int V) {
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* 10. evaluation and generation: the model in blocks of positions                     */
+/* 9. checkpoints                                                                        */
+/* ------------------------------------------------------------------------------------ */
+
+/* doc/SPEC.md section 8: 256 int32 header, the parameters as float32 in checkpoint order and,
+ * when header[15] = 1, the AdamW moments m and v (same layout) and the trainer state:
+ * TRAINER_STATE_INTS int64 then TRAINER_STATE_DOUBLES float64. Version 2 adds the start token
+ * (header[16]) and a CRC-32 of the whole file (header[17], computed with that field 0), so
+ * that corruption is an error instead of a model that silently means something else. A
+ * checkpoint is written to PATH.tmp, synced and renamed over PATH: a complete checkpoint
+ * exists at every instant. */
+#define CKPT_MAGIC 0x54415753 /* the bytes "SWAT" */
+#define CKPT_VERSION 2        /* written for new models; version 1 files are still read */
+#define CKPT_CRC_FIELD 17
+#define TRAINER_STATE_MAGIC 0x4E55525454415753ll /* the bytes "SWATTRUN" */
+#define TRAINER_STATE_INTS 16
+#define TRAINER_STATE_DOUBLES 16
+
+/* CRC-32 as in zlib, PNG and Python's zlib.crc32 (reflected polynomial 0xEDB88320, initial
+ * and final XOR 0xFFFFFFFF), a byte at a time through a 256-entry table. Chainable:
+ * crc32_update(crc32_update(0, a, na), b, nb) is the CRC of a followed by b. */
+static uint32_t crc32_update(uint32_t crc, const void *data, size_t n) {
+    static uint32_t table[256];
+    static int ready = 0;
+    if (!ready) { /* benign if two threads race: both write the same values */
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = i;
+            for (int j = 0; j < 8; j++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            table[i] = c;
+        }
+        ready = 1;
+    }
+    const unsigned char *p = data;
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+/* Everything needed to continue a run exactly where it stopped. */
+typedef struct {
+    OptimConfig opt;
+    int B, T;
+    int shuffle;
+    int step;            /* optimizer steps completed */
+    uint64_t seed;
+    uint64_t sample_rng; /* the generator of the training samples */
+    long cursor, epoch;  /* the training loader's position */
+} TrainState;
+
+/* The model's fields in header order: header[2 + i] is the int at config_fields[i]. */
+static const size_t config_fields[] = {
+    offsetof(ModelConfig, V), offsetof(ModelConfig, L), offsetof(ModelConfig, H),
+    offsetof(ModelConfig, C), offsetof(ModelConfig, F), offsetof(ModelConfig, window),
+    offsetof(ModelConfig, attn), offsetof(ModelConfig, alibi_neg),
+    offsetof(ModelConfig, alibi_pos), offsetof(ModelConfig, rope),
+    offsetof(ModelConfig, rope_theta), offsetof(ModelConfig, seq_len)};
+#define CONFIG_FIELDS (int)(sizeof(config_fields) / sizeof(config_fields[0]))
+
+static void config_to_header(const ModelConfig *c, int32_t *h) {
+    memset(h, 0, 256 * sizeof(int32_t));
+    h[0] = CKPT_MAGIC;
+    h[1] = c->version;
+    for (int i = 0; i < CONFIG_FIELDS; i++)
+        h[2 + i] = *(const int *)((const char *)c + config_fields[i]);
+    if (c->version >= 2) h[16] = c->bos; /* version 1: 0, and no start token */
+}
+
+/* The inverse of config_to_header: the model a header describes (checked by config_problem). */
+static ModelConfig header_to_config(const int32_t *h) {
+    ModelConfig c;
+    for (int i = 0; i < CONFIG_FIELDS; i++) *(int *)((char *)&c + config_fields[i]) = h[2 + i];
+    c.version = h[1];
+    c.bos = h[1] == 2 ? h[16] : -1;
+    return c;
+}
+
+/* The size of a checkpoint of this model, with or without the trainer state. */
+static double checkpoint_bytes(const ModelConfig *c, int has_state) {
+    double P = (double)param_count(c);
+    double state = 8 * P + 8.0 * (TRAINER_STATE_INTS + TRAINER_STATE_DOUBLES);
+    return 1024.0 + 4 * P + (has_state ? state : 0);
+}
+
+/* fwrite that also runs the CRC over what it wrote */
+static int write_crc(FILE *f, const void *data, size_t size, size_t count, uint32_t *crc) {
+    *crc = crc32_update(*crc, data, size * count);
+    return fwrite(data, size, count, f) == count;
+}
+
+/* The moments and the trainer state, after the parameters */
+static int write_state(FILE *f, const Model *m, const TrainState *ts, uint32_t *crc) {
+    const OptimConfig *o = &ts->opt;
+    int64_t ints[TRAINER_STATE_INTS] = {TRAINER_STATE_MAGIC, o->steps, o->warmup, ts->B, ts->T,
+                                        (int64_t)ts->seed, ts->shuffle, ts->cursor, ts->epoch,
+                                        (int64_t)ts->sample_rng};
+    double dbl[TRAINER_STATE_DOUBLES] = {o->lr, o->min_lr_ratio, o->beta1, o->beta2, o->eps,
+                                         o->weight_decay, o->clip};
+    return write_crc(f, m->adam_m, 4, m->num_params, crc) &&
+           write_crc(f, m->adam_v, 4, m->num_params, crc) &&
+           write_crc(f, ints, 8, TRAINER_STATE_INTS, crc) &&
+           write_crc(f, dbl, 8, TRAINER_STATE_DOUBLES, crc);
+}
+
+static void checkpoint_save(const char *path, const Model *m, const TrainState *ts) {
+    size_t len = strlen(path);
+    char *tmp = xcalloc(len + 5, 1, "path");
+    snprintf(tmp, len + 5, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) die("%s: cannot write checkpoint: %s", tmp, strerror(errno));
+    int32_t h[256];
+    uint32_t crc = 0;
+    config_to_header(&m->cfg, h);
+    h[14] = ts ? ts->step : 0;
+    h[15] = ts && m->adam_m ? 1 : 0;
+    int ok = write_crc(f, h, 4, 256, &crc) && write_crc(f, m->params, 4, m->num_params, &crc);
+    if (ok && h[15]) ok = write_state(f, m, ts, &crc);
+    if (ok && m->cfg.version >= 2) /* the CRC went over the header with its field still 0 */
+        ok = fseek(f, 4L * CKPT_CRC_FIELD, SEEK_SET) == 0 && fwrite(&crc, 4, 1, f) == 1;
+    int err = errno;
+    if (ok && (fflush(f) != 0 || fsync(fileno(f)) != 0)) {
+        ok = 0;
+        err = errno;
+    }
+    if (fclose(f) != 0 && ok) {
+        ok = 0;
+        err = errno;
+    }
+    if (!ok) {
+        unlink(tmp);
+        die("%s: writing the checkpoint failed (%s); any previous checkpoint is intact", path,
+            strerror(err));
+    }
+    if (rename(tmp, path) != 0) {
+        err = errno;
+        unlink(tmp);
+        die("%s: cannot rename %s into place: %s", path, tmp, strerror(err));
+    }
+    free(tmp);
+    char *dir = dir_of(path); /* the rename is durable once the directory is synced */
+    int dir_fd = open(dir, O_RDONLY);
+    if (dir_fd >= 0) {
+        fsync(dir_fd);
+        close(dir_fd);
+    }
+    free(dir);
+}
+
+/* The CRC of a version 2 file, read as it is on disk with the CRC field taken as 0. */
+static uint32_t checkpoint_file_crc(FILE *f, const char *path) {
+    static unsigned char buf[1 << 16];
+    uint32_t crc = 0;
+    long offset = 0;
+    size_t got;
+    if (fseek(f, 0, SEEK_SET) != 0) die("%s: cannot seek: %s", path, strerror(errno));
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
+        for (long i = 4L * CKPT_CRC_FIELD; i < 4L * CKPT_CRC_FIELD + 4; i++)
+            if (i >= offset && i < offset + (long)got) buf[i - offset] = 0;
+        crc = crc32_update(crc, buf, got);
+        offset += (long)got;
+    }
+    if (ferror(f)) die("%s: read error", path);
+    return crc;
+}
+
+/* A version 2 file whose CRC does not match: a short file is the likeliest reason, so say
+ * so when the header implies more bytes, without trusting the header for anything else. */
+static void die_checksum(FILE *f, const char *path, const int32_t *h) {
+    double size = (double)ftell(f);
+    double implied = 0;
+    ModelConfig u = header_to_config(h);
+    u.bos = -1; /* the size does not depend on it, and it may be the corrupt field */
+    if (!config_problem(&u) && (h[15] == 0 || h[15] == 1)) implied = checkpoint_bytes(&u, h[15]);
+    if (implied > size)
+        die("%s: checksum mismatch: the file is corrupt or was modified (it is %.0f bytes, its "
+            "header implies %.0f: truncated?)", path, size, implied);
+    die("%s: checksum mismatch: the file is corrupt or was modified", path);
+}
+
+/* The header's checks beyond the CRC; returns the model it describes. */
+static ModelConfig checkpoint_header(FILE *f, const char *path, const int32_t *h) {
+    ModelConfig c = header_to_config(h);
+    if (h[1] == 1 && (h[16] != 0 || h[17] != 0))
+        die("%s: bad checkpoint header: version 1 has fields 16 and 17 at 0 (they are %d and %d)",
+            path, h[16], h[17]);
+    const char *problem = config_problem(&c);
+    if (problem) die("%s: bad checkpoint header: %s", path, problem);
+    if (h[14] < 0) die("%s: bad checkpoint header: negative step count %d", path, h[14]);
+    if (h[15] != 0 && h[15] != 1)
+        die("%s: bad checkpoint header: field 15 is %d (expected 0 or 1)", path, h[15]);
+    for (int i = 18; i < 256; i++)
+        if (h[i] != 0)
+            die("%s: bad checkpoint header: reserved field %d is %d (expected 0)", path, i, h[i]);
+    double expect = checkpoint_bytes(&c, h[15]);
+    if (fseek(f, 0, SEEK_END) != 0) die("%s: cannot seek: %s", path, strerror(errno));
+    double size = (double)ftell(f);
+    if (size != expect)
+        die("%s: checkpoint is %.0f bytes but its header implies %.0f", path, size, expect);
+    return c;
+}
+
+/* The moments and the trainer state, after the parameters; checked, into m and ts. */
+static void read_state(FILE *f, const char *path, Model *m, TrainState *ts, int step) {
+    m->adam_m = xcalloc(m->num_params, 4, "AdamW moments");
+    m->adam_v = xcalloc(m->num_params, 4, "AdamW moments");
+    int64_t i64[TRAINER_STATE_INTS];
+    double dbl[TRAINER_STATE_DOUBLES];
+    if (fread(m->adam_m, 4, m->num_params, f) != m->num_params ||
+        fread(m->adam_v, 4, m->num_params, f) != m->num_params ||
+        fread(i64, 8, TRAINER_STATE_INTS, f) != TRAINER_STATE_INTS ||
+        fread(dbl, 8, TRAINER_STATE_DOUBLES, f) != TRAINER_STATE_DOUBLES)
+        die("%s: read error", path);
+    if (i64[0] != TRAINER_STATE_MAGIC) die("%s: trainer state is corrupt (bad magic)", path);
+    for (size_t i = 0; i < m->num_params; i++)
+        if (!isfinite(m->adam_m[i]) || !(m->adam_v[i] >= 0) || !isfinite(m->adam_v[i]))
+            die("%s: AdamW moment %zu is not finite", path, i);
+    int sizes_ok = i64[1] >= 0 && i64[1] <= INT32_MAX && i64[2] >= 0 && i64[2] <= INT32_MAX &&
+                   i64[3] >= 1 && i64[3] <= INT32_MAX && i64[4] >= 1 && i64[4] <= INT32_MAX;
+    if (!sizes_ok || (i64[6] != 0 && i64[6] != 1) || i64[7] < 0 || i64[8] < 0)
+        die("%s: trainer state is corrupt (a field is out of range)", path);
+    for (int i = 0; i < 7; i++)
+        if (!isfinite(dbl[i]) || dbl[i] < 0)
+            die("%s: trainer state is corrupt (hyperparameter %d)", path, i);
+    if (dbl[0] > 1e3 || dbl[1] > 1 || dbl[2] >= 1 || dbl[3] >= 1 || !(dbl[4] > 0) ||
+        dbl[5] > 1e3 || dbl[6] > 1e30)
+        die("%s: trainer state is corrupt (a hyperparameter is out of range)", path);
+    memset(ts, 0, sizeof(*ts));
+    ts->opt = (OptimConfig){.lr = dbl[0], .min_lr_ratio = dbl[1], .beta1 = dbl[2],
+                            .beta2 = dbl[3], .eps = dbl[4], .weight_decay = dbl[5],
+                            .clip = dbl[6], .steps = (int)i64[1], .warmup = (int)i64[2]};
+    ts->B = (int)i64[3];
+    ts->T = (int)i64[4];
+    ts->seed = (uint64_t)i64[5];
+    ts->shuffle = (int)i64[6];
+    ts->cursor = (long)i64[7];
+    ts->epoch = (long)i64[8];
+    ts->sample_rng = (uint64_t)i64[9];
+    ts->step = step;
+}
+
+/* Load a checkpoint into a fresh model. If ts is not NULL and the file carries trainer state,
+ * fill it and the AdamW moments and return 1; else return 0. Nothing beyond the magic and the
+ * version is trusted before a version 2 file's CRC matches. */
+static int checkpoint_load(const char *path, Model *m, TrainState *ts) {
+    FILE *f = fopen(path, "rb");
+    if (!f) die("%s: cannot open checkpoint: %s", path, strerror(errno));
+    int32_t h[256];
+    size_t got = fread(h, 4, 256, f);
+    if (got == 0) die("%s: checkpoint is empty", path);
+    if (got < 256)
+        die("%s: checkpoint is truncated (header is %zu of 1024 bytes)", path, got * 4);
+    if (h[0] != CKPT_MAGIC)
+        die("%s: not a SWAT checkpoint (bad magic 0x%08x)", path, (unsigned)h[0]);
+    if (h[1] != 1 && h[1] != 2)
+        die("%s: unsupported checkpoint version %d (this trainer reads 1 and 2)", path, h[1]);
+    if (h[1] == 2 && checkpoint_file_crc(f, path) != (uint32_t)h[CKPT_CRC_FIELD])
+        die_checksum(f, path, h);
+    ModelConfig c = checkpoint_header(f, path, h);
+    model_create(m, &c);
+    fseek(f, 1024, SEEK_SET);
+    if (fread(m->params, 4, m->num_params, f) != m->num_params) die("%s: read error", path);
+    for (size_t i = 0; i < m->num_params; i++)
+        if (!isfinite(m->params[i])) die("%s: parameter %zu is not finite", path, i);
+    int has_state = h[15] && ts;
+    if (has_state) read_state(f, path, m, ts, h[14]);
+    fclose(f);
+    return has_state;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* 10. evaluation and generation: the model in blocks of positions                       */
 /* ------------------------------------------------------------------------------------ */
 
 /* Where the attention goes, per layer and head, summed over evaluation chunks: the weight on
@@ -2738,7 +2738,7 @@ static double flops_per_token(const ModelConfig *c, int T, int window) {
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* 11. main: the command line and the training loop                                      */
+/* 11. the command line, the training step, main                                         */
 /* ------------------------------------------------------------------------------------ */
 
 /* ---- data parallel: the sums over the ranks ---------------------------------------------
