@@ -1639,22 +1639,26 @@ static void infer_step(InferState *s, int token) {
 
 /* Sample from softmax(logits / temperature), restricted to the top_k largest (0 = all);
  * temperature 0 takes the argmax. */
-static int sample_token(const float *logits, int V, double temperature, int top_k, uint64_t *rng) {
+static int sample_token(const float *logits, int V, double temperature, int top_k,
+                        uint64_t *rng) {
     int best = 0;
-    for (int i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
+    for (int i = 1; i < V; i++)
+        if (logits[i] > logits[best]) best = i;
     if (temperature <= 0) return best;
     float cutoff = -FLT_MAX;
     if (top_k > 0 && top_k < V) { /* the k-th largest logit, by repeated selection */
         float prev = FLT_MAX;
         for (int j = 0; j < top_k; j++) {
             float next = -FLT_MAX;
-            for (int i = 0; i < V; i++) if (logits[i] < prev && logits[i] > next) next = logits[i];
+            for (int i = 0; i < V; i++)
+                if (logits[i] < prev && logits[i] > next) next = logits[i];
             prev = next;
         }
         cutoff = prev;
     }
     double sum = 0.0;
-    for (int i = 0; i < V; i++) if (logits[i] >= cutoff) sum += exp((logits[i] - logits[best]) / temperature);
+    for (int i = 0; i < V; i++)
+        if (logits[i] >= cutoff) sum += exp((logits[i] - logits[best]) / temperature);
     double r = rng_uniform(rng) * sum;
     for (int i = 0; i < V; i++) {
         if (logits[i] < cutoff) continue;
@@ -1941,13 +1945,13 @@ static void loader_free(Loader *ld) {
     ld->order = NULL;
 }
 
-/* A tokenizer file (llm.c's format, doc/SPEC.md section 9): 256 uint32 [20240328, version 1 or 2,
- * V, end-of-text id (version 2)], then for each token one uint8 length n >= 1 and its n
- * bytes. Decoding is concatenating the tokens' bytes; the file says nothing about how text
+/* A tokenizer file (llm.c's format, doc/SPEC.md section 9): 256 uint32 [20240328, version 1
+ * or 2, V, end-of-text id (version 2)], then for each token one uint8 length n >= 1 and its
+ * n bytes. Decoding is concatenating the tokens' bytes; the file says nothing about how text
  * was split into tokens (that is the BPE's business: data/prepare_bpe.py). */
 #define TOKENIZER_MAGIC 20240328
 typedef struct {
-    int V;                /* tokens in the file (0: no tokenizer, tokens are bytes or printed as ids) */
+    int V;                /* tokens in the file (0: none; tokens print as bytes or ids) */
     int eot;              /* the end-of-text id (version 2), or -1 */
     unsigned char *bytes; /* every token's text, back to back */
     long *offset;         /* (V + 1) token i is bytes[offset[i] .. offset[i+1]) */
@@ -1959,21 +1963,26 @@ static void tokenizer_load(Tokenizer *tk, const char *path) {
     if (!f) die("%s: cannot open tokenizer file: %s", path, strerror(errno));
     uint32_t h[256];
     size_t got = fread(h, 4, 256, f);
-    if (got < 256) die("%s: tokenizer file is truncated (header is %zu of 1024 bytes)", path, got * 4);
-    if (h[0] != TOKENIZER_MAGIC) die("%s: not a tokenizer file (magic %u, expected %d)", path, h[0], TOKENIZER_MAGIC);
-    if (h[1] != 1 && h[1] != 2) die("%s: unsupported tokenizer version %u (expected 1 or 2)", path, h[1]);
-    if (h[2] < 1 || h[2] > 65536) die("%s: tokenizer vocabulary size %u is not in 1..65536", path, h[2]);
+    if (got < 256)
+        die("%s: tokenizer file is truncated (header is %zu of 1024 bytes)", path, got * 4);
+    if (h[0] != TOKENIZER_MAGIC)
+        die("%s: not a tokenizer file (magic %u, expected %d)", path, h[0], TOKENIZER_MAGIC);
+    if (h[1] != 1 && h[1] != 2)
+        die("%s: unsupported tokenizer version %u (expected 1 or 2)", path, h[1]);
+    if (h[2] < 1 || h[2] > 65536)
+        die("%s: tokenizer vocabulary size %u is not in 1..65536", path, h[2]);
     tk->V = (int)h[2];
     tk->eot = h[1] == 2 ? (int)h[3] : -1;
-    if (h[1] == 2 && h[3] >= h[2]) die("%s: end-of-text id %u is not below the vocabulary size %u", path, h[3], h[2]);
+    if (h[1] == 2 && h[3] >= h[2])
+        die("%s: end-of-text id %u is not below the vocabulary size %u", path, h[3], h[2]);
     tk->offset = xcalloc((size_t)tk->V + 1, sizeof(long), "tokenizer");
     tk->bytes = xcalloc((size_t)tk->V * 255, 1, "tokenizer"); /* at most 255 bytes a token */
     long at = 0;
     for (int i = 0; i < tk->V; i++) {
         int n = fgetc(f);
-        if (n == EOF) die("%s: tokenizer file is truncated at token %d of %d", path, i, tk->V);
         if (n == 0) die("%s: token %d has length 0 (every token has at least one byte)", path, i);
-        if (fread(tk->bytes + at, 1, (size_t)n, f) != (size_t)n) die("%s: tokenizer file is truncated at token %d of %d", path, i, tk->V);
+        if (n == EOF || fread(tk->bytes + at, 1, (size_t)n, f) != (size_t)n)
+            die("%s: tokenizer file is truncated at token %d of %d", path, i, tk->V);
         tk->offset[i] = at;
         at += n;
     }
@@ -1982,7 +1991,11 @@ static void tokenizer_load(Tokenizer *tk, const char *path) {
     fclose(f);
 }
 
-static void tokenizer_free(Tokenizer *tk) { free(tk->bytes); free(tk->offset); memset(tk, 0, sizeof(*tk)); }
+static void tokenizer_free(Tokenizer *tk) {
+    free(tk->bytes);
+    free(tk->offset);
+    memset(tk, 0, sizeof(*tk));
+}
 
 /* Text to tokens for a prompt: at each position the longest token whose bytes match (the
  * end-of-text token excepted). It decodes to exactly the text, but it need not be the
@@ -1997,7 +2010,9 @@ static int tokenizer_encode(const Tokenizer *tk, const char *text, int *tokens) 
         for (int i = 0; i < tk->V; i++) {
             long tl = tk->offset[i + 1] - tk->offset[i];
             if (i == tk->eot || tl <= best_len || (size_t)tl > len - p) continue;
-            if (!memcmp(tk->bytes + tk->offset[i], text + p, (size_t)tl)) { best = i; best_len = tl; }
+            if (memcmp(tk->bytes + tk->offset[i], text + p, (size_t)tl)) continue;
+            best = i;
+            best_len = tl;
         }
         if (best < 0) return -1;
         tokens[n++] = best;
@@ -2009,15 +2024,17 @@ static int tokenizer_encode(const Tokenizer *tk, const char *text, int *tokens) 
 /* Print a token: the tokenizer's bytes for it, if there is a tokenizer; else a byte for the
  * byte vocabulary (V = 256, or 257 with the start token 256, which prints as <256>); else
  * its id. Control bytes other than newline and tab print as '?'. */
+static int printable(int ch) { return ch == '\n' || ch == '\t' || ch >= 32 ? ch : '?'; }
 static void print_token(FILE *f, const Tokenizer *tk, int token, int V) {
-    if (tk && tk->V > 0) {
-        for (long i = tk->offset[token]; i < tk->offset[token + 1]; i++) {
-            unsigned char ch = tk->bytes[i];
-            fputc(ch == '\n' || ch == '\t' || ch >= 32 ? ch : '?', f);
-        }
-    } else if ((V == 256 || V == 257) && token < 256) fputc(token == '\n' || token == '\t' || token >= 32 ? token : '?', f);
-    else if (V == 257) fprintf(f, "<%d>", token);
-    else fprintf(f, "%d ", token);
+    if (tk && tk->V > 0)
+        for (long i = tk->offset[token]; i < tk->offset[token + 1]; i++)
+            fputc(printable(tk->bytes[i]), f);
+    else if ((V == 256 || V == 257) && token < 256)
+        fputc(printable(token), f);
+    else if (V == 257)
+        fprintf(f, "<%d>", token);
+    else
+        fprintf(f, "%d ", token);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -2578,7 +2595,8 @@ static double evaluate(Model *m, const Shard *s, int E, int w, long max_chunks, 
  * is not ordinary attention, so the text goes token by token through infer_step (see
  * kept_scores_naive). max_tokens > 0 stops after that many predictions. losses_out (optional)
  * receives them as float32. */
-static double evaluate_stream(const Model *m, const Shard *s, int w, int keep_first, long max_tokens, FILE *losses_out) {
+static double evaluate_stream(const Model *m, const Shard *s, int w, int keep_first,
+                              long max_tokens, FILE *losses_out) {
     long n = s->n - 1;
     if (max_tokens > 0 && max_tokens < n) n = max_tokens;
     int bos = m->cfg.bos;
@@ -2587,9 +2605,11 @@ static double evaluate_stream(const Model *m, const Shard *s, int w, int keep_fi
         BlockState bs;
         int rows = n < BLOCK_POSITIONS ? (int)n : BLOCK_POSITIONS;
         block_init(&bs, m, w, rows, 1, n, 0);
-        int *in = xcalloc(rows, sizeof(int), "eval tokens"), *tg = xcalloc(rows, sizeof(int), "eval tokens");
+        int *in = xcalloc(rows, sizeof(int), "eval tokens");
+        int *tg = xcalloc(rows, sizeof(int), "eval tokens");
         run_long_sequence(&bs, s, 0, n, &total, losses_out, NULL, 0, in, tg);
-        free(in); free(tg);
+        free(in);
+        free(tg);
         block_free(&bs);
         return total / n;
     }
@@ -2633,7 +2653,7 @@ static void infer_prefill(InferState *s, const int *seq, long len) {
     int rows = len < BLOCK_POSITIONS ? (int)len : BLOCK_POSITIONS;
     block_init(&bs, m, w, rows, 1, len, 0); /* a ring of w slots: a window of w (see generate) */
 #ifdef _OPENMP
-    int threads = omp_get_max_threads(); /* a short prompt is a few ms of work: threads do not pay */
+    int threads = omp_get_max_threads(); /* a short prompt is a few ms: threads do not pay */
     if (len < PREFILL_PARALLEL_MIN) omp_set_num_threads(1);
 #endif
     for (long t0 = 0; t0 < len; t0 += rows)
@@ -2659,13 +2679,15 @@ static void infer_prefill(InferState *s, const int *seq, long len) {
  * generator. Attention window `window` (the model's, or another), keep_first: kept_scores_naive.
  * Returns the tokens, samples x n; with one sample and f, they are also printed to f as they
  * come. */
-static int *generate(const Model *m, const int *prompt, int prompt_len, int n, int window, int keep_first,
-                     double temperature, int top_k, uint64_t *rngs, int samples, const Tokenizer *tk, FILE *f) {
+static int *generate(const Model *m, const int *prompt, int prompt_len, int n, int window,
+                     int keep_first, double temperature, int top_k, uint64_t *rngs, int samples,
+                     const Tokenizer *tk, FILE *f) {
     int bos = m->cfg.bos, V = m->cfg.V;
     long len = (long)(bos >= 0) + prompt_len; /* positions fed before the first sample */
     long positions = len + n; /* a ring of min(window, positions) slots gives the same results */
     int ring = positions < window ? (int)(positions > 0 ? positions : 1) : window;
-    int *seq = xcalloc(len > 0 ? len : 1, sizeof(int), "prompt"), *out = xcalloc((size_t)samples * n, sizeof(int), "samples");
+    int *seq = xcalloc(len > 0 ? len : 1, sizeof(int), "prompt");
+    int *out = xcalloc((size_t)samples * n, sizeof(int), "samples");
     int *tok = xcalloc(samples, sizeof(int), "samples");
     if (bos >= 0) seq[0] = bos;
     memcpy(seq + (bos >= 0), prompt, (size_t)prompt_len * sizeof(int));
@@ -2673,7 +2695,10 @@ static int *generate(const Model *m, const int *prompt, int prompt_len, int n, i
     infer_init_n(&s, m, ring, keep_first, samples);
     infer_prefill(&s, seq, len);
     for (int i = 0; i < n; i++) {
-        for (int j = 0; j < samples; j++) out[(size_t)j * n + i] = tok[j] = sample_token(s.logits + (size_t)j * V, V, temperature, top_k, &rngs[j]);
+        for (int j = 0; j < samples; j++) {
+            tok[j] = sample_token(s.logits + (size_t)j * V, V, temperature, top_k, &rngs[j]);
+            out[(size_t)j * n + i] = tok[j];
+        }
         if (f && samples == 1) {
             print_token(f, tk, tok[0], V);
             fflush(f);
@@ -2681,7 +2706,8 @@ static int *generate(const Model *m, const int *prompt, int prompt_len, int n, i
         if (i + 1 < n) infer_step_n(&s, tok);
     }
     infer_free(&s);
-    free(seq); free(tok);
+    free(seq);
+    free(tok);
     return out;
 }
 
