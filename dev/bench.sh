@@ -46,7 +46,8 @@ read -r core_env sgemm_env err_env <<< "$(blas_info env)"
 read -r core sgemm err_best <<< "$(blas_info $torch_env)"
 # the PyTorch reference's first training steps, in float32 on the same batches, both ways
 torch_losses() {
-  "$@" "$py" dev/train_swat.py $model --train "$shard" --batch 4 --seq 128 --steps 3 --warmup 0 --threads "$threads" 2>/dev/null |
+  "$@" "$py" dev/train_swat.py $model --train "$shard" --batch 4 --seq 128 --steps 3 --warmup 0 --threads "$threads" \
+    --lr 1e-3 --shuffle off --param-init torch-randn 2>/dev/null |
     sed -nE 's/^step [0-9]+\/[0-9]+ loss ([0-9.]+).*/\1/p' | tr '\n' ' '
 }
 model="--layers 4 --heads 8 --dim 256 --ffn 704 --vocab 256 --attn sigmoid --alibi 4:4 --rope on"

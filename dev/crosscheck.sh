@@ -25,6 +25,9 @@ if ! "$py" -c 'import torch' 2>/dev/null; then
   echo "0 passed, 0 failed, 1 skipped"; exit 0
 fi
 ref() { "$py" dev/train_swat.py --threads 1 "$@"; }
+# the reference's training defaults before it took train_swat's (issue 25): the checks below
+# were made with them, and keep their numbers
+old="--lr 1e-3 --shuffle off --param-init torch-randn"
 # a small byte shard: some text, repeated with variations
 text_shard "$tmp/text.bin" 12345 6000
 close() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; r = d / (b < 0 ? -b : b); exit !(a != "" && b != "" && r <= 1e-5) }'; }
@@ -48,7 +51,7 @@ pair() {
   if ! "$bin" --train "$tmp/text.bin" --out "$tmp/c_$name" $run "$@" --val-every 0 --sample-every 0 >"$tmp/c_$name.log" 2>&1; then
     fail "C training ($name): $(tail -1 "$tmp/c_$name.log")"; return
   fi
-  if ! ref --train "$tmp/text.bin" $run "$@" --save "$tmp/py_$name.ckpt" >"$tmp/py_$name.log" 2>&1; then
+  if ! ref --train "$tmp/text.bin" $run "$@" $old --save "$tmp/py_$name.ckpt" >"$tmp/py_$name.log" 2>&1; then
     fail "PyTorch training ($name): $(tail -1 "$tmp/py_$name.log")"; return
   fi
   local vc vp
@@ -81,10 +84,10 @@ done
 # ([bos, t[p+bT] .. t[p+bT+T-2]] against t[p+bT] .. t[p+bT+T-1], cursor + B*T) with the same slopes
 init="--vocab 257 --bos 256 --layers 1 --heads 6 --dim 24 --ffn 32 --window 16 --alibi 3:3"
 steps="--train $tmp/text.bin --batch 2 --seq 64 --steps 3 --warmup 0 --lr 1e-3"
-if ref --train "$tmp/text.bin" $init --seq 64 --steps 0 --save "$tmp/init_bos.ckpt" >"$tmp/init.log" 2>&1 &&
+if ref --train "$tmp/text.bin" $init --seq 64 --steps 0 $old --save "$tmp/init_bos.ckpt" >"$tmp/init.log" 2>&1 &&
    "$bin" --init "$tmp/init_bos.ckpt" $steps --shuffle off --out "$tmp/c_tr" --val-every 0 --sample-every 0 >"$tmp/c_tr.out" 2>&1; then
   c=$(sed -n 's/^step \([0-9]*\) loss \([^ ]*\) .*/\2/p' "$tmp/c_tr/log.txt" | tr '\n' ' ')
-  p=$(ref --init "$tmp/init_bos.ckpt" $steps --dtype float64 2>&1 | sed -n 's/^step [0-9/]* loss \([^ ]*\) .*/\1/p' | tr '\n' ' ')
+  p=$(ref --init "$tmp/init_bos.ckpt" $steps $old --dtype float64 2>&1 | sed -n 's/^step [0-9/]* loss \([^ ]*\) .*/\1/p' | tr '\n' ' ')
   c=$(echo $c); p=$(echo $p); same=1; set -- $p
   for x in $c; do close "$x" "${1:-}" || same=0; shift; done
   if [ "$same" = 1 ] && [ -n "$c" ] && [ "$(echo $c | wc -w)" = 3 ] && [ $# = 0 ]; then ok "start token + H = 6, 3 training steps from the same init: C $c, PyTorch $p"
@@ -124,7 +127,7 @@ else
     if [ "$v" = 1 ]; then ok "C fine-tuned from version 1 saves version 1"; else fail "C fine-tuned from version 1 saves version '$v'"; fi
     compare "C-fine-tuned version 1 model, eval length 32, window 8" "$tmp/c_v1/model.ckpt" "$fixture_eval" --eval-len 32 --eval-window 8
   else fail "C fine-tuning from version 1: $(tail -1 "$tmp/c_v1.log")"; fi
-  if ref --init "$fixture" $tune --save "$tmp/py_v1.ckpt" >"$tmp/py_v1.log" 2>&1; then
+  if ref --init "$fixture" $tune $old --save "$tmp/py_v1.ckpt" >"$tmp/py_v1.log" 2>&1; then
     v=$(header_int "$tmp/py_v1.ckpt" 1)
     if [ "$v" = 1 ]; then ok "PyTorch fine-tuned from version 1 saves version 1"; else fail "PyTorch fine-tuned from version 1 saves version '$v'"; fi
     compare "PyTorch-fine-tuned version 1 model, eval length 256, window 256" "$tmp/py_v1.ckpt" "$fixture_eval" --eval-len 256 --eval-window 256
