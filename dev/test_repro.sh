@@ -91,26 +91,21 @@ report <"$work/numbers.out"
 check "the pages mark their numbers: at least 15 numbers markers and 6 quote markers in README.md and doc/" \
     eval '[ "$(grep -c "numbers, each in" "$work/numbers.out")" -ge 15 ] && [ "$(grep -c "lines quoted" "$work/numbers.out")" -ge 6 ]'
 
-# ---- the records are this trainer's: the first 20 steps of make train's own command ----
-mtcmd=$(make -s -n train | grep '^\./train_swat ')
-if [ -z "$mtcmd" ]; then fail "make -n train prints the training command"
-else
-    rm -rf "$work/mt"
-    eval "${mtcmd/--out out\/bible/--out \"\$work/mt\"} --stop-after 20" >"$work/mt.out" 2>&1
-    "$py" - "$work/mt/log.txt" dev/results/make-train/log.txt >"$work/mt.cmp" 2>&1 <<'EOF'
+# ---- the records are this trainer's: the first steps of make train's own command ----
+cat >"$work/same_steps.py" <<'EOF'
+"""same_steps.py NEW_LOG RECORD_LOG N: steps 1..N of NEW_LOG (loss, lr, norm) and its step-0 val
+and sink lines are those of RECORD_LOG: identical, or within 1e-4 (another CPU may round
+differently in the last digits)."""
 import sys
-def records(path, n=20):
+n = int(sys.argv[3])
+def records(path):
     out = {}
     for line in open(path):
         f = line.split()
         if f and f[0] in ("step", "val", "sink") and int(f[1]) <= n:
             out[(f[0], f[1])] = f[2:9] if f[0] == "step" else f[2:]
     return out
-new, rec = records(sys.argv[1]), records(sys.argv[2])
-steps = [k for k in new if k[0] == "step"]
-if len(steps) != 20 or set(new) != set(rec):
-    sys.exit(f"{len(steps)} steps run; records {sorted(set(new) ^ set(rec))[:3]} in one log only")
-def nums(fs):  # the numbers of a record: loss, lr and norm of a step (not its time), all of val and sink
+def nums(fs):  # the numbers of a record: a step's loss, lr and norm (not its time); all of val and sink
     out = []
     for x in fs:
         try:
@@ -118,18 +113,32 @@ def nums(fs):  # the numbers of a record: loss, lr and norm of a step (not its t
         except ValueError:
             pass
     return out
+new, rec = records(sys.argv[1]), records(sys.argv[2])
+steps = [k for k in new if k[0] == "step"]
+if len(steps) != n or set(new) != set(rec):
+    sys.exit(f"{len(steps)} steps run; records {sorted(set(new) ^ set(rec))[:3]} in one log only")
 worst = max(abs(a - b) / max(abs(b), 1e-12) for k in new for a, b in zip(nums(new[k]), nums(rec[k])))
 print("identical" if worst == 0 else f"within {worst:.1e} (relative)")
 sys.exit(0 if worst <= 1e-4 else 1)
 EOF
+# first_steps RECORD COMMAND N: run COMMAND (its --out moved to the scratch folder) for N steps
+# in the current folder and compare with dev/results/RECORD/log.txt
+first_steps() {
+    local out="$work/first_$1" rc
+    rm -rf "$out"
+    eval "$(echo "$2" | sed -E 's|--out [^ ]+|--out "$out"|') --stop-after $3" >"$out.out" 2>&1
+    "$py" "$work/same_steps.py" "$out/log.txt" "$root/dev/results/$1/log.txt" "$3" >"$out.cmp" 2>&1
     rc=$?
-    check "make train's command ($mtcmd), its first 20 steps: loss, lr and norm of every step, the step-0 validation and sink line as dev/results/make-train/log.txt records them: $(tail -n 1 "$work/mt.cmp")" \
+    check "the first $3 steps of ${2% } (make -n's command of dev/results/$1): loss, lr and norm of every step, the step-0 validation and sink line as the record's log.txt has them: $(tail -n 1 "$out.cmp")" \
         test $rc -eq 0
-fi
+}
+mtcmd=$(make -s -n train | grep '^\./train_swat ')
+if [ -z "$mtcmd" ]; then fail "make -n train prints the training command"; else first_steps make-train "$mtcmd" 20; fi
+bpecmd=$(make -s -n -B train-bpe | sed -e ':a' -e '/\\$/N; s/\\\n[ \t]*//; ta' | grep '^\./train_swat --train')
 check "dev/results/make-train/about.txt records the command make -n train prints" \
     grep -qxF "  $mtcmd" dev/results/make-train/about.txt
 check "dev/results/train-bpe/about.txt records the training command make -n train-bpe prints" \
-    grep -qxF "  $(make -s -n -B train-bpe | sed -e ':a' -e '/\\$/N; s/\\\n[ \t]*//; ta' | grep '^\./train_swat --train')" dev/results/train-bpe/about.txt
+    grep -qxF "  $bpecmd" dev/results/train-bpe/about.txt
 for name in make-train train-bpe; do
     "$py" "$root/dev/doc_check.py" "$root" record "$name" | report
 done
@@ -197,8 +206,8 @@ while IFS=$'\t' read -r n kind args where; do
     what="$where: $(grep -v '^ *#' "$blk" | head -n 1 | cut -c1-70)"
     case "$kind" in
     sandbox)
-        if [ "${blk##*.}" = py ]; then (cd "$box" && "$py" "$blk") >"$work/blk$n.out" 2>&1
-        else (cd "$box" && bash -c ". '$work/prelude.sh'; . '$blk'") >"$work/blk$n.out" 2>&1; fi
+        if [ "${blk##*.}" = py ]; then (cd "$box" && "$py" "$blk") </dev/null >"$work/blk$n.out" 2>&1
+        else (cd "$box" && bash -c ". '$work/prelude.sh'; . '$blk'") </dev/null >"$work/blk$n.out" 2>&1; fi
         rc=$?
         check "$what (run in the sandbox, tiny)" eval '[ $rc -eq 0 ] || { tail -n 3 "$work/blk$n.out"; false; }' ;;
     record)
@@ -221,6 +230,11 @@ while IFS=$'\t' read -r n kind args where; do
     esac
 done <"$work/blocks.out"
 
+# the BPE shards the sandbox made (SentencePiece is deterministic: they are make train-bpe's)
+# train its record's first 10 steps
+if [ -z "$bpecmd" ]; then fail "make -n train-bpe prints the training command"
+else cd "$box" && first_steps train-bpe "${bpecmd/\.\/train_swat/$root/train_swat}" 10; cd "$root" || exit 1; fi
+
 # ---- the commands quoted inline: their flags exist, their make targets and scripts too ----
 ./train_swat --help >"$work/help.txt" 2>&1
 "$py" "$root/dev/doc_check.py" "$root" inline | sort -u >"$work/inline.txt"
@@ -233,7 +247,8 @@ while IFS=$'\t' read -r page span; do
         "$py" "$script" --help >"$work/script_help.txt" 2>&1 || bad="$bad; $page: $span (--help)"
         for f in $(echo "$span" | grep -o -- '--[a-z][a-z-]*'); do grep -q -- "$f" "$work/script_help.txt" || bad="$bad; $page: $span ($f)"; done ;;
     *train_swat*)
-        for f in $(echo "$span" | grep -o -- '--[a-z][a-z-]*'); do grep -q -- "$f\b" "$work/help.txt" || bad="$bad; $page: $span ($f)"; done ;;
+        for f in $(echo "$span" | grep -o -- '--[a-z][a-z-]*' | grep -vx -- --help); do
+            grep -q -- "$f\b" "$work/help.txt" || bad="$bad; $page: $span ($f)"; done ;;
     *) script=$(echo "$span" | grep -o '[a-z_/]*\.sh' | head -n 1); [ -f "$script" ] || bad="$bad; $page: $span" ;;
     esac
 done <"$work/inline.txt"
