@@ -55,14 +55,13 @@ static void run_attention(void *p) {
     Model *m = c->m;
     Activations *a = &m->a;
     int B = a->B, T = a->T, C = m->cfg.C, H = m->cfg.H;
-    long NC = (long)B * T * C, l = c->l;
-    float *att = a->att + l * B * H * T * a->Wb;
+    const LayerActs *s = &a->layer[c->l];
     if (!c->backward)
-        attention_forward(a->o + l * NC, att, a->q + l * NC, a->k + l * NC, a->v + l * NC, m->slopes, B, T, C, H,
-                          a->window, m->cfg.attn);
+        attention_forward(s->o, s->att, s->q, s->k, s->v, m->slopes, B, T, C, H, a->window,
+                          m->cfg.attn);
     else
-        attention_backward(a->dq, a->dk, a->dv, a->dh, att, a->q + l * NC, a->k + l * NC, a->v + l * NC, B, T, C,
-                           H, a->window, m->cfg.attn);
+        attention_backward(a->dq, a->dk, a->dv, a->dh, s->att, s->q, s->k, s->v, B, T, C, H,
+                           a->window, m->cfg.attn);
 }
 
 /* the elementwise layers, on the model's own activation buffers */
@@ -77,11 +76,12 @@ static void run_elt(void *p) {
     Model *m = e->m;
     Activations *a = &m->a;
     int N = a->B * a->T, C = m->cfg.C, F = m->cfg.F, V = m->cfg.V;
+    const LayerActs *s = &a->layer[0];
     switch (e->which) {
-    case E_RMS_F: rmsnorm_forward(a->h_attn, a->rstd_attn, a->x, m->param.attn_norm, N, C); break;
-    case E_RMS_B: rmsnorm_backward(a->dx, m->grad.attn_norm, a->dh, a->x, m->param.attn_norm, a->rstd_attn, N, C); break;
-    case E_SWIGLU_F: swiglu_forward(a->act, a->gate, a->up, (long)N * F); break;
-    case E_SWIGLU_B: swiglu_backward(a->dgate, a->dup, a->dact, a->gate, a->up, (long)N * F, 1); break;
+    case E_RMS_F: rmsnorm_forward(s->h, s->rstd, s->x, m->param.attn_norm, N, C); break;
+    case E_RMS_B: rmsnorm_backward(a->dx, m->grad.attn_norm, a->dh, s->x, m->param.attn_norm, s->rstd, N, C); break;
+    case E_SWIGLU_F: swiglu_forward(s->act, s->gate, s->up, (long)N * F); break;
+    case E_SWIGLU_B: swiglu_backward(a->dgate, a->dup, a->dact, s->gate, s->up, (long)N * F, 1); break;
     case E_ROPE: rope_forward(a->dq, a->rope_cos, a->rope_sin, a->B, a->T, C, m->cfg.H); break;
     case E_ZERO_NF: zero_floats(a->dact, (long)N * F); break;
     case E_ZERO_NC: zero_floats(a->dq, (long)N * C); break;
