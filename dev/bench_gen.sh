@@ -16,7 +16,7 @@
 # gives this benchmark's session priority over other sessions (autogroup nice -20), which
 # approximates an idle machine on a busy one. Environment: SWAT_BIN, GEN_TOKENS (default 1000),
 # STEPS (timed training steps, default 6), BASE_COMMIT (default 3f2dced; empty: skip),
-# BUSY_ONLY=1 (section 5 alone). make bench-gen runs it with the Makefile's GOMP_SPINCOUNT=1000
+# BUSY_ONLY=1 (section 5 alone), ROUNDS (of section 5, default 3). make bench-gen runs it with the Makefile's GOMP_SPINCOUNT=1000
 # (the header says which); the "before" trainer runs without it, as it always did.
 set -eu
 bin=${SWAT_BIN:-./train_swat}
@@ -209,17 +209,17 @@ two_at_once() { # BIN NAME FLAGS.. -> mean of two simultaneous trainings' ms/ste
   wait $p1 $p2
   awk '{ s += $1; k++ } END { if (k == 2) printf "%.1f\n", s / 2; else print "n/a" }' "$tmp/${n}_a.ms" "$tmp/${n}_b.ms"
 }
-# gen_rows -> "default threads1 before": seconds of --generate 2000, medians of three rounds that
-# alternate the three, the second round starting with --threads 1 (a change of the machine's
-# load then hits them alike, and so does the cost of a run's start, see section 1)
-gen_rows() {
-  local i which
-  for i in 1 2 3; do
-    for which in $([ $i = 2 ] && echo "o d b" || echo "d o b"); do
+# rows TAG FN ARGS.. -> "default threads1 before": medians over ROUNDS rounds (default 3) of FN
+# BIN NAME ARGS.. (NAME unique: TAG, which, round), the three alternating, every other round starting with --threads 1 (a change of
+# the machine's load then hits them alike, and so does the cost of a run's start, see section 1)
+rows() {
+  local tag=$1 fn=$2 i which; shift 2
+  for i in $(seq 1 "${ROUNDS:-3}"); do
+    for which in $([ $((i % 2)) = 0 ] && echo "o d b" || echo "d o b"); do
       case $which in
-        d) echo "d $(gen "$bin" --generate 2000 --prompt "And God said" --seed 1 | cut -d' ' -f1)" ;;
-        o) echo "o $(gen "$bin" --generate 2000 --prompt "And God said" --seed 1 --threads 1 | cut -d' ' -f1)" ;;
-        b) [ -z "$base" ] || echo "b $(gen "$base" --generate 2000 --prompt "And God said" --seed 1 | cut -d' ' -f1)" ;;
+        d) echo "d $($fn "$bin" "${tag}d$i" "$@")" ;;
+        o) echo "o $($fn "$bin" "${tag}o$i" "$@" --threads 1)" ;;
+        b) [ -z "$base" ] || echo "b $($fn "$base" "${tag}b$i" "$@")" ;;
       esac
     done
   done | awk '{ v[$1] = v[$1] " " $2 } END {
@@ -229,29 +229,20 @@ gen_rows() {
       printf "%s ", x[int((n + 1) / 2)] }
     printf "\n" }'
 }
+train1() { train_ms "$@"; }      # BIN NAME FLAGS.. -> ms/step
+train2() { two_at_once "$@"; }   # two at once: the mean of their ms/step
+gen2000() { local b=$1; shift 2; gen "$b" --generate 2000 --prompt "And God said" --seed 1 "$@" | cut -d' ' -f1; } # -> s
+busy() { yes > /dev/null & busy_pid=$!; sleep 1; } # the first second of a new busy process moves the others around
+idle() { kill "$busy_pid"; wait "$busy_pid" 2>/dev/null || true; busy_pid=""; }
 printf '%-46s %10s %10s %8s %12s\n' situation default "threads 1" def/t1 "before (def)"
 row() { printf '%-46s %10s %10s %8s %12s\n' "$1" "$2" "$3" "$(ratio "$2" "$3")" "$4"; }
 if [ $have_data = 1 ]; then
-  q_def=$(train_ms "$bin" q_def); q_one=$(train_ms "$bin" q_one --threads 1)
-  q_base=n/a; [ -n "$base" ] && q_base=$(train_ms "$base" q_base)
-  row "training, the machine as it is" "$q_def" "$q_one" "$q_base"
-  yes > /dev/null & busy_pid=$!
-  sleep 1
-  y_def=$(train_ms "$bin" y_def); y_one=$(train_ms "$bin" y_one --threads 1)
-  y_base=n/a; [ -n "$base" ] && y_base=$(train_ms "$base" y_base)
-  kill "$busy_pid"; wait "$busy_pid" 2>/dev/null || true; busy_pid=""
-  row "training beside yes > /dev/null" "$y_def" "$y_one" "$y_base"
-  t_def=$(two_at_once "$bin" t_def); t_one=$(two_at_once "$bin" t_one --threads 1)
-  t_base=n/a; [ -n "$base" ] && t_base=$(two_at_once "$base" t_base)
-  row "two trainings at once (each)" "$t_def" "$t_one" "$t_base"
+  read -r d o b <<< "$(rows q train1)"; row "training, the machine as it is" "$d" "$o" "$b"
+  busy; read -r d o b <<< "$(rows y train1)"; idle; row "training beside yes > /dev/null" "$d" "$o" "$b"
+  read -r d o b <<< "$(rows t train2)"; row "two trainings at once (each)" "$d" "$o" "$b"
 fi
-read -r g_def g_one g_base <<< "$(gen_rows)"
-row "--generate 2000, the machine as it is" "$g_def" "$g_one" "$g_base"
-yes > /dev/null & busy_pid=$!
-sleep 1 # the first second of a new busy process moves the others around
-read -r gy_def gy_one gy_base <<< "$(gen_rows)"
-kill "$busy_pid"; wait "$busy_pid" 2>/dev/null || true; busy_pid=""
-row "--generate 2000 beside yes > /dev/null" "$gy_def" "$gy_one" "$gy_base"
+read -r d o b <<< "$(rows g gen2000)"; row "--generate 2000, the machine as it is" "$d" "$o" "$b"
+busy; read -r d o b <<< "$(rows gy gen2000)"; idle; row "--generate 2000 beside yes > /dev/null" "$d" "$o" "$b"
 echo "(def/t1: the default's time over --threads 1's, at most 1.05 is the goal; before: commit ${base_commit:-none}'s trainer,"
-echo " default threads; generation: medians of three rounds of the three)"
+echo " default threads; every cell the median of ${ROUNDS:-3} rounds of the three, alternating)"
 echo "load average at the end: $(load)"
