@@ -1421,8 +1421,8 @@ typedef struct {
     float *scores;         /* (w + keep_first) one head's scores, then its weights */
     float *o;              /* (n, C) attention outputs, heads side by side */
     float *branch;         /* (C) what a block adds to x */
-    float *gate;           /* (n, F) h Wgate^T */
-    float *up;             /* (n, F) h Wup^T */
+    float *gate;           /* (F) h Wgate^T */
+    float *up;             /* (F) h Wup^T */
     float *act;            /* (n, F) the MLP's silu(gate) * up */
     float *logits;         /* (n, V) the predictions for the next tokens */
     float *rope_cos;       /* (D/2) RoPE at position p: cos */
@@ -1449,12 +1449,12 @@ static void decode_threads_before(InferState *s);
 static void infer_init_n(InferState *s, const Model *m, int window, int keep_first, int n) {
     const ModelConfig *c = &m->cfg;
     *s = (InferState){.m = m, .window = window, .keep_first = keep_first, .n = n, .use_threads = 1};
-    size_t rows = (size_t)window + keep_first, C = c->C, half = C / c->H / 2 + 1;
-    size_t cache = (size_t)n * c->L * rows * C, nC = (size_t)n * C, nF = (size_t)n * c->F;
+    size_t rows = (size_t)window + keep_first, C = c->C, F = c->F, half = C / c->H / 2 + 1;
+    size_t cache = (size_t)n * c->L * rows * C, nC = (size_t)n * C, nF = (size_t)n * F;
     struct { float **buf; size_t floats; } all[] = { /* the shapes are the comments above */
         {&s->k_cache, cache}, {&s->v_cache, cache}, {&s->k_transposed, cache / rows * window},
         {&s->x, nC}, {&s->h, C}, {&s->q, nC}, {&s->k_new, nC}, {&s->v_new, nC},
-        {&s->scores, rows}, {&s->o, nC}, {&s->branch, C}, {&s->gate, nF}, {&s->up, nF},
+        {&s->scores, rows}, {&s->o, nC}, {&s->branch, C}, {&s->gate, F}, {&s->up, F},
         {&s->act, nF}, {&s->logits, (size_t)n * c->V}, {&s->rope_cos, half},
         {&s->rope_sin, half}, {&s->q_first, nC}, {&s->first_cos, half}, {&s->first_sin, half}};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
@@ -4389,7 +4389,9 @@ static void infer_step_all(InferState *s, const int *tokens) {
         if (at.kept > 0)
             rope_tables(s->first_cos, s->first_sin, 1, D, c->rope_theta, at.cache_index);
     }
-    size_t per_thread = ((size_t)n * C + 2 * (size_t)s->window + s->keep_first + 15) / 16 * 16;
+    int ldg = 4 * GEMM_NR; /* a work item's h Wgate^T and h Wup^T: (n, ldg) at most */
+    size_t per_thread = (size_t)n * C + 2 * (size_t)n * ldg + 2 * (size_t)s->window + s->keep_first;
+    per_thread = (per_thread + 15) / 16 * 16; /* the threads' parts 64 bytes apart */
     float *scratch = scratch_floats(SCRATCH_DECODE, per_thread * num_threads());
     int hp = pl.head_panels;
     size_t head_rows = (size_t)hp * PANEL_FLOATS(C); /* floats of a head's packed q (k, v) rows */
@@ -4400,8 +4402,10 @@ static void infer_step_all(InferState *s, const int *tokens) {
     #pragma omp parallel if (team > 1) num_threads(team)
     {
         float *hn = scratch + per_thread * thread_id(); /* (n, C) RMSNorm outputs */
-        float *a = hn + (size_t)n * C;                        /* (w + keep_first) scores */
-        float *sbuf = a + s->window + s->keep_first;          /* (w) dot products by slot */
+        float *gate = hn + (size_t)n * C;               /* (n, ldg) a work item's h Wgate^T */
+        float *up = gate + (size_t)n * ldg;             /* (n, ldg) and h Wup^T */
+        float *a = up + (size_t)n * ldg;                /* (w + keep_first) scores */
+        float *sbuf = a + s->window + s->keep_first;    /* (w) dot products by slot */
         for (int l = 0; l < c->L; l++) {
             const float *pk = s->packed + (size_t)l * pl.layer;
             LayerWeights lw = layer_weights(&m->param, c, l);
@@ -4437,14 +4441,15 @@ static void infer_step_all(InferState *s, const int *tokens) {
                 rmsnorm_row(hn + (long)i * C, s->x + (long)i * C, lw.mlp_norm, C);
             #pragma omp for schedule(dynamic, 1)
             for (int p0 = 0; p0 < panels_for(F); p0 += per_item) { /* silu(h Wgate^T) * h Wup^T */
-                panel_rows(s->gate, F, hn, C, n, pk + pl.gate, C, F, p0, per_item, 0);
-                panel_rows(s->up, F, hn, C, n, pk + pl.up, C, F, p0, per_item, 0);
-                int j0 = p0 * GEMM_NR;
-                int j1 = F - j0 < per_item * GEMM_NR ? F : j0 + per_item * GEMM_NR;
+                int rest = F - p0 * GEMM_NR; /* rows from panel p0 on */
+                int cols = rest < per_item * GEMM_NR ? rest : per_item * GEMM_NR;
+                size_t from = p0 * PANEL_FLOATS(C);
+                panel_rows(gate, ldg, hn, C, n, pk + pl.gate + from, C, rest, 0, per_item, 0);
+                panel_rows(up, ldg, hn, C, n, pk + pl.up + from, C, rest, 0, per_item, 0);
                 for (int i = 0; i < n; i++)
-                    for (int j = j0; j < j1; j++) {
-                        float g = s->gate[(long)i * F + j];
-                        s->act[(long)i * F + j] = g * sigmoid(g) * s->up[(long)i * F + j];
+                    for (int j = 0; j < cols; j++) {
+                        float g = gate[i * ldg + j];
+                        s->act[(long)i * F + p0 * GEMM_NR + j] = g * sigmoid(g) * up[i * ldg + j];
                     }
             }
             #pragma omp for schedule(dynamic, 1)
