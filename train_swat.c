@@ -1393,7 +1393,7 @@ static void model_backward(Model *m) {
  * layer keeps a ring buffer of w keys (RoPE applied) and w values: row p % w holds position p.
  * A token costs O(L*(C*C + C*F + w*C)) work and the memory never grows; RoPE makes q.k depend
  * only on m-n, so positions may grow without bound. infer_step_naive below is the model for one
- * token as plain loops: the best first read of this file. (Prompts go through in blocks.) */
+ * token as plain loops: the best first read of this file. (Prompts and texts: blocks, 10.1.) */
 
 /* how many threads decode the next token: chosen while decoding, see decode_threads_before */
 typedef struct {
