@@ -1900,7 +1900,7 @@ static void test_reference_kernels(void) {
                 float *o1 = falloc(NC), *o2 = falloc(NC), *a1 = falloc(NA), *a2 = falloc(NA);
                 float *g1 = falloc(3 * NC), *g2 = falloc(3 * NC);
                 attention_forward(o1, a1, q, k, v, slopes, B, T, C, H, W, mode);
-                attention_forward_naive(o2, a2, q, k, v, slopes, B, T, C, H, W, mode);
+                attention_forward_naive(o2, a2, q, k, v, slopes, B, T, 0, C, H, W, mode);
                 attention_backward(g1, g1 + NC, g1 + 2 * NC, dout, a1, q, k, v, B, T, C, H, W, mode);
                 attention_backward_naive(g2, g2 + NC, g2 + 2 * NC, dout, a2, q, k, v, B, T, C, H, W, mode);
                 double e = fmax(rel_err_ff(o1, o2, NC), fmax(rel_err_ff(a1, a2, NA), rel_err_ff(g1, g2, 3 * NC)));
@@ -1911,6 +1911,25 @@ static void test_reference_kernels(void) {
     CHECK(worst < 1e-5, "attention_forward/backward == attention_forward_naive/backward_naive",
           "%d configurations (sigmoid and softmax; ALiBi 2:2 4:0 0:4 0:0 1:2; w = 1, 5, 32, 37, 50 with T = 37): "
           "output, weights and dq dk dv, max rel err %.2e", cases, worst);
+    /* with ctx keys of earlier positions before the queries (evaluation in blocks) */
+    double ctx_worst = 0.0;
+    for (int mode = 0; mode < 2; mode++)
+        for (int ctx = 1; ctx <= 45; ctx += 22) {
+            ModelConfig cfg = make_config(10, 1, H, C, 8, 16, mode, 2, 2, 1);
+            float slopes[4];
+            alibi_slopes(&cfg, slopes);
+            long NK = (long)B * (ctx + T) * C, NA = (long)B * H * T * band_width(16, ctx + T);
+            float *kc = rand_floats(NK, 1.0, &s), *vc = rand_floats(NK, 1.0, &s);
+            float *o1 = falloc(NC), *o2 = falloc(NC), *a1 = falloc(NA), *a2 = falloc(NA);
+            attention_forward_ctx(o1, a1, q, kc, vc, slopes, B, T, ctx, C, H, 16, mode);
+            attention_forward_naive(o2, a2, q, kc, vc, slopes, B, T, ctx, C, H, 16, mode);
+            double e = fmax(rel_err_ff(o1, o2, NC), rel_err_ff(a1, a2, NA));
+            if (!(e <= ctx_worst)) ctx_worst = e;
+            free(kc); free(vc); free(o1); free(o2); free(a1); free(a2);
+        }
+    CHECK(ctx_worst < 1e-5, "attention_forward_ctx == attention_forward_naive with context keys",
+          "ctx = 1, 23, 45 before T = 37 queries, w = 16, sigmoid and softmax: max rel err %.2e",
+          ctx_worst);
     free(q); free(k); free(v); free(dout);
     int shapes[][3] = {{7, 13, 9}, {203, 70, 45}, {33, 300, 20}, {1100, 20, 9}};
     worst = 0.0;

@@ -640,12 +640,14 @@ static void scores_to_weights(float *a, int n, int mode) {
     for (int j = 0; j < n; j++) a[j] /= sum;
 }
 
-/* The loops of the math, for sequence b, head h, query m, distance d (key n = m - d). */
+/* The loops of the math, for sequence b, head h, query m, distance d (key n = m - d). In
+ * training ctx = 0; evaluation in blocks (section 10) puts ctx keys and values of earlier
+ * positions before each sequence's T, so k and v have ctx+T rows and query m is key ctx+m. */
 static void attention_forward_naive(float *out, float *att, const float *q, const float *k,
-                                    const float *v, const float *slopes, int B, int T, int C,
-                                    int H, int window, int mode) {
+                                    const float *v, const float *slopes, int B, int T, int ctx,
+                                    int C, int H, int window, int mode) {
     int D = C / H;
-    int band = band_width(window, T);
+    int band = band_width(window, ctx + T);
     float scale = 1.0f / sqrtf((float)D);
     float *one_row = att ? NULL : xcalloc(band, sizeof(float), "attention"); /* att not kept */
     for (int b = 0; b < B; b++)
@@ -654,9 +656,10 @@ static void attention_forward_naive(float *out, float *att, const float *q, cons
                 const float *q_m = q + ((long)b * T + m) * C + h * D;
                 float *a = att ? att + (((long)b * H + h) * T + m) * band : one_row; /* a[d]: m-d */
                 float *o_m = out + ((long)b * T + m) * C + h * D;
-                int seen = m + 1 < band ? m + 1 : band; /* keys m-seen+1 .. m */
+                long key_m = (long)b * (ctx + T) + ctx + m; /* query m's own key row */
+                int seen = ctx + m + 1 < band ? ctx + m + 1 : band; /* keys m-seen+1 .. m */
                 for (int d = 0; d < seen; d++) {
-                    const float *k_n = k + ((long)b * T + m - d) * C + h * D;
+                    const float *k_n = k + (key_m - d) * C + h * D;
                     float dot = 0.0f;
                     for (int i = 0; i < D; i++) dot += q_m[i] * k_n[i];
                     a[d] = dot * scale + slopes[h] * (float)d;
@@ -665,7 +668,7 @@ static void attention_forward_naive(float *out, float *att, const float *q, cons
                 for (int d = seen; d < band; d++) a[d] = 0.0f;
                 for (int i = 0; i < D; i++) o_m[i] = 0.0f;
                 for (int d = 0; d < seen; d++) {
-                    const float *v_n = v + ((long)b * T + m - d) * C + h * D;
+                    const float *v_n = v + (key_m - d) * C + h * D;
                     for (int i = 0; i < D; i++) o_m[i] += a[d] * v_n[i];
                 }
             }
@@ -828,6 +831,10 @@ static void head_transposed(float *xt, const float *x, int b, int h, int T, int 
 static void attention_forward_ctx(float *out, float *att, const float *q, const float *k,
                                   const float *v, const float *slopes, int B, int T, int ctx,
                                   int C, int H, int window, int mode) {
+    if (USE_REFERENCE) {
+        attention_forward_naive(out, att, q, k, v, slopes, B, T, ctx, C, H, window, mode);
+        return;
+    }
     int D = C / H;
     int Tk = ctx + T; /* keys per sequence */
     int band = band_width(window, Tk);
@@ -869,10 +876,6 @@ static void attention_forward_ctx(float *out, float *att, const float *q, const 
 static void attention_forward(float *out, float *att, const float *q, const float *k,
                               const float *v, const float *slopes, int B, int T, int C, int H,
                               int window, int mode) {
-    if (USE_REFERENCE) {
-        attention_forward_naive(out, att, q, k, v, slopes, B, T, C, H, window, mode);
-        return;
-    }
     attention_forward_ctx(out, att, q, k, v, slopes, B, T, 0, C, H, window, mode);
 }
 
