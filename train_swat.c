@@ -2000,28 +2000,75 @@ static void tokenizer_free(Tokenizer *tk) {
     memset(tk, 0, sizeof(*tk));
 }
 
-/* Text to tokens for a prompt: at each position the longest token whose bytes match (the
- * end-of-text token excepted). It decodes to exactly the text, but it need not be the
- * tokenizer's own (canonical) split: for that, encode with the data tool and pass the ids
- * (--prompt-ids). Returns the number of tokens, or -1 if some byte has no token. */
-static int tokenizer_encode(const Tokenizer *tk, const char *text, int *tokens) {
-    int n = 0;
-    size_t len = strlen(text);
-    for (size_t p = 0; p < len;) {
-        int best = -1;
-        long best_len = 0;
-        for (int i = 0; i < tk->V; i++) {
-            long tl = tk->offset[i + 1] - tk->offset[i];
-            if (i == tk->eot || tl <= best_len || (size_t)tl > len - p) continue;
-            if (memcmp(tk->bytes + tk->offset[i], text + p, (size_t)tl)) continue;
-            best = i;
-            best_len = tl;
-        }
-        if (best < 0) return -1;
-        tokens[n++] = best;
-        p += (size_t)best_len;
-    }
+/* The id of the token whose bytes are s[0..n): the highest such id, or with `lowest` the
+ * lowest; never the end-of-text token, nor prepare_bpe's <unk> (id 0 when that is 1). -1: none */
+static int token_id(const Tokenizer *tk, const char *s, long n, int lowest) {
+    int found = -1;
+    for (int i = tk->eot == 1; i < tk->V; i++)
+        if (i != tk->eot && tk->offset[i + 1] - tk->offset[i] == n && (found < 0 || !lowest) &&
+            !memcmp(tk->bytes + tk->offset[i], s, (size_t)n))
+            found = i;
+    return found;
+}
+
+/* The bytes of the UTF-8 character at s; 1 for a byte that starts none (as Python decodes) */
+static int utf8_length(const unsigned char *s) {
+    int n = s[0] < 0xC2 ? 1 : s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : s[0] < 0xF5 ? 4 : 1;
+    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) ||
+        (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))
+        return 1; /* overlong, a surrogate, beyond U+10FFFF */
+    for (int k = 1; k < n; k++)
+        if ((s[k] & 0xC0) != 0x80) return 1;
     return n;
+}
+
+/* Text to tokens as data/prepare_bpe.py encodes it (SentencePiece's BPE): the characters of
+ * the text are the first symbols; the adjacent pair that joins into the token of lowest id
+ * merges (the leftmost of equals), until none does: SentencePiece scores learned piece i as
+ * 258 - i, so the ids are the merge order. A symbol is the highest id with its bytes (a learned
+ * "A" before the byte piece <0x41>), else its bytes' lowest ids. As in prepare_bpe, nothing
+ * joins across the end of a line's 4096-character piece, nor with a character SentencePiece
+ * never sees: an invalid byte, U+2581, the space if no token is one. GPT-2's file gets BPE
+ * without GPT-2's splitting into words first: close, not exact (give --prompt-ids). Returns
+ * the number of tokens, or -1 if some byte has no token. */
+static int tokenizer_encode(const Tokenizer *tk, const char *text, int *tokens) {
+    const unsigned char *u = (const unsigned char *)text;
+    long len = (long)strlen(text), p = 0, m;
+    long *at = xcalloc(len + 2, sizeof(long), "prompt"); /* symbol k is text[at[k] .. at[k+1]) */
+    int *rank = xcalloc(len + 1, sizeof(int), "prompt");  /* the token pair k, k+1 joins into */
+    int n = 0, failed = 0, raw_space = token_id(tk, " ", 1, 0) < 0;
+    while (p < len) { /* one piece of the text at a time */
+        for (m = 0; p < len && m < 4096; m++) {
+            int c = utf8_length(u + p);
+            int raw = (c == 1 && u[p] > 127) || (c == 3 && !memcmp(u + p, "\xe2\x96\x81", 3)) ||
+                      (u[p] == ' ' && raw_space);
+            if (raw && m > 0) break;
+            at[m] = p;
+            p += c;
+            if (raw || u[p - 1] == '\n') { m++; break; }
+        }
+        at[m] = p;
+        for (long k = 0; k + 1 < m; k++) rank[k] = token_id(tk, text + at[k], at[k + 2] - at[k], 0);
+        for (;; m--) { /* merge the best pair: symbols k, k+1 become one */
+            long k = -1;
+            for (long j = 0; j + 1 < m; j++)
+                if (rank[j] >= 0 && (k < 0 || rank[j] < rank[k])) k = j;
+            if (k < 0) break;
+            memmove(at + k + 1, at + k + 2, (size_t)(m - k - 1) * sizeof(long));
+            memmove(rank + k, rank + k + 1, (size_t)(m - k - 2) * sizeof(int));
+            if (k > 0) rank[k - 1] = token_id(tk, text + at[k - 1], at[k + 1] - at[k - 1], 0);
+            if (k + 2 < m) rank[k] = token_id(tk, text + at[k], at[k + 2] - at[k], 0);
+        }
+        for (long k = 0; k < m; k++) {
+            int id = token_id(tk, text + at[k], at[k + 1] - at[k], 0);
+            if (id >= 0) tokens[n++] = id;
+            for (long b = at[k]; id < 0 && b < at[k + 1]; b++) /* SentencePiece's byte fallback */
+                if ((tokens[n++] = token_id(tk, text + b, 1, 1)) < 0) failed = 1;
+        }
+    }
+    free(at);
+    free(rank);
+    return failed ? -1 : n;
 }
 
 /* Print a token: the tokenizer's bytes for it, if there is a tokenizer; else a byte for the
@@ -2933,7 +2980,8 @@ static const FlagSpec flag_specs[] = {
     {"--final-val-chunks", "N", "0", TRAINING | REMEMBERED, AS_INT, AT(final_val_chunks), -1,
      BIG, "chunks of the validation at the end of the run (0: all; -1: none)"},
     {"--sample-every", "N", "100", TRAINING | REMEMBERED, AS_INT, AT(sample_every), 0, BIG,
-     "print a generated sample every N steps (0: never)"},
+     "print a sample every N steps (0: never): 16 tokens of the validation text, '>>>', then "
+     "the model's"},
     {"--sample-len", "N", "200", TRAINING | REMEMBERED, AS_INT, AT(sample_len), 1, BIG,
      "tokens per sample"},
     {"--save-every", "N", "0", TRAINING | REMEMBERED, AS_INT, AT(save_every), 0, BIG,
@@ -2945,7 +2993,8 @@ static const FlagSpec flag_specs[] = {
     {"--top-k", "K", "0", TRAINING | GENERATE | REMEMBERED, AS_INT, AT(top_k), 0, 65536,
      "sample from the K most likely tokens (0: all)"},
     {"--tokenizer", "FILE", NULL, EVERY_MODE | REMEMBERED, AS_TEXT, AT(tokenizer), 0, 0,
-     "llm.c's tokenizer file: samples print as text, --prompt is encoded, --eval gives nats/byte"},
+     "llm.c's tokenizer file: samples print as text, --prompt is encoded, --eval gives nats/byte; "
+     "--init takes the one of the run's log.txt"},
     {"--init", "CKPT", NULL, EVERY_MODE, AS_TEXT, AT(init), 0, 0,
      "start from a checkpoint's weights and model config (training: with a fresh optimizer)"},
     {"--bos", "ID", "(none)", EVERY_MODE, AS_INT, AT(model.bos), -1, 65535,
@@ -2972,7 +3021,8 @@ static const FlagSpec flag_specs[] = {
      "S continuations at once (faster than S runs), sample i exactly the run with --seed "
      "seed+i, each under a line '--- sample i of S (seed X) ---'"},
     {"--prompt", "TEXT", "(newline)", GENERATE | DUMP_ATTN, AS_TEXT, AT(prompt), 0, 0,
-     "the prompt: bytes, or text through --tokenizer"},
+     "the prompt: bytes, or text through --tokenizer; a subword model (V > 257) starts from its "
+     "start token alone instead"},
     {"--prompt-ids", "IDS", NULL, GENERATE | DUMP_ATTN, AS_TEXT, AT(prompt_ids), 0, 0,
      "the prompt as token ids (\"464 2068\")"},
     {"--dump-attn", "FILE", NULL, DUMP_ATTN, AS_TEXT, AT(dump_attn), 0, 0,
@@ -3175,8 +3225,9 @@ static void log_args(FILE *logf, const Flags *flags) {
     fputc('\n', logf);
 }
 
-/* Fill the remembered flags that were not given from the last "args" line of log_path. */
-static void resume_settings(Flags *flags, const char *log_path) {
+/* Fill the remembered flags that were not given from the last "args" line of log_path; with
+ * `only` (--init: "--tokenizer"), that flag alone, said on stderr (stdout may be a sample). */
+static void resume_settings(Flags *flags, const char *log_path, const char *only) {
     FILE *f = fopen(log_path, "r");
     char *line = NULL, *last = NULL;
     size_t cap = 0, used = 0;
@@ -3197,12 +3248,14 @@ static void resume_settings(Flags *flags, const char *log_path) {
     for (; name && (value = strtok_r(NULL, "\t", &save)); name = strtok_r(NULL, "\t", &save)) {
         int k = flag_index(name);
         if (k < 0 || !(flag_specs[k].modes & REMEMBERED) || (flags->given >> k & 1)) continue;
+        if (only && strcmp(name, only)) continue;
         set_flag(flags, &flag_specs[k], value);
         if (used < sizeof taken - 1)
             used += (size_t)snprintf(taken + used, sizeof taken - used, " %s %s", name, value);
     }
     if (used)
-        printf("resume: from %s:%s%s\n", log_path, taken, used < sizeof taken - 1 ? "" : " ...");
+        fprintf(only ? stderr : stdout, "%s: from %s:%s%s\n", only ? "init" : "resume", log_path,
+                taken, used < sizeof taken - 1 ? "" : " ...");
 }
 
 /* ---- evaluation and generation ------------------------------------------------------- */
@@ -3274,12 +3327,17 @@ static void run_eval(Model *m, const Flags *flags, const Tokenizer *tk) {
 }
 
 /* The prompt as token ids: --prompt TEXT is bytes or the tokenizer's tokens, --prompt-ids
- * "464 2068" ids separated by spaces, commas or tabs. */
+ * "464 2068" ids separated by spaces, commas or tabs. None: a newline for bytes; for subwords
+ * nothing, so that the text begins after the start token alone, as a training sequence does. */
 static int *prompt_tokens(const Model *m, const Flags *flags, const Tokenizer *tk, int *n_out) {
     int V = m->cfg.V, n = 0;
     const char *text = flags->prompt_ids ? flags->prompt_ids : flags->prompt ? flags->prompt : "\n";
     int *tokens = xcalloc(strlen(text) + 1, sizeof(int), "prompt");
-    if (flags->prompt_ids) {
+    if (!flags->prompt_ids && !flags->prompt && V > 257) {
+        if (m->cfg.bos < 0)
+            die("no prompt: this model of %d tokens has no start token to begin from: give --prompt "
+                "TEXT (with --tokenizer FILE) or --prompt-ids IDS", V);
+    } else if (flags->prompt_ids) {
         for (const char *p = text + strspn(text, " ,\t"); *p; p += strspn(p, " ,\t")) {
             char *end;
             errno = 0;
@@ -3432,7 +3490,7 @@ static void load_model(Training *run, Flags *flags, Tokenizer *tk) {
         size_t n = strlen(flags->out) + 16;
         char *old_log = xcalloc(n, 1, "path");
         snprintf(old_log, n, "%s/log.txt", flags->out);
-        resume_settings(flags, old_log);
+        resume_settings(flags, old_log, NULL);
         free(old_log);
         if (flags->tokenizer && !tk->V) tokenizer_load(tk, flags->tokenizer); /* named by the log */
         m->cfg.seq_len = st->T;
@@ -3571,7 +3629,8 @@ static double log_validation(Training *run, int chunks, long *chunks_done) {
     return loss;
 }
 
-/* A sample of --sample-len tokens after the first 16 tokens of the validation (or training) text */
+/* A sample of --sample-len tokens after the first 16 tokens of the validation (or training)
+ * text, which ">>>" ends: what follows it is the model's */
 static void print_sample(Training *run) {
     const Flags *flags = run->flags;
     const Shard *text = flags->val ? &run->val : &run->train;
@@ -3579,6 +3638,7 @@ static void print_sample(Training *run) {
     printf("---- sample ----\n");
     for (int i = 0; i < n; i++) prompt[i] = text->tokens[i];
     for (int i = 0; i < n; i++) print_token(stdout, run->tokenizer, prompt[i], run->model.cfg.V);
+    printf(">>>");
     free(generate(&run->model, prompt, n, flags->sample_len, run->model.cfg.window, 0,
                   flags->temperature, flags->top_k, &run->state.sample_rng, 1, run->tokenizer,
                   stdout));
@@ -3705,10 +3765,18 @@ int main(int argc, char **argv) {
     if (flags.threads) omp_set_num_threads(flags.threads);
 #endif
     Tokenizer tokenizer = {0};
+    if (flags.init && !flags.tokenizer) { /* the run's tokenizer, as --resume takes it */
+        char *dir = dir_of(flags.init), *log = xcalloc(strlen(dir) + 16, 1, "path");
+        snprintf(log, strlen(dir) + 16, "%s/log.txt", dir);
+        resume_settings(&flags, log, "--tokenizer");
+        free(dir);
+        free(log);
+    }
     if (flags.tokenizer) tokenizer_load(&tokenizer, flags.tokenizer);
     if (flags.eval || flags.generate || flags.dump_attn) {
         run_inference(&flags, &tokenizer);
         tokenizer_free(&tokenizer);
+        free(flags.log_line);
         return 0;
     }
 
