@@ -1950,8 +1950,7 @@ static void loader_free(Loader *ld) {
 
 /* A tokenizer file (llm.c's format, doc/SPEC.md section 9): 256 uint32 [20240328, version 1
  * or 2, V, end-of-text id (version 2)], then for each token one uint8 length n >= 1 and its
- * n bytes. Decoding is concatenating the tokens' bytes; the file says nothing about how text
- * was split into tokens (that is the BPE's business: data/prepare_bpe.py). */
+ * n bytes. Decoding is concatenating the tokens' bytes (encoding: tokenizer_encode). */
 #define TOKENIZER_MAGIC 20240328
 typedef struct {
     int V;                /* tokens in the file (0: none; tokens print as bytes or ids) */
@@ -2000,8 +1999,8 @@ static void tokenizer_free(Tokenizer *tk) {
     memset(tk, 0, sizeof(*tk));
 }
 
-/* The id of the token whose bytes are s[0..n): the highest such id, or with `lowest` the
- * lowest; never the end-of-text token, nor prepare_bpe's <unk> (id 0 when that is 1). -1: none */
+/* The highest id (or the lowest) of a token with bytes s[0..n): never the end-of-text token,
+ * nor prepare_bpe's <unk> (0, when the end-of-text is 1). -1: there is none. */
 static int token_id(const Tokenizer *tk, const char *s, long n, int lowest) {
     int found = -1;
     for (int i = tk->eot == 1; i < tk->V; i++)
@@ -2011,63 +2010,47 @@ static int token_id(const Tokenizer *tk, const char *s, long n, int lowest) {
     return found;
 }
 
-/* The bytes of the UTF-8 character at s; 1 for a byte that starts none (as Python decodes) */
-static int utf8_length(const unsigned char *s) {
-    int n = s[0] < 0xC2 ? 1 : s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : s[0] < 0xF5 ? 4 : 1;
-    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) ||
-        (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))
-        return 1; /* overlong, a surrogate, beyond U+10FFFF */
-    for (int k = 1; k < n; k++)
-        if ((s[k] & 0xC0) != 0x80) return 1;
-    return n;
-}
-
-/* Text to tokens as data/prepare_bpe.py encodes it (SentencePiece's BPE): the characters of
- * the text are the first symbols; the adjacent pair that joins into the token of lowest id
- * merges (the leftmost of equals), until none does: SentencePiece scores learned piece i as
- * 258 - i, so the ids are the merge order. A symbol is the highest id with its bytes (a learned
- * "A" before the byte piece <0x41>), else its bytes' lowest ids. As in prepare_bpe, nothing
- * joins across the end of a line's 4096-character piece, nor with a character SentencePiece
- * never sees: an invalid byte, U+2581, the space if no token is one. GPT-2's file gets BPE
- * without GPT-2's splitting into words first: close, not exact (give --prompt-ids). Returns
- * the number of tokens, or -1 if some byte has no token. */
+/* Text to tokens as data/prepare_bpe.py encodes it (SentencePiece's BPE, which scores learned
+ * piece i 258 - i): from the characters, the adjacent pair whose bytes are the token of lowest
+ * id joins (the leftmost of equals) until none does; a symbol is its token of highest id (a
+ * learned "A", not the byte piece <0x41>), else its bytes'. As there, nothing joins across a
+ * line's 4096-character pieces or with what SentencePiece skips (no UTF-8, U+2581, spaces if no
+ * token is one). GPT-2's file: BPE without its split into words. -1: a byte without a token. */
 static int tokenizer_encode(const Tokenizer *tk, const char *text, int *tokens) {
     const unsigned char *u = (const unsigned char *)text;
     long len = (long)strlen(text), p = 0, m;
-    long *at = xcalloc(len + 2, sizeof(long), "prompt"); /* symbol k is text[at[k] .. at[k+1]) */
-    int *rank = xcalloc(len + 1, sizeof(int), "prompt");  /* the token pair k, k+1 joins into */
-    int n = 0, failed = 0, raw_space = token_id(tk, " ", 1, 0) < 0;
-    while (p < len) { /* one piece of the text at a time */
-        for (m = 0; p < len && m < 4096; m++) {
-            int c = utf8_length(u + p);
-            int raw = (c == 1 && u[p] > 127) || (c == 3 && !memcmp(u + p, "\xe2\x96\x81", 3)) ||
-                      (u[p] == ' ' && raw_space);
-            if (raw && m > 0) break;
+    long *at = xcalloc(2 * (size_t)len + 3, sizeof(long), "prompt"); /* symbol k: at[k]..at[k+1] */
+    long *join = at + len + 2; /* the token that symbols k and k+1 joined are, or -1 */
+    int n = 0, failed = 0, raw, raw_space = token_id(tk, " ", 1, 0) < 0;
+    while (p < len) { /* a line, 4096 characters of one, or up to a character SentencePiece skips */
+        for (m = 0, raw = 0; p < len && m < 4096 && !raw && (m == 0 || u[p - 1] != '\n'); m++) {
+            int c = u[p] < 0xC2 ? 1 : u[p] < 0xE0 ? 2 : u[p] < 0xF0 ? 3 : u[p] < 0xF5 ? 4 : 1;
+            for (int k = 1; k < c; k++) c = (u[p + k] & 0xC0) == 0x80 ? c : 1; /* else one byte */
+            raw = (c == 1 && u[p] > 127) || (c == 3 && !memcmp(u + p, "\xe2\x96\x81", 3)) ||
+                  (u[p] == ' ' && raw_space);
             at[m] = p;
             p += c;
-            if (raw || u[p - 1] == '\n') { m++; break; }
         }
         at[m] = p;
-        for (long k = 0; k + 1 < m; k++) rank[k] = token_id(tk, text + at[k], at[k + 2] - at[k], 0);
-        for (;; m--) { /* merge the best pair: symbols k, k+1 become one */
+        for (long k = 0; k + 1 < m; k++) join[k] = token_id(tk, text + at[k], at[k + 2] - at[k], 0);
+        for (;; m--) {
             long k = -1;
             for (long j = 0; j + 1 < m; j++)
-                if (rank[j] >= 0 && (k < 0 || rank[j] < rank[k])) k = j;
+                if (join[j] >= 0 && (k < 0 || join[j] < join[k])) k = j;
             if (k < 0) break;
             memmove(at + k + 1, at + k + 2, (size_t)(m - k - 1) * sizeof(long));
-            memmove(rank + k, rank + k + 1, (size_t)(m - k - 2) * sizeof(int));
-            if (k > 0) rank[k - 1] = token_id(tk, text + at[k - 1], at[k + 1] - at[k - 1], 0);
-            if (k + 2 < m) rank[k] = token_id(tk, text + at[k], at[k + 2] - at[k], 0);
+            memmove(join + k, join + k + 1, (size_t)(m - k - 2) * sizeof(long));
+            if (k > 0) join[k - 1] = token_id(tk, text + at[k - 1], at[k + 1] - at[k - 1], 0);
+            if (k + 2 < m) join[k] = token_id(tk, text + at[k], at[k + 2] - at[k], 0);
         }
         for (long k = 0; k < m; k++) {
             int id = token_id(tk, text + at[k], at[k + 1] - at[k], 0);
             if (id >= 0) tokens[n++] = id;
             for (long b = at[k]; id < 0 && b < at[k + 1]; b++) /* SentencePiece's byte fallback */
-                if ((tokens[n++] = token_id(tk, text + b, 1, 1)) < 0) failed = 1;
+                failed |= (tokens[n++] = token_id(tk, text + b, 1, 1)) < 0;
         }
     }
     free(at);
-    free(rank);
     return failed ? -1 : n;
 }
 
@@ -2892,7 +2875,7 @@ typedef struct {
     int generate, samples, top_k, dump_layer;
     uint64_t given; /* bit i: flag_specs[i] is on the command line */
     char *log_line; /* --resume: the log's "args" line, which remembered values point into */
-    char *run_dir;  /* --resume without --out: the checkpoint's folder, where out points */
+    char *run_dir;  /* the checkpoint's folder: --resume without --out (out points there), --init */
 } Flags;
 
 enum { /* the modes a flag applies to, and what a checkpoint decides instead of it */
@@ -2980,8 +2963,7 @@ static const FlagSpec flag_specs[] = {
     {"--final-val-chunks", "N", "0", TRAINING | REMEMBERED, AS_INT, AT(final_val_chunks), -1,
      BIG, "chunks of the validation at the end of the run (0: all; -1: none)"},
     {"--sample-every", "N", "100", TRAINING | REMEMBERED, AS_INT, AT(sample_every), 0, BIG,
-     "print a sample every N steps (0: never): 16 tokens of the validation text, '>>>', then "
-     "the model's"},
+     "print a sample every N steps (0: never): 16 tokens of text, '>>>', the model's"},
     {"--sample-len", "N", "200", TRAINING | REMEMBERED, AS_INT, AT(sample_len), 1, BIG,
      "tokens per sample"},
     {"--save-every", "N", "0", TRAINING | REMEMBERED, AS_INT, AT(save_every), 0, BIG,
@@ -2993,8 +2975,7 @@ static const FlagSpec flag_specs[] = {
     {"--top-k", "K", "0", TRAINING | GENERATE | REMEMBERED, AS_INT, AT(top_k), 0, 65536,
      "sample from the K most likely tokens (0: all)"},
     {"--tokenizer", "FILE", NULL, EVERY_MODE | REMEMBERED, AS_TEXT, AT(tokenizer), 0, 0,
-     "llm.c's tokenizer file: samples print as text, --prompt is encoded, --eval gives nats/byte; "
-     "--init takes the one of the run's log.txt"},
+     "llm.c's tokenizer file: text samples and --prompt, --eval's nats/byte; --init: the run's"},
     {"--init", "CKPT", NULL, EVERY_MODE, AS_TEXT, AT(init), 0, 0,
      "start from a checkpoint's weights and model config (training: with a fresh optimizer)"},
     {"--bos", "ID", "(none)", EVERY_MODE, AS_INT, AT(model.bos), -1, 65535,
@@ -3021,8 +3002,7 @@ static const FlagSpec flag_specs[] = {
      "S continuations at once (faster than S runs), sample i exactly the run with --seed "
      "seed+i, each under a line '--- sample i of S (seed X) ---'"},
     {"--prompt", "TEXT", "(newline)", GENERATE | DUMP_ATTN, AS_TEXT, AT(prompt), 0, 0,
-     "the prompt: bytes, or text through --tokenizer; a subword model (V > 257) starts from its "
-     "start token alone instead"},
+     "the prompt: bytes, or text through --tokenizer (subwords: none, the start token alone)"},
     {"--prompt-ids", "IDS", NULL, GENERATE | DUMP_ATTN, AS_TEXT, AT(prompt_ids), 0, 0,
      "the prompt as token ids (\"464 2068\")"},
     {"--dump-attn", "FILE", NULL, DUMP_ATTN, AS_TEXT, AT(dump_attn), 0, 0,
@@ -3225,9 +3205,11 @@ static void log_args(FILE *logf, const Flags *flags) {
     fputc('\n', logf);
 }
 
-/* Fill the remembered flags that were not given from the last "args" line of log_path; with
+/* Fill the remembered flags that were not given from the last "args" line of dir/log.txt; with
  * `only` (--init: "--tokenizer"), that flag alone, said on stderr (stdout may be a sample). */
-static void resume_settings(Flags *flags, const char *log_path, const char *only) {
+static void resume_settings(Flags *flags, const char *dir, const char *only) {
+    char log_path[4200];
+    snprintf(log_path, sizeof log_path, "%s/log.txt", dir);
     FILE *f = fopen(log_path, "r");
     char *line = NULL, *last = NULL;
     size_t cap = 0, used = 0;
@@ -3327,16 +3309,13 @@ static void run_eval(Model *m, const Flags *flags, const Tokenizer *tk) {
 }
 
 /* The prompt as token ids: --prompt TEXT is bytes or the tokenizer's tokens, --prompt-ids
- * "464 2068" ids separated by spaces, commas or tabs. None: a newline for bytes; for subwords
- * nothing, so that the text begins after the start token alone, as a training sequence does. */
+ * "464 2068" ids separated by spaces, commas or tabs; none: "\n", or subwords: nothing. */
 static int *prompt_tokens(const Model *m, const Flags *flags, const Tokenizer *tk, int *n_out) {
     int V = m->cfg.V, n = 0;
     const char *text = flags->prompt_ids ? flags->prompt_ids : flags->prompt ? flags->prompt : "\n";
     int *tokens = xcalloc(strlen(text) + 1, sizeof(int), "prompt");
     if (!flags->prompt_ids && !flags->prompt && V > 257) {
-        if (m->cfg.bos < 0)
-            die("no prompt: this model of %d tokens has no start token to begin from: give --prompt "
-                "TEXT (with --tokenizer FILE) or --prompt-ids IDS", V);
+        if (m->cfg.bos < 0) die("no start token to begin from: give --prompt TEXT or --prompt-ids");
     } else if (flags->prompt_ids) {
         for (const char *p = text + strspn(text, " ,\t"); *p; p += strspn(p, " ,\t")) {
             char *end;
@@ -3487,11 +3466,7 @@ static void load_model(Training *run, Flags *flags, Tokenizer *tk) {
             die("%s: has no optimizer state to resume from (use --init)", flags->resume);
         check_bos(flags, m, flags->resume);
         if (!flag_given(flags, "--out")) flags->out = flags->run_dir = dir_of(flags->resume);
-        size_t n = strlen(flags->out) + 16;
-        char *old_log = xcalloc(n, 1, "path");
-        snprintf(old_log, n, "%s/log.txt", flags->out);
-        resume_settings(flags, old_log, NULL);
-        free(old_log);
+        resume_settings(flags, flags->out, NULL);
         if (flags->tokenizer && !tk->V) tokenizer_load(tk, flags->tokenizer); /* named by the log */
         m->cfg.seq_len = st->T;
         if (st->step >= st->opt.steps)
@@ -3629,8 +3604,7 @@ static double log_validation(Training *run, int chunks, long *chunks_done) {
     return loss;
 }
 
-/* A sample of --sample-len tokens after the first 16 tokens of the validation (or training)
- * text, which ">>>" ends: what follows it is the model's */
+/* The first 16 tokens of the validation (or training) text, ">>>", the model's --sample-len */
 static void print_sample(Training *run) {
     const Flags *flags = run->flags;
     const Shard *text = flags->val ? &run->val : &run->train;
@@ -3765,18 +3739,14 @@ int main(int argc, char **argv) {
     if (flags.threads) omp_set_num_threads(flags.threads);
 #endif
     Tokenizer tokenizer = {0};
-    if (flags.init && !flags.tokenizer) { /* the run's tokenizer, as --resume takes it */
-        char *dir = dir_of(flags.init), *log = xcalloc(strlen(dir) + 16, 1, "path");
-        snprintf(log, strlen(dir) + 16, "%s/log.txt", dir);
-        resume_settings(&flags, log, "--tokenizer");
-        free(dir);
-        free(log);
-    }
+    if (flags.init && !flags.tokenizer) /* the run's tokenizer, as --resume takes it */
+        resume_settings(&flags, flags.run_dir = dir_of(flags.init), "--tokenizer");
     if (flags.tokenizer) tokenizer_load(&tokenizer, flags.tokenizer);
     if (flags.eval || flags.generate || flags.dump_attn) {
         run_inference(&flags, &tokenizer);
         tokenizer_free(&tokenizer);
         free(flags.log_line);
+        free(flags.run_dir);
         return 0;
     }
 

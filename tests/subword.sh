@@ -89,7 +89,7 @@ rc=$?
 check "--generate without a prompt, a model with a start token: starts from it ('after a 0-token prompt')" \
     eval '[ $rc -eq 0 ] && grep -q "after a 0-token prompt" "$work/err_none" && [ -s "$work/gen_none" ]'
 one_line_error "--generate without a prompt, a subword model without a start token" \
-    "no start token" "--prompt TEXT" "--prompt-ids IDS" -- --init "$work/nobos.ckpt" --generate 5
+    "no start token" "--prompt TEXT" "--prompt-ids" -- --init "$work/nobos.ckpt" --generate 5
 
 # ---- --prompt TEXT feeds the ids data/prepare_bpe.py --encode TEXT prints ----
 # 200 prompts cut from the val text (1 to 160 bytes at fixed pseudo-random offsets) and a few
