@@ -7,6 +7,10 @@
   prepare_bpe.py --decode-shard SHARD TOKENIZER   write the bytes of a shard's tokens
   prepare_bpe.py --check-deps                exit 0 if sentencepiece can be imported (installs it as root)
 
+Run it with /usr/bin/python3: SentencePiece is Debian's python3-sentencepiece, a module of that
+Python. Another interpreter that cannot import it is told so first, and nothing is installed
+when the package is installed already.
+
 TOKENIZER is OUTDIR (its tokenizer.bin) or any tokenizer file in llm.c's format, versions 1
 and 2 (so --decode works for gpt2_tokenizer.bin too).
 
