@@ -7,15 +7,16 @@
 
 The text: --text, or --len bytes of --text-file from --offset. Without either, the script
 looks for what the model was trained on (a run.json or log.txt next to the checkpoint that
-names the training shard): the Bible (data/bible/) means data/bible/kjv.txt; other data means
-you must pass --text-file (the model knows nothing about the Bible); nothing found means
-data/bible/kjv.txt, the data of `make train`, with a note saying so. The text used is always
-printed. --out's folder is created first, so a bad --out fails before any work.
+names the training shard): the Bible (data/bible/ or a folder in it, such as its BPE shards)
+means data/bible/kjv.txt; other data means you must pass --text-file (the model knows nothing
+about the Bible); nothing found means data/bible/kjv.txt, the data of `make train`, with a note
+saying so. The text used is always printed. --out's folder is created first, so a bad --out
+fails before any work.
 
 A subword model (a vocabulary beyond bytes) needs its tokenizer file (llm.c's format, as
 data/prepare_bpe.py writes it): --tokenizer, or the one the run's log.txt next to the
 checkpoint names (as train_swat --init finds it). train_swat encodes the text with it, and the
-labels are the tokens' pieces (a space shows as "_", a newline as "\n"); the script prints them.
+labels are the tokens' pieces (a space shows as "_", a newline as "\\n"); the script prints them.
 
 For each chosen layer this runs `train_swat --init CKPT --dump-attn FILE --dump-layer l
 --prompt TEXT [--tokenizer FILE]` (the C trainer's own forward pass writes the weights; see dump_attention in
@@ -176,7 +177,7 @@ def choose_text(args, ckpt):
             why = (f"note: {ckpt} does not say what it was trained on (no run.json or training shard in "
                    f"log.txt next to it); using {rel}, the data of `make train`. For a model trained on "
                    "other text pass --text-file with text like it.")
-        elif os.path.basename(os.path.dirname(os.path.abspath(shard))) == "bible":
+        elif "bible" in os.path.dirname(os.path.abspath(shard)).split(os.sep)[-2:]:  # data/bible/, data/bible/bpe4096/
             path = BIBLE
             why = f"the Bible, {rel}: the model was trained on {shard} (says {show_path(source)})"
         else:
