@@ -2942,6 +2942,27 @@ static void test_tokenizer(void) {
     free(want); free(sh.tokens);
     tokenizer_free(&tk);
 
+    /* data/prepare_bpe.py's layout (<unk>, <s> = end-of-text 1, the bytes at 2..257, then the
+     * learned pieces in merge order): "abc" is a + bc, since bc (258) merges before ab (259)
+     * (longest match would give ab + c); A has no piece of its own: its byte piece 2 + 65;
+     * the character é is one symbol (263); "<s>" is its bytes, never the start token; the
+     * invalid byte 0xFF its byte piece 257 */
+    const char *learned[] = {"bc", "ab", "a", "b", "c", "\xc3\xa9"};
+    FILE *tf = fopen(tmp_path("tk_bpe.bin"), "wb");
+    uint32_t th[256] = {20240328, 2, 264, 1};
+    fwrite(th, 4, 256, tf);
+    fputc(5, tf); fputs("<unk>", tf); fputc(3, tf); fputs("<s>", tf);
+    for (int i = 0; i < 256; i++) { fputc(1, tf); fputc(i, tf); }
+    for (int i = 0; i < 6; i++) { fputc((int)strlen(learned[i]), tf); fputs(learned[i], tf); }
+    fclose(tf);
+    tokenizer_load(&tk, tmp_path("tk_bpe.bin"));
+    int bpe_ids[32], want_ids[] = {260, 258, 67, 263, 62, 117, 64, 257};
+    n = tokenizer_encode(&tk, "abcA\xc3\xa9<s>\xff", bpe_ids);
+    CHECK(n == 8 && !memcmp(bpe_ids, want_ids, sizeof want_ids), "tokenizer_encode: BPE in merge (id) order, as prepare_bpe encodes",
+          "%d tokens: %d %d %d %d %d %d %d %d", n, bpe_ids[0], bpe_ids[1], bpe_ids[2], bpe_ids[3], bpe_ids[4], bpe_ids[5],
+          bpe_ids[6], bpe_ids[7]);
+    tokenizer_free(&tk);
+
     /* corrupt tokenizer files through the binary: one line naming the problem */
     const char *d = scratch;
     write_tokenizer_file(tmp_path("tk_ok.bin"), 1, 260, 0, -1, 0, 0);
@@ -2982,12 +3003,13 @@ static void test_tokenizer(void) {
     CHECK(r->status == 0 && fabs(nats - loss * K * 16 / bytes) < 1e-5, "cli --eval --tokenizer: nats per byte",
           "printed %.6f, eval_loss * %ld predictions / %.0f bytes = %.6f", nats, K * 16, bytes, loss * K * 16 / bytes);
     /* a text prompt through the tokenizer: the output is the prompt's text, then the sample, the
-     * same text as the ids of the greedy encoding decoded */
+     * same text as the ids of its encoding decoded (no pair of it joins into a token of this
+     * file: its bytes) */
     r = run_trainer("--init %s --generate 6 --temperature 0 --prompt 'ab<258>c' --tokenizer %s/tk_ok.bin", ck, d);
     char text_out[4096];
     snprintf(text_out, sizeof text_out, "%.4000s", r->out);
     int ok1 = r->status == 0 && !strncmp(text_out, "ab<258>c", 8);
-    r = run_trainer("--init %s --generate 6 --temperature 0 --prompt-ids '97 98 258 99'", ck);
+    r = run_trainer("--init %s --generate 6 --temperature 0 --prompt-ids '97 98 60 50 53 56 62 99'", ck);
     char decoded[4096] = "";
     int dl = 0, bar = 0;
     for (char *t = strtok(r->out, " \n"); t; t = strtok(NULL, " \n")) {

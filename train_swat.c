@@ -1950,8 +1950,7 @@ static void loader_free(Loader *ld) {
 
 /* A tokenizer file (llm.c's format, doc/SPEC.md section 9): 256 uint32 [20240328, version 1
  * or 2, V, end-of-text id (version 2)], then for each token one uint8 length n >= 1 and its
- * n bytes. Decoding is concatenating the tokens' bytes; the file says nothing about how text
- * was split into tokens (that is the BPE's business: data/prepare_bpe.py). */
+ * n bytes. Decoding is concatenating the tokens' bytes (encoding: tokenizer_encode). */
 #define TOKENIZER_MAGIC 20240328
 typedef struct {
     int V;                /* tokens in the file (0: none; tokens print as bytes or ids) */
@@ -2000,28 +1999,59 @@ static void tokenizer_free(Tokenizer *tk) {
     memset(tk, 0, sizeof(*tk));
 }
 
-/* Text to tokens for a prompt: at each position the longest token whose bytes match (the
- * end-of-text token excepted). It decodes to exactly the text, but it need not be the
- * tokenizer's own (canonical) split: for that, encode with the data tool and pass the ids
- * (--prompt-ids). Returns the number of tokens, or -1 if some byte has no token. */
+/* The highest id (or the lowest) of a token with bytes s[0..n): never the end-of-text token,
+ * nor prepare_bpe's <unk> (0, when the end-of-text is 1). -1: there is none. */
+static int token_id(const Tokenizer *tk, const char *s, long n, int lowest) {
+    int found = -1;
+    for (int i = tk->eot == 1; i < tk->V; i++)
+        if (i != tk->eot && tk->offset[i + 1] - tk->offset[i] == n && (found < 0 || !lowest) &&
+            !memcmp(tk->bytes + tk->offset[i], s, (size_t)n))
+            found = i;
+    return found;
+}
+
+/* Text to tokens as data/prepare_bpe.py encodes it (SentencePiece's BPE, which scores learned
+ * piece i 258 - i): from the characters, the adjacent pair whose bytes are the token of lowest
+ * id joins (the leftmost of equals) until none does; a symbol is its token of highest id (a
+ * learned "A", not the byte piece <0x41>), else its bytes'. As there, nothing joins across a
+ * line's 4096-character pieces or with what SentencePiece skips (no UTF-8, U+2581, spaces if no
+ * token is one). GPT-2's file: BPE without its split into words. -1: a byte without a token. */
 static int tokenizer_encode(const Tokenizer *tk, const char *text, int *tokens) {
-    int n = 0;
-    size_t len = strlen(text);
-    for (size_t p = 0; p < len;) {
-        int best = -1;
-        long best_len = 0;
-        for (int i = 0; i < tk->V; i++) {
-            long tl = tk->offset[i + 1] - tk->offset[i];
-            if (i == tk->eot || tl <= best_len || (size_t)tl > len - p) continue;
-            if (memcmp(tk->bytes + tk->offset[i], text + p, (size_t)tl)) continue;
-            best = i;
-            best_len = tl;
+    const unsigned char *u = (const unsigned char *)text;
+    long len = (long)strlen(text), p = 0, m;
+    long *at = xcalloc(2 * (size_t)len + 3, sizeof(long), "prompt"); /* symbol k: at[k]..at[k+1] */
+    long *join = at + len + 2; /* the token that symbols k and k+1 joined are, or -1 */
+    int n = 0, failed = 0, raw, raw_space = token_id(tk, " ", 1, 0) < 0;
+    while (p < len) { /* a line, 4096 characters of one, or up to a character SentencePiece skips */
+        for (m = 0, raw = 0; p < len && m < 4096 && !raw && (m == 0 || u[p - 1] != '\n'); m++) {
+            int c = u[p] < 0xC2 ? 1 : u[p] < 0xE0 ? 2 : u[p] < 0xF0 ? 3 : u[p] < 0xF5 ? 4 : 1;
+            for (int k = 1; k < c; k++) c = (u[p + k] & 0xC0) == 0x80 ? c : 1; /* else one byte */
+            raw = (c == 1 && u[p] > 127) || (c == 3 && !memcmp(u + p, "\xe2\x96\x81", 3)) ||
+                  (u[p] == ' ' && raw_space);
+            at[m] = p;
+            p += c;
         }
-        if (best < 0) return -1;
-        tokens[n++] = best;
-        p += (size_t)best_len;
+        at[m] = p;
+        for (long k = 0; k + 1 < m; k++) join[k] = token_id(tk, text + at[k], at[k + 2] - at[k], 0);
+        for (;; m--) {
+            long k = -1;
+            for (long j = 0; j + 1 < m; j++)
+                if (join[j] >= 0 && (k < 0 || join[j] < join[k])) k = j;
+            if (k < 0) break;
+            memmove(at + k + 1, at + k + 2, (size_t)(m - k - 1) * sizeof(long));
+            memmove(join + k, join + k + 1, (size_t)(m - k - 2) * sizeof(long));
+            if (k > 0) join[k - 1] = token_id(tk, text + at[k - 1], at[k + 1] - at[k - 1], 0);
+            if (k + 2 < m) join[k] = token_id(tk, text + at[k], at[k + 2] - at[k], 0);
+        }
+        for (long k = 0; k < m; k++) {
+            int id = token_id(tk, text + at[k], at[k + 1] - at[k], 0);
+            if (id >= 0) tokens[n++] = id;
+            for (long b = at[k]; id < 0 && b < at[k + 1]; b++) /* SentencePiece's byte fallback */
+                failed |= (tokens[n++] = token_id(tk, text + b, 1, 1)) < 0;
+        }
     }
-    return n;
+    free(at);
+    return failed ? -1 : n;
 }
 
 /* Print a token: the tokenizer's bytes for it, if there is a tokenizer; else a byte for the
@@ -2845,7 +2875,7 @@ typedef struct {
     int generate, samples, top_k, dump_layer;
     uint64_t given; /* bit i: flag_specs[i] is on the command line */
     char *log_line; /* --resume: the log's "args" line, which remembered values point into */
-    char *run_dir;  /* --resume without --out: the checkpoint's folder, where out points */
+    char *run_dir;  /* the checkpoint's folder: --resume without --out (out points there), --init */
 } Flags;
 
 enum { /* the modes a flag applies to, and what a checkpoint decides instead of it */
@@ -2933,7 +2963,7 @@ static const FlagSpec flag_specs[] = {
     {"--final-val-chunks", "N", "0", TRAINING | REMEMBERED, AS_INT, AT(final_val_chunks), -1,
      BIG, "chunks of the validation at the end of the run (0: all; -1: none)"},
     {"--sample-every", "N", "100", TRAINING | REMEMBERED, AS_INT, AT(sample_every), 0, BIG,
-     "print a generated sample every N steps (0: never)"},
+     "print a sample every N steps (0: never): 16 tokens of text, '>>>', the model's"},
     {"--sample-len", "N", "200", TRAINING | REMEMBERED, AS_INT, AT(sample_len), 1, BIG,
      "tokens per sample"},
     {"--save-every", "N", "0", TRAINING | REMEMBERED, AS_INT, AT(save_every), 0, BIG,
@@ -2945,7 +2975,7 @@ static const FlagSpec flag_specs[] = {
     {"--top-k", "K", "0", TRAINING | GENERATE | REMEMBERED, AS_INT, AT(top_k), 0, 65536,
      "sample from the K most likely tokens (0: all)"},
     {"--tokenizer", "FILE", NULL, EVERY_MODE | REMEMBERED, AS_TEXT, AT(tokenizer), 0, 0,
-     "llm.c's tokenizer file: samples print as text, --prompt is encoded, --eval gives nats/byte"},
+     "llm.c's tokenizer file: text samples and --prompt, --eval's nats/byte; --init: the run's"},
     {"--init", "CKPT", NULL, EVERY_MODE, AS_TEXT, AT(init), 0, 0,
      "start from a checkpoint's weights and model config (training: with a fresh optimizer)"},
     {"--bos", "ID", "(none)", EVERY_MODE, AS_INT, AT(model.bos), -1, 65535,
@@ -2972,7 +3002,7 @@ static const FlagSpec flag_specs[] = {
      "S continuations at once (faster than S runs), sample i exactly the run with --seed "
      "seed+i, each under a line '--- sample i of S (seed X) ---'"},
     {"--prompt", "TEXT", "(newline)", GENERATE | DUMP_ATTN, AS_TEXT, AT(prompt), 0, 0,
-     "the prompt: bytes, or text through --tokenizer"},
+     "the prompt: bytes, or text through --tokenizer (subwords: none, the start token alone)"},
     {"--prompt-ids", "IDS", NULL, GENERATE | DUMP_ATTN, AS_TEXT, AT(prompt_ids), 0, 0,
      "the prompt as token ids (\"464 2068\")"},
     {"--dump-attn", "FILE", NULL, DUMP_ATTN, AS_TEXT, AT(dump_attn), 0, 0,
@@ -3175,8 +3205,11 @@ static void log_args(FILE *logf, const Flags *flags) {
     fputc('\n', logf);
 }
 
-/* Fill the remembered flags that were not given from the last "args" line of log_path. */
-static void resume_settings(Flags *flags, const char *log_path) {
+/* Fill the remembered flags that were not given from the last "args" line of dir/log.txt; with
+ * `only` (--init: "--tokenizer"), that flag alone, said on stderr (stdout may be a sample). */
+static void resume_settings(Flags *flags, const char *dir, const char *only) {
+    char log_path[4200];
+    snprintf(log_path, sizeof log_path, "%s/log.txt", dir);
     FILE *f = fopen(log_path, "r");
     char *line = NULL, *last = NULL;
     size_t cap = 0, used = 0;
@@ -3197,12 +3230,14 @@ static void resume_settings(Flags *flags, const char *log_path) {
     for (; name && (value = strtok_r(NULL, "\t", &save)); name = strtok_r(NULL, "\t", &save)) {
         int k = flag_index(name);
         if (k < 0 || !(flag_specs[k].modes & REMEMBERED) || (flags->given >> k & 1)) continue;
+        if (only && strcmp(name, only)) continue;
         set_flag(flags, &flag_specs[k], value);
         if (used < sizeof taken - 1)
             used += (size_t)snprintf(taken + used, sizeof taken - used, " %s %s", name, value);
     }
     if (used)
-        printf("resume: from %s:%s%s\n", log_path, taken, used < sizeof taken - 1 ? "" : " ...");
+        fprintf(only ? stderr : stdout, "%s: from %s:%s%s\n", only ? "init" : "resume", log_path,
+                taken, used < sizeof taken - 1 ? "" : " ...");
 }
 
 /* ---- evaluation and generation ------------------------------------------------------- */
@@ -3274,12 +3309,14 @@ static void run_eval(Model *m, const Flags *flags, const Tokenizer *tk) {
 }
 
 /* The prompt as token ids: --prompt TEXT is bytes or the tokenizer's tokens, --prompt-ids
- * "464 2068" ids separated by spaces, commas or tabs. */
+ * "464 2068" ids separated by spaces, commas or tabs; none: "\n", or subwords: nothing. */
 static int *prompt_tokens(const Model *m, const Flags *flags, const Tokenizer *tk, int *n_out) {
     int V = m->cfg.V, n = 0;
     const char *text = flags->prompt_ids ? flags->prompt_ids : flags->prompt ? flags->prompt : "\n";
     int *tokens = xcalloc(strlen(text) + 1, sizeof(int), "prompt");
-    if (flags->prompt_ids) {
+    if (!flags->prompt_ids && !flags->prompt && V > 257) {
+        if (m->cfg.bos < 0) die("no start token to begin from: give --prompt TEXT or --prompt-ids");
+    } else if (flags->prompt_ids) {
         for (const char *p = text + strspn(text, " ,\t"); *p; p += strspn(p, " ,\t")) {
             char *end;
             errno = 0;
@@ -3429,11 +3466,7 @@ static void load_model(Training *run, Flags *flags, Tokenizer *tk) {
             die("%s: has no optimizer state to resume from (use --init)", flags->resume);
         check_bos(flags, m, flags->resume);
         if (!flag_given(flags, "--out")) flags->out = flags->run_dir = dir_of(flags->resume);
-        size_t n = strlen(flags->out) + 16;
-        char *old_log = xcalloc(n, 1, "path");
-        snprintf(old_log, n, "%s/log.txt", flags->out);
-        resume_settings(flags, old_log);
-        free(old_log);
+        resume_settings(flags, flags->out, NULL);
         if (flags->tokenizer && !tk->V) tokenizer_load(tk, flags->tokenizer); /* named by the log */
         m->cfg.seq_len = st->T;
         if (st->step >= st->opt.steps)
@@ -3571,7 +3604,7 @@ static double log_validation(Training *run, int chunks, long *chunks_done) {
     return loss;
 }
 
-/* A sample of --sample-len tokens after the first 16 tokens of the validation (or training) text */
+/* The first 16 tokens of the validation (or training) text, ">>>", the model's --sample-len */
 static void print_sample(Training *run) {
     const Flags *flags = run->flags;
     const Shard *text = flags->val ? &run->val : &run->train;
@@ -3579,6 +3612,7 @@ static void print_sample(Training *run) {
     printf("---- sample ----\n");
     for (int i = 0; i < n; i++) prompt[i] = text->tokens[i];
     for (int i = 0; i < n; i++) print_token(stdout, run->tokenizer, prompt[i], run->model.cfg.V);
+    printf(">>>");
     free(generate(&run->model, prompt, n, flags->sample_len, run->model.cfg.window, 0,
                   flags->temperature, flags->top_k, &run->state.sample_rng, 1, run->tokenizer,
                   stdout));
@@ -3705,10 +3739,14 @@ int main(int argc, char **argv) {
     if (flags.threads) omp_set_num_threads(flags.threads);
 #endif
     Tokenizer tokenizer = {0};
+    if (flags.init && !flags.tokenizer) /* the run's tokenizer, as --resume takes it */
+        resume_settings(&flags, flags.run_dir = dir_of(flags.init), "--tokenizer");
     if (flags.tokenizer) tokenizer_load(&tokenizer, flags.tokenizer);
     if (flags.eval || flags.generate || flags.dump_attn) {
         run_inference(&flags, &tokenizer);
         tokenizer_free(&tokenizer);
+        free(flags.log_line);
+        free(flags.run_dir);
         return 0;
     }
 

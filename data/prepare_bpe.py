@@ -7,6 +7,10 @@
   prepare_bpe.py --decode-shard SHARD TOKENIZER   write the bytes of a shard's tokens
   prepare_bpe.py --check-deps                exit 0 if sentencepiece can be imported (installs it as root)
 
+Run it with /usr/bin/python3: SentencePiece is Debian's python3-sentencepiece, a module of that
+Python. Another interpreter that cannot import it is told so first, and nothing is installed
+when the package is installed already.
+
 TOKENIZER is OUTDIR (its tokenizer.bin) or any tokenizer file in llm.c's format, versions 1
 and 2 (so --decode works for gpt2_tokenizer.bin too).
 
@@ -106,12 +110,25 @@ class Failure(Exception):
 # ---------------------------------------------------------------- sentencepiece, installed
 
 def import_sentencepiece(install=True):
-    """Return the sentencepiece module; as root, install Debian's package when it is missing."""
+    """Return the sentencepiece module; as root, install Debian's package when it is missing.
+
+    Debian's python3-sentencepiece is a module of Debian's Python, /usr/bin/python3: another
+    interpreter is told to run the script with that one (installing cannot help it), and a
+    package that is installed is never installed again."""
     try:
         import sentencepiece  # noqa: PLC0415
         return sentencepiece
-    except ImportError:
-        pass
+    except ImportError as e:
+        error = e
+    debian = "/usr/bin/python3"
+    foreign = os.path.exists(debian) and os.path.realpath(sys.executable) != os.path.realpath(debian)
+    installed = package_installed()
+    if foreign:
+        also = "" if installed else f" (and if that has no sentencepiece either: {APT_LINE})"
+        raise Failure("sentencepiece", f"run it with /usr/bin/python3 (this is {sys.executable}, "
+                                       f"which cannot import sentencepiece){also}")
+    if installed:
+        raise Failure("sentencepiece", f"python3-sentencepiece is installed but cannot be imported ({error})")
     if install and os.geteuid() == 0 and shutil.which("apt-get"):
         print("prepare_bpe: installing python3-sentencepiece with apt-get", file=sys.stderr)
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -126,8 +143,16 @@ def import_sentencepiece(install=True):
             return sentencepiece
         except ImportError:
             pass
-    hint = "" if sys.executable == "/usr/bin/python3" else " and run this script with /usr/bin/python3"
-    raise Failure("sentencepiece", f"the Python module is missing: run '{APT_LINE}'{hint}")
+    raise Failure("sentencepiece", f"the Python module is missing: run '{APT_LINE}'")
+
+
+def package_installed():
+    """Whether dpkg lists Debian's python3-sentencepiece as installed."""
+    if not shutil.which("dpkg-query"):
+        return False
+    cmd = ["dpkg-query", "-W", "-f=${Status}", "python3-sentencepiece"]
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    return done.returncode == 0 and done.stdout.decode().endswith(" installed")
 
 
 # ---------------------------------------------------------------- canonical encoding

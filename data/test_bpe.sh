@@ -177,6 +177,27 @@ if ! "$py" -c 'import sentencepiece' 2>/dev/null; then
     finish
 fi
 
+# Another interpreter than Debian's cannot import Debian's python3-sentencepiece: the error
+# says first to run the script with /usr/bin/python3, and nothing is installed (a stand-in
+# apt-get records any call); neither when the package is installed but fails to import.
+mkdir -p "$work/bin" "$work/fakesp/sentencepiece"
+printf '#!/bin/sh\ntouch "%s/apt-get-called"\nexit 1\n' "$work" >"$work/bin/apt-get"
+chmod +x "$work/bin/apt-get"
+echo 'raise ImportError("simulated: a broken sentencepiece")' >"$work/fakesp/sentencepiece/__init__.py"
+cp "$(readlink -f /usr/bin/python3)" "$work/bin/python3" # a copy: another interpreter, run with -S (no dist-packages)
+PATH="$work/bin:$PATH" "$work/bin/python3" -S "$tool" --encode x "$work" >/dev/null 2>"$work/stderr"
+check "another Python without sentencepiece: one line, first 'run it with /usr/bin/python3 (this is ...)', apt-get not run" \
+    eval '[ "$(wc -l <"$work/stderr")" -eq 1 ] && grep -q "^prepare_bpe: sentencepiece: run it with /usr/bin/python3 (this is $work/bin/python3" "$work/stderr" &&
+          [ ! -e "$work/apt-get-called" ]'
+if [ "$(dpkg-query -W -f='${Status}' python3-sentencepiece 2>/dev/null)" = "install ok installed" ]; then
+    PATH="$work/bin:$PATH" PYTHONPATH="$work/fakesp" /usr/bin/python3 "$tool" --encode x "$work" >/dev/null 2>"$work/stderr"
+    check "python3-sentencepiece installed but not importable: says so in one line, apt-get not run" \
+        eval '[ "$(wc -l <"$work/stderr")" -eq 1 ] && grep -q "python3-sentencepiece is installed but cannot be imported (simulated" "$work/stderr" &&
+              [ ! -e "$work/apt-get-called" ]'
+else
+    skip "python3-sentencepiece installed but not importable: dpkg does not list python3-sentencepiece as installed"
+fi
+
 # A small text of our own (about 120 KB): sentences of English-like words with numbers,
 # punctuation, indentation and blank lines, a few non-ASCII lines, tabs and CRLF.
 "$py" - "$work/text.txt" <<'EOF'

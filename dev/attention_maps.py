@@ -3,17 +3,23 @@
 
     /usr/bin/python3 dev/attention_maps.py --ckpt model.ckpt --out attn [--layer 0|all]
         [--text "In the beginning ..." | --text-file FILE --offset N] [--len 96]
-        [--window W] [--bin ./train_swat]
+        [--window W] [--tokenizer FILE] [--bin ./train_swat]
 
 The text: --text, or --len bytes of --text-file from --offset. Without either, the script
 looks for what the model was trained on (a run.json or log.txt next to the checkpoint that
-names the training shard): the Bible (data/bible/) means data/bible/kjv.txt; other data means
-you must pass --text-file (the model knows nothing about the Bible); nothing found means
-data/bible/kjv.txt, the data of `make train`, with a note saying so. The text used is always
-printed. --out's folder is created first, so a bad --out fails before any work.
+names the training shard): the Bible (data/bible/ or a folder in it, such as its BPE shards)
+means data/bible/kjv.txt; other data means you must pass --text-file (the model knows nothing
+about the Bible); nothing found means data/bible/kjv.txt, the data of `make train`, with a note
+saying so. The text used is always printed. --out's folder is created first, so a bad --out
+fails before any work.
+
+A subword model (a vocabulary beyond bytes) needs its tokenizer file (llm.c's format, as
+data/prepare_bpe.py writes it): --tokenizer, or the one the run's log.txt next to the
+checkpoint names (as train_swat --init finds it). train_swat encodes the text with it, and the
+labels are the tokens' pieces (a space shows as "_", a newline as "\\n"); the script prints them.
 
 For each chosen layer this runs `train_swat --init CKPT --dump-attn FILE --dump-layer l
---prompt TEXT` (the C trainer's own forward pass writes the weights; see dump_attention in
+--prompt TEXT [--tokenizer FILE]` (the C trainer's own forward pass writes the weights; see dump_attention in
 train_swat.c) and writes two pictures:
 
   OUT_layer<l>.png            one heatmap per head: row m is the query, column n the key,
@@ -118,6 +124,39 @@ def training_shard(ckpt):
     return None, None
 
 
+def run_tokenizer(ckpt):
+    """The --tokenizer of the last "args" line of the log.txt next to the checkpoint (the one
+    train_swat --init takes), or None."""
+    found = None
+    try:
+        with open(os.path.join(os.path.dirname(os.path.abspath(ckpt)), "log.txt"), errors="replace") as f:
+            for line in f:
+                if line.startswith("args\t"):
+                    fields = line.rstrip("\n").split("\t")[1:]
+                    found = dict(zip(fields[0::2], fields[1::2])).get("--tokenizer")
+    except OSError:
+        pass
+    return found
+
+
+def read_tokenizer(path):
+    """The tokens' bytes of a tokenizer file (llm.c's format, versions 1 and 2)."""
+    try:
+        raw = open(path, "rb").read()
+    except OSError as e:
+        sys.exit(f"error: cannot read --tokenizer {path}: {e.strerror}")
+    if len(raw) < 1024 or struct.unpack_from("<3I", raw)[:2] not in ((20240328, 1), (20240328, 2)):
+        sys.exit(f"error: {path} is not a tokenizer file (llm.c's format, version 1 or 2)")
+    pieces, pos = [], 1024
+    for _ in range(struct.unpack_from("<3I", raw)[2]):
+        n = raw[pos] if pos < len(raw) else 0
+        if n == 0 or pos + 1 + n > len(raw):
+            sys.exit(f"error: {path} is truncated or damaged at token {len(pieces)}")
+        pieces.append(raw[pos + 1:pos + 1 + n])
+        pos += 1 + n
+    return pieces
+
+
 def show_path(p):
     """p relative to the current folder when it is below it, else absolute."""
     rel = os.path.relpath(p)
@@ -127,7 +166,8 @@ def show_path(p):
 def choose_text(args, ckpt):
     """The text to look at and a sentence saying where it comes from."""
     if args.text is not None:
-        return args.text, f"the --text given ({len(args.text)} bytes)"
+        data = os.fsencode(args.text)  # its bytes, carried as latin-1 like a --text-file's
+        return data.decode("latin-1"), f"the --text given ({len(data)} bytes)"
     path = args.text_file
     if path is None:
         shard, source = training_shard(ckpt)
@@ -137,7 +177,7 @@ def choose_text(args, ckpt):
             why = (f"note: {ckpt} does not say what it was trained on (no run.json or training shard in "
                    f"log.txt next to it); using {rel}, the data of `make train`. For a model trained on "
                    "other text pass --text-file with text like it.")
-        elif os.path.basename(os.path.dirname(os.path.abspath(shard))) == "bible":
+        elif "bible" in os.path.dirname(os.path.abspath(shard)).split(os.sep)[-2:]:  # data/bible/, data/bible/bpe4096/
             path = BIBLE
             why = f"the Bible, {rel}: the model was trained on {shard} (says {show_path(source)})"
         else:
@@ -173,13 +213,16 @@ def read_dump(path):
     return dict(layer=layer, H=H, T=T, window=W, attn=attn, tokens=tokens, weights=weights)
 
 
-def dump_layer(binary, ckpt, text, layer, window):
-    """Runs the C trainer's forward pass on `text` and returns the layer's attention."""
+def dump_layer(binary, ckpt, text, layer, window, tokenizer=None):
+    """Runs the C trainer's forward pass on `text` (through `tokenizer`, a file, if given) and
+    returns the layer's attention."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "attn.bin")
         cmd = [binary, "--init", ckpt, "--dump-attn", out, "--dump-layer", str(layer), "--prompt", text.encode("latin-1")]
         if window:
             cmd += ["--eval-window", str(window)]
+        if tokenizer:
+            cmd += ["--tokenizer", tokenizer]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f"error: {' '.join(cmd[:6])} ... failed: {r.stderr.strip()}")
@@ -193,17 +236,30 @@ def show_char(t):
     return {"\n": "\\n", " ": "_"}.get(c, c if c.isprintable() else "?")
 
 
-def token_labels(tokens, bos):
-    """One label per position; the start token (position 0 of a model that has one) is <bos>."""
-    return ["<bos>" if i == 0 and bos >= 0 and t == bos else show_char(int(t)) for i, t in enumerate(tokens)]
+def show_piece(b):
+    """A token's bytes as a label: its text ("_" for a space, "\\n" for a newline), or <XX> per
+    byte when it is no UTF-8 text (a byte piece of a longer character)."""
+    try:
+        text = b.decode("utf-8")
+    except UnicodeDecodeError:
+        return "".join(f"<{x:02X}>" for x in b)
+    return "".join({"\n": "\\n", " ": "_"}.get(c, c if c.isprintable() else "?") for c in text)
 
 
-def plot_maps(d, slopes, title, path, bos=-1):
+def token_labels(tokens, bos, pieces=None):
+    """One label per position; the start token (position 0 of a model that has one) is <bos>.
+    With the tokenizer's pieces (a list of bytes), a token's label is its piece."""
+    def show(t):
+        return show_piece(pieces[t]) if pieces is not None and t < len(pieces) else show_char(t)
+    return ["<bos>" if i == 0 and bos >= 0 and t == bos else show(int(t)) for i, t in enumerate(tokens)]
+
+
+def plot_maps(d, slopes, title, path, bos=-1, pieces=None):
     H, T, A = d["H"], d["T"], d["weights"]
     cols = min(H, 4)
     rows = (H + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.5 * rows + 0.6), squeeze=False, constrained_layout=True)
-    labels = token_labels(d["tokens"], bos)
+    labels = token_labels(d["tokens"], bos, pieces)
     step = max(1, T // 16)  # at most ~16 labelled characters per axis
     for h in range(rows * cols):
         ax = axes[h // cols][h % cols]
@@ -259,11 +315,13 @@ def main():
     ap.add_argument("--out", required=True, help="output prefix: OUT_layer<l>.png, OUT_layer<l>_distance.png "
                     "(its folder is created)")
     ap.add_argument("--layer", default="all", help="a layer number or 'all' (default)")
-    ap.add_argument("--text", help="the text to look at (bytes are tokens)")
+    ap.add_argument("--text", help="the text to look at (bytes are tokens; with a tokenizer, its tokens)")
     ap.add_argument("--text-file", help="a text like the model's training text (default: see the top of this file)")
     ap.add_argument("--offset", type=int, default=0, help="byte offset into --text-file")
     ap.add_argument("--len", type=int, default=96, help="bytes of --text-file to use (at most 2048)")
     ap.add_argument("--window", type=int, default=0, help="attention window (default: the model's)")
+    ap.add_argument("--tokenizer", help="a subword model's tokenizer file (default: the one its run's log.txt "
+                    "names); the labels are its pieces")
     ap.add_argument("--bin", default="./train_swat")
     args = ap.parse_args()
     if args.text is not None and args.text_file is not None:
@@ -284,6 +342,13 @@ def main():
         sys.exit(f"error: --out {args.out}: cannot create the folder {folder}: {e.strerror}")
     if not os.access(folder, os.W_OK):
         sys.exit(f"error: --out {args.out}: the folder {folder} is not writable")
+    tokenizer = args.tokenizer or run_tokenizer(args.ckpt)
+    if tokenizer is None and cfg["V"] > 257:
+        sys.exit(f"error: {args.ckpt} has a vocabulary of {cfg['V']} tokens: pass its tokenizer file, "
+                 "--tokenizer FILE (data/prepare_bpe.py's OUTDIR/tokenizer.bin)")
+    pieces = read_tokenizer(tokenizer) if tokenizer else None
+    if tokenizer and not args.tokenizer:
+        print(f"tokenizer: {tokenizer} (named by the log.txt next to {args.ckpt})")
     text, source = choose_text(args, args.ckpt)
     if "\0" in text:
         sys.exit("error: the text contains a NUL byte, which a command-line prompt cannot carry")
@@ -292,12 +357,14 @@ def main():
     name = os.path.basename(os.path.dirname(os.path.abspath(args.ckpt)))
     bos = f", start token {cfg['bos']} (<bos>)" if cfg["bos"] >= 0 else ""
     for layer in layers:
-        d = dump_layer(args.bin, args.ckpt, text, layer, args.window)
+        d = dump_layer(args.bin, args.ckpt, text, layer, args.window, tokenizer)
+        if layer == layers[0]:
+            print(f"the {d['T']} tokens: " + " ".join(token_labels(d["tokens"], cfg["bos"], pieces)))
         if cfg["bos"] >= 0 and (d["T"] < 1 or int(d["tokens"][0]) != cfg["bos"]):
             print(f"note: the model has start token {cfg['bos']} but the dump does not begin with it", file=sys.stderr)
         title = (f"{name}: layer {layer}, {cfg['attn']}, ALiBi {cfg['neg']}:{cfg['pos']} (slopes {slope_rule(cfg['version'])}), "
                  f"RoPE {'on' if cfg['rope'] else 'off'},\nwindow {d['window']}, {d['T']} tokens{bos}")
-        plot_maps(d, slopes, title, f"{args.out}_layer{layer}.png", cfg["bos"])
+        plot_maps(d, slopes, title, f"{args.out}_layer{layer}.png", cfg["bos"], pieces)
         plot_distance(d, slopes, title, f"{args.out}_layer{layer}_distance.png")
         print(f"wrote {args.out}_layer{layer}.png and {args.out}_layer{layer}_distance.png")
 
