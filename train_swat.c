@@ -1293,6 +1293,17 @@ static void layer_forward(const Model *m, int l, const LayerActs *s, int B, int 
     add_floats(s->x_next, s->x_mid, (long)N * C);
 }
 
+/* Every input, and target (may be NULL), of N positions from position pos0 is a token */
+static void check_tokens(const int *inputs, const int *targets, int N, int V, long pos0) {
+    for (int i = 0; i < N; i++) {
+        int bad_input = inputs[i] < 0 || inputs[i] >= V;
+        const char *what = bad_input ? "token" : "target";
+        if (bad_input || (targets && (targets[i] < 0 || targets[i] >= V)))
+            die("%s %d at position %ld is outside the vocabulary (V=%d)", what,
+                bad_input ? inputs[i] : targets[i], pos0 + i, V);
+    }
+}
+
 /* The forward pass of doc/SPEC.md section 3 on B sequences of T tokens (positions 0..T-1
  * each), with attention window `window` (the training window, or another for evaluation).
  * The logits land in m->a.logits: all of them, or the last chunk's (see logit_rows). With
@@ -1304,12 +1315,7 @@ static float model_forward(Model *m, const int *inputs, const int *targets, int 
     Activations *a = &m->a;
     int N = B * T, C = c->C, V = c->V;
     long NC = (long)N * C;
-    for (int i = 0; i < N; i++) {
-        if (inputs[i] < 0 || inputs[i] >= V)
-            die("token %d at position %d is outside the vocabulary (V=%d)", inputs[i], i, V);
-        if (targets && (targets[i] < 0 || targets[i] >= V))
-            die("target %d at position %d is outside the vocabulary (V=%d)", targets[i], i, V);
-    }
+    check_tokens(inputs, targets, N, V, 0);
     a->window = window;
     memcpy(a->inputs, inputs, N * sizeof(int));
     if (targets) memcpy(a->targets, targets, N * sizeof(int));
@@ -2010,30 +2016,52 @@ static int token_id(const Tokenizer *tk, const char *s, long n, int lowest) {
     return found;
 }
 
-/* Text to tokens as data/prepare_bpe.py encodes it (SentencePiece's BPE, which scores learned
- * piece i 258 - i): from the characters, the adjacent pair whose bytes are the token of lowest
- * id joins (the leftmost of equals) until none does; a symbol is its token of highest id (a
- * learned "A", not the byte piece <0x41>), else its bytes'. As there, nothing joins across a
- * line's 4096-character pieces or with what SentencePiece skips (no UTF-8, U+2581, spaces if no
- * token is one). GPT-2's file: BPE without its split into words. -1: a byte without a token. */
+/* The bytes of the UTF-8 character at s; 1 for a byte that begins none (the end of the text,
+ * 0, is no continuation byte, so nothing past it is read) */
+static int utf8_length(const unsigned char *s) {
+    int n = s[0] < 0xC2 ? 1 : s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : s[0] < 0xF5 ? 4 : 1;
+    for (int k = 1; k < n; k++)
+        if ((s[k] & 0xC0) != 0x80) return 1;
+    return n;
+}
+
+/* The characters of the next piece of text from byte p, as prepare_bpe.py cuts it: up to the
+ * end of a line, 4096 characters, or a character that SentencePiece never joins with another
+ * (a byte that is no UTF-8, U+2581, a space if no token is one), which ends its piece. The
+ * piece's character k is text[at[k] .. at[k+1]); returns their number. */
+static long bpe_piece(const unsigned char *u, long len, long p, long *at, int space_alone) {
+    long m = 0;
+    int alone = 0;
+    while (p < len && m < 4096 && !alone && (m == 0 || u[p - 1] != '\n')) {
+        int c = utf8_length(u + p);
+        alone = (c == 1 && u[p] > 127) || (c == 3 && !memcmp(u + p, "\xe2\x96\x81", 3)) ||
+                (u[p] == ' ' && space_alone);
+        at[m++] = p;
+        p += c;
+    }
+    at[m] = p;
+    return m;
+}
+
+/* Text to tokens as data/prepare_bpe.py encodes it: SentencePiece's BPE, which scores learned
+ * piece i as 258 - i, so the ids are the merge order. In each piece (bpe_piece) the symbols
+ * start as its characters; the adjacent pair whose bytes are the token of lowest id joins (the
+ * leftmost of equals), until none does. A symbol is then its token of highest id (a learned
+ * "A", not the byte piece <0x41>), or else its bytes' tokens (SentencePiece's byte fallback).
+ * GPT-2's file gets BPE without GPT-2's split into words: close, not exact (--prompt-ids).
+ * Returns the number of tokens, or -1 if some byte has no token. */
 static int tokenizer_encode(const Tokenizer *tk, const char *text, int *tokens) {
     const unsigned char *u = (const unsigned char *)text;
-    long len = (long)strlen(text), p = 0, m;
-    long *at = xcalloc(2 * (size_t)len + 3, sizeof(long), "prompt"); /* symbol k: at[k]..at[k+1] */
-    long *join = at + len + 2; /* the token that symbols k and k+1 joined are, or -1 */
-    int n = 0, failed = 0, raw, raw_space = token_id(tk, " ", 1, 0) < 0;
-    while (p < len) { /* a line, 4096 characters of one, or up to a character SentencePiece skips */
-        for (m = 0, raw = 0; p < len && m < 4096 && !raw && (m == 0 || u[p - 1] != '\n'); m++) {
-            int c = u[p] < 0xC2 ? 1 : u[p] < 0xE0 ? 2 : u[p] < 0xF0 ? 3 : u[p] < 0xF5 ? 4 : 1;
-            for (int k = 1; k < c; k++) c = (u[p + k] & 0xC0) == 0x80 ? c : 1; /* else one byte */
-            raw = (c == 1 && u[p] > 127) || (c == 3 && !memcmp(u + p, "\xe2\x96\x81", 3)) ||
-                  (u[p] == ' ' && raw_space);
-            at[m] = p;
-            p += c;
-        }
-        at[m] = p;
+    long len = (long)strlen(text);
+    long *at = xcalloc((size_t)len + 2, sizeof(long), "prompt");   /* symbol k: at[k]..at[k+1] */
+    long *join = xcalloc((size_t)len + 2, sizeof(long), "prompt"); /* symbols k, k+1 as a token */
+    int n = 0;
+    int failed = 0;
+    int space_alone = token_id(tk, " ", 1, 0) < 0;
+    for (long p = 0, m; p < len; p = at[m]) {
+        m = bpe_piece(u, len, p, at, space_alone);
         for (long k = 0; k + 1 < m; k++) join[k] = token_id(tk, text + at[k], at[k + 2] - at[k], 0);
-        for (;; m--) {
+        for (;; m--) { /* join the best pair, k and k+1 */
             long k = -1;
             for (long j = 0; j + 1 < m; j++)
                 if (join[j] >= 0 && (k < 0 || join[j] < join[k])) k = j;
@@ -2046,11 +2074,14 @@ static int tokenizer_encode(const Tokenizer *tk, const char *text, int *tokens) 
         for (long k = 0; k < m; k++) {
             int id = token_id(tk, text + at[k], at[k + 1] - at[k], 0);
             if (id >= 0) tokens[n++] = id;
-            for (long b = at[k]; id < 0 && b < at[k + 1]; b++) /* SentencePiece's byte fallback */
-                failed |= (tokens[n++] = token_id(tk, text + b, 1, 1)) < 0;
+            for (long b = at[k]; id < 0 && b < at[k + 1]; b++) {
+                tokens[n] = token_id(tk, text + b, 1, 1);
+                if (tokens[n++] < 0) failed = 1;
+            }
         }
     }
     free(at);
+    free(join);
     return failed ? -1 : n;
 }
 
@@ -2487,14 +2518,7 @@ static void block_forward(BlockState *bs, const int *inputs, const int *targets,
     size_t kv_rows = (size_t)bs->max_context + bs->rows;
     if (N > bs->rows || (bs->context && B != 1))
         die("block_forward: %d x %d positions do not fit the block", B, T);
-    for (int i = 0; i < N; i++) {
-        if (inputs[i] < 0 || inputs[i] >= V)
-            die("token %d at position %ld is outside the vocabulary (V=%d)", inputs[i], pos0 + i,
-                V);
-        if (targets && (targets[i] < 0 || targets[i] >= V))
-            die("target %d at position %ld is outside the vocabulary (V=%d)", targets[i], pos0 + i,
-                V);
-    }
+    check_tokens(inputs, targets, N, V, pos0);
     if (c->rope) rope_tables(bs->rope_cos, bs->rope_sin, T, D, c->rope_theta, pos0);
     embedding_forward(bs->s.x, inputs, m->param.wte, N, C);
     for (int l = 0; l < c->L; l++) {
@@ -2574,8 +2598,8 @@ static void evaluation_over_ranks(double *total, SinkStats *sinks) {
  * losses_out (optional) receives the per-prediction losses as float32, in chunk order;
  * sinks (optional) accumulates where the attention goes. */
 static const char *eval_progress = NULL; /* main sets it to show a long evaluation's progress */
-static double evaluate(Model *m, const Shard *s, int E, int w, long max_chunks, int batch,
-                       long *chunks_out, FILE *losses_out, SinkStats *sinks) {
+static double evaluate(const Model *m, const Shard *s, int E, int w, long max_chunks,
+                       int batch, long *chunks_out, FILE *losses_out, SinkStats *sinks) {
     if (E < 1) die("eval length must be >= 1");
     if (w < 1) die("eval window must be >= 1");
     long chunks = (s->n - 1) / E;
@@ -2621,31 +2645,20 @@ static double evaluate(Model *m, const Shard *s, int E, int w, long max_chunks, 
 
 /* Streaming evaluation: the whole shard as one sequence (after the start token, if the
  * model has one): N-1 predictions, of t[1..N) without a start token, of t[0..N-1) with one.
- * With keep_first = 0 the text goes through block_forward a block at a time with w-1 keys
- * and values of context per layer (memory O(w) per layer plus one block, whatever the
- * length): that is bit for bit evaluate() with E = N-1, a multiple of the speed of token-by-
- * token. With keep_first > 0 the cache of StreamingLLM (positions counted within the cache)
- * is not ordinary attention, so the text goes token by token through infer_step (see
- * kept_scores_naive). max_tokens > 0 stops after that many predictions. losses_out (optional)
- * receives them as float32. */
+ * With keep_first = 0 that is evaluate() with one chunk of E = N-1, which goes through
+ * block_forward a block at a time with w-1 keys and values of context per layer (memory O(w)
+ * per layer plus one block, whatever the length). With keep_first > 0 the cache of
+ * StreamingLLM (positions counted within the cache) is not ordinary attention, so the text
+ * goes token by token through infer_step (see kept_scores_naive). max_tokens > 0 stops after
+ * that many predictions. losses_out (optional) receives them as float32. */
 static double evaluate_stream(const Model *m, const Shard *s, int w, int keep_first,
                               long max_tokens, FILE *losses_out) {
     long n = s->n - 1;
     if (max_tokens > 0 && max_tokens < n) n = max_tokens;
     int bos = m->cfg.bos;
     double total = 0.0;
-    if (keep_first == 0) {
-        BlockState bs;
-        int rows = n < BLOCK_POSITIONS ? (int)n : BLOCK_POSITIONS;
-        block_init(&bs, m, w, rows, 1, n, 0);
-        int *in = xcalloc(rows, sizeof(int), "eval tokens");
-        int *tg = xcalloc(rows, sizeof(int), "eval tokens");
-        run_long_sequence(&bs, s, 0, n, &total, losses_out, NULL, 0, in, tg);
-        free(in);
-        free(tg);
-        block_free(&bs);
-        return total / n;
-    }
+    if (keep_first == 0) /* one chunk of n predictions */
+        return evaluate(m, s, (int)n, w, 1, 1, NULL, losses_out, NULL);
     InferState st;
     infer_init(&st, m, n < w ? (int)(n > 0 ? n : 1) : w, keep_first);
     for (long i = 0; i < n; i++) {
