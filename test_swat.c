@@ -748,7 +748,7 @@ static void test_attention(int mode, int W) {
     double *orf = dalloc(n), *wr = dalloc((size_t)B * H * T * T);
     ref_attention(orf, wr, c.q, c.k, c.v, c.slopes, B, T, C, H, W, c.softmax);
     for (size_t i = 0; i < na; i++) att[i] = 1e6f;
-    attention_forward(o, att, q, k, v, slopes, B, T, C, H, W, mode);
+    attention_forward_ctx(o, att, q, k, v, slopes, B, T, 0, C, H, W, mode);
     double e = note(E_FWD_LAYER, rel_err_fd(o, orf, n));
     /* the saved band: att[b,h,m,d] is the weight of key m-d, 0 where m-d < 0 */
     double ea = 0.0;
@@ -1488,7 +1488,7 @@ static void test_inference(void) {
         random_tokens(tok, T, V, &s);
         model_forward(&m, tok, NULL, 1, T, w);
         InferState st;
-        infer_init(&st, &m, w, 0);
+        infer_init(&st, &m, w, 0, 1);
         double e = 0.0;
         for (int p = 0; p < T; p++) {
             infer_step(&st, tok[p]);
@@ -1784,9 +1784,9 @@ static void test_keep_first(void) {
         random_tokens(tok, n, V, &s);
         double *ref = ref_stream_keep_first(&cfg, P, tok, n, v[i].w, v[i].K);
         InferState st, naive, pair;
-        infer_init(&st, &m, v[i].w, v[i].K);
-        infer_init(&naive, &m, v[i].w, v[i].K);
-        infer_init_n(&pair, &m, v[i].w, v[i].K, 2);
+        infer_init(&st, &m, v[i].w, v[i].K, 1);
+        infer_init(&naive, &m, v[i].w, v[i].K, 1);
+        infer_init(&pair, &m, v[i].w, v[i].K, 2);
         double e = 0.0;
         for (int p = 0; p < n; p++) {
             infer_step(&st, tok[p]);
@@ -1820,8 +1820,8 @@ static void test_keep_first(void) {
     Model m;
     make_random_model(&m, &cfg, 0.3, 130);
     InferState a, b;
-    infer_init(&a, &m, 4, 0);
-    infer_init(&b, &m, 4, 2);
+    infer_init(&a, &m, 4, 0, 1);
+    infer_init(&b, &m, 4, 2, 1);
     int same_until = -1, differs_after = 0;
     for (int p = 0; p < 12; p++) {
         infer_step(&a, p % V);
@@ -1899,7 +1899,7 @@ static void test_reference_kernels(void) {
                 long NA = (long)B * H * T * Wb;
                 float *o1 = falloc(NC), *o2 = falloc(NC), *a1 = falloc(NA), *a2 = falloc(NA);
                 float *g1 = falloc(3 * NC), *g2 = falloc(3 * NC);
-                attention_forward(o1, a1, q, k, v, slopes, B, T, C, H, W, mode);
+                attention_forward_ctx(o1, a1, q, k, v, slopes, B, T, 0, C, H, W, mode);
                 attention_forward_naive(o2, a2, q, k, v, slopes, B, T, 0, C, H, W, mode);
                 attention_backward(g1, g1 + NC, g1 + 2 * NC, dout, a1, q, k, v, B, T, C, H, W, mode);
                 attention_backward_naive(g2, g2 + NC, g2 + 2 * NC, dout, a2, q, k, v, B, T, C, H, W, mode);
@@ -2524,7 +2524,7 @@ static int check_greedy(const Model *m, const char *prompt, int n, const char *t
     int plen = (int)strlen(prompt);
     if (strncmp(text, prompt, plen) != 0 || (int)strlen(text) != plen + n + 1 || text[plen + n] != '\n') return -1;
     InferState st;
-    infer_init(&st, m, m->cfg.window, 0);
+    infer_init(&st, m, m->cfg.window, 0, 1);
     for (int i = 0; i < plen; i++) infer_step(&st, (unsigned char)prompt[i]);
     int result = n;
     for (int i = 0; i < n && result == n; i++) {
@@ -2761,7 +2761,7 @@ static void test_cli_start_token(const char *train, const char *evalp, const uin
     double sum = 0;
     for (long i = 0; losses && i < size / 4; i++) sum += losses[i];
     InferState st; /* the same stream in-process */
-    infer_init(&st, &m, 4, 1);
+    infer_init(&st, &m, 4, 1, 1);
     double ref = 0;
     for (long i = 0; i < ne - 1; i++) {
         infer_step(&st, i == 0 ? 256 : etok[i - 1]);
@@ -3133,7 +3133,7 @@ static void test_block_evaluate(void) {
 /* The same stream token by token through infer_step: each position's loss */
 static double stream_by_tokens(const Model *m, const Shard *s, int W, long n, float *losses) {
     InferState st;
-    infer_init(&st, m, n < W ? (int)n : W, 0);
+    infer_init(&st, m, n < W ? (int)n : W, 0, 1);
     double total = 0.0;
     int bos = m->cfg.bos;
     for (long i = 0; i < n; i++) {
@@ -3218,9 +3218,9 @@ static void test_prefill(void) {
         if (v[i].bos >= 0) seq[0] = v[i].bos;
         int ring = len + extra < W ? len + extra : W; /* as generate() sizes it */
         InferState a, b, naive;
-        infer_init(&a, &m, ring, v[i].keep);
-        infer_init(&b, &m, ring, v[i].keep);
-        infer_init(&naive, &m, ring, v[i].keep);
+        infer_init(&a, &m, ring, v[i].keep, 1);
+        infer_init(&b, &m, ring, v[i].keep, 1);
+        infer_init(&naive, &m, ring, v[i].keep, 1);
         infer_prefill(&a, seq, len);
         infer_prefill(&naive, seq, len);
         for (int j = 0; j < len; j++) infer_step(&b, seq[j]);
@@ -3298,7 +3298,7 @@ static void test_infer_threads(void) {
     for (int r = 0; r < 3; r++) {
         omp_set_num_threads(r + 1);
         InferState st;
-        infer_init_n(&st, &m, 7, 0, 3);
+        infer_init(&st, &m, 7, 0, 3);
         infer_prefill(&st, prompt, 1100);
         int t3[3] = {1, 2, 3};
         for (int j = 0; j < 10; j++) {
@@ -3353,7 +3353,7 @@ static void test_infer_threads(void) {
     int saved_threads = omp_get_max_threads();
     omp_set_num_threads(4); /* as on a machine with 4 cores */
 #endif
-    infer_init_n(&st, &sm, 4, 0, 3);
+    infer_init(&st, &sm, 4, 0, 3);
     int most = 0;
     for (int k = 0; k < 3 * DECODE_PROBE; k++) {
         decode_threads_before(&st);

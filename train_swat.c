@@ -873,12 +873,6 @@ static void attention_forward_ctx(float *out, float *att, const float *q, const 
     }
 }
 
-static void attention_forward(float *out, float *att, const float *q, const float *k,
-                              const float *v, const float *slopes, int B, int T, int C, int H,
-                              int window, int mode) {
-    attention_forward_ctx(out, att, q, k, v, slopes, B, T, 0, C, H, window, mode);
-}
-
 /* dP's rows turned in place into dS: sigmoid ds = dp * p (1 - p), softmax
  * ds = p (dp - sum_j p dp), both times the 1/sqrt(D) of s = q.k/sqrt(D) + slope*d, so the
  * products that follow need no scale. dS is 0 outside the band, where P is. */
@@ -1277,11 +1271,8 @@ static void layer_forward(const Model *m, int l, const LayerActs *s, int B, int 
         rope_forward(s->q, rope_cos, rope_sin, B, T, C, H);
         rope_forward(s->k, rope_cos, rope_sin, B, T, C, H);
     }
-    if (ctx == 0)
-        attention_forward(s->o, s->att, s->q, s->k, s->v, m->slopes, B, T, C, H, window, c->attn);
-    else
-        attention_forward_ctx(s->o, s->att, s->q, s->k - (long)ctx * C, s->v - (long)ctx * C,
-                              m->slopes, B, T, ctx, C, H, window, c->attn);
+    attention_forward_ctx(s->o, s->att, s->q, s->k - (long)ctx * C, s->v - (long)ctx * C,
+                          m->slopes, B, T, ctx, C, H, window, c->attn);
     matmul_forward(s->x_mid, s->o, w.wo, N, C, C);
     add_floats(s->x_mid, s->x, (long)N * C);
     /* MLP block: x_next = x_mid + (silu(h Wgate^T) * h Wup^T) Wdown^T, h = RMSNorm(x_mid) */
@@ -1455,7 +1446,7 @@ static void decode_threads_init(InferState *s);
 static void decode_threads_before(InferState *s);
 
 /* n sequences at position 0, all with the same window and kept first positions */
-static void infer_init_n(InferState *s, const Model *m, int window, int keep_first, int n) {
+static void infer_init(InferState *s, const Model *m, int window, int keep_first, int n) {
     const ModelConfig *c = &m->cfg;
     *s = (InferState){.m = m, .window = window, .keep_first = keep_first, .n = n, .use_threads = 1};
     size_t rows = (size_t)window + keep_first, C = c->C, F = c->F, half = C / c->H / 2 + 1;
@@ -1470,9 +1461,6 @@ static void infer_init_n(InferState *s, const Model *m, int window, int keep_fir
         *all[i].buf = xcalloc(all[i].floats, sizeof(float), "inference");
     s->packed = pack_model(m);
     decode_threads_init(s);
-}
-static void infer_init(InferState *s, const Model *m, int window, int keep_first) {
-    infer_init_n(s, m, window, keep_first, 1);
 }
 
 static void infer_free(InferState *s) {
@@ -2395,15 +2383,11 @@ static void sink_stats_init(SinkStats *st, const ModelConfig *c) {
     st->L = c->L;
     st->H = c->H;
     st->queries = 0;
-    st->first = xcalloc((size_t)c->L * c->H, sizeof(double), "sink stats");
-    st->row_sum = xcalloc((size_t)c->L * c->H, sizeof(double), "sink stats");
-    st->share = xcalloc((size_t)c->L * c->H, sizeof(double), "sink stats");
+    st->first = xcalloc(3 * (size_t)c->L * c->H, sizeof(double), "sink stats");
+    st->row_sum = st->first + c->L * c->H;
+    st->share = st->row_sum + c->L * c->H;
 }
-static void sink_stats_free(SinkStats *st) {
-    free(st->first);
-    free(st->row_sum);
-    free(st->share);
-}
+static void sink_stats_free(SinkStats *st) { free(st->first); /* the block of all three */ }
 
 /* Add layer l's attention band of a block, att (B, H, T, band) with a[d] the weight of key
  * pos0+m-d of query m: the queries at positions 1 .. reach-1 of each chunk, which see
@@ -2660,7 +2644,7 @@ static double evaluate_stream(const Model *m, const Shard *s, int w, int keep_fi
     if (keep_first == 0) /* one chunk of n predictions */
         return evaluate(m, s, (int)n, w, 1, 1, NULL, losses_out, NULL);
     InferState st;
-    infer_init(&st, m, n < w ? (int)(n > 0 ? n : 1) : w, keep_first);
+    infer_init(&st, m, n < w ? (int)(n > 0 ? n : 1) : w, keep_first, 1);
     for (long i = 0; i < n; i++) {
         int input, target;
         sequence_slice(&input, &target, s->tokens, 0, i, 1, bos);
@@ -2738,7 +2722,7 @@ static int *generate(const Model *m, const int *prompt, int prompt_len, int n, i
     if (bos >= 0) seq[0] = bos;
     memcpy(seq + (bos >= 0), prompt, (size_t)prompt_len * sizeof(int));
     InferState s;
-    infer_init_n(&s, m, ring, keep_first, samples);
+    infer_init(&s, m, ring, keep_first, samples);
     infer_prefill(&s, seq, len);
     for (int i = 0; i < n; i++) {
         for (int j = 0; j < samples; j++) {

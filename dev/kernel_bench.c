@@ -57,8 +57,8 @@ static void run_attention(void *p) {
     int B = a->B, T = a->T, C = m->cfg.C, H = m->cfg.H;
     const LayerActs *s = &a->layer[c->l];
     if (!c->backward)
-        attention_forward(s->o, s->att, s->q, s->k, s->v, m->slopes, B, T, C, H, a->window,
-                          m->cfg.attn);
+        attention_forward_ctx(s->o, s->att, s->q, s->k, s->v, m->slopes, B, T, 0, C, H,
+                              a->window, m->cfg.attn);
     else
         attention_backward(a->dq, a->dk, a->dv, a->dh, s->att, s->q, s->k, s->v, B, T, C, H,
                            a->window, m->cfg.attn);
