@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The committed attention explorer in dev/results/attention/ (make attention-page):
+#   page.html       dev/attention_page.py on the `make train` model (MODEL, default
+#                   out/bible/model.ckpt) over LEN bytes of the first held-out verse of the
+#                   Bible (Colossians 1:17, the text of dev/attention_figures.sh), all layers
+#   page_query.tsv  the dump's weights of one query (layer LAYER, head HEAD, the last token),
+#                   read from train_swat --dump-attn here: tests/attention_page.sh holds the
+#                   numbers the page shows for that query to them
+#   page.png        a screenshot of the page in headless Chromium with that query chosen
+set -eu
+py=${PYTHON:-/usr/bin/python3}
+model=${MODEL:-out/bible/model.ckpt}
+len=${LEN:-200}
+layer=${LAYER:-0}
+head=${HEAD:-5}
+out=dev/results/attention
+[ -f "$model" ] || { echo "error: $model is missing (run: make train)" >&2; exit 1; }
+command -v chromium >/dev/null || { echo "error: no chromium for the screenshot (apt-get install chromium)" >&2; exit 1; }
+offset=$("$py" -c "print(open('data/bible/kjv.txt','rb').read().find(b'  17 And he is before all things'))")
+[ "$offset" -ge 0 ] || { echo "error: the passage is not in data/bible/kjv.txt (run: make data)" >&2; exit 1; }
+mkdir -p "$out"
+"$py" dev/attention_page.py "$model" --names "make train" --text data/bible/kjv.txt \
+  --offset "$offset" --len "$len" -o "$out/page.html" \
+  --title "The make train model (SWAT) on Colossians 1:17, held out from training"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+prompt=$(head -c $((offset + len)) data/bible/kjv.txt | tail -c "$len"; echo .)
+./train_swat --init "$model" --dump-attn "$tmp/attn.bin" --dump-layer "$layer" --prompt "${prompt%.}" 2>/dev/null
+"$py" - "$tmp/attn.bin" "$layer" "$head" >"$out/page_query.tsv" <<'EOF'
+import struct, sys
+data, layer, h = open(sys.argv[1], "rb").read(), int(sys.argv[2]), int(sys.argv[3])
+_, _, H, T, W, _ = struct.unpack("<6i", data[8:32])
+q = T - 1
+row = struct.unpack_from("<%df" % T, data, 32 + 4 * T + 4 * T * (h * T + q))
+print(f"# layer {layer} head {h} query {q}: key and weight, from train_swat --dump-attn")
+for n in range(max(0, q - W + 1), q + 1):
+    print(f"{n}\t{row[n]:.7f}")
+EOF
+q=$(sed -n 's/^# layer [0-9]* head [0-9]* query \([0-9]*\).*/\1/p' "$out/page_query.tsv")
+chromium --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$tmp/profile" \
+  --hide-scrollbars --window-size=1280,1180 \
+  --screenshot="$PWD/$out/page.png" "file://$PWD/$out/page.html#selftest&layer=$layer&head=$head&query=$q" \
+  2>/dev/null
+echo "wrote $out/page.html, $out/page_query.tsv (query $q) and $out/page.png"
