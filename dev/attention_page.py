@@ -38,11 +38,11 @@ import sys
 import tempfile
 import zlib
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 import attention_maps as am  # noqa: E402  read_dump, read_ckpt_header, alibi_slopes
 import numpy as np  # noqa: E402  (attention_maps has checked that it is there)
 
-TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "attention_page.html")
+TEMPLATE = os.path.join(os.path.dirname(os.path.realpath(__file__)), "attention_page.html")
 MAX_T = 2048            # dump_attention's limit
 AUTO_16BIT_CELLS = 1500000  # --bits auto: 16 bits up to this many weights (3 MB before compression)
 
