@@ -300,8 +300,7 @@ def main():
                 for c, h in headers.items())
     bits = choose_bits(args, cells)
     models = [model_data(args, c, n, prompt, pieces, bits) for c, n in zip(args.ckpts, names)]
-    page = dict(title=args.title or "Attention: " + ", ".join(names), source=where, models=models,
-                command="dev/attention_page.py " + " ".join(os.path.basename(c) for c in args.ckpts))
+    page = dict(title=args.title or "Attention: " + ", ".join(names), source=where, models=models)
     size = write_page(args.out, page)
     print(f"wrote {args.out}: {size / 1e6:.2f} MB, {bits}-bit weights, text: {where}")
 

@@ -35,12 +35,14 @@ if [ -s "$EXAMPLE" ]; then check "$EXAMPLE references no URL and loads no file" 
 else fail "$EXAMPLE is missing (bash dev/attention_page_example.sh)"; fi
 
 # ---- three tiny models, trained in seconds ----
-text_shard "$tmp/text.bin" 7 4000 "and the spirit of god moved upon the face of the waters and god said let there be light "
+text_shard "$tmp/text.bin" 7 4000 \
+  "and the spirit of god moved upon the face of the waters and god said let there be light "
 tiny="--train $tmp/text.bin --layers 2 --heads 4 --dim 32 --ffn 64 --seq 64 --window 16 --batch 4
       --steps 30 --warmup 5 --val-every 0 --sample-every 0 --threads 1"
 # shellcheck disable=SC2086
 "$BIN" $tiny --out "$tmp/swat" >"$tmp/train1.log" 2>&1 &&
-"$BIN" $tiny --attn softmax --alibi 0:0 --vocab 257 --bos 256 --out "$tmp/soft" >"$tmp/train2.log" 2>&1 &&
+"$BIN" $tiny --attn softmax --alibi 0:0 --vocab 257 --bos 256 --out "$tmp/soft" \
+  >"$tmp/train2.log" 2>&1 &&
 "$BIN" $tiny --vocab 260 --out "$tmp/sub" >"$tmp/train3.log" 2>&1 ||
   { fail "training the tiny models: $(tail -n 1 "$tmp"/train*.log)"; finish; }
 # a tokenizer of the subword model (llm.c's format): the 256 bytes and 4 pieces
@@ -52,7 +54,9 @@ open(sys.argv[1], "wb").write(struct.pack("<256I", 20240328, 1, len(pieces), *[0
 EOF
 
 PROMPT="and god said let there be light and there was light and god saw the light that it was good"
-page() { "$py" dev/attention_page.py "$@" >"$tmp/page.log" 2>&1 || { cat "$tmp/page.log"; false; }; }
+page() {
+  "$py" dev/attention_page.py "$@" >"$tmp/page.log" 2>&1 || { cat "$tmp/page.log"; false; }
+}
 check "a page of two models (sigmoid, softmax with a start token)" \
   page "$tmp/swat/model.ckpt" "$tmp/soft/model.ckpt" --prompt "$PROMPT" -o "$tmp/two.html"
 check "a page of a subword model (--tokenizer)" \
@@ -60,14 +64,18 @@ check "a page of a subword model (--tokenizer)" \
 check "a page at 8 bits (--bits 8, --layers 1)" \
   page "$tmp/swat/model.ckpt" --prompt "$PROMPT" --bits 8 --layers 1 -o "$tmp/eight.html"
 head -c 2047 data/bible/kjv.txt | tr '\n' ' ' >"$tmp/long.txt"   # no newline: it is a --prompt too
-check "a page of 2,047 bytes (--text FILE)" page "$tmp/swat/model.ckpt" --text "$tmp/long.txt" -o "$tmp/long.html"
-for f in two sub eight long; do check "$f.html references no URL and loads no file" offline "$tmp/$f.html"; done
+check "a page of 2,047 bytes (--text FILE)" \
+  page "$tmp/swat/model.ckpt" --text "$tmp/long.txt" -o "$tmp/long.html"
+for f in two sub eight long; do
+  check "$f.html references no URL and loads no file" offline "$tmp/$f.html"
+done
 
 # ---- bad input: one line "error: ...", exit status 1 ----
 bad() {  # NAME ARGS...: the page tool refuses with one error line
   local name=$1; shift
   "$py" dev/attention_page.py "$@" >"$tmp/bad.out" 2>&1; local rc=$?
-  if [ $rc -eq 1 ] && [ "$(wc -l <"$tmp/bad.out")" -eq 1 ] && grep -q '^error: ' "$tmp/bad.out"; then
+  if [ $rc -eq 1 ] && [ "$(wc -l <"$tmp/bad.out")" -eq 1 ] && grep -q '^error: ' "$tmp/bad.out"
+  then
     ok "refused: $name ($(cut -c1-90 "$tmp/bad.out"))"
   else fail "$name: exit $rc, output: $(head -c 300 "$tmp/bad.out")"; fi
 }
@@ -85,10 +93,12 @@ if ! command -v chromium >/dev/null && [ "$(id -u)" -eq 0 ] && command -v apt-ge
   echo "installing Debian's chromium (apt-get) for the browser checks"
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y chromium </dev/null >"$tmp/apt.log" 2>&1 ||
-    { apt-get update </dev/null >>"$tmp/apt.log" 2>&1 && apt-get install -y chromium </dev/null >>"$tmp/apt.log" 2>&1; }
+    { apt-get update </dev/null >>"$tmp/apt.log" 2>&1 &&
+      apt-get install -y chromium </dev/null >>"$tmp/apt.log" 2>&1; }
 fi
 if ! command -v chromium >/dev/null; then
-  why="not root"; [ "$(id -u)" -eq 0 ] && why="apt-get install chromium failed: $(tail -n 1 "$tmp/apt.log" 2>/dev/null)"
+  why="not root"
+  [ "$(id -u)" -eq 0 ] && why="apt-get install chromium failed: $(tail -n 1 "$tmp/apt.log")"
   skip "the browser checks: no chromium ($why; apt-get install chromium as root)"
   finish
 fi
@@ -102,7 +112,8 @@ render() {
 }
 # dump_row CKPT LAYER HEAD QUERY [ARGS]: "key<TAB>weight" of the query's row, read with struct
 dump_row() {
-  "$BIN" --init "$1" --dump-attn "$tmp/dump.bin" --dump-layer "$2" "${@:5}" >/dev/null 2>&1 || return 1
+  "$BIN" --init "$1" --dump-attn "$tmp/dump.bin" --dump-layer "$2" "${@:5}" >/dev/null 2>&1 ||
+    return 1
   "$py" - "$tmp/dump.bin" "$3" "$4" <<'EOF'
 import struct, sys
 data, h, q = open(sys.argv[1], "rb").read(), int(sys.argv[2]), int(sys.argv[3])
@@ -122,7 +133,8 @@ name, dom, log, rows, tol = sys.argv[1], open(sys.argv[2], errors="replace").rea
 m = re.search(r'<pre id="selftest">(.*?)</pre>', dom, re.S)
 errs = re.search(r'<pre id="errors">(.*?)</pre>', dom, re.S)
 if not m or not m.group(1).strip():
-    print(f"fail|{name}: the self-test wrote nothing; errors: {errs.group(1)[:300] if errs else '?'}")
+    print(f"fail|{name}: the self-test wrote nothing; "
+          f"errors: {errs.group(1)[:300] if errs else '?'}")
     sys.exit()
 r = json.loads(html.unescape(m.group(1)))
 print(("ok|" if not r["errors"] else "fail|") + f"{name}: no script error {r['errors'][:3]}")
@@ -135,8 +147,9 @@ for part in ("text", "map", "query"):
 want = [l.split("\t") for l in open(rows) if l.strip() and not l.startswith("#")]
 shown = r["shown"]
 keys_ok = [int(s[0]) for s in shown] == [int(k) for k, _ in want]
-print(("ok|" if keys_ok else "fail|") + f"{name}: the page shows keys {shown[0][0] if shown else '-'}"
-      f"..{shown[-1][0] if shown else '-'} of query {r['query']}, the dump's {want[0][0]}..{want[-1][0]}")
+first, last = (shown[0][0], shown[-1][0]) if shown else ("-", "-")
+print(("ok|" if keys_ok else "fail|") + f"{name}: the page shows keys {first}..{last} of query "
+      f"{r['query']}, the dump's {want[0][0]}..{want[-1][0]}")
 if keys_ok:
     diff = max(abs(float(s[3]) - float(w)) for s, (_, w) in zip(shown, want))
     print(("ok|" if diff <= tol else "fail|") + f"{name}: its {len(shown)} weights equal the "
@@ -152,7 +165,9 @@ EOF
 }
 # judge NAME DOM LOG ROWS TOL: the verdicts counted here (a crash of the checks is one failure)
 judge() {
-  if ! verdicts "$@" >"$tmp/verdicts" 2>&1; then fail "$1: the checks failed: $(tail -n 1 "$tmp/verdicts")"; return; fi
+  if ! verdicts "$@" >"$tmp/verdicts" 2>&1; then
+    fail "$1: the checks failed: $(tail -n 1 "$tmp/verdicts")"; return
+  fi
   while IFS='|' read -r verdict text; do
     if [ "$verdict" = ok ]; then ok "$text"; else fail "$text"; fi
   done <"$tmp/verdicts"
@@ -161,8 +176,12 @@ judge() {
 # the fresh pages: model, layer, head, query against the dump of the same prompt
 browse() {  # ID NAME PAGE HASH CKPT LAYER HEAD QUERY TOL [DUMP ARGS]
   local id=$1 name=$2 pg=$3 hash=$4 ckpt=$5 l=$6 h=$7 q=$8 tol=$9; shift 9
-  if ! render "$pg" "$hash" "$id"; then fail "$name: chromium failed: $(tail -n 2 "$tmp/$id.log")"; return; fi
-  dump_row "$ckpt" "$l" "$h" "$q" "$@" >"$tmp/$id.rows" || { fail "$name: the dump failed"; return; }
+  if ! render "$pg" "$hash" "$id"; then
+    fail "$name: chromium failed: $(tail -n 2 "$tmp/$id.log")"; return
+  fi
+  if ! dump_row "$ckpt" "$l" "$h" "$q" "$@" >"$tmp/$id.rows"; then
+    fail "$name: the dump failed"; return
+  fi
   judge "$name" "$tmp/$id.dom" "$tmp/$id.log" "$tmp/$id.rows" "$tol"
 }
 browse sig "sigmoid model, layer 1 head 3" "$tmp/two.html" "model=0&layer=1&head=3&query=60" \
@@ -183,15 +202,17 @@ sys.exit(not (r["labels"][0] == "<bos>" and r["after"]["map"].count(",") == r["H
     "$tmp/soft.dom.json"
 else fail "the softmax page's self-test record is missing"; fi
 if [ -s "$tmp/sub.dom.json" ]; then
-  check "the subword page labels the pieces ('god', 'the ', ...) and they spell the prompt" "$py" -c '
-import json, sys; r = json.load(open(sys.argv[1]))
-sys.exit(not ("".join(r["labels"]) == sys.argv[2] and "god" in r["labels"] and "the " in r["labels"]))' \
+  check "the subword page labels the pieces ('god', 'the ', ...) and they spell the prompt" \
+    "$py" -c '
+import json, sys; r = json.load(open(sys.argv[1])); labels = r["labels"]
+sys.exit(not ("".join(labels) == sys.argv[2] and "god" in labels and "the " in labels))' \
     "$tmp/sub.dom.json" "$PROMPT"
 else fail "the subword page's self-test record is missing"; fi
 
 # ---- the committed example, against the dump rows recorded with it ----
 if [ -s "$EXAMPLE" ] && [ -s "$ROWS" ]; then
-  read -r l h q < <(sed -n 's/^# layer \([0-9]*\) head \([0-9]*\) query \([0-9]*\).*/\1 \2 \3/p' "$ROWS")
+  n='\([0-9]*\)'
+  read -r l h q < <(sed -n "s/^# layer $n head $n query $n.*/\\1 \\2 \\3/p" "$ROWS")
   if [ -n "${q:-}" ] && render "$EXAMPLE" "model=0&layer=$l&head=$h&query=$q" example; then
     judge "committed example" "$tmp/example.dom" "$tmp/example.log" "$ROWS" 1e-3
   else fail "the committed example: no layer/head/query line in $ROWS, or chromium failed"; fi
