@@ -1,50 +1,74 @@
 #!/usr/bin/env bash
-# The committed attention explorer in dev/results/attention/ (make attention-page):
+# The committed attention explorers in dev/results/attention/ (make attention-page):
 #   page.html       dev/attention_page.py on the `make train` model (MODEL, default
 #                   out/bible/model.ckpt) over LEN bytes of the first held-out verse of the
 #                   Bible (Colossians 1:17, the text of dev/attention_figures.sh), all layers
-#   page_query.tsv  the dump's weights of one query (layer LAYER, head HEAD, the last token),
-#                   read from train_swat --dump-attn here: tests/attention_page.sh holds the
-#                   numbers the page shows for that query to them
-#   page.png        a screenshot of the page in headless Chromium with that query chosen
-#   page_sizes.txt  the size of a page of 2,047 bytes from the same place (all layers and
+#   sink_page.html  the sink chapter's Bigram-Backcopy models of seed 1 (make sink: SWAT and
+#                   softmax without position encoding, SINK_RUNS/bb-*-L2-s1/model.ckpt) on the
+#                   first validation chain (SINK_DATA/val.bin); skipped when they are missing
+#   *_query.tsv     the dump's weights of one query of each page, read from train_swat
+#                   --dump-attn here: tests/attention_page.sh holds the page's numbers to them
+#   *.png           a screenshot of each page in headless Chromium with that query chosen
+#   page_sizes.txt  the size of a page of 2,047 bytes of the make train model (all layers and
 #                   heads; not kept) and the times its self-test took in headless Chromium
 set -eu
 py=${PYTHON:-/usr/bin/python3}
 model=${MODEL:-out/bible/model.ckpt}
 len=${LEN:-200}
-layer=${LAYER:-0}
-head=${HEAD:-5}
+runs=${SINK_RUNS:-dev/results/sink/runs}
+bb=${SINK_DATA:-dev/results/sink/data/backcopy}
 out=dev/results/attention
 die() { echo "error: $*" >&2; exit 1; }
-command -v chromium >/dev/null || die "no chromium for the screenshot (apt-get install chromium)"
+command -v chromium >/dev/null || die "no chromium for the screenshots (apt-get install chromium)"
 offset=$("$py" -c "print(open('data/bible/kjv.txt', 'rb').read().find(b'  17 And he is before'))")
 [ "$offset" -ge 0 ] || die "the passage is not in data/bible/kjv.txt (run: make data)"
 [ -f "$model" ] || die "$model is missing (run: make train)"
 mkdir -p "$out"
-"$py" dev/attention_page.py "$model" --names "make train" --text data/bible/kjv.txt \
-  --offset "$offset" --len "$len" -o "$out/page.html" \
-  --title "The make train model (SWAT) on Colossians 1:17, held out from training"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-prompt=$(head -c $((offset + len)) data/bible/kjv.txt | tail -c "$len"; echo .)
-./train_swat --init "$model" --dump-attn "$tmp/attn.bin" --dump-layer "$layer" \
-  --prompt "${prompt%.}" 2>/dev/null
-"$py" - "$tmp/attn.bin" "$layer" "$head" >"$out/page_query.tsv" <<'EOF'
+
+# rows OUT MODEL_INDEX LAYER HEAD CKPT PROMPT_FLAGS...: the last query's row of the dump
+rows() {
+  local file=$1 m=$2 layer=$3 head=$4 ckpt=$5; shift 5
+  ./train_swat --init "$ckpt" --dump-attn "$tmp/attn.bin" --dump-layer "$layer" "$@" 2>/dev/null
+  "$py" - "$tmp/attn.bin" "$m" "$layer" "$head" >"$file" <<'EOF'
 import struct, sys
-data, layer, h = open(sys.argv[1], "rb").read(), int(sys.argv[2]), int(sys.argv[3])
+data, m, layer, h = open(sys.argv[1], "rb").read(), *map(int, sys.argv[2:5])
 _, _, H, T, W, _ = struct.unpack("<6i", data[8:32])
 q = T - 1
 row = struct.unpack_from("<%df" % T, data, 32 + 4 * T + 4 * T * (h * T + q))
-print(f"# layer {layer} head {h} query {q}: key and weight, from train_swat --dump-attn")
+print(f"# model {m} layer {layer} head {h} query {q}: key and weight, from train_swat --dump-attn")
 for n in range(max(0, q - W + 1), q + 1):
     print(f"{n}\t{row[n]:.7f}")
 EOF
-q=$(sed -n 's/^# layer [0-9]* head [0-9]* query \([0-9]*\).*/\1/p' "$out/page_query.tsv")
-chromium --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$tmp/profile" \
-  --hide-scrollbars --window-size=1280,1180 \
-  --screenshot="$PWD/$out/page.png" \
-  "file://$PWD/$out/page.html#selftest&layer=$layer&head=$head&query=$q" \
-  2>/dev/null
+}
+# shoot PAGE ROWS PNG [EXTRA HASH]: the page with the rows' query chosen, as a picture
+shoot() {
+  local n='\([0-9]*\)' m l h q
+  read -r m l h q < <(sed -n "s/^# model $n layer $n head $n query $n.*/\\1 \\2 \\3 \\4/p" "$2")
+  chromium --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$tmp/profile" \
+    --hide-scrollbars --window-size=1280,1180 --screenshot="$PWD/$3" \
+    "file://$PWD/$1#selftest&model=$m&layer=$l&head=$h&query=$q${4:-}" 2>/dev/null
+}
+
+"$py" dev/attention_page.py "$model" --names "make train" --text data/bible/kjv.txt \
+  --offset "$offset" --len "$len" -o "$out/page.html" \
+  --title "The make train model (SWAT) on Colossians 1:17, held out from training"
+prompt=$(head -c $((offset + len)) data/bible/kjv.txt | tail -c "$len"; echo .)
+rows "$out/page_query.tsv" 0 0 5 "$model" --prompt "${prompt%.}"
+shoot "$out/page.html" "$out/page_query.tsv" "$out/page.png"
+
+swat=$runs/bb-swat-L2-s1/model.ckpt soft=$runs/bb-softmax-nope-L2-s1/model.ckpt
+if [ -f "$swat" ] && [ -f "$soft" ] && [ -f "$bb/val.bin" ]; then
+  # the first chain's 127 letters: with the start token before them, one training sequence
+  chain=$("$py" -c "import sys; print(open(sys.argv[1], 'rb').read()[1024:1278:2].decode())" \
+    "$bb/val.bin")
+  "$py" dev/attention_page.py "$swat" "$soft" --names "SWAT,softmax without position encoding" \
+    --prompt "$chain" -o "$out/sink_page.html" \
+    --title "The attention sink (doc/sink.md): Bigram-Backcopy models of seed 1, a validation chain"
+  rows "$out/sink_page_query.tsv" 1 1 0 "$soft" --prompt "$chain"
+  shoot "$out/sink_page.html" "$out/sink_page_query.tsv" "$out/sink_page.png" "&all=1"
+else echo "skipped the sink page: $swat, $soft or $bb/val.bin is missing (run: make sink)"; fi
+
 "$py" dev/attention_page.py "$model" --text data/bible/kjv.txt --offset "$offset" --len 2047 \
   -o "$tmp/big.html" >"$tmp/big.log"
 chromium --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$tmp/profile" \
@@ -62,4 +86,4 @@ print(f"headless Chromium, one run, load average {load} on 2 cores: "
       f"drawn in {r['render_ms']} ms, a token chosen in {r['select_ms']} ms")
 EOF
 cat "$out/page_sizes.txt"
-echo "wrote $out/page.html, $out/page_query.tsv (query $q), $out/page.png and $out/page_sizes.txt"
+echo "wrote the pages, their query rows and screenshots in $out, and $out/page_sizes.txt"

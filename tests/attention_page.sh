@@ -1,17 +1,14 @@
 #!/usr/bin/env bash
-# tests/attention_page.sh: the attention explorer (dev/attention_page.py) in a real browser.
-# It trains three tiny models (a sigmoid byte model, a softmax model with a start token, a
-# subword model with a tokenizer file written here), builds pages from them and renders them,
-# and the committed example dev/results/attention/page.html, in headless Chromium (Debian's
-# chromium: installed here with apt-get when root; SKIPPED with the reason otherwise). Each
-# page runs its self-test (URL #selftest&...: the default view, then a head and a token
-# chosen; see dev/attention_page.py) and the checks are: no script or console error, no
-# resource loaded (nothing but the file itself), choosing a head and a token changes the
-# drawing, and the weights the page shows for the query equal the dump's
-# (train_swat --dump-attn, read here with struct) to 1e-3; the committed example against the
-# dump rows recorded with it (dev/attention_page_example.sh). Also: no http(s) URL, script or
-# stylesheet link in the pages, the pieces of the subword model as labels, a 2,048-token page
-# drawn in under a second, one-line errors for bad input. Prints "N passed, M failed".
+# tests/attention_page.sh: the attention explorer (dev/attention_page.py) in headless Chromium
+# (Debian's chromium: installed here with apt-get when root, else SKIPPED with the reason).
+# Pages of three tiny models trained here (sigmoid bytes; softmax with a start token; subword
+# with a tokenizer file written here), at 8 bits, of 2,047 tokens, and the committed examples
+# (dev/attention_page_example.sh) run their self-test (URL #selftest&...: a head and a token
+# chosen); the checks: no script or console error, nothing fetched and no URL in the file,
+# the choice changes the drawing, the weights shown for the query equal the dump's
+# (train_swat --dump-attn, read here with struct; the committed pages: the rows recorded with
+# them) to 1e-3, the subword pieces as labels, drawn in under a second; and one-line errors for
+# bad input. Prints "N passed, M failed".
 set -u
 export LC_ALL=C OMP_NUM_THREADS=1
 cd "$(dirname "$0")/.." || exit 1
@@ -20,7 +17,6 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 py=/usr/bin/python3
 BIN=${SWAT_BIN:-./train_swat}
 EXAMPLE=dev/results/attention/page.html
-ROWS=dev/results/attention/page_query.tsv
 
 [ -x "$BIN" ] || { fail "$BIN is not built (make train_swat)"; finish; }
 "$py" -c 'import numpy, matplotlib' 2>/dev/null || bash dev/need_matplotlib.sh "$py" >/dev/null 2>&1
@@ -209,12 +205,23 @@ sys.exit(not ("".join(labels) == sys.argv[2] and "god" in labels and "the " in l
     "$tmp/sub.dom.json" "$PROMPT"
 else fail "the subword page's self-test record is missing"; fi
 
-# ---- the committed example, against the dump rows recorded with it ----
-if [ -s "$EXAMPLE" ] && [ -s "$ROWS" ]; then
-  n='\([0-9]*\)'
-  read -r l h q < <(sed -n "s/^# layer $n head $n query $n.*/\\1 \\2 \\3/p" "$ROWS")
-  if [ -n "${q:-}" ] && render "$EXAMPLE" "model=0&layer=$l&head=$h&query=$q" example; then
-    judge "committed example" "$tmp/example.dom" "$tmp/example.log" "$ROWS" 1e-3
-  else fail "the committed example: no layer/head/query line in $ROWS, or chromium failed"; fi
-else fail "the committed example $EXAMPLE or its rows $ROWS is missing"; fi
+# ---- the committed examples, against the dump rows recorded with them ----
+committed() {  # ID PAGE: the page with the query of its rows file PAGE%.html_query.tsv
+  local rows=${2%.html}_query.tsv n='\([0-9]*\)' m l h q
+  if [ ! -s "$rows" ]; then
+    fail "$2 has no rows file $rows (dev/attention_page_example.sh)"; return
+  fi
+  read -r m l h q < <(sed -n "s/^# model $n layer $n head $n query $n.*/\\1 \\2 \\3 \\4/p" "$rows")
+  if [ -z "${q:-}" ]; then fail "$rows has no line '# model M layer L head H query Q'"; return; fi
+  if ! render "$2" "model=$m&layer=$l&head=$h&query=$q" "$1"; then
+    fail "$2: chromium failed: $(tail -n 2 "$tmp/$1.log")"; return
+  fi
+  judge "committed $2" "$tmp/$1.dom" "$tmp/$1.log" "$rows" 1e-3
+}
+[ -s "$EXAMPLE" ] && committed example "$EXAMPLE"
+SINK=dev/results/attention/sink_page.html
+if [ -s "$SINK" ]; then
+  check "$SINK references no URL and loads no file" offline "$SINK"
+  committed sink "$SINK"
+fi
 finish
