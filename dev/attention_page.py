@@ -225,9 +225,9 @@ def prompt_args(args):
         sys.exit("error: the text is empty")
     if b"\0" in data:
         sys.exit("error: the text contains a NUL byte, which a command-line prompt cannot carry")
-    if len(data) >= MAX_T and args.tokenizer is None:
+    if len(data) > MAX_T and args.tokenizer is None:
         sys.exit(f"error: the text has {len(data)} bytes; train_swat --dump-attn takes at most "
-                 f"{MAX_T} tokens with the start token (use --len)")
+                 f"{MAX_T} tokens, a start token included (use --len)")
     return ["--prompt", data], where
 
 
