@@ -136,22 +136,25 @@ def head_numbers(A, B, window):
     """Per head, in float32 from the dump: the mean row sum over all queries; over the queries
     1 .. min(T, w) - 1, which see position 0 (as train_swat --sinks counts them), the mean
     weight a(m, 0), row sum and share a(m, 0) / row sum; and the mean weight against distance
-    d over the queries that see the whole band (m >= band - 1), as attention_maps draws it."""
+    d over the queries that see the whole band (m >= band - 1), as attention_maps draws it, or,
+    when fewer than a quarter of the queries do (a window as long as the text), over the
+    queries that reach distance d (m >= d). Returns them, the row sums and the rule used."""
     H, T, band = B.shape
     rows = B.sum(axis=2)  # (H, T)
     reach = min(T, window)
     first = A[:, 1:reach, 0]
     seen = rows[:, 1:reach]
     share = np.where(seen > 0, first / np.maximum(seen, 1e-30), 0.0)
-    full = np.arange(band - 1, T)
+    whole = T - band + 1 >= T / 4
     heads = []
     for h in range(H):
         def mean(x):
             return round(float(x.mean()), 6) if x.size else None
+        dist = B[h, band - 1:, :].mean(axis=0) if whole else \
+            np.array([B[h, d:, d].mean() for d in range(band)])
         heads.append(dict(row_sum=mean(rows[h]), first=mean(first[h]), row_sum_seen=mean(seen[h]),
-                          share=mean(share[h]),
-                          dist=[round(float(v), 6) for v in B[h, full, :].mean(axis=0)]))
-    return heads, rows
+                          share=mean(share[h]), dist=[round(float(v), 6) for v in dist]))
+    return heads, rows, "whole band" if whole else "each distance"
 
 
 def b64(data):
@@ -199,8 +202,8 @@ def model_data(args, ckpt, name, prompt, pieces, bits):
                        labels=token_labels(d["tokens"], pieces if tokenizer else None,
                                            cfg["bos"]))
         B = band_of(d["weights"], out["band"])
-        heads, rows = head_numbers(d["weights"], B, d["window"])
-        out["layers"].append(dict(layer=layer, heads=heads, w=quantise(B, bits),
+        heads, rows, rule = head_numbers(d["weights"], B, d["window"])
+        out["layers"].append(dict(layer=layer, heads=heads, w=quantise(B, bits), dist_rule=rule,
                                   rowsum=b64(rows.astype("<f4").tobytes())))
         print(f"{name}: layer {layer}: {d['H']} heads over {d['T']} tokens, window {d['window']}")
     return out
