@@ -25,6 +25,10 @@ offset=$("$py" -c "print(open('data/bible/kjv.txt', 'rb').read().find(b'  17 And
 [ -f "$model" ] || die "$model is missing (run: make train)"
 mkdir -p "$out"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+browser() {
+  chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run \
+    --user-data-dir="$tmp/profile" "$@" 2>/dev/null
+}
 
 # rows OUT MODEL_INDEX LAYER HEAD CKPT PROMPT_FLAGS...: the last query's row of the dump
 rows() {
@@ -45,9 +49,8 @@ EOF
 shoot() {
   local n='\([0-9]*\)' m l h q
   read -r m l h q < <(sed -n "s/^# model $n layer $n head $n query $n.*/\\1 \\2 \\3 \\4/p" "$2")
-  chromium --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$tmp/profile" \
-    --hide-scrollbars --window-size=1280,1180 --screenshot="$PWD/$3" \
-    "file://$PWD/$1#selftest&model=$m&layer=$l&head=$h&query=$q${4:-}" 2>/dev/null
+  browser --hide-scrollbars --window-size=1280,1180 --screenshot="$PWD/$3" \
+    "file://$PWD/$1#selftest&model=$m&layer=$l&head=$h&query=$q${4:-}"
 }
 
 "$py" dev/attention_page.py "$model" --names "make train" --text data/bible/kjv.txt \
@@ -71,8 +74,7 @@ else echo "skipped the sink page: $swat, $soft or $bb/val.bin is missing (run: m
 
 "$py" dev/attention_page.py "$model" --text data/bible/kjv.txt --offset "$offset" --len 2047 \
   -o "$tmp/big.html" >"$tmp/big.log"
-chromium --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$tmp/profile" \
-  --dump-dom "file://$tmp/big.html#selftest&layer=3&head=2&query=2000" 2>/dev/null >"$tmp/big.dom"
+browser --dump-dom "file://$tmp/big.html#selftest&layer=3&head=2&query=2000" >"$tmp/big.dom"
 load=$(cut -d' ' -f1 /proc/loadavg)
 "$py" - "$tmp/big.log" "$tmp/big.dom" "$load" >"$out/page_sizes.txt" <<'EOF'
 import html, json, re, sys

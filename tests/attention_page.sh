@@ -101,8 +101,8 @@ fi
 
 # render PAGE HASH NAME: the DOM after the self-test in $tmp/NAME.dom, the browser's log in .log
 render() {
-  timeout 120 chromium --headless --no-sandbox --disable-gpu --no-first-run \
-    --user-data-dir="$tmp/profile" --enable-logging=stderr --v=0 \
+  timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage \
+    --no-first-run --user-data-dir="$tmp/profile" --enable-logging=stderr --v=0 \
     --dump-dom "file://$(cd "$(dirname "$1")" && pwd)/$(basename "$1")#selftest&$2" \
     >"$tmp/$3.dom" 2>"$tmp/$3.log"
 }
