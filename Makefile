@@ -156,8 +156,9 @@ attention-figures: train_swat data
 	@bash dev/need_matplotlib.sh $(PYTHON)
 	bash dev/attention_figures.sh
 
-# The attention explorer page, its screenshot and the dump rows it is tested against, in
-# dev/results/attention (needs make train's model, MODEL=CKPT for another, and chromium).
+# The attention explorer pages in dev/results/attention, their screenshots and the dump rows
+# they are tested against: make train's model (MODEL=CKPT for another) and, when make sink's
+# checkpoints are there, the sink chapter's two models (needs chromium).
 attention-page: train_swat data
 	@bash dev/need_matplotlib.sh $(PYTHON)
 	PYTHON=$(PYTHON) bash dev/attention_page_example.sh
