@@ -29,6 +29,14 @@ offline() {  # FILE: nothing that would fetch
 }
 if [ -s "$EXAMPLE" ]; then check "$EXAMPLE references no URL and loads no file" offline "$EXAMPLE"
 else fail "$EXAMPLE is missing (bash dev/attention_page_example.sh)"; fi
+current() {  # PAGE: made from today's template (else: make attention-page)
+  "$py" -c 'import sys; t, p = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+a, b = t.split("/*PAGE_DATA*/null"); sys.exit(not (p.startswith(a) and p.endswith(b)))' \
+    dev/attention_page.html "$1"
+}
+for f in dev/results/attention/*.html; do
+  check "$f is made from today's dev/attention_page.html (else: make attention-page)" current "$f"
+done
 
 # ---- three tiny models, trained in seconds ----
 text_shard "$tmp/text.bin" 7 4000 \
