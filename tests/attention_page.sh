@@ -3,12 +3,12 @@
 # (Debian's chromium: installed here with apt-get when root, else SKIPPED with the reason).
 # Pages of three tiny models trained here (sigmoid bytes; softmax with a start token; subword
 # with a tokenizer file written here), at 8 bits, of 2,047 tokens, and the committed examples
-# (dev/attention_page_example.sh) run their self-test (URL #selftest&...: a head and a token
-# chosen); the checks: no script or console error, nothing fetched and no URL in the file,
-# the choice changes the drawing, the weights shown for the query equal the dump's
-# (train_swat --dump-attn, read here with struct; the committed pages: the rows recorded with
-# them) to 1e-3, the subword pieces as labels, drawn in under a second; and one-line errors for
-# bad input. Prints "N passed, M failed".
+# (dev/attention_page_example.sh, made from today's template) run their self-test (URL
+# #selftest&...: a head and a token chosen) in a browser with no network (unshare -n, when
+# allowed). Checked: no script or console error, nothing fetched, no URL in the file, the
+# choice changes the drawing, the weights shown for the query equal the dump's to 1e-3
+# (train_swat --dump-attn read here with struct; for the committed pages, the rows recorded
+# with them), subword pieces as labels, drawn in under a second, one-line errors for bad input.
 set -u
 export LC_ALL=C OMP_NUM_THREADS=1
 cd "$(dirname "$0")/.." || exit 1
@@ -107,9 +107,15 @@ if ! command -v chromium >/dev/null; then
   finish
 fi
 
+# the network off: every page is rendered in a network namespace of its own, if one can be made
+nonet=()
+if unshare -n true 2>/dev/null; then
+  nonet=(unshare -n); ok "the browser runs with no network (unshare -n)"
+else skip "the browser runs with the machine's network: unshare -n is not allowed here (not root?)"
+fi
 # render PAGE HASH NAME: the DOM after the self-test in $tmp/NAME.dom, the browser's log in .log
 render() {
-  timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage \
+  timeout 120 "${nonet[@]}" chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage \
     --no-first-run --user-data-dir="$tmp/profile" --enable-logging=stderr --v=0 \
     --dump-dom "file://$(cd "$(dirname "$1")" && pwd)/$(basename "$1")#selftest&$2" \
     >"$tmp/$3.dom" 2>"$tmp/$3.log"
@@ -142,7 +148,8 @@ if not m or not m.group(1).strip():
     sys.exit()
 r = json.loads(html.unescape(m.group(1)))
 print(("ok|" if not r["errors"] else "fail|") + f"{name}: no script error {r['errors'][:3]}")
-console = [l for l in log.splitlines() if "CONSOLE" in l]
+# the page's console (Chromium's own chrome:// pages log there too, e.g. "Slow network")
+console = [l for l in log.splitlines() if "CONSOLE" in l and "chrome://" not in l]
 print(("ok|" if not console else "fail|") + f"{name}: nothing on the console {console[:2]}")
 print(("ok|" if not r["resources"] else "fail|") + f"{name}: loads nothing {r['resources'][:3]}")
 for part in ("text", "map", "query"):
