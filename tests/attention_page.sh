@@ -9,6 +9,7 @@
 # choice changes the drawing, the weights shown for the query equal the dump's to 1e-3
 # (train_swat --dump-attn read here with struct; for the committed pages, the rows recorded
 # with them), subword pieces as labels, drawn in under a second, one-line errors for bad input.
+# Prints one line per check and "N passed, M failed[, K skipped]".
 set -u
 export LC_ALL=C OMP_NUM_THREADS=1
 cd "$(dirname "$0")/.." || exit 1
