@@ -20,7 +20,7 @@ PYTHON ?= /usr/bin/python3
 DATA = data/bible
 STATES = dev/states
 
-.PHONY: all train train-bpe test test-asan fuzz data states clean bench bench-gen kernel-bench compilers experiments recall attention-figures sink
+.PHONY: all train train-bpe test test-asan fuzz data states clean bench bench-gen kernel-bench compilers experiments recall attention-figures attention-page sink
 all: train_swat test_swat test_swat_plain data/prepare_text
 
 train_swat: train_swat.c Makefile
@@ -85,7 +85,7 @@ test: train_swat train_swat_naive test_swat test_swat_plain data/prepare_text st
 	@bash dev/run_tests.sh "./test_swat" "./test_swat_plain" "bash data/test_prepare.sh" "bash data/test_bpe.sh" \
 	    "bash dev/crosscheck.sh" "bash dev/test_plot_log.sh" "bash tests/reliability.sh" "bash tests/flags.sh" \
 	    "bash tests/mpi.sh" "bash tests/naive.sh" "bash tests/doc_names.sh" "bash tests/shape.sh" "bash tests/dev_tools.sh" \
-	    "bash tests/subword.sh" \
+	    "bash tests/subword.sh" "bash tests/attention_page.sh" \
 	    "bash dev/test_repro.sh" "bash tests/torchrun.sh" $(EXTRA_TESTS)
 
 # The test suite and the trainer under AddressSanitizer and UndefinedBehaviorSanitizer.
@@ -156,6 +156,13 @@ sink: train_swat data
 attention-figures: train_swat data
 	@bash dev/need_matplotlib.sh $(PYTHON)
 	bash dev/attention_figures.sh
+
+# The attention explorer pages in dev/results/attention, their screenshots and the dump rows
+# they are tested against: make train's model (MODEL=CKPT for another) and, when make sink's
+# checkpoints are there, the sink chapter's two models (needs chromium).
+attention-page: train_swat data
+	@bash dev/need_matplotlib.sh $(PYTHON)
+	PYTHON=$(PYTHON) bash dev/attention_page_example.sh
 
 clean:
 	rm -f train_swat train_swat_naive train_swat_mpi test_swat test_swat_plain test_swat_asan data/prepare_text dev/kernel_bench
