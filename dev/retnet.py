@@ -23,7 +23,7 @@ Run with /usr/bin/python3 (Debian's torch), e.g.
 OUTDIR gets log.txt in train_swat's format and model.pt (weights and config, torch.save; the
 run itself keeps no optimizer state: a stopped run starts again).
 """
-import argparse, math, os, sys, time
+import argparse, functools, math, os, sys, time
 from dataclasses import dataclass, asdict
 import torch
 import torch.nn.functional as F
@@ -91,17 +91,26 @@ def decays(H):
     return [1.0 - 2.0 ** (-5 - h) for h in range(H)]
 
 
-def rope_at(x, theta, start):
-    """ts.rope for positions start .. start+T-1 (a stream's later blocks): x (B, H, T, D)"""
-    T, D = x.shape[2], x.shape[3]
+@functools.lru_cache(maxsize=64)
+def rope_table(T, D, theta, start, dtype):
     inv = float(theta) ** (-2.0 * torch.arange(D // 2, dtype=torch.float64) / D)
     a = torch.arange(start, start + T, dtype=torch.float64)[:, None] * inv[None, :]
-    cos, sin = a.cos().to(x.dtype), a.sin().to(x.dtype)
+    return a.cos().to(dtype), a.sin().to(dtype)
+
+
+def rope_at(x, theta, start):
+    """ts.rope for positions start .. start+T-1 (a stream's later blocks): x (B, H, T, D)"""
+    cos, sin = rope_table(x.shape[2], x.shape[3], theta, start, x.dtype)
     x0, x1 = x[..., 0::2], x[..., 1::2]
     return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)
 
 
-def decay_mask(gam, T, dtype, offset=0):
+@functools.lru_cache(maxsize=16)
+def decay_mask_cached(gam, T, dtype):
+    return decay_mask(list(gam), T, dtype)
+
+
+def decay_mask(gam, T, dtype):
     """(H, T, T): gamma_h^(m-n) for n <= m, 0 above the diagonal"""
     d = torch.arange(T)[:, None] - torch.arange(T)[None, :]
     g = torch.tensor(gam, dtype=torch.float64).view(-1, 1, 1)
@@ -111,7 +120,7 @@ def decay_mask(gam, T, dtype, offset=0):
 
 def retention_parallel(q, k, v, gam):
     """q, k, v: (B, H, T, D), k already scaled -> (B, H, T, D), the parallel form"""
-    return ((q @ k.transpose(-1, -2)) * decay_mask(gam, q.shape[2], q.dtype)) @ v
+    return ((q @ k.transpose(-1, -2)) * decay_mask_cached(tuple(gam), q.shape[2], q.dtype)) @ v
 
 
 def retention_recurrent(q, k, v, gam, S=None):
@@ -137,7 +146,7 @@ def retention_chunked(q, k, v, gam, chunk, S=None):
         n = min(chunk, T - s0)
         qc, kc, vc = q[:, :, s0:s0 + n], k[:, :, s0:s0 + n], v[:, :, s0:s0 + n]
         i = torch.arange(n, dtype=torch.float64).view(1, 1, n, 1)
-        inner = ((qc @ kc.transpose(-1, -2)) * decay_mask(gam, n, q.dtype)) @ vc
+        inner = ((qc @ kc.transpose(-1, -2)) * decay_mask_cached(tuple(gam), n, q.dtype)) @ vc
         out.append(inner + (qc * (g ** (i + 1)).to(q.dtype)) @ S)      # q_i gamma^(i+1) S
         S = (g ** n).to(q.dtype) * S + (kc * (g ** (n - 1 - i)).to(q.dtype)).transpose(-1, -2) @ vc
     return torch.cat(out, dim=2), S
@@ -224,7 +233,8 @@ def config_lines(c, a, threads):
     P = num_params(c)
     return [f"model: retention V={c.V} L={c.L} H={c.H} C={c.C} F={c.F} "
             f"gate={'on' if c.gate else 'off'} rope={'on' if c.rope else 'off'} theta={c.theta} "
-            f"bos={c.bos if c.bos >= 0 else 'none'} decays={','.join(f'{g:.6f}' for g in decays(c.H))}",
+            f"bos={c.bos if c.bos >= 0 else 'none'} "
+            f"decays={','.join(f'{g:.6f}' for g in decays(c.H))}",
             f"parameters: {P} ({P / 1e6:.2f} M)",
             f"state per layer: {state_floats(c)} floats (H*D*D = C*D)",
             f"train: batch={a.batch} seq={a.seq} steps={a.steps} lr={a.lr:g} "
@@ -309,7 +319,8 @@ def parse_args(argv=None):
     a("--layers", type=int, default=4); a("--heads", type=int, default=8)
     a("--dim", type=int, default=256); a("--ffn", type=int, default=704)
     a("--vocab", type=int, default=256); a("--bos", type=int, default=-1)
-    a("--gate", choices=["on", "off"], default="on"); a("--rope", choices=["on", "off"], default="on")
+    a("--gate", choices=["on", "off"], default="on")
+    a("--rope", choices=["on", "off"], default="on")
     a("--val-every", type=int, default=50); a("--val-chunks", type=int, default=64)
     a("--threads", type=int, default=1)
     a("--init", help="model.pt to evaluate"); a("--eval", help="token shard to evaluate")

@@ -50,7 +50,8 @@ def test_forms():
         tag = f"gate {'on' if gate else 'off'}, rope {'on' if rope else 'off'}"
         d1, d2 = (rec - par).abs().max().item(), (chk - par).abs().max().item()
         d3 = (torch.cat((a, b), 1) - par).abs().max().item()
-        check(f"recurrent form == parallel form, logits max diff {d1:.1e} < 1e-5 ({tag})", d1 < 1e-5)
+        check(f"recurrent form == parallel form, logits max diff {d1:.1e} < 1e-5 ({tag})",
+              d1 < 1e-5)
         check(f"chunked form (chunks of 5) == parallel form, max diff {d2:.1e} ({tag})", d2 < 1e-5)
         check(f"stream in two blocks (recurrent, then chunked with the state) == parallel, "
               f"max diff {d3:.1e} ({tag})", d3 < 1e-5)
@@ -94,8 +95,8 @@ def test_gradient():
                 err = abs(fd - ag) / max(1e-3, abs(fd))
                 worst = max(worst, err)
                 if err > 1e-6: names.append(name)
-        check(f"gradient == central differences (extrapolated), 3 elements of each of the {len(p)} tensors "
-              f"(gate {'on' if gate else 'off'}), worst rel err {worst:.1e}"
+        check(f"gradient == central differences (extrapolated), 3 elements of each of the "
+              f"{len(p)} tensors (gate {'on' if gate else 'off'}), worst rel err {worst:.1e}"
               + (f"; bad: {sorted(set(names))}" if names else ""), worst < 1e-6)
 
 
@@ -123,11 +124,33 @@ def test_sizes():
     check("init std: wo is 0.02/sqrt(2L)", abs(g.std().item() - 0.01) < 0.002)
 
 
+def test_swat_stream():
+    """dev/linear.py's SWAT stream (the throughput measurement) == dev/train_swat.py's forward"""
+    import linear
+    for sm in (False, True):
+        c = ts.Config(V=13, L=2, H=4, C=16, F=20, w=5, softmax=sm, neg=2, pos=2)
+        gen = torch.Generator().manual_seed(21)
+        p = leaf(ts.init_params(c, gen, 0.3, 0.1))
+        x = torch.randint(0, c.V, (1, 19), generator=gen)
+        with torch.no_grad():
+            want = ts.forward(p, c, x)
+            cache = [None] * c.L
+            got = [linear.swat_block(p, c, x[:, :7], cache, 0)]
+            got += [linear.swat_block(p, c, x[:, t:t + 1], cache, t) for t in range(7, 12)]
+            got.append(linear.swat_block(p, c, x[:, 12:], cache, 12))
+        d = (torch.cat(got, 1) - want).abs().max().item()
+        held = sum(t.shape[2] for kv in cache for t in kv)
+        check(f"SWAT stream (a block, 5 single tokens, a block) == forward with window 5 "
+              f"({'softmax' if sm else 'sigmoid'}), max diff {d:.1e}; it holds w-1 keys and "
+              f"values per layer", d < 1e-12 and held == 2 * c.L * (c.w - 1))
+
+
 def main():
     torch.set_num_threads(1)
     test_forms()
     test_gradient()
     test_sizes()
+    test_swat_stream()
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 

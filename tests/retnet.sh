@@ -19,4 +19,13 @@ if [ -z "$line" ]; then
 else
   passed=$((passed + ${line%% passed*})); f=${line#*passed, }; failed=$((failed + ${f%% failed*}))
 fi
+# doc/linear.md's tables and noted numbers against the committed results.json
+out=$("$PY" dev/linear.py --check-doc 2>&1)
+echo "$out" | grep -E '^(ok|FAIL) - '
+line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+if [ -z "$line" ]; then
+  fail "dev/linear.py --check-doc printed no result line: $(echo "$out" | tail -n 3)"
+else
+  passed=$((passed + ${line%% passed*})); f=${line#*passed, }; failed=$((failed + ${f%% failed*}))
+fi
 finish
