@@ -20,7 +20,7 @@ PYTHON ?= /usr/bin/python3
 DATA = data/bible
 STATES = dev/states
 
-.PHONY: all train train-bpe test test-asan fuzz data states clean bench bench-gen kernel-bench compilers experiments recall attention-figures sink
+.PHONY: all train train-bpe test test-asan fuzz data states clean bench bench-gen kernel-bench compilers experiments recall attention-figures sink linear
 all: train_swat test_swat test_swat_plain data/prepare_text
 
 train_swat: train_swat.c Makefile
@@ -150,6 +150,12 @@ recall: train_swat
 sink: train_swat data
 	@bash dev/need_matplotlib.sh $(PYTHON)
 	$(PYTHON) dev/sink.py --mode $(MODE) $(if $(OUT),--out $(OUT))
+
+# SWAT against a linear recurrent model (dev/linear.py, doc/linear.md): MODE=quick (under 20
+# minutes) or MODE=full (dev/results/retnet); OUT=DIR resumes.
+linear: train_swat data
+	@bash dev/need_matplotlib.sh $(PYTHON)
+	$(PYTHON) dev/linear.py --mode $(MODE) $(if $(OUT),--out $(OUT))
 
 # The attention maps in dev/results/attention (needs make train and the full experiment).
 attention-figures: train_swat data
