@@ -109,6 +109,10 @@ def test_sizes():
     check("state per layer: retention C*D = 3456, SWAT 2*w*C = 9216 (w = 32, C = 144, H = 6)",
           rn.state_floats(lm) == 3456 and rn.state_floats(lm, 32) == 9216)
     rc = rn.RetConfig(L=2, H=4, C=64, F=155)
+    check("recall models' state per layer: retention C*D = 1024, SWAT 2*w*C = 2048 (w = 16), "
+          "full attention 2*128*C = 16384 at position 128",
+          rn.state_floats(rc) == 1024 and rn.state_floats(rc, 16) == 2048
+          and rn.state_floats(rc, 128) == 16384)
     sc = ts.Config(L=2, H=4, C=64, F=176, w=16)
     check(f"recall models: retention {rn.num_params(rc)} vs SWAT {ts.num_params(sc)} parameters "
           "(64 more per layer: 3*64*155 + 64*64 vs 3*64*176)",
