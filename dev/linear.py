@@ -44,11 +44,11 @@ RET_LM = ["--layers", "4", "--dim", "144", "--heads", "6", "--ffn", "336"]
 RET_RECALL = ["--layers", "2", "--dim", "64", "--heads", "4", "--ffn", "155"]
 RECALL_REF = os.path.join("dev", "results", "recall", "seeds")
 MODES = {
-    "full": dict(seeds=[1337, 1338, 1339], steps=150, warmup=30, eval_tokens=65536,
-                 recall_seeds=[1, 2, 3], recall_steps=2000, gen_tokens=1000, stream_tokens=32768,
+    "full": dict(seeds=[1337, 1338, 1339], steps=80, warmup=16, eval_tokens=32768,
+                 recall_seeds=[1, 2, 3], recall_steps=1500, gen_tokens=1000, stream_tokens=32768,
                  stream=True),
-    "quick": dict(seeds=[1337], steps=60, warmup=12, eval_tokens=16384,
-                  recall_seeds=[1], recall_steps=500, gen_tokens=300, stream_tokens=8192,
+    "quick": dict(seeds=[1337], steps=40, warmup=8, eval_tokens=16384,
+                  recall_seeds=[1], recall_steps=400, gen_tokens=300, stream_tokens=8192,
                   stream=True),
     "tiny": dict(seeds=[1337], steps=4, warmup=1, eval_tokens=2048, recall_seeds=[1],
                  recall_steps=20, gen_tokens=20, stream_tokens=2048, stream=False),
@@ -188,6 +188,24 @@ def recall_retention(seed, m, out, threads):
                  acc=float(hit[i * per_d:(i + 1) * per_d].mean()),
                  p=float(prob[i * per_d:(i + 1) * per_d].mean()))
             for i, d in enumerate(meta["test_d"])]
+
+
+def recall_val(out, m):
+    """The validation loss of every recall model and seed at the last periodic validation of
+    the retention run (every 500 steps on the first 64 val examples, as the committed SWAT
+    runs did up to 8000), and the SWAT runs' final one (all 1000): the one comparison at equal
+    steps when retention trained fewer. -> rows (model, seed, step, loss)"""
+    rows, step = [], (m["recall_steps"] - 1) // 500 * 500
+    for s in m["recall_seeds"]:
+        log = parse_log(os.path.join(out, "runs", f"recall-retention-seed{s}", "log.txt"))
+        if step in log["val"]:
+            rows.append(dict(model="retention-L2", seed=s, step=step, loss=log["val"][step]))
+        for name in ("swat-L4", "swat-L2", "full-L2"):
+            d = os.path.join(RECALL_REF, name if s == 1 else f"{name}-seed{s}", "log.txt")
+            val = parse_log(d)["val"]
+            if step in val: rows.append(dict(model=name, seed=s, step=step, loss=val[step]))
+            if 8000 in val: rows.append(dict(model=name, seed=s, step=8000, loss=val[8000]))
+    return rows
 
 
 def recall_reference():
@@ -389,6 +407,15 @@ def render(res):
                     for d in RECALL_SHOWN]
             lines.append(f"| {m} | {seed} | " + " | ".join(accs) + " |")
     t["recall_seeds"] = lines
+    vals = res["recall"].get("val", [])
+    steps = sorted({r["step"] for r in vals})
+    lines = ["| model | " + " | ".join(f"val loss at step {st}" for st in steps) + " |",
+             "|---|" + "--:|" * len(steps)]
+    for m, _ in shown:
+        cells = [cell(stats([r["loss"] for r in vals if r["model"] == m and r["step"] == st]), 4)
+                 for st in steps]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    t["recall_val"] = lines
     lines = ["| model | implementation | threads | generation tokens/s | streaming tokens/s | "
              "state floats per layer | state bytes (4 layers) |", "|---|---|--:|--:|--:|--:|--:|"]
     for r in res.get("throughput", []):
@@ -417,7 +444,9 @@ def write_md(res, out):
           f"seeds "
           f"{', '.join(map(str, s['recall_seeds']))}; the SWAT and full-attention rows: "
           f"{RECALL_REF} (8000 steps, seeds 1, 2, 3).", "", *t["recall"], "", "Per seed:", "",
-          *t["recall_seeds"], "",
+          *t["recall_seeds"], "", "Validation loss of the recall models (mean ± sd over the "
+          "seeds): at retention's last periodic validation (64 examples) and at the SWAT "
+          "runs' end (all 1000 validation examples):", "", *t["recall_val"], "",
           f"Generation (one token at a time, batch 1, {s['gen_tokens']} tokens) and streaming "
           f"({s['stream_tokens']} tokens in blocks: 1024 for retention, 128 for SWAT, whose blocks "
           "compute every score of block x (block + w)) per token, float32; the C trainer streams "
@@ -484,16 +513,20 @@ def plot(res, out):
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     xs = EVAL_LENS + [2 * EVAL_LENS[-1] * 2]
     for name, s in res["lm"]["summary"].items():
-        keys = [f"E{E}" for E in EVAL_LENS] + ["stream"]
-        pts = [(x, s[k]) for x, k in zip(xs, keys) if s[k]]
+        # the stream reads the whole val shard, the E columns its first bytes: not joined
+        pts = [(x, s[f"E{E}"]) for x, E in zip(xs, EVAL_LENS) if s[f"E{E}"]]
         ax.plot([x for x, _ in pts], [v["mean"] for _, v in pts], marker="o", color=COLORS[name],
                 label=f"{name} ({pts[0][1]['n']} seeds)")
         ax.fill_between([x for x, _ in pts], [v["min"] for _, v in pts], [v["max"] for _, v in pts],
                         color=COLORS[name], alpha=0.15, lw=0)
+        if s["stream"]:
+            st = s["stream"]
+            ax.errorbar([xs[-1]], [st["mean"]], yerr=[[st["mean"] - st["min"]],
+                        [st["max"] - st["mean"]]], marker="s", color=COLORS[name])
     ax.set_xscale("log", base=2)
     ax.set_xticks(xs)
-    ax.set_xticklabels([str(E) for E in EVAL_LENS] + ["stream\n(val shard)"])
-    ax.set(xlabel="evaluation length E (bytes); SWAT with its training window w = 32",
+    ax.set_xticklabels([str(E) for E in EVAL_LENS] + ["stream\n(whole val shard)"])
+    ax.set(xlabel="evaluation length E (bytes; first 32 K val bytes); SWAT with W = w = 32",
            ylabel="eval loss (nats/byte)",
            title="Bible bytes, equal parameters: mean over seeds, band lowest to highest")
     ax.grid(alpha=0.3)
@@ -604,6 +637,8 @@ def main():
                                command=" ".join(["/usr/bin/python3", "dev/linear.py"]
                                                 + sys.argv[1:]),
                                wall_s=round(time.time() - t0))
+    if "settings" in res and res["recall"]["per_seed"]:
+        res["recall"]["val"] = recall_val(out, res["settings"])
     summarise(res)
     write_json(os.path.join(out, "results.json"), res)
     write_md(res, out)
