@@ -20,7 +20,7 @@ PYTHON ?= /usr/bin/python3
 DATA = data/bible
 STATES = dev/states
 
-.PHONY: all train train-bpe test test-asan fuzz data states clean bench bench-gen kernel-bench compilers experiments recall attention-figures attention-page sink
+.PHONY: all train train-bpe test test-asan fuzz data states clean bench bench-gen kernel-bench compilers experiments recall attention-figures attention-page sink linear
 all: train_swat test_swat test_swat_plain data/prepare_text
 
 train_swat: train_swat.c Makefile
@@ -85,7 +85,7 @@ test: train_swat train_swat_naive test_swat test_swat_plain data/prepare_text st
 	@bash dev/run_tests.sh "./test_swat" "./test_swat_plain" "bash data/test_prepare.sh" "bash data/test_bpe.sh" \
 	    "bash dev/crosscheck.sh" "bash dev/test_plot_log.sh" "bash tests/reliability.sh" "bash tests/flags.sh" \
 	    "bash tests/mpi.sh" "bash tests/naive.sh" "bash tests/doc_names.sh" "bash tests/shape.sh" "bash tests/dev_tools.sh" \
-	    "bash tests/subword.sh" "bash tests/attention_page.sh" \
+	    "bash tests/subword.sh" "bash tests/attention_page.sh" "bash tests/retnet.sh" \
 	    "bash dev/test_repro.sh" "bash tests/torchrun.sh" $(EXTRA_TESTS)
 
 # The test suite and the trainer under AddressSanitizer and UndefinedBehaviorSanitizer.
@@ -151,6 +151,12 @@ recall: train_swat
 sink: train_swat data
 	@bash dev/need_matplotlib.sh $(PYTHON)
 	$(PYTHON) dev/sink.py --mode $(MODE) $(if $(OUT),--out $(OUT))
+
+# SWAT against a linear recurrent model (dev/linear.py, doc/linear.md): MODE=quick (under 20
+# minutes) or MODE=full (dev/results/retnet); OUT=DIR resumes.
+linear: train_swat data
+	@bash dev/need_matplotlib.sh $(PYTHON)
+	$(PYTHON) dev/linear.py --mode $(MODE) $(if $(OUT),--out $(OUT))
 
 # The attention maps in dev/results/attention (needs make train and the full experiment).
 attention-figures: train_swat data

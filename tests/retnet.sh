@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# tests/retnet.sh: the retention baseline of doc/linear.md (dev/retnet.py): its recurrent and
+# chunked forms against its parallel form, its gradient against finite differences (float64),
+# its sizes; then the chapter's numbers against dev/results/retnet/results.json.
+# Prints "N passed, M failed" (SKIPPED and counted without PyTorch).
+set -u
+cd "$(dirname "$0")/.." || exit 1
+. tests/lib.sh
+PY=${PYTHON:-/usr/bin/python3}
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  skip "retention tests: $PY cannot import torch (sudo apt-get install python3-torch)"
+  finish
+fi
+out=$(OMP_NUM_THREADS=1 "$PY" dev/test_retnet.py 2>&1)
+echo "$out" | grep -E '^(ok|FAIL) - '
+line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+if [ -z "$line" ]; then
+  fail "dev/test_retnet.py printed no result line: $(echo "$out" | tail -n 3)"
+else
+  passed=$((passed + ${line%% passed*})); f=${line#*passed, }; failed=$((failed + ${f%% failed*}))
+fi
+# doc/linear.md's tables and noted numbers against the committed results.json
+out=$("$PY" dev/linear.py --check-doc 2>&1)
+echo "$out" | grep -E '^(ok|FAIL) - '
+line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+if [ -z "$line" ]; then
+  fail "dev/linear.py --check-doc printed no result line: $(echo "$out" | tail -n 3)"
+else
+  passed=$((passed + ${line%% passed*})); f=${line#*passed, }; failed=$((failed + ${f%% failed*}))
+fi
+finish
