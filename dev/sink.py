@@ -1019,8 +1019,8 @@ def plot_split(groups, evals, path, W=16):
 
 EVICTION_GROUPS = (("bb-softmax-nope-L2", "dense softmax, no positions", "#d62728", "-"),
                    ("bb-sliding-nope-L2", "sliding softmax (w = 16), no positions", "#ff9896", "-"),
-                   ("bb-softmax-rope-L2", "dense softmax, RoPE", "#1f77b4", "-"),
-                   ("bb-sliding-rope-L2", "sliding softmax (w = 16), RoPE", "#9ecae1", "-"),
+                   ("bb-softmax-rope-L2", "dense softmax, RoPE", "#1f77b4", "--"),
+                   ("bb-sliding-rope-L2", "sliding softmax (w = 16), RoPE", "#9ecae1", "--"),
                    ("bb-swat-L2", "SWAT (w = 16)", "#2ca02c", "-"))
 
 
@@ -1049,7 +1049,7 @@ def plot_eviction(groups, out, path, W=16, last=160):
                 continue
             binned = np.array([[c[a:b].mean() for a, b in zip(edges[:-1], edges[1:])] for c in curves])
             x = [(a + b - 1) / 2 for a, b in zip(edges[:-1], edges[1:])]
-            ax.plot(x, binned.mean(0), color=color, ls=ls, lw=1.8, label=f"{label} ({len(curves)} seeds)")
+            ax.plot(x, binned.mean(0), color=color, ls=ls, lw=1.8, label=f"{label} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
             ax.fill_between(x, binned.min(0), binned.max(0), color=color, alpha=0.15, lw=0)
             drawn = True
         ax.axvline(W - 0.5, color="k", alpha=0.3, lw=1)
