@@ -536,6 +536,18 @@ def measure_ablations(run, ckpt, data, args, W=16):
     return dict(out, W=W, chunks=K)
 
 
+def ablation_optimum(data, T, W=16):
+    """The Bayes-optimal loss of the val chains as measure_ablations reads them (chunks of T, the
+    first character predicted from the start token), at positions >= W: all and bigram targets."""
+    meta = data["meta"]
+    val = read_tokens(data["val"])
+    K = (len(val) - 1) // T
+    chains = val[:K * T].reshape(K, T)
+    opt = np.array([bb_optimal_losses(c, meta) for c in chains])[:, W:]
+    copy = np.isin(chains[:, W - 1:T - 1], meta["trigger_bytes"])  # target i copies when token i-1 is a trigger
+    return dict(ge_W=float(opt.mean()), bigram_ge=float(opt[~copy].mean()))
+
+
 def ablation_checkpoint(run, out, data, args):
     """The run's checkpoint; a committed run has none (checkpoints are not committed): it is
     trained again with the run's own settings into data/retrain/NAME (not committed), and kept only
@@ -804,6 +816,11 @@ CHAPTER_GROUPS = {
 }
 
 
+def ev_any(groups):
+    """The ablation results of some run (their optimum is the same for every run), or {}."""
+    return next((r["evals"]["ablation"] for rs in groups.values() for r in rs if "ablation" in r["evals"]), {})
+
+
 def chapter_tables(results):
     """{name: markdown lines} of doc/sink.md's tables from results.json's {run: {settings, evals}};
     a group without measured runs is left out."""
@@ -826,13 +843,18 @@ def chapter_tables(results):
                       f"{spread([e['streams']['W16_lt_W'] for e in ev])} | {spread([e['streams']['W16_ge_W'] for e in ev])} | "
                       f"{spread([e['streams']['W16+keep1_ge_W'] for e in ev])} |")
         tables[name] = md
-    md = ["| model | seeds | window 16 | + keep (key and value) | + key, value zeroed | full | full, value zeroed |",
-          "|---|--:|--:|--:|--:|--:|--:|"]
+    md = ["| model | seeds | the start token at positions >= 16 | all targets | bigram targets | copy targets |",
+          "|---|--:|---|--:|--:|--:|"]
+    modes = (("window", "evicted (window 16)"), ("keep", "kept, key and value"), ("key", "key kept, value zeroed"),
+             ("full", "all keys (full attention)"), ("full-key", "all keys, its value zeroed"))
     for g, label in CHAPTER_GROUPS["bb"] + CHAPTER_GROUPS["bb-more"]:
         ev = [r["evals"]["ablation"] for r in groups.get(g, []) if "ablation" in r["evals"]]
-        if ev:
-            md.append(f"| {label} | {len(ev)} | " + " | ".join(spread([e[m]["ge_W"] for e in ev])
-                                                            for m in ("window", "keep", "key", "full", "full-key")) + " |")
+        for mode, what in modes if ev else ():
+            md.append(f"| {label} | {len(ev)} | {what} | {spread([e[mode]['ge_W'] for e in ev])} | "
+                      f"{spread([e[mode]['bigram_ge'] for e in ev])} | {spread([e[mode]['copy_ge'] for e in ev])} |")
+    if len(md) > 2 and "optimum" in ev_any(groups):
+        o = ev_any(groups)["optimum"]
+        md.append(f"| Bayes optimum | | | {o['ge_W']:.3f} | {o['bigram_ge']:.3f} | 0 |")
     tables["ablation"] = md
     md = ["| model | seeds | val loss | largest share on the start token | window 32, pos >= 32 | "
           "+ keep first 1, pos >= 32 |", "|---|--:|--:|--:|--:|--:|"]
@@ -1266,6 +1288,11 @@ def main():
     for r in every_run:
         if r["name"] not in evals:
             evals[r["name"]] = read_json(os.path.join(out, "runs", r["name"], "evals.json"), {})
+    for r in every_run:
+        ab = evals[r["name"]].get("ablation")
+        if ab is not None and "optimum" not in ab:  # the same for every model: no checkpoint needed
+            ab["optimum"] = ablation_optimum(data["bb"], r["T"], ab["W"])
+            write_json(os.path.join(out, "runs", r["name"], "evals.json"), evals[r["name"]])
     runs = [r for r in every_run if evals[r["name"]]]
     report(runs, evals, data, out, args)
     print(f"wrote {out}/results.md, results.json and the figures; total wall time {time.time() - t0:.0f} s")
