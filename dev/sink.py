@@ -712,16 +712,16 @@ def table_ablations(groups, evals):
           "full with its value zeroed. A committed run without its checkpoint was trained again with its own "
           "settings and seed and used only if its final val loss equals the committed log's.", "",
           "| model | seeds | window 16 | + keep | + key, no value | full | full, no value | "
-          "bigram: window / keep / key | copy: window / keep / key |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+          "bigram: the same five | copy: the same five |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    modes = ("window", "keep", "key", "full", "full-key")
     for g, rs in groups.items():
-        ev = [evals[r["name"]]["ablation"] for r in rs if "ablation" in evals.get(r["name"], {})]
-        if not ev:
-            continue
-        col = lambda mode, k="ge_W": spread([e[mode][k] for e in ev])
-        md.append(f"| {g} | {len(ev)} | {col('window')} | {col('keep')} | {col('key')} | {col('full')} | "
-                  f"{col('full-key')} | {col('window', 'bigram_ge')} / {col('keep', 'bigram_ge')} / "
-                  f"{col('key', 'bigram_ge')} | {col('window', 'copy_ge')} / {col('keep', 'copy_ge')} / "
-                  f"{col('key', 'copy_ge')} |")
+        named = [(r["name"], evals[r["name"]]["ablation"]) for r in rs if "ablation" in evals.get(r["name"], {})]
+        # each seed, then (with several) the mean (min-max) over them
+        for label, ev in [(n, [e]) for n, e in named] + ([(g, [e for _, e in named])] if len(named) > 1 else []):
+            col = lambda mode, k="ge_W": spread([e[mode][k] for e in ev])
+            md.append(f"| {label} | {len(ev)} | {col('window')} | {col('keep')} | {col('key')} | {col('full')} | "
+                      f"{col('full-key')} | " + " / ".join(col(m, 'bigram_ge') for m in modes) + " | "
+                      + " / ".join(col(m, 'copy_ge') for m in modes) + " |")
     return md
 
 
