@@ -50,7 +50,7 @@ Usage:  /usr/bin/python3 dev/sink.py [--mode quick|full|tiny] [--only NAME,...] 
         (`make sink` runs the quick mode, `make sink MODE=full` the committed one; --bin another trainer)
 Resumable: finished trainings and cached measurements are skipped, so re-run after a Ctrl-C.
 """
-import argparse, math, os, struct, sys, tempfile, threading, time
+import argparse, itertools, math, os, struct, sys, tempfile, threading, time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -1098,7 +1098,8 @@ def plot_formation(groups, out, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2, figsize=(12, 4.2))
-    colors = iter(["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"])
+    colors = itertools.cycle(["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+                              "#17becf", "#bcbd22"])
     for ax, dataset in zip(axs, ("bb", "bible")):
         for g, rs in groups.items():
             if rs[0]["data"] != dataset or rs[0]["attn"] != "softmax":
