@@ -1208,20 +1208,23 @@ def report(runs, evals, data, out, args):
     # attention maps: seed 1 of each two-layer Bigram-Backcopy model (every layer), and of each
     # Bible model (the layer holding its head with the largest share on the start token)
     for dataset, name in (("bb", "bb_attention.png"), ("bible", "bible_attention.png")):
-        pairs = []
+        pairs, missing = [], []
         for g, rs in sorted(groups.items(), key=lambda p: panel_order(p[0])):
             r = rs[0]
             if r["data"] != dataset or (dataset == "bb" and r["L"] != 2):
                 continue
             if not os.path.exists(os.path.join(out, "runs", r["name"], "model.ckpt")):
-                continue
+                missing.append(r["name"])  # the figure needs every model (a partial one would
+                continue                   # replace a committed figure of other models)
             val = read_tokens(data[dataset]["val"])
             text = bytes(val[:r["T"] - 1].astype(np.uint8))  # the first val chain / val text
             layers = list(range(r["L"]))
             if dataset == "bible" and "sinks" in evals.get(r["name"], {}):
                 layers = [max(evals[r["name"]]["sinks"]["heads"], key=lambda h: h["share"])["layer"]]
             pairs.append((r["name"], r, os.path.join(out, "runs", r["name"]), text, layers))
-        if pairs:
+        if missing:
+            say(f"{name} not drawn (the committed one is kept): no checkpoint of {', '.join(missing)}")
+        elif pairs:
             plot_attention(pairs, args, os.path.join(out, name),
                            ("Bigram-Backcopy" if dataset == "bb" else "The Bible") +
                            ": attention over the first 48 positions of a val sequence (position 0 = the start token; "
