@@ -86,6 +86,7 @@ test: train_swat train_swat_naive test_swat test_swat_plain data/prepare_text st
 	    "bash dev/crosscheck.sh" "bash dev/test_plot_log.sh" "bash tests/reliability.sh" "bash tests/flags.sh" \
 	    "bash tests/mpi.sh" "bash tests/naive.sh" "bash tests/doc_names.sh" "bash tests/shape.sh" "bash tests/dev_tools.sh" \
 	    "bash tests/subword.sh" "bash tests/attention_page.sh" "bash tests/retnet.sh" \
+	    "bash tests/sink_chapter.sh" \
 	    "bash dev/test_repro.sh" "bash tests/torchrun.sh" $(EXTRA_TESTS)
 
 # The test suite and the trainer under AddressSanitizer and UndefinedBehaviorSanitizer.

@@ -16,6 +16,8 @@ dormant head sets its gates near 0. This script trains small models with a start
       no position encoding at all ("softmax-nope": the sink forms there, not with RoPE at this
       budget; dev/results/sink/NOTES.md has what was tried), 2 and 3 layers, 3000 steps and
       for two layers also 6000; SWAT (sigmoid, balanced ALiBi 1:1, RoPE, w = 16, T = 128).
+      Issue 23's control: softmax (RoPE and NoPE) trained with w = 16 < T = 128, so that the start
+      token leaves the window in training as in SWAT's ("sliding-rope", "sliding-nope").
   The Bible (data/bible, bytes): the same three kinds, 4 layers of width 128, T = 128 (SWAT:
       w = 32, ALiBi 2:2), 2000 steps, 2 seeds.
 
@@ -37,6 +39,8 @@ For every model:
                copy targets (a head must fetch), against the Bayes-optimal loss of the stream.
   chunks       (Bigram-Backcopy) `--eval-len 128 --eval-window W --dump-losses` on all val chains:
                loss at positions < W (the start token still visible) and >= W.
+  ablations    (--ablate; Bigram-Backcopy softmax) the start token's key kept and its value zeroed,
+               and the other ABLATIONS, in PyTorch (measure_ablations): a sink or position counting?
 
 Outputs (dev/results/sink/ for --mode full; --mode quick writes dev/results/sink/quick/, not
 committed): results.md (tables: mean and spread over seeds), results.json (every number), figures
@@ -46,7 +50,7 @@ Usage:  /usr/bin/python3 dev/sink.py [--mode quick|full|tiny] [--only NAME,...] 
         (`make sink` runs the quick mode, `make sink MODE=full` the committed one; --bin another trainer)
 Resumable: finished trainings and cached measurements are skipped, so re-run after a Ctrl-C.
 """
-import argparse, os, struct, sys, tempfile, threading, time
+import argparse, itertools, math, os, struct, sys, tempfile, threading, time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -66,13 +70,18 @@ SINK_T = 0.3  # Gu et al.'s threshold on the mean weight on the first token
 
 def bb_run(kind, L, seed, steps, tag=""):
     """kind: softmax-rope (vanilla with RoPE), softmax-nope (vanilla without any position
-    encoding, as GPT-style models without learned positions), swat. tag: a suffix of the
-    group name for variants (longer training)."""
+    encoding, as GPT-style models without learned positions), swat; sliding-rope and
+    sliding-nope: the control of issue 23, softmax trained with SWAT's window (w = 16 < T = 128),
+    so that the start token leaves the window during training as it does in SWAT's. tag: a
+    suffix of the group name for variants (longer training)."""
     base = dict(data="bb", T=128, L=L, H=2, C=64, F=256, steps=steps, lr=3e-3, wd=0.1, seed=seed)
     group = f"bb-{kind}-L{L}{tag}"
     if kind == "swat":
         return dict(base, name=f"{group}-s{seed}", group=group, attn="sigmoid", alibi="1:1",
                     rope="on", w=16, stream_windows=[16])
+    if kind.startswith("sliding-"):
+        return dict(base, name=f"{group}-s{seed}", group=group, attn="softmax", alibi="0:0",
+                    rope="on" if kind == "sliding-rope" else "off", w=16, stream_windows=[16])
     return dict(base, name=f"{group}-s{seed}", group=group, attn="softmax", alibi="0:0",
                 rope="on" if kind == "softmax-rope" else "off", w=128, stream_windows=[16, 128])
 
@@ -98,7 +107,9 @@ MODES = {
     "full": dict(runs=[bb_run(k, 2, s, 3000) for k in ("softmax-nope", "swat", "softmax-rope") for s in (1, 2, 3)]
                  + [bb_run("softmax-nope", 2, s, 6000, "-6k") for s in (1, 2, 3)]
                  + [bible_run(k, s, 2000) for k in ("softmax-rope", "swat", "softmax-nope") for s in (1, 2)]
-                 + [bb_run(k, 3, s, 3000) for k in ("softmax-nope", "swat") for s in (1, 2, 3)],
+                 + [bb_run(k, 3, s, 3000) for k in ("softmax-nope", "swat") for s in (1, 2, 3)]
+                 # issue 23's control, added later (run with --only, one at a time: 1 core)
+                 + [bb_run(k, 2, s, 3000) for k in ("sliding-nope", "sliding-rope") for s in (1, 2, 3, 4, 5)],
                  bb_streams=32, bible_streams=8, stream_len=1024, gu_chains=32),
 }
 # Bigram-Backcopy data: one data set (seed 1) for every model; the model seeds differ
@@ -406,10 +417,14 @@ def process(run, out, data, args):
     """Train one run and take every measurement of it (each cached in evals.json)."""
     rdir = os.path.join(out, "runs", run["name"])
     d = data[run["data"]]
-    if not args.plots_only:
-        train(run, rdir, d, args)
     ev_path = os.path.join(rdir, "evals.json")
     ev = read_json(ev_path, {})
+    committed = ("streams" in ev and parse_log(os.path.join(rdir, "log.txt"))["final"] is not None
+                 and not os.path.exists(os.path.join(rdir, "model.ckpt")))
+    if committed:  # measured and committed, the checkpoint not kept: nothing to train again
+        return ev
+    if not args.plots_only:
+        train(run, rdir, d, args)
     if args.plots_only:
         return ev
     if "sinks" not in ev:
@@ -440,6 +455,129 @@ def process(run, out, data, args):
     write_json(ev_path, ev)
     say(f"[{run['name']}] measured: {ev['sinks']['sink_heads']} of {run['L'] * run['H']} sink heads (all queries)"
         + (f", non-trigger sink ratio {ev['gu']['sink_ratio']:.2f}" if "gu" in ev else ""))
+    return ev
+
+
+# ---------------------------------------------------------------------------------- ablations
+# Issue 23, item 4: a sink, or position counting? Softmax models only, on the val chains as
+# chunks of T (the start token at position 0, everything inside the training length). Each mode
+# says which keys a query m sees and whether the start token's value counts:
+#   window  keys m-W < n <= m: the start token is gone at m >= W (what a sliding window does)
+#   keep    the same and key 0 (StreamingLLM; with RoPE at its true distance m, unlike
+#           --keep-first, which counts positions within the cache)
+#   key     the same and key 0, but its value zeroed for every query m >= 1: a value-free sink.
+#           If the damage of `window` is the parked weight landing on real tokens, this repairs it;
+#           if the model reads where it is from the start token's value, it does not
+#   full / full-key  all keys n <= m, with the start token's value, and without it
+# The value is zeroed in every layer, only in what other queries read (position 0's own stream
+# stays as it is). Evaluated with dev/train_swat.py's weights and layers, checked against
+# `train_swat --eval` on the unmodified model (full and window) before any number is kept.
+ABLATIONS = (("window", False, False), ("keep", True, False), ("key", True, True), ("full", True, False),
+             ("full-key", True, True))
+
+
+def ablation_forward(ts, p, c, x, W, keep0, value0):
+    """dev/train_swat.py's forward with the key mask and value of the ABLATIONS: (B, T, V) logits."""
+    import torch
+    import torch.nn.functional as F
+    B, T = x.shape
+    H, D = c.H, c.C // c.H
+    m, n = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    seen = (n <= m) & ((m - n < W) | ((n == 0) & keep0))
+    slope = torch.tensor(ts.alibi_slopes(c)).view(1, H, 1, 1)
+    heads = lambda t: t.view(B, T, H, D).transpose(1, 2)
+    h_ = p["wte"][x]
+    for l in range(c.L):
+        h = ts.rmsnorm(h_, p["attn_norm"][l])
+        q, k, v = heads(h @ p["wq"][l].T), heads(h @ p["wk"][l].T), heads(h @ p["wv"][l].T)
+        if c.rope:
+            q, k = ts.rope(q, c.theta), ts.rope(k, c.theta)
+        s = q @ k.transpose(-1, -2) / math.sqrt(D) + slope * (m - n).float()
+        a = s.masked_fill(~seen, float("-inf")).softmax(-1)
+        o = a @ v
+        if value0:  # queries 1.. read nothing from the start token (its weight stays)
+            o[:, :, 1:] -= a[:, :, 1:, :1] * v[:, :, :1]
+        h_ = h_ + o.transpose(1, 2).reshape(B, T, c.C) @ p["wo"][l].T
+        h = ts.rmsnorm(h_, p["mlp_norm"][l])
+        h_ = h_ + (F.silu(h @ p["w_gate"][l].T) * (h @ p["w_up"][l].T)) @ p["w_down"][l].T
+    return ts.rmsnorm(h_, p["final_norm"]) @ p["lm_head"].T
+
+
+def measure_ablations(run, ckpt, data, args, W=16):
+    """The ABLATIONS on all val chains: loss at positions 1..W-1 and >= W, and >= W split into
+    bigram and copy targets (as the streams). Checked against the trainer first."""
+    import torch
+    import torch.nn.functional as F
+    import train_swat as ts  # dev/train_swat.py: the PyTorch reference of the same model
+    torch.set_num_threads(1)
+    c, p, _ = ts.read_checkpoint(ckpt)
+    T, meta = run["T"], data["meta"]
+    val = torch.from_numpy(read_tokens(data["val"]).astype(np.int64))
+    K = (len(val) - 1) // T
+    x, y = ts.sequences(val[:K * T + 1], K, T, c.bos)
+    trig = torch.from_numpy(np.isin(x.numpy(), meta["trigger_bytes"]))  # target i copies when input i is a trigger
+    out = {}
+    with torch.no_grad():
+        for mode, keep0, value0 in ABLATIONS:
+            Wm = T if mode.startswith("full") else W
+            loss = torch.cat([F.cross_entropy(ablation_forward(ts, p, c, x[i:i + 64], Wm, keep0, value0).transpose(1, 2),
+                                              y[i:i + 64], reduction="none") for i in range(0, K, 64)])
+            ge, cp = loss[:, W:], trig[:, W:]
+            out[mode] = dict(all=float(loss.mean()), lt_W=float(loss[:, 1:W].mean()), ge_W=float(ge.mean()),
+                             bigram_ge=float(ge[~cp].mean()), copy_ge=float(ge[cp].mean()))
+    for mode, Wm in (("window", W), ("full", T)):  # the same numbers as the trainer's, or stop
+        cmd = [args.bin, "--init", ckpt, "--eval", data["val"], "--eval-len", T, "--eval-window", Wm, "--threads", 1]
+        rc, text, err = call(cmd)
+        ref = [float(l.split()[1]) for l in text.splitlines() if l.startswith("eval_loss")]
+        if rc != 0 or not ref or abs(ref[0] - out[mode]["all"]) > 1e-4:
+            fail(f"{run['name']}: the ablation's {mode} loss {out[mode]['all']:.6f} is not the trainer's "
+                 f"{ref[:1]}", cmd, err + text)
+        out[mode]["trainer"] = ref[0]
+    return dict(out, W=W, chunks=K)
+
+
+def ablation_optimum(data, T, W=16):
+    """The Bayes-optimal loss of the val chains as measure_ablations reads them (chunks of T, the
+    first character predicted from the start token), at positions >= W: all and bigram targets."""
+    meta = data["meta"]
+    val = read_tokens(data["val"])
+    K = (len(val) - 1) // T
+    chains = val[:K * T].reshape(K, T)
+    opt = np.array([bb_optimal_losses(c, meta) for c in chains])[:, W:]
+    copy = np.isin(chains[:, W - 1:T - 1], meta["trigger_bytes"])  # target i copies when token i-1 is a trigger
+    return dict(ge_W=float(opt.mean()), bigram_ge=float(opt[~copy].mean()))
+
+
+def ablation_checkpoint(run, out, data, args):
+    """The run's checkpoint; a committed run has none (checkpoints are not committed): it is
+    trained again with the run's own settings into data/retrain/NAME (not committed), and kept only
+    if its final val loss is the committed log's (the same trainer and seed give the same model)."""
+    rdir = os.path.join(out, "runs", run["name"])
+    if os.path.exists(os.path.join(rdir, "model.ckpt")):
+        return os.path.join(rdir, "model.ckpt"), None
+    log = parse_log(os.path.join(rdir, "log.txt"))
+    if log["final"] is None:
+        fail(f"{run['name']} has neither a checkpoint nor a finished log: train it first")
+    again = os.path.join(REPO, "dev", "results", "sink", "data", "retrain", run["name"])
+    train(run, again, data, args)
+    final = parse_log(os.path.join(again, "log.txt"))["final"]
+    if abs(final - log["final"]) > 1e-5:
+        fail(f"{run['name']} trained again ends at val loss {final:.6f}, the committed log at {log['final']:.6f}: "
+             "not the same model (another trainer?)")
+    return os.path.join(again, "model.ckpt"), final
+
+
+def ablate(run, out, data, args):
+    """Issue 23's ablations of one Bigram-Backcopy softmax run, cached in its evals.json."""
+    rdir = os.path.join(out, "runs", run["name"])
+    ev_path = os.path.join(rdir, "evals.json")
+    ev = read_json(ev_path, {})
+    if "ablation" not in ev:
+        ckpt, again = ablation_checkpoint(run, out, data["bb"], args)
+        ev["ablation"] = dict(measure_ablations(run, ckpt, data["bb"], args), retrained=again is not None)
+        write_json(ev_path, ev)
+        say(f"[{run['name']}] ablations: " + ", ".join(f"{k} {v['ge_W']:.3f}" for k, v in ev["ablation"].items()
+                                                      if isinstance(v, dict)))
     return ev
 
 
@@ -564,6 +702,58 @@ def table_chunks(groups, evals):
     return md
 
 
+def table_ablations(groups, evals):
+    """Issue 23's ablations (measure_ablations), mean (min-max) over the seeds that have them."""
+    md = ["### A sink or position counting? The start token's key without its value", "",
+          "Softmax models, all 512 val chains as chunks of 128 (start token first; PyTorch, dev/train_swat.py's "
+          "layers, checked against `train_swat --eval` on the unmodified model to 1e-4). Loss at positions >= 16 "
+          "(and split into bigram and copy targets): window 16 (the start token gone), + keep (its key and value "
+          "kept), + key (its key kept, its value zeroed in every layer: a value-free sink), full (all keys) and "
+          "full with its value zeroed. A committed run without its checkpoint was trained again with its own "
+          "settings and seed and used only if its final val loss equals the committed log's.", "",
+          "| model | seeds | window 16 | + keep | + key, no value | full | full, no value | "
+          "bigram: the same five | copy: the same five |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    modes = ("window", "keep", "key", "full", "full-key")
+    for g, rs in groups.items():
+        named = [(r["name"], evals[r["name"]]["ablation"]) for r in rs if "ablation" in evals.get(r["name"], {})]
+        # each seed, then (with several) the mean (min-max) over them
+        for label, ev in [(n, [e]) for n, e in named] + ([(g, [e for _, e in named])] if len(named) > 1 else []):
+            col = lambda mode, k="ge_W": spread([e[mode][k] for e in ev])
+            md.append(f"| {label} | {len(ev)} | {col('window')} | {col('keep')} | {col('key')} | {col('full')} | "
+                      f"{col('full-key')} | " + " / ".join(col(m, 'bigram_ge') for m in modes) + " | "
+                      + " / ".join(col(m, 'copy_ge') for m in modes) + " |")
+    return md
+
+
+def table_seeds(runs, evals):
+    """Every seed of every model: the numbers the other tables give as mean (min-max)."""
+    md = ["## Every seed", "",
+          "Bigram-Backcopy: val loss (chunks of 128); sink ratio and the largest non-trigger weight on the start "
+          "token (32 val chains); streaming loss at positions >= 16 with a window of 16, without and with "
+          "--keep-first 1, in all and in bigram / copy targets. The Bible: val loss, the largest --sinks share, "
+          "streaming loss at positions >= 32 with a window of 32, without and with --keep-first 1.", "",
+          "| run | val loss | sink ratio | largest bos weight | window, pos >= W | + keep1 | bigram: window / keep1 | "
+          "copy: window / keep1 |", "|---|--:|--:|--:|--:|--:|--:|--:|"]
+    f = lambda v, fmt="{:.3f}": "-" if v is None else fmt.format(v)
+    for r in runs:
+        e = evals.get(r["name"], {})
+        if "streams" not in e:
+            continue
+        st, W = e["streams"], r["stream_windows"][0]
+        if r["data"] == "bb":
+            gu = e.get("gu", {})
+            big = max(gu["heads"], key=lambda h: h["nontrigger_first"])["nontrigger_first"] if gu else None
+            md.append(f"| {r['name']} | {f(e['sinks']['val_loss'], '{:.4f}')} | {f(gu.get('sink_ratio'), '{:.2f}')} | "
+                      f"{f(big)} | {f(st.get(f'W{W}_ge_W'))} | {f(st.get(f'W{W}+keep1_ge_W'))} | "
+                      f"{f(st.get(f'W{W}_bigram_ge'))} / {f(st.get(f'W{W}+keep1_bigram_ge'))} | "
+                      f"{f(st.get(f'W{W}_copy_ge'))} / {f(st.get(f'W{W}+keep1_copy_ge'))} |")
+        else:
+            big = max(h["share"] for h in e["sinks"]["heads"])
+            md.append(f"| {r['name']} | {f(e['sinks']['val_loss'], '{:.4f}')} | - | {f(big)} (share) | "
+                      f"{f(st.get(f'W{W}_ge_W'))} | {f(st.get(f'W{W}+keep1_ge_W'))} | - | - |")
+    return md
+
+
 def table_heads(groups, evals, dataset):
     md = ["### Per head (mean over seeds)", ""]
     if dataset == "bb":
@@ -605,6 +795,119 @@ def table_bible(groups, evals):
                   f"{spread([e['sinks']['sink_heads'] for e in ev], '{:.1f}')} of {rs[0]['L'] * rs[0]['H']} | "
                   f"{spread([b['share'] for b in best])} | {spread([b['first'] for b in best])} | {spread([b['row_sum'] for b in best])} |")
     return md
+
+
+# ---------------------------------------------------------------------------------- the chapter
+# doc/sink.md's tables are made here from results.json, and `--check-chapter` (tests/sink_chapter.sh,
+# in make test) checks that the chapter holds them as made: a table follows its marker
+# <!-- sink-table: NAME --> line for line, and no other table is in the chapter.
+CHAPTER_GROUPS = {
+    "bb": [("bb-softmax-nope-L2", "softmax, no positions, dense (w = T = 128)"),
+           ("bb-sliding-nope-L2", "softmax, no positions, sliding (w = 16)"),
+           ("bb-softmax-rope-L2", "softmax, RoPE, dense (w = T = 128)"),
+           ("bb-sliding-rope-L2", "softmax, RoPE, sliding (w = 16)"),
+           ("bb-swat-L2", "SWAT (w = 16)")],
+    "bb-more": [("bb-softmax-nope-L2-6k", "softmax, no positions, dense, 6000 steps"),
+                ("bb-softmax-nope-L3", "softmax, no positions, dense, 3 layers"),
+                ("bb-swat-L3", "SWAT (w = 16), 3 layers")],
+    "bible": [("bible-softmax-rope", "softmax, RoPE, dense (w = T = 128)"),
+              ("bible-softmax-nope", "softmax, no positions, dense (w = T = 128)"),
+              ("bible-swat", "SWAT (w = 32)")],
+}
+
+
+def ev_any(groups):
+    """The ablation results of some run (their optimum is the same for every run), or {}."""
+    return next((r["evals"]["ablation"] for rs in groups.values() for r in rs if "ablation" in r["evals"]), {})
+
+
+def chapter_tables(results):
+    """{name: markdown lines} of doc/sink.md's tables from results.json's {run: {settings, evals}};
+    a group without measured runs is left out."""
+    groups = {}
+    for r in results.values():
+        if r["evals"].get("streams"):
+            groups.setdefault(r["settings"]["group"], []).append(r)
+    tables = {}
+    for name in ("bb", "bb-more"):
+        md = ["| model | seeds | val loss (optimum 2.2948) | sink ratio | largest weight on the start token "
+              "(non-trigger) | window 16, pos < 16 | window 16, pos >= 16 | + keep first 1, pos >= 16 |",
+              "|---|--:|--:|--:|--:|--:|--:|--:|"]
+        for g, label in CHAPTER_GROUPS[name]:
+            ev = [r["evals"] for r in groups.get(g, [])]
+            if not ev:
+                continue
+            big = [max(h["nontrigger_first"] for h in e["gu"]["heads"]) for e in ev]
+            md.append(f"| {label} | {len(ev)} | {spread([e['sinks']['val_loss'] for e in ev], '{:.4f}')} | "
+                      f"{spread([e['gu']['sink_ratio'] for e in ev], '{:.2f}')} | {spread(big)} | "
+                      f"{spread([e['streams']['W16_lt_W'] for e in ev])} | {spread([e['streams']['W16_ge_W'] for e in ev])} | "
+                      f"{spread([e['streams']['W16+keep1_ge_W'] for e in ev])} |")
+        tables[name] = md
+    md = ["| model | seeds | the start token at positions >= 16 | all targets | bigram targets | copy targets |",
+          "|---|--:|---|--:|--:|--:|"]
+    modes = (("window", "evicted (window 16)"), ("keep", "kept, key and value"), ("key", "key kept, value zeroed"),
+             ("full", "all keys (full attention)"), ("full-key", "all keys, its value zeroed"))
+    for g, label in CHAPTER_GROUPS["bb"] + CHAPTER_GROUPS["bb-more"]:
+        ev = [r["evals"]["ablation"] for r in groups.get(g, []) if "ablation" in r["evals"]]
+        for mode, what in modes if ev else ():
+            md.append(f"| {label} | {len(ev)} | {what} | {spread([e[mode]['ge_W'] for e in ev])} | "
+                      f"{spread([e[mode]['bigram_ge'] for e in ev])} | {spread([e[mode]['copy_ge'] for e in ev])} |")
+    if len(md) > 2 and "optimum" in ev_any(groups):
+        o = ev_any(groups)["optimum"]
+        md.append(f"| Bayes optimum | | | {o['ge_W']:.3f} | {o['bigram_ge']:.3f} | 0 |")
+    tables["ablation"] = md
+    md = ["| model | seeds | val loss | largest share on the start token | window 32, pos >= 32 | "
+          "+ keep first 1, pos >= 32 |", "|---|--:|--:|--:|--:|--:|"]
+    for g, label in CHAPTER_GROUPS["bible"]:
+        ev = [r["evals"] for r in groups.get(g, [])]
+        if ev:
+            md.append(f"| {label} | {len(ev)} | {spread([e['sinks']['val_loss'] for e in ev], '{:.4f}')} | "
+                      f"{spread([max(h['share'] for h in e['sinks']['heads']) for e in ev])} | "
+                      f"{spread([e['streams']['W32_ge_W'] for e in ev])} | {spread([e['streams']['W32+keep1_ge_W'] for e in ev])} |")
+    tables["bible"] = md
+    return tables
+
+
+def check_chapter(results_path, chapter_path):
+    """Prints "ok - ..." / "FAIL - ..." per table of the chapter, then "N passed, M failed";
+    returns the number failed."""
+    results = read_json(results_path, None)
+    if results is None:
+        print(f"FAIL - {results_path} is missing or not JSON\n0 passed, 1 failed")
+        return 1
+    tables = chapter_tables(results)
+    lines = open(chapter_path).read().splitlines()
+    passed = failed = 0
+    marked = set()
+    for i, line in enumerate(lines):
+        if not (line.startswith("<!-- sink-table: ") and line.endswith(" -->")):
+            continue
+        name = line[len("<!-- sink-table: "):-4]
+        have = []
+        for j in range(i + 1, len(lines)):
+            if not lines[j].startswith("|"):
+                break
+            have.append(lines[j])
+            marked.add(j)
+        want = tables.get(name)
+        if want is not None and have == want:
+            passed += 1
+            print(f"ok - {chapter_path}'s table {name}: {len(have) - 2} rows, every number as {results_path} gives it")
+        else:
+            failed += 1
+            diff = next((f"chapter: {a}\n  results: {b}" for a, b in zip(have, want or []) if a != b),
+                        f"{len(have)} lines, results give {len(want) if want else 'no such table'}")
+            print(f"FAIL - {chapter_path}'s table {name} is not what {results_path} gives:\n  {diff}")
+    rows = [j for j, l in enumerate(lines) if l.startswith("|") and j not in marked]
+    if rows or not marked:
+        failed += 1
+        print(f"FAIL - {chapter_path}: tables without a sink-table marker (line {rows[0] + 1 if rows else '-'}), "
+              f"or no marked table at all")
+    else:
+        passed += 1
+        print(f"ok - every table of {chapter_path} is marked and checked ({len(marked)} lines)")
+    print(f"{passed} passed, {failed} failed")
+    return failed
 
 
 def log_binned(x, bins=48):
@@ -736,6 +1039,57 @@ def plot_split(groups, evals, path, W=16):
     plt.close(fig)
 
 
+EVICTION_GROUPS = (("bb-softmax-nope-L2", "dense softmax, no positions", "#d62728", "-"),
+                   ("bb-sliding-nope-L2", "sliding softmax (w = 16), no positions", "#ff9896", "-"),
+                   ("bb-softmax-rope-L2", "dense softmax, RoPE", "#1f77b4", "--"),
+                   ("bb-sliding-rope-L2", "sliding softmax (w = 16), RoPE", "#9ecae1", "--"),
+                   ("bb-swat-L2", "SWAT (w = 16)", "#2ca02c", "-"))
+
+
+def plot_eviction(groups, out, path, W=16, last=160):
+    """Issue 23's figure: Bigram-Backcopy stream loss above the optimum against the position, as the
+    start token leaves a window of 16, for dense softmax, sliding softmax and SWAT (two layers, 3000
+    steps): window alone (left) and with --keep-first 1 (right). Lines: mean over seeds, band:
+    their min-max, in bins of 8 positions after the window edge (single positions before it)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    sd = os.path.join(out, "streams")
+    shards = sorted(os.path.join(sd, f) for f in os.listdir(sd) if f.startswith("bb_")) if os.path.isdir(sd) else []
+    meta = read_json(os.path.join(REPO, "dev", "results", "sink", "data", "backcopy", "meta.json"), None)
+    if not shards or meta is None:
+        return
+    opt = np.mean([bb_optimal_losses(read_tokens(s)[:-1], meta) for s in shards], axis=0)
+    edges = list(range(1, W + 1)) + list(range(W + 8, last + 1, 8))
+    fig, axs = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True)
+    drawn = False
+    for ax, key, what in zip(axs, (f"W{W}", f"W{W}+keep1"), (f"window {W}", f"window {W} + keep first 1")):
+        for g, label, color, ls in EVICTION_GROUPS:
+            caches = [read_json(os.path.join(out, "runs", r["name"], "streams.json"), {}) for r in groups.get(g, [])]
+            curves = [np.array(c[key]["mean"]) - opt[:len(c[key]["mean"])] for c in caches if key in c]
+            if not curves:
+                continue
+            binned = np.array([[c[a:b].mean() for a, b in zip(edges[:-1], edges[1:])] for c in curves])
+            x = [(a + b - 1) / 2 for a, b in zip(edges[:-1], edges[1:])]
+            ax.plot(x, binned.mean(0), color=color, ls=ls, lw=1.8, label=f"{label} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
+            ax.fill_between(x, binned.min(0), binned.max(0), color=color, alpha=0.15, lw=0)
+            drawn = True
+        ax.axvline(W - 0.5, color="k", alpha=0.3, lw=1)
+        ax.axhline(0, color="k", alpha=0.5, lw=0.8)
+        ax.set(title=what, xlabel="position in the stream (the start token is at 0)",
+               ylabel="loss - Bayes optimum (nats/token)" if key == f"W{W}" else None)
+        ax.grid(alpha=0.3)
+    if not drawn:
+        plt.close(fig)
+        return
+    axs[0].legend(fontsize=7)
+    fig.suptitle(f"Bigram-Backcopy streams: the start token leaves the window at position {W} (thin line). "
+                 "Mean over 32 streams, then over seeds (band: min-max over seeds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_formation(groups, out, path):
     """The largest share on the start token over training (the trainer's `sink` log lines), for
     the softmax models, one thin line per seed and their mean. Sigmoid models are left out: a
@@ -744,7 +1098,8 @@ def plot_formation(groups, out, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2, figsize=(12, 4.2))
-    colors = iter(["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"])
+    colors = itertools.cycle(["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+                              "#17becf", "#bcbd22"])
     for ax, dataset in zip(axs, ("bb", "bible")):
         for g, rs in groups.items():
             if rs[0]["data"] != dataset or rs[0]["attn"] != "softmax":
@@ -823,10 +1178,16 @@ def report(runs, evals, data, out, args):
     md += table_streams(groups, evals, "bb", "Bigram-Backcopy") + [""]
     md += table_split(groups, evals) + [""]
     md += table_chunks(groups, evals) + [""]
+    md += table_ablations(groups, evals) + [""]
     md += table_heads(groups, evals, "bb") + [""]
     md += ["## The Bible", ""] + table_bible(groups, evals) + [""]
     md += table_streams(groups, evals, "bible", "the Bible") + [""]
     md += table_heads(groups, evals, "bible") + [""]
+    md += table_seeds(runs, evals) + [""]
+    results = {r["name"]: dict(settings=r, evals=evals.get(r["name"], {})) for r in runs}
+    md += ["## The chapter's tables", "", "doc/sink.md shows these, as `dev/sink.py --check-chapter` checks.", ""]
+    for name, table in chapter_tables(results).items():
+        md += [f"<!-- sink-table: {name} -->"] + table + [""]
     md += ["## Settings", "", "| run | data | attn | ALiBi | w | T | L | H | C | F | steps | lr | wd | seed |",
            "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in runs:
@@ -841,25 +1202,29 @@ def report(runs, evals, data, out, args):
     plot_streams(groups, out, "bible", os.path.join(out, "bible_streams.png"), "The Bible: streaming loss", 40, shared=False)
     plot_formation(groups, out, os.path.join(out, "sink_formation.png"))
     plot_split(groups, evals, os.path.join(out, "bb_split.png"))
+    plot_eviction(groups, out, os.path.join(out, "bb_eviction.png"))
     if args.plots_only and not os.path.exists(args.bin):
         return
     # attention maps: seed 1 of each two-layer Bigram-Backcopy model (every layer), and of each
     # Bible model (the layer holding its head with the largest share on the start token)
     for dataset, name in (("bb", "bb_attention.png"), ("bible", "bible_attention.png")):
-        pairs = []
+        pairs, missing = [], []
         for g, rs in sorted(groups.items(), key=lambda p: panel_order(p[0])):
             r = rs[0]
             if r["data"] != dataset or (dataset == "bb" and r["L"] != 2):
                 continue
             if not os.path.exists(os.path.join(out, "runs", r["name"], "model.ckpt")):
-                continue
+                missing.append(r["name"])  # the figure needs every model (a partial one would
+                continue                   # replace a committed figure of other models)
             val = read_tokens(data[dataset]["val"])
             text = bytes(val[:r["T"] - 1].astype(np.uint8))  # the first val chain / val text
             layers = list(range(r["L"]))
             if dataset == "bible" and "sinks" in evals.get(r["name"], {}):
                 layers = [max(evals[r["name"]]["sinks"]["heads"], key=lambda h: h["share"])["layer"]]
             pairs.append((r["name"], r, os.path.join(out, "runs", r["name"]), text, layers))
-        if pairs:
+        if missing:
+            say(f"{name} not drawn (the committed one is kept): no checkpoint of {', '.join(missing)}")
+        elif pairs:
             plot_attention(pairs, args, os.path.join(out, name),
                            ("Bigram-Backcopy" if dataset == "bb" else "The Bible") +
                            ": attention over the first 48 positions of a val sequence (position 0 = the start token; "
@@ -878,10 +1243,20 @@ def main():
     ap.add_argument("--jobs", type=int, default=2, help="runs at once (each uses --threads)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--plots-only", action="store_true", help="tables and figures from existing results")
+    ap.add_argument("--ablate", action="store_true",
+                    help="also the start-token ablations of the Bigram-Backcopy softmax runs (issue 23; PyTorch; "
+                         "a committed run without its checkpoint is trained again)")
+    ap.add_argument("--check-chapter", nargs="?", const="doc/sink.md", metavar="CHAPTER",
+                    help="check the tables of CHAPTER (default doc/sink.md) against dev/results/sink/results.json "
+                         "(make test) and exit")
     args = ap.parse_args()
+    if args.check_chapter:
+        args.check_chapter = os.path.abspath(args.check_chapter)
     os.chdir(REPO)
+    if args.check_chapter:
+        sys.exit(1 if check_chapter(os.path.join("dev", "results", "sink", "results.json"), args.check_chapter) else 0)
     out = args.out or os.path.join("dev", "results", "sink", *([] if args.mode == "full" else [args.mode]))
-    runs = MODES[args.mode]["runs"]
+    runs = every_run = MODES[args.mode]["runs"]
     if args.only:
         wanted = set(args.only.split(","))
         runs = [r for r in runs if r["name"] in wanted or r["group"] in wanted]
@@ -901,6 +1276,9 @@ def main():
         futures = {r["name"]: pool.submit(process, r, out, data, args) for r in runs}
         for name, f in futures.items():
             evals[name] = f.result()
+        for r in runs if args.ablate and not args.plots_only else []:
+            if r["data"] == "bb" and r["attn"] == "softmax":
+                evals[r["name"]] = ablate(r, out, data, args)
     except (Failure, KeyboardInterrupt) as e:
         # start nothing new; the trainers already running got the same Ctrl-C (or finish) and save
         STOP.set()
@@ -910,6 +1288,16 @@ def main():
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     pool.shutdown()
+    # the tables cover every run of the mode that has been measured, not only those of --only
+    for r in every_run:
+        if r["name"] not in evals:
+            evals[r["name"]] = read_json(os.path.join(out, "runs", r["name"], "evals.json"), {})
+    for r in every_run:
+        ab = evals[r["name"]].get("ablation")
+        if ab is not None and "optimum" not in ab:  # the same for every model: no checkpoint needed
+            ab["optimum"] = ablation_optimum(data["bb"], r["T"], ab["W"])
+            write_json(os.path.join(out, "runs", r["name"], "evals.json"), evals[r["name"]])
+    runs = [r for r in every_run if evals[r["name"]]]
     report(runs, evals, data, out, args)
     print(f"wrote {out}/results.md, results.json and the figures; total wall time {time.time() - t0:.0f} s")
 
