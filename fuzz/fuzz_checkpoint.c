@@ -96,7 +96,7 @@ static void fz_run(const char *path, const uint8_t *data, size_t size) {
     /* the ring buffer needs no more slots than positions (8 here); keep the first 0..2
      * positions too (--keep-first), chosen by the input's length; a model with a start token
      * sees it first, as in generation */
-    infer_init(&fz_infer, &fz_model, c->window < 8 ? c->window : 8, (int)(size % 3));
+    infer_init(&fz_infer, &fz_model, c->window < 8 ? c->window : 8, (int)(size % 3), 1);
     for (int i = 0; i < 8; i++) infer_step(&fz_infer, i == 0 && c->bos >= 0 ? c->bos : (i * 3) % V);
     infer_free(&fz_infer);
     if (!has_state || (long)fz_ts.B * fz_ts.T > 64) return;
