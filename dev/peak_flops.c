@@ -1,5 +1,5 @@
 /* The machine's peak float32 FLOP/s, measured: every thread runs many independent chains of
- * acc = acc*x + y on vectors of 16 floats (enough chains to hide the FMA latency), which the
+ * acc = acc*x + y on vectors (enough chains to hide the FMA latency), which the
  * compiler turns into back-to-back vector FMAs. Prints "peak_gflops <x> threads <n>".
  * Build with the trainer's flags: cc -O3 -march=native -ffp-contract=fast -fopenmp. */
 #define _POSIX_C_SOURCE 200809L
@@ -8,8 +8,19 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+/* The chains must fit the vector registers, or the loop spills and measures memory instead:
+ * AVX-512 has 32 registers of 16 floats (24 chains of one register), AVX2 16 of 8 (12 chains
+ * of one), SSE 16 of 4. Twelve or more chains cover two FMA units of latency 4-6 cycles. */
+#if defined(__AVX512F__)
 #define CHAINS 24
 #define LANES 16
+#elif defined(__AVX__)
+#define CHAINS 12
+#define LANES 8
+#else
+#define CHAINS 12
+#define LANES 4
+#endif
 
 static double now(void) {
     struct timespec ts;
