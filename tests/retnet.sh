@@ -11,21 +11,21 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   skip "retention tests: $PY cannot import torch (sudo apt-get install python3-torch)"
   finish
 fi
-out=$(OMP_NUM_THREADS=1 "$PY" dev/test_retnet.py 2>&1)
-echo "$out" | grep -E '^(ok|FAIL) - '
-line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
-if [ -z "$line" ]; then
-  fail "dev/test_retnet.py printed no result line: $(echo "$out" | tail -n 3)"
-else
-  passed=$((passed + ${line%% passed*})); f=${line#*passed, }; failed=$((failed + ${f%% failed*}))
-fi
+# suite NAME CMD...: run a Python check that prints ok/FAIL lines and "N passed, M failed",
+# echo its lines and add its counts to this suite's
+suite() {
+  local name=$1 out line f
+  shift
+  out=$("$@" 2>&1)
+  echo "$out" | grep -E '^(ok|FAIL) - '
+  line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+  if [ -z "$line" ]; then
+    fail "$name printed no result line: $(echo "$out" | tail -n 3)"
+  else
+    passed=$((passed + ${line%% passed*})); f=${line#*passed, }; failed=$((failed + ${f%% failed*}))
+  fi
+}
+suite dev/test_retnet.py env OMP_NUM_THREADS=1 "$PY" dev/test_retnet.py
 # doc/linear.md's tables and noted numbers against the committed results.json
-out=$("$PY" dev/linear.py --check-doc 2>&1)
-echo "$out" | grep -E '^(ok|FAIL) - '
-line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
-if [ -z "$line" ]; then
-  fail "dev/linear.py --check-doc printed no result line: $(echo "$out" | tail -n 3)"
-else
-  passed=$((passed + ${line%% passed*})); f=${line#*passed, }; failed=$((failed + ${f%% failed*}))
-fi
+suite "dev/linear.py --check-doc" "$PY" dev/linear.py --check-doc
 finish
