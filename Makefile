@@ -154,10 +154,10 @@ sink: train_swat data
 	$(PYTHON) dev/sink.py --mode $(MODE) $(if $(OUT),--out $(OUT))
 
 # SWAT against a linear recurrent model (dev/linear.py, doc/linear.md): MODE=quick (under 20
-# minutes) or MODE=full (dev/results/retnet); OUT=DIR resumes.
+# minutes) or MODE=full (dev/results/retnet); OUT=DIR resumes; JOBS=2 trains two at a time.
 linear: train_swat data
 	@bash dev/need_matplotlib.sh $(PYTHON)
-	$(PYTHON) dev/linear.py --mode $(MODE) $(if $(OUT),--out $(OUT))
+	$(PYTHON) dev/linear.py --mode $(MODE) $(if $(OUT),--out $(OUT)) $(if $(JOBS),--jobs $(JOBS))
 
 # The attention maps in dev/results/attention (needs make train and the full experiment).
 attention-figures: train_swat data

@@ -44,8 +44,8 @@ RET_LM = ["--layers", "4", "--dim", "144", "--heads", "6", "--ffn", "336"]
 RET_RECALL = ["--layers", "2", "--dim", "64", "--heads", "4", "--ffn", "155"]
 RECALL_REF = os.path.join("dev", "results", "recall", "seeds")
 MODES = {
-    "full": dict(seeds=[1337, 1338, 1339], steps=80, warmup=16, eval_tokens=32768,
-                 recall_seeds=[1, 2, 3], recall_steps=1500, gen_tokens=1000, stream_tokens=32768,
+    "full": dict(seeds=[1337, 1338, 1339], steps=1500, warmup=40, eval_tokens=32768,
+                 recall_seeds=[1, 2, 3], recall_steps=8000, gen_tokens=1000, stream_tokens=32768,
                  stream=True),
     "quick": dict(seeds=[1337], steps=40, warmup=8, eval_tokens=16384,
                   recall_seeds=[1], recall_steps=400, gen_tokens=300, stream_tokens=8192,
@@ -144,17 +144,18 @@ def lm_row(name, seed, rdir, m):
 
 # ----------------------------------------------------------------------------- recall
 
-def recall_retention(seed, m, out, threads):
-    """Train retention on dev/recall.py's task and measure recall per distance as recall.py does
-    (a key is recalled when the query symbol gets p > 0.5). -> rows (model, seed, d, n, acc, p)"""
+def recall_dirs(seed, m, out):
+    """The recall data (made once) and this seed's run directory -> (ddir, meta, rdir)"""
     import recall as rc
-    import retnet as rn
-    import torch
     ddir = os.path.join(out, "recall-data")
-    mode = "full" if m["recall_steps"] >= 100 else "tiny"
-    rc.make_data(ddir, mode)
-    meta = rc.load_meta(ddir)
-    rdir = os.path.join(out, "runs", f"recall-retention-seed{seed}")
+    rc.make_data(ddir, "full" if m["recall_steps"] >= 100 else "tiny")
+    return ddir, rc.load_meta(ddir), os.path.join(out, "runs", f"recall-retention-seed{seed}")
+
+
+def train_recall(seed, m, out, threads):
+    """One retention training on dev/recall.py's task unless its log is finished."""
+    import recall as rc
+    ddir, _, rdir = recall_dirs(seed, m, out)
     flags = (["--train", os.path.join(ddir, "train.bin"), "--val", os.path.join(ddir, "val.bin")]
              + RET_RECALL + ["--steps", str(m["recall_steps"]),
                              "--warmup", str(min(100, max(1, m["recall_steps"] // 10))),
@@ -172,6 +173,16 @@ def recall_retention(seed, m, out, threads):
         run(py() + flags + ["--out", rdir, "--val-every", "500", "--threads", str(threads)],
             f"training recall retention seed {seed}")
         print(f"[recall retention seed {seed}] done in {time.time() - t0:.0f} s", flush=True)
+
+
+def recall_retention(seed, m, out, threads):
+    """Train retention on dev/recall.py's task and measure recall per distance as recall.py does
+    (a key is recalled when the query symbol gets p > 0.5). -> rows (model, seed, d, n, acc, p)"""
+    import recall as rc
+    import retnet as rn
+    import torch
+    train_recall(seed, m, out, threads)
+    ddir, meta, rdir = recall_dirs(seed, m, out)
     torch.set_num_threads(threads)
     c, p = rn.load_model(os.path.join(rdir, "model.pt"))
     shard = os.path.join(ddir, "test.bin")
@@ -193,13 +204,15 @@ def recall_retention(seed, m, out, threads):
 def recall_val(out, m):
     """The validation loss of every recall model and seed at the last periodic validation of
     the retention run (every 500 steps on the first 64 val examples, as the committed SWAT
-    runs did up to 8000), and the SWAT runs' final one (all 1000): the one comparison at equal
-    steps when retention trained fewer. -> rows (model, seed, step, loss)"""
+    runs did up to 8000), and every run's final one at step 8000 (all 1000 examples; for
+    retention only when it trained 8000 steps too). -> rows (model, seed, step, loss)"""
     rows, step = [], (m["recall_steps"] - 1) // 500 * 500
     for s in m["recall_seeds"]:
         log = parse_log(os.path.join(out, "runs", f"recall-retention-seed{s}", "log.txt"))
         if step in log["val"]:
             rows.append(dict(model="retention-L2", seed=s, step=step, loss=log["val"][step]))
+        if m["recall_steps"] == 8000 and log["final"] is not None:
+            rows.append(dict(model="retention-L2", seed=s, step=8000, loss=log["final"]))
         for name in ("swat-L4", "swat-L2", "full-L2"):
             d = os.path.join(RECALL_REF, name if s == 1 else f"{name}-seed{s}", "log.txt")
             val = parse_log(d)["val"]
@@ -558,6 +571,22 @@ def plot(res, out):
 
 # ----------------------------------------------------------------------------- main
 
+def train_all(out, m, parts, jobs):
+    """Every training of the LM and recall parts, `jobs` at a time with one thread each (the
+    evaluations and the throughput part then run alone)."""
+    from concurrent.futures import ThreadPoolExecutor
+    tasks = []
+    if "lm" in parts:
+        tasks += [(train_lm, (name, seed, m, os.path.join(out, "runs", f"lm-{name}-seed{seed}"), 1))
+                  for seed in m["seeds"] for name in LM_MODELS]
+    if "recall" in parts:
+        tasks += [(train_recall, (s, m, out, 1)) for s in m["recall_seeds"]]
+    if "recall" in parts: recall_dirs(m["recall_seeds"][0], m, out)  # the data, made once
+    with ThreadPoolExecutor(jobs) as pool:
+        for f in [pool.submit(fn, *args) for fn, args in tasks]:
+            f.result()
+
+
 def collect(out, m, threads, parts):
     """Runs what is missing (one training at a time), seed by seed, so that a stopped run leaves
     whole seeds; -> results dict."""
@@ -604,17 +633,22 @@ def main():
     ap.add_argument("--out", help="results directory (default: fresh dev/results/retnet-MODE-...)")
     ap.add_argument("--only", default="lm,recall,throughput", help="parts: lm,recall,throughput")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="trainings run this many at a time, one thread each (then the rest)")
     ap.add_argument("--report-only", action="store_true", help="tables and plots from results.json")
     ap.add_argument("--check-doc", action="store_true",
                     help="doc/linear.md's tables == results.json")
     ap.add_argument("--compare", default=COMMITTED, help="results printed beside ('none': none)")
     a = ap.parse_args()
     os.chdir(REPO)
+    # OpenBLAS starts a thread per core whatever torch.set_num_threads says, and its idle
+    # threads spin: beside a second training they take a core's time from it
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(a.threads))
     if a.check_doc:
         sys.exit(check_doc())
     parts = a.only.split(",")
-    if set(parts) - {"lm", "recall", "throughput"} or a.threads < 1:
-        fail("--only takes lm, recall, throughput; --threads must be >= 1")
+    if set(parts) - {"lm", "recall", "throughput"} or a.threads < 1 or a.jobs < 1:
+        fail("--only takes lm, recall, throughput; --threads and --jobs must be >= 1")
     if a.report_only:
         out = a.out or COMMITTED
         res = read_json(os.path.join(out, "results.json"), None)
@@ -632,8 +666,9 @@ def main():
         print(f"results go to {out}; the same command with --out {out} continues it", flush=True)
         m = MODES[a.mode]
         t0 = time.time()
+        if a.jobs > 1: train_all(out, m, parts, a.jobs)
         res = collect(out, m, a.threads, parts)
-        res["settings"] = dict(mode=a.mode, **m, threads=a.threads,
+        res["settings"] = dict(mode=a.mode, **m, threads=a.threads, jobs=a.jobs,
                                command=" ".join(["/usr/bin/python3", "dev/linear.py"]
                                                 + sys.argv[1:]),
                                wall_s=round(time.time() - t0))
