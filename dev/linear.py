@@ -458,8 +458,9 @@ def write_md(res, out):
           f"{', '.join(map(str, s['recall_seeds']))}; the SWAT and full-attention rows: "
           f"{RECALL_REF} (8000 steps, seeds 1, 2, 3).", "", *t["recall"], "", "Per seed:", "",
           *t["recall_seeds"], "", "Validation loss of the recall models (mean ± sd over the "
-          "seeds): at retention's last periodic validation (64 examples) and at the SWAT "
-          "runs' end (all 1000 validation examples):", "", *t["recall_val"], "",
+          "seeds): at retention's last periodic validation (64 examples), and at step 8000, "
+          "the runs' end (all 1000 validation examples; retention only when it trained as "
+          "long):", "", *t["recall_val"], "",
           f"Generation (one token at a time, batch 1, {s['gen_tokens']} tokens) and streaming "
           f"({s['stream_tokens']} tokens in blocks: 1024 for retention, 128 for SWAT, whose blocks "
           "compute every score of block x (block + w)) per token, float32; the C trainer streams "
