@@ -19,7 +19,8 @@ dormant head sets its gates near 0. This script trains small models with a start
       Issue 23's control: softmax (RoPE and NoPE) trained with w = 16 < T = 128, so that the start
       token leaves the window in training as in SWAT's ("sliding-rope", "sliding-nope").
   The Bible (data/bible, bytes): the same three kinds, 4 layers of width 128, T = 128 (SWAT:
-      w = 32, ALiBi 2:2), 2000 steps, 2 seeds.
+      w = 32, ALiBi 2:2), 2000 steps, 2 seeds; and the control, softmax with RoPE trained
+      with w = 32 ("bible-sliding-rope").
 
 For every model:
   sinks        `train_swat --eval VAL --eval-len T --sinks`: per head, the mean weight on position 0
@@ -87,10 +88,15 @@ def bb_run(kind, L, seed, steps, tag=""):
 
 
 def bible_run(kind, seed, steps):
+    """kind: softmax-rope, softmax-nope (dense, w = T), swat; sliding-rope: issue 23's control on
+    the Bible, softmax with RoPE trained with SWAT's window (w = 32 < T = 128)."""
     base = dict(data="bible", T=128, L=4, H=4, C=128, F=352, steps=steps, lr=2e-3, wd=0.1, seed=seed)
     if kind == "swat":
         return dict(base, name=f"bible-swat-s{seed}", group="bible-swat", attn="sigmoid", alibi="2:2", rope="on",
                     w=32, stream_windows=[32])
+    if kind == "sliding-rope":
+        return dict(base, name=f"bible-sliding-rope-s{seed}", group="bible-sliding-rope", attn="softmax",
+                    alibi="0:0", rope="on", w=32, stream_windows=[32])
     return dict(base, name=f"bible-{kind}-s{seed}", group=f"bible-{kind}", attn="softmax", alibi="0:0",
                 rope="on" if kind == "softmax-rope" else "off", w=128, stream_windows=[32, 128])
 
@@ -109,7 +115,8 @@ MODES = {
                  + [bible_run(k, s, 2000) for k in ("softmax-rope", "swat", "softmax-nope") for s in (1, 2)]
                  + [bb_run(k, 3, s, 3000) for k in ("softmax-nope", "swat") for s in (1, 2, 3)]
                  # issue 23's control, added later (run with --only, one at a time: 1 core)
-                 + [bb_run(k, 2, s, 3000) for k in ("sliding-nope", "sliding-rope") for s in (1, 2, 3, 4, 5)],
+                 + [bb_run(k, 2, s, 3000) for k in ("sliding-nope", "sliding-rope") for s in (1, 2, 3, 4, 5)]
+                 + [bible_run("sliding-rope", s, 2000) for s in (1, 2)],
                  bb_streams=32, bible_streams=8, stream_len=1024, gu_chains=32),
 }
 # Bigram-Backcopy data: one data set (seed 1) for every model; the model seeds differ
@@ -812,6 +819,7 @@ CHAPTER_GROUPS = {
                 ("bb-swat-L3", "SWAT (w = 16), 3 layers")],
     "bible": [("bible-softmax-rope", "softmax, RoPE, dense (w = T = 128)"),
               ("bible-softmax-nope", "softmax, no positions, dense (w = T = 128)"),
+              ("bible-sliding-rope", "softmax, RoPE, sliding (w = 32)"),
               ("bible-swat", "SWAT (w = 32)")],
 }
 
