@@ -22,10 +22,12 @@ SWAT against a linear recurrent model at CPU scale (doc/linear.md): RetNet-style
               trainer's generation and --stream of a swat model beside.
 
 Usage:  /usr/bin/python3 dev/linear.py [--mode quick|full|tiny] [--out DIR] [--only lm,recall,...]
+                                        [--jobs N]
         /usr/bin/python3 dev/linear.py --report-only [--out dev/results/retnet]
         /usr/bin/python3 dev/linear.py --check-doc        (doc/linear.md's tables == results.json)
 Runs go to a fresh dev/results/retnet-<mode>-YYYYmmdd-HHMMSS unless --out is given; an existing
---out is resumed (finished runs are skipped). One training at a time, one thread (--threads).
+--out is resumed (finished runs are skipped). One training at a time on --threads threads, or
+--jobs N at a time on one thread each.
 At the end the new table is printed beside the committed one (dev/results/retnet).
 """
 import argparse, json, math, os, re, subprocess, sys, time
@@ -581,8 +583,8 @@ def train_all(out, m, parts, jobs):
         tasks += [(train_lm, (name, seed, m, os.path.join(out, "runs", f"lm-{name}-seed{seed}"), 1))
                   for seed in m["seeds"] for name in LM_MODELS]
     if "recall" in parts:
+        recall_dirs(m["recall_seeds"][0], m, out)  # the data, made once before the pool starts
         tasks += [(train_recall, (s, m, out, 1)) for s in m["recall_seeds"]]
-    if "recall" in parts: recall_dirs(m["recall_seeds"][0], m, out)  # the data, made once
     with ThreadPoolExecutor(jobs) as pool:
         for f in [pool.submit(fn, *args) for fn, args in tasks]:
             f.result()
