@@ -45,10 +45,11 @@ LM_MODELS = ["retention", "swat", "sliding-softmax-rope"]
 RET_LM = ["--layers", "4", "--dim", "144", "--heads", "6", "--ffn", "336"]
 RET_RECALL = ["--layers", "2", "--dim", "64", "--heads", "4", "--ffn", "155"]
 RECALL_REF = os.path.join("dev", "results", "recall", "seeds")
+RECALL_REF_STEPS = 8000  # the training steps of the committed recall runs in RECALL_REF
 MODES = {
     "full": dict(seeds=[1337, 1338, 1339], steps=1500, warmup=40, eval_tokens=32768,
-                 recall_seeds=[1, 2, 3], recall_steps=8000, gen_tokens=1000, stream_tokens=32768,
-                 stream=True),
+                 recall_seeds=[1, 2, 3], recall_steps=RECALL_REF_STEPS, gen_tokens=1000,
+                 stream_tokens=32768, stream=True),
     "quick": dict(seeds=[1337], steps=40, warmup=8, eval_tokens=16384,
                   recall_seeds=[1], recall_steps=400, gen_tokens=300, stream_tokens=8192,
                   stream=True),
@@ -133,6 +134,10 @@ def eval_lm(name, rdir, key, E, tokens, threads):
     return loss
 
 
+def lm_dir(out, name, seed):
+    return os.path.join(out, "runs", f"lm-{name}-seed{seed}")
+
+
 def lm_row(name, seed, rdir, m):
     log = parse_log(os.path.join(rdir, "log.txt"))
     ev = read_json(os.path.join(rdir, "evals.json"), {})
@@ -213,13 +218,16 @@ def recall_val(out, m):
         log = parse_log(os.path.join(out, "runs", f"recall-retention-seed{s}", "log.txt"))
         if step in log["val"]:
             rows.append(dict(model="retention-L2", seed=s, step=step, loss=log["val"][step]))
-        if m["recall_steps"] == 8000 and log["final"] is not None:
-            rows.append(dict(model="retention-L2", seed=s, step=8000, loss=log["final"]))
+        if m["recall_steps"] == RECALL_REF_STEPS and log["final"] is not None:
+            rows.append(dict(model="retention-L2", seed=s, step=RECALL_REF_STEPS,
+                             loss=log["final"]))
         for name in ("swat-L4", "swat-L2", "full-L2"):
             d = os.path.join(RECALL_REF, name if s == 1 else f"{name}-seed{s}", "log.txt")
             val = parse_log(d)["val"]
             if step in val: rows.append(dict(model=name, seed=s, step=step, loss=val[step]))
-            if 8000 in val: rows.append(dict(model=name, seed=s, step=8000, loss=val[8000]))
+            if RECALL_REF_STEPS in val:
+                rows.append(dict(model=name, seed=s, step=RECALL_REF_STEPS,
+                                 loss=val[RECALL_REF_STEPS]))
     return rows
 
 
@@ -458,9 +466,11 @@ def write_md(res, out):
           f"distance recalled, mean ± sd over the seeds. Retention: {s['recall_steps']} steps, "
           f"seeds "
           f"{', '.join(map(str, s['recall_seeds']))}; the SWAT and full-attention rows: "
-          f"{RECALL_REF} (8000 steps, seeds 1, 2, 3).", "", *t["recall"], "", "Per seed:", "",
+          f"{RECALL_REF} ({RECALL_REF_STEPS} steps, seeds 1, 2, 3).", "", *t["recall"], "",
+          "Per seed:", "",
           *t["recall_seeds"], "", "Validation loss of the recall models (mean ± sd over the "
-          "seeds): at retention's last periodic validation (64 examples), and at step 8000, "
+          "seeds): at retention's last periodic validation (64 examples), and at step "
+          f"{RECALL_REF_STEPS}, "
           "the runs' end (all 1000 validation examples; retention only when it trained as "
           "long):", "", *t["recall_val"], "",
           f"Generation (one token at a time, batch 1, {s['gen_tokens']} tokens) and streaming "
@@ -580,7 +590,7 @@ def train_all(out, m, parts, jobs):
     from concurrent.futures import ThreadPoolExecutor
     tasks = []
     if "lm" in parts:
-        tasks += [(train_lm, (name, seed, m, os.path.join(out, "runs", f"lm-{name}-seed{seed}"), 1))
+        tasks += [(train_lm, (name, seed, m, lm_dir(out, name, seed), 1))
                   for seed in m["seeds"] for name in LM_MODELS]
     if "recall" in parts:
         recall_dirs(m["recall_seeds"][0], m, out)  # the data, made once before the pool starts
@@ -599,7 +609,7 @@ def collect(out, m, threads, parts):
     for i, seed in enumerate(m["seeds"] + [None] * more):
         if "lm" in parts and seed is not None:
             for name in LM_MODELS:
-                rdir = os.path.join(out, "runs", f"lm-{name}-seed{seed}")
+                rdir = lm_dir(out, name, seed)
                 train_lm(name, seed, m, rdir, threads)
                 for E in EVAL_LENS:
                     eval_lm(name, rdir, f"E={E}", E, m["eval_tokens"], threads)

@@ -94,11 +94,9 @@ def bible_run(kind, seed, steps):
     if kind == "swat":
         return dict(base, name=f"bible-swat-s{seed}", group="bible-swat", attn="sigmoid", alibi="2:2", rope="on",
                     w=32, stream_windows=[32])
-    if kind == "sliding-rope":
-        return dict(base, name=f"bible-sliding-rope-s{seed}", group="bible-sliding-rope", attn="softmax",
-                    alibi="0:0", rope="on", w=32, stream_windows=[32])
+    w = 32 if kind == "sliding-rope" else 128
     return dict(base, name=f"bible-{kind}-s{seed}", group=f"bible-{kind}", attn="softmax", alibi="0:0",
-                rope="on" if kind == "softmax-rope" else "off", w=128, stream_windows=[32, 128])
+                rope="off" if kind == "softmax-nope" else "on", w=w, stream_windows=sorted({32, w}))
 
 
 MODES = {
