@@ -11,7 +11,7 @@ dormant head sets its gates near 0. This script trains small models with a start
 
   Bigram-Backcopy (data/make_backcopy.py; Guo et al. 2024): a letter bigram chain in which the
       character after a trigger (b, w, y) copies the character before the trigger. Attention is
-      needed only at trigger queries. Models (3 seeds each): vanilla softmax trained densely
+      needed only at trigger queries. Models (5 seeds with 2 layers, else 3): vanilla softmax trained densely
       (T = w = 128, no ALiBi) with RoPE ("softmax-rope", the project's vanilla model) and with
       no position encoding at all ("softmax-nope": the sink forms there, not with RoPE at this
       budget; dev/results/sink/NOTES.md has what was tried), 2 and 3 layers, 3000 steps and
@@ -19,8 +19,8 @@ dormant head sets its gates near 0. This script trains small models with a start
       Issue 23's control: softmax (RoPE and NoPE) trained with w = 16 < T = 128, so that the start
       token leaves the window in training as in SWAT's ("sliding-rope", "sliding-nope").
   The Bible (data/bible, bytes): the same three kinds, 4 layers of width 128, T = 128 (SWAT:
-      w = 32, ALiBi 2:2), 2000 steps, 2 seeds; and the control, softmax with RoPE trained
-      with w = 32 ("bible-sliding-rope").
+      w = 32, ALiBi 2:2), 2000 steps, 2 seeds (seeds 3-5 listed for the RoPE models); and the
+      control, softmax with RoPE trained with w = 32 ("bible-sliding-rope").
 
 For every model:
   sinks        `train_swat --eval VAL --eval-len T --sinks`: per head, the mean weight on position 0
@@ -38,10 +38,13 @@ For every model:
                is summarised before and after position W and plotted against the position. On
                Bigram-Backcopy also split by target: bigram targets (the heads are dormant) and
                copy targets (a head must fetch), against the Bayes-optimal loss of the stream.
+               32 streams of each data set; a committed run measured on fewer is trained again
+               (checkpoint_of) and measured on them.
   chunks       (Bigram-Backcopy) `--eval-len 128 --eval-window W --dump-losses` on all val chains:
                loss at positions < W (the start token still visible) and >= W.
   ablations    (--ablate; Bigram-Backcopy softmax) the start token's key kept and its value zeroed,
                and the other ABLATIONS, in PyTorch (measure_ablations): a sink or position counting?
+  follows      (report) per seed, the sink against what eviction costs, and their rank correlation.
 
 Outputs (dev/results/sink/ for --mode full; --mode quick writes dev/results/sink/quick/, not
 committed): results.md (tables: mean and spread over seeds), results.json (every number), figures
@@ -108,14 +111,17 @@ MODES = {
     "tiny": dict(runs=[bb_run("softmax-nope", 2, 1, 30), bb_run("swat", 2, 1, 30), bible_run("softmax-rope", 1, 10),
                        bible_run("swat", 1, 10)], bb_streams=2, bible_streams=2, stream_len=256, gu_chains=2),
     # in the order they run (two at a time): the two-layer trio first, then the Bible, then 3 layers
-    "full": dict(runs=[bb_run(k, 2, s, 3000) for k in ("softmax-nope", "swat", "softmax-rope") for s in (1, 2, 3)]
+    # (seeds 4 and 5 of the two-layer models were added with issue 23 and run with --only)
+    "full": dict(runs=[bb_run(k, 2, s, 3000) for k in ("softmax-nope", "swat", "softmax-rope") for s in range(1, 6)]
                  + [bb_run("softmax-nope", 2, s, 6000, "-6k") for s in (1, 2, 3)]
                  + [bible_run(k, s, 2000) for k in ("softmax-rope", "swat", "softmax-nope") for s in (1, 2)]
                  + [bb_run(k, 3, s, 3000) for k in ("softmax-nope", "swat") for s in (1, 2, 3)]
                  # issue 23's control, added later (run with --only, one at a time: 1 core)
                  + [bb_run(k, 2, s, 3000) for k in ("sliding-nope", "sliding-rope") for s in (1, 2, 3, 4, 5)]
-                 + [bible_run("sliding-rope", s, 2000) for s in (1, 2)],
-                 bb_streams=32, bible_streams=8, stream_len=1024, gu_chains=32),
+                 + [bible_run("sliding-rope", s, 2000) for s in (1, 2)]
+                 # seeds 3-5 on the Bible, issue 23 (the committed seeds 1 and 2 are trained again for 32 streams)
+                 + [bible_run(k, s, 2000) for k in ("softmax-rope", "sliding-rope", "swat") for s in (3, 4, 5)],
+                 bb_streams=32, bible_streams=32, stream_len=1024, gu_chains=32),
 }
 # Bigram-Backcopy data: one data set (seed 1) for every model; the model seeds differ
 BB_ARGS = ["--length", "128", "--train-seqs", "32768", "--val-seqs", "512", "--stream-length", "1024",
@@ -161,6 +167,13 @@ def read_dump(path):
 
 
 # ---------------------------------------------------------------------------------- data
+def write_stream(path, toks):
+    """A stream file, unless it already holds these tokens (a file of another mode's spacing
+    is written again)."""
+    if not os.path.exists(path) or not np.array_equal(read_tokens(path), toks):
+        write_tokens(path, toks)
+
+
 def prepare_data(out, mode):
     """Bigram-Backcopy shards (once, shared by the modes) and the stream texts of both data sets:
     one shard per stream, so that --stream reads each as its own sequence."""
@@ -179,8 +192,8 @@ def prepare_data(out, mode):
     chains = read_tokens(os.path.join(bb, "stream.bin"))[:-1].reshape(-1, meta["stream_length"])
     for k in range(MODES[mode]["bb_streams"]):
         path = os.path.join(sd, f"bb_{k:02d}.bin")
-        if not os.path.exists(path):  # chain + one extra token: the stream predicts exactly the chain
-            write_tokens(path, np.append(chains[k, :S], chains[k, 0]))
+        # chain + one extra token: the stream predicts exactly the chain
+        write_stream(path, np.append(chains[k, :S], chains[k, 0]))
         streams["bb"].append(path)
     # the Bible: stretches of the val text, evenly spaced
     val = read_tokens(BIBLE["val"])
@@ -188,8 +201,7 @@ def prepare_data(out, mode):
     for k in range(n):
         path = os.path.join(sd, f"bible_{k:02d}.bin")
         start = k * ((len(val) - S - 1) // n)
-        if not os.path.exists(path):
-            write_tokens(path, val[start:start + S + 1])
+        write_stream(path, val[start:start + S + 1])
         streams["bible"].append(path)
     return dict(bb=dict(train=os.path.join(bb, "train.bin"), val=os.path.join(bb, "val.bin"), meta=meta),
                 bible=dict(train=BIBLE["train"], val=BIBLE["val"], meta=None), streams=streams)
@@ -345,7 +357,7 @@ def stream_modes(run, S):
     return modes
 
 
-def measure_streams(run, rdir, data, streams, args):
+def measure_streams(run, rdir, ckpt, data, streams, args):
     """Per-position mean loss over the streams for each mode (streams.json). On Bigram-Backcopy
     also the mean loss split by target kind, before and after the window edge W (for full
     attention: the training length T): copy targets (the token after a trigger, which needs the
@@ -364,7 +376,7 @@ def measure_streams(run, rdir, data, streams, args):
     for key, W, keep in stream_modes(run, MODES[args.mode]["stream_len"]):
         if key in cache and cache[key]["streams"] == len(streams) and (kinds is None or "split" in cache[key]):
             continue
-        curves = [stream_losses(args, os.path.join(rdir, "model.ckpt"), s, W, keep) for s in streams]
+        curves = [stream_losses(args, ckpt, s, W, keep) for s in streams]
         S = min(len(c) for c in curves)
         mean = np.mean([c[:S] for c in curves], axis=0)
         cache[key] = dict(W=W, keep_first=keep, streams=len(streams), mean=[round(float(v), 4) for v in mean])
@@ -378,6 +390,12 @@ def measure_streams(run, rdir, data, streams, args):
             cache[key]["split"] = split
         write_json(path, cache)
     return cache
+
+
+def streams_measured(rdir):
+    """Over how many streams every mode of streams.json was measured (0: none)."""
+    cache = read_json(os.path.join(rdir, "streams.json"), {})
+    return min((c["streams"] for c in cache.values()), default=0)
 
 
 def summarise_streams(run, cache, optimal=None):
@@ -424,14 +442,16 @@ def process(run, out, data, args):
     d = data[run["data"]]
     ev_path = os.path.join(rdir, "evals.json")
     ev = read_json(ev_path, {})
+    streams = data["streams"][run["data"]]
+    ckpt = os.path.join(rdir, "model.ckpt")
     committed = ("streams" in ev and parse_log(os.path.join(rdir, "log.txt"))["final"] is not None
-                 and not os.path.exists(os.path.join(rdir, "model.ckpt")))
-    if committed:  # measured and committed, the checkpoint not kept: nothing to train again
-        return ev
-    if not args.plots_only:
+                 and not os.path.exists(ckpt))
+    if args.plots_only or committed and streams_measured(rdir) == len(streams):
+        return ev  # measured and committed, the checkpoint not kept: nothing to train again
+    if committed:  # measured over fewer streams than the mode has: the same model trained again
+        ckpt, _ = checkpoint_of(run, out, d, args)
+    else:
         train(run, rdir, d, args)
-    if args.plots_only:
-        return ev
     if "sinks" not in ev:
         ev["sinks"] = measure_sinks(run, rdir, d, args)
         write_json(ev_path, ev)
@@ -445,7 +465,7 @@ def process(run, out, data, args):
             if key not in ev:
                 ev[key] = measure_chunks(run, rdir, d, args, W)
                 write_json(ev_path, ev)
-    cache = measure_streams(run, rdir, d, data["streams"][run["data"]], args)
+    cache = measure_streams(run, rdir, ckpt, d, streams, args)
     optimal = None
     if run["data"] == "bb":
         S = MODES[args.mode]["stream_len"]
@@ -553,10 +573,11 @@ def ablation_optimum(data, T, W=16):
     return dict(ge_W=float(opt.mean()), bigram_ge=float(opt[~copy].mean()))
 
 
-def ablation_checkpoint(run, out, data, args):
-    """The run's checkpoint; a committed run has none (checkpoints are not committed): it is
-    trained again with the run's own settings into data/retrain/NAME (not committed), and kept only
-    if its final val loss is the committed log's (the same trainer and seed give the same model)."""
+def checkpoint_of(run, out, data, args):
+    """The run's checkpoint, for the ablations or for streams a committed run was not measured on.
+    A committed run has none (checkpoints are not committed): it is trained again with the run's
+    own settings into data/retrain/NAME (not committed), and kept only if its final val loss is
+    the committed log's (the same trainer and seed give the same model)."""
     rdir = os.path.join(out, "runs", run["name"])
     if os.path.exists(os.path.join(rdir, "model.ckpt")):
         return os.path.join(rdir, "model.ckpt"), None
@@ -578,7 +599,7 @@ def ablate(run, out, data, args):
     ev_path = os.path.join(rdir, "evals.json")
     ev = read_json(ev_path, {})
     if "ablation" not in ev:
-        ckpt, again = ablation_checkpoint(run, out, data["bb"], args)
+        ckpt, again = checkpoint_of(run, out, data["bb"], args)
         ev["ablation"] = dict(measure_ablations(run, ckpt, data["bb"], args), retrained=again is not None)
         write_json(ev_path, ev)
         say(f"[{run['name']}] ablations: " + ", ".join(f"{k} {v['ge_W']:.3f}" for k, v in ev["ablation"].items()
@@ -642,6 +663,44 @@ def table_rows_bb(groups, evals, data):
                   f"{spread([np.mean([h['nontrigger_row_sum'] for h in e['gu']['heads']]) for e in ev])} | "
                   f"{spread([sum(h['nontrigger_row_sum'] < 0.05 for h in e['gu']['heads']) for e in ev], '{:.1f}')} of {M} | "
                   f"{spread([e['sinks']['sink_heads'] for e in ev], '{:.1f}')} of {M} |")
+    return md
+
+
+def ranks(x):
+    """1-based ranks of x, ties sharing their mean rank."""
+    x = np.asarray(x, dtype=float)
+    r = np.empty(len(x))
+    r[np.argsort(x, kind="stable")] = np.arange(1, len(x) + 1)
+    for v in np.unique(x):
+        r[x == v] = r[x == v].mean()
+    return r
+
+
+def table_follows(groups, evals):
+    """Issue 23: does the damage of eviction follow the sink? Per Bigram-Backcopy softmax model
+    whose start token leaves a window of 16 it did not train with, Spearman's rank correlation
+    over its seeds between the sink (the largest non-trigger weight on the start token; the sink
+    ratio) and the loss at positions >= 16 above the same seed's loss with the start token kept.
+    Models without position encoding: with RoPE eviction costs nothing to rank."""
+    md = ["### Does the damage follow the sink?", "",
+          "Per seed: the largest non-trigger weight on the start token (32 val chains), and the damage of "
+          "eviction: the streaming loss at positions >= 16 with a window of 16, minus the same with "
+          "--keep-first 1. rho: Spearman's rank correlation over the seeds (1: the stronger the sink, "
+          "the larger the damage).", "",
+          "| model | seeds | weight, per seed | damage, per seed | rho (weight, damage) | rho (sink ratio, damage) |",
+          "|---|--:|---|---|--:|--:|"]
+    for g, rs in groups.items():
+        ev = [evals[r["name"]] for r in rs if evals.get(r["name"], {}).get("gu") and "W16_ge_W" in
+              evals[r["name"]].get("streams", {})]
+        if rs[0]["data"] != "bb" or rs[0]["attn"] != "softmax" or rs[0]["rope"] == "on" or rs[0]["w"] <= 16 \
+                or len(ev) < 3:
+            continue
+        weight = [max(h["nontrigger_first"] for h in e["gu"]["heads"]) for e in ev]
+        ratio = [e["gu"]["sink_ratio"] for e in ev]
+        damage = [e["streams"]["W16_ge_W"] - e["streams"]["W16+keep1_ge_W"] for e in ev]
+        rho = lambda a, b: float(np.corrcoef(ranks(a), ranks(b))[0, 1]) if np.ptp(a) > 0 else float("nan")
+        md.append(f"| {g} | {len(ev)} | {', '.join(f'{v:.3f}' for v in weight)} | "
+                  f"{', '.join(f'{v:.3f}' for v in damage)} | {rho(weight, damage):.2f} | {rho(ratio, damage):.2f} |")
     return md
 
 
@@ -737,8 +796,8 @@ def table_seeds(runs, evals):
           "token (32 val chains); streaming loss at positions >= 16 with a window of 16, without and with "
           "--keep-first 1, in all and in bigram / copy targets. The Bible: val loss, the largest --sinks share, "
           "streaming loss at positions >= 32 with a window of 32, without and with --keep-first 1.", "",
-          "| run | val loss | sink ratio | largest bos weight | window, pos >= W | + keep1 | bigram: window / keep1 | "
-          "copy: window / keep1 |", "|---|--:|--:|--:|--:|--:|--:|--:|"]
+          "| run | val loss | sink ratio | largest bos weight | streams | window, pos >= W | + keep1 | "
+          "bigram: window / keep1 | copy: window / keep1 |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     f = lambda v, fmt="{:.3f}": "-" if v is None else fmt.format(v)
     for r in runs:
         e = evals.get(r["name"], {})
@@ -749,13 +808,13 @@ def table_seeds(runs, evals):
             gu = e.get("gu", {})
             big = max(gu["heads"], key=lambda h: h["nontrigger_first"])["nontrigger_first"] if gu else None
             md.append(f"| {r['name']} | {f(e['sinks']['val_loss'], '{:.4f}')} | {f(gu.get('sink_ratio'), '{:.2f}')} | "
-                      f"{f(big)} | {f(st.get(f'W{W}_ge_W'))} | {f(st.get(f'W{W}+keep1_ge_W'))} | "
+                      f"{f(big)} | {e.get('stream_count', '-')} | {f(st.get(f'W{W}_ge_W'))} | {f(st.get(f'W{W}+keep1_ge_W'))} | "
                       f"{f(st.get(f'W{W}_bigram_ge'))} / {f(st.get(f'W{W}+keep1_bigram_ge'))} | "
                       f"{f(st.get(f'W{W}_copy_ge'))} / {f(st.get(f'W{W}+keep1_copy_ge'))} |")
         else:
             big = max(h["share"] for h in e["sinks"]["heads"])
             md.append(f"| {r['name']} | {f(e['sinks']['val_loss'], '{:.4f}')} | - | {f(big)} (share) | "
-                      f"{f(st.get(f'W{W}_ge_W'))} | {f(st.get(f'W{W}+keep1_ge_W'))} | - | - |")
+                      f"{e.get('stream_count', '-')} | {f(st.get(f'W{W}_ge_W'))} | {f(st.get(f'W{W}+keep1_ge_W'))} | - | - |")
     return md
 
 
@@ -862,16 +921,26 @@ def chapter_tables(results):
         o = ev_any(groups)["optimum"]
         md.append(f"| Bayes optimum | | | {o['ge_W']:.3f} | {o['bigram_ge']:.3f} | 0 |")
     tables["ablation"] = md
-    md = ["| model | seeds | val loss | largest share on the start token | window 32, pos >= 32 | "
-          "+ keep first 1, pos >= 32 |", "|---|--:|--:|--:|--:|--:|"]
+    md = ["| model | seeds | streams | val loss | largest share on the start token | window 32, pos >= 32 | "
+          "+ keep first 1, pos >= 32 |", "|---|--:|--:|--:|--:|--:|--:|"]
     for g, label in CHAPTER_GROUPS["bible"]:
         ev = [r["evals"] for r in groups.get(g, [])]
         if ev:
-            md.append(f"| {label} | {len(ev)} | {spread([e['sinks']['val_loss'] for e in ev], '{:.4f}')} | "
+            md.append(f"| {label} | {len(ev)} | {stream_counts(ev)} | "
+                      f"{spread([e['sinks']['val_loss'] for e in ev], '{:.4f}')} | "
                       f"{spread([max(h['share'] for h in e['sinks']['heads']) for e in ev])} | "
                       f"{spread([e['streams']['W32_ge_W'] for e in ev])} | {spread([e['streams']['W32+keep1_ge_W'] for e in ev])} |")
     tables["bible"] = md
     return tables
+
+
+def stream_counts(evs):
+    """"32", or "8 (2 seeds), 32 (3)" where the seeds of a model were measured on different streams."""
+    counts = [e.get("stream_count") for e in evs]
+    kinds = sorted(set(counts), key=lambda c: c or 0)
+    if len(kinds) == 1:
+        return str(kinds[0] or "-")
+    return ", ".join(f"{c or '-'} ({counts.count(c)}{' seeds' if i == 0 else ''})" for i, c in enumerate(kinds))
 
 
 def check_chapter(results_path, chapter_path):
@@ -1182,6 +1251,7 @@ def report(runs, evals, data, out, args):
           "## Bigram-Backcopy", ""]
     md += table_rows_bb(groups, evals, data) + [""]
     md += table_streams(groups, evals, "bb", "Bigram-Backcopy") + [""]
+    md += table_follows(groups, evals) + [""]
     md += table_split(groups, evals) + [""]
     md += table_chunks(groups, evals) + [""]
     md += table_ablations(groups, evals) + [""]
@@ -1303,6 +1373,9 @@ def main():
         if ab is not None and "optimum" not in ab:  # the same for every model: no checkpoint needed
             ab["optimum"] = ablation_optimum(data["bb"], r["T"], ab["W"])
             write_json(os.path.join(out, "runs", r["name"], "evals.json"), evals[r["name"]])
+    for r in every_run:  # over how many streams each run was measured (a column of the tables)
+        if evals[r["name"]].get("streams"):
+            evals[r["name"]]["stream_count"] = streams_measured(os.path.join(out, "runs", r["name"]))
     runs = [r for r in every_run if evals[r["name"]]]
     report(runs, evals, data, out, args)
     print(f"wrote {out}/results.md, results.json and the figures; total wall time {time.time() - t0:.0f} s")
