@@ -19,8 +19,8 @@ dormant head sets its gates near 0. This script trains small models with a start
       Issue 23's control: softmax (RoPE and NoPE) trained with w = 16 < T = 128, so that the start
       token leaves the window in training as in SWAT's ("sliding-rope", "sliding-nope").
   The Bible (data/bible, bytes): the same three kinds, 4 layers of width 128, T = 128 (SWAT:
-      w = 32, ALiBi 2:2), 2000 steps, 2 seeds (seeds 3-5 listed for the RoPE models); and the
-      control, softmax with RoPE trained with w = 32 ("bible-sliding-rope").
+      w = 32, ALiBi 2:2), 2000 steps, 2 seeds (seeds 3-5 listed for dense RoPE, SWAT and the sliding
+      control); and the control, softmax with RoPE trained with w = 32 ("bible-sliding-rope").
 
 For every model:
   sinks        `train_swat --eval VAL --eval-len T --sinks`: per head, the mean weight on position 0
@@ -119,7 +119,7 @@ MODES = {
                  # issue 23's control, added later (run with --only, one at a time: 1 core)
                  + [bb_run(k, 2, s, 3000) for k in ("sliding-nope", "sliding-rope") for s in (1, 2, 3, 4, 5)]
                  + [bible_run("sliding-rope", s, 2000) for s in (1, 2)]
-                 # seeds 3-5 on the Bible, issue 23 (the committed seeds 1 and 2 are trained again for 32 streams)
+                 # seeds 3-5 on the Bible, issue 23 (a committed seed measured on fewer streams is trained again)
                  + [bible_run(k, s, 2000) for k in ("softmax-rope", "sliding-rope", "swat") for s in (3, 4, 5)],
                  bb_streams=32, bible_streams=32, stream_len=1024, gu_chains=32),
 }
