@@ -666,6 +666,12 @@ def table_rows_bb(groups, evals, data):
     return md
 
 
+def largest_bos_weight(ev):
+    """A Bigram-Backcopy model's sink: the largest weight a head puts on the start token at
+    non-trigger queries (measure_gu)."""
+    return max(h["nontrigger_first"] for h in ev["gu"]["heads"])
+
+
 def ranks(x):
     """1-based ranks of x, ties sharing their mean rank."""
     x = np.asarray(x, dtype=float)
@@ -674,6 +680,11 @@ def ranks(x):
     for v in np.unique(x):
         r[x == v] = r[x == v].mean()
     return r
+
+
+def spearman(a, b):
+    """Spearman's rank correlation of a and b (nan where a is constant)."""
+    return float(np.corrcoef(ranks(a), ranks(b))[0, 1]) if np.ptp(a) > 0 else float("nan")
 
 
 def table_follows(groups, evals):
@@ -695,12 +706,11 @@ def table_follows(groups, evals):
         if rs[0]["data"] != "bb" or rs[0]["attn"] != "softmax" or rs[0]["rope"] == "on" or rs[0]["w"] <= 16 \
                 or len(ev) < 3:
             continue
-        weight = [max(h["nontrigger_first"] for h in e["gu"]["heads"]) for e in ev]
+        weight = [largest_bos_weight(e) for e in ev]
         ratio = [e["gu"]["sink_ratio"] for e in ev]
         damage = [e["streams"]["W16_ge_W"] - e["streams"]["W16+keep1_ge_W"] for e in ev]
-        rho = lambda a, b: float(np.corrcoef(ranks(a), ranks(b))[0, 1]) if np.ptp(a) > 0 else float("nan")
         md.append(f"| {g} | {len(ev)} | {', '.join(f'{v:.3f}' for v in weight)} | "
-                  f"{', '.join(f'{v:.3f}' for v in damage)} | {rho(weight, damage):.2f} | {rho(ratio, damage):.2f} |")
+                  f"{', '.join(f'{v:.3f}' for v in damage)} | {spearman(weight, damage):.2f} | {spearman(ratio, damage):.2f} |")
     return md
 
 
@@ -806,7 +816,7 @@ def table_seeds(runs, evals):
         st, W = e["streams"], r["stream_windows"][0]
         if r["data"] == "bb":
             gu = e.get("gu", {})
-            big = max(gu["heads"], key=lambda h: h["nontrigger_first"])["nontrigger_first"] if gu else None
+            big = largest_bos_weight(e) if gu else None
             md.append(f"| {r['name']} | {f(e['sinks']['val_loss'], '{:.4f}')} | {f(gu.get('sink_ratio'), '{:.2f}')} | "
                       f"{f(big)} | {e.get('stream_count', '-')} | {f(st.get(f'W{W}_ge_W'))} | {f(st.get(f'W{W}+keep1_ge_W'))} | "
                       f"{f(st.get(f'W{W}_bigram_ge'))} / {f(st.get(f'W{W}+keep1_bigram_ge'))} | "
@@ -902,7 +912,7 @@ def chapter_tables(results):
             ev = [r["evals"] for r in groups.get(g, [])]
             if not ev:
                 continue
-            big = [max(h["nontrigger_first"] for h in e["gu"]["heads"]) for e in ev]
+            big = [largest_bos_weight(e) for e in ev]
             md.append(f"| {label} | {len(ev)} | {spread([e['sinks']['val_loss'] for e in ev], '{:.4f}')} | "
                       f"{spread([e['gu']['sink_ratio'] for e in ev], '{:.2f}')} | {spread(big)} | "
                       f"{spread([e['streams']['W16_lt_W'] for e in ev])} | {spread([e['streams']['W16_ge_W'] for e in ev])} | "
