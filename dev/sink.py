@@ -17,10 +17,13 @@ dormant head sets its gates near 0. This script trains small models with a start
       budget; dev/results/sink/NOTES.md has what was tried), 2 and 3 layers, 3000 steps and
       for two layers also 6000; SWAT (sigmoid, balanced ALiBi 1:1, RoPE, w = 16, T = 128).
       Issue 23's control: softmax (RoPE and NoPE) trained with w = 16 < T = 128, so that the start
-      token leaves the window in training as in SWAT's ("sliding-rope", "sliding-nope").
+      token leaves the window in training as in SWAT's ("sliding-rope", "sliding-nope"). Issue 23's
+      item 3: softmax without positions trained 10000 steps, near its optimum ("-10k", 3 seeds).
   The Bible (data/bible, bytes): the same three kinds, 4 layers of width 128, T = 128 (SWAT:
       w = 32, ALiBi 2:2), 2000 steps, 2 seeds (seeds 3-5 listed for dense RoPE, SWAT and the sliding
       control); and the control, softmax with RoPE trained with w = 32 ("bible-sliding-rope").
+      Issue 23's item 5: dense softmax with RoPE and SWAT with 6 layers of 8 heads and T = 256
+      ("bible-deep-", 2 seeds; the same width, tokens a step and steps).
 
 For every model:
   sinks        `train_swat --eval VAL --eval-len T --sinks`: per head, the mean weight on position 0
@@ -90,16 +93,20 @@ def bb_run(kind, L, seed, steps, tag=""):
                 rope="on" if kind == "softmax-rope" else "off", w=128, stream_windows=[16, 128])
 
 
-def bible_run(kind, seed, steps):
+def bible_run(kind, seed, steps, deep=False):
     """kind: softmax-rope, softmax-nope (dense, w = T), swat; sliding-rope: issue 23's control on
-    the Bible, softmax with RoPE trained with SWAT's window (w = 32 < T = 128)."""
-    base = dict(data="bible", T=128, L=4, H=4, C=128, F=352, steps=steps, lr=2e-3, wd=0.1, seed=seed)
+    the Bible, softmax with RoPE trained with SWAT's window (w = 32 < T = 128). deep: issue 23's
+    step towards the literature's regime, 6 layers of 8 heads and T = 256 (the same width, the
+    same 4096 tokens a step, SWAT's window still 32)."""
+    T, L, H = (256, 6, 8) if deep else (128, 4, 4)
+    group = "bible-deep-" + kind if deep else "bible-" + kind
+    base = dict(data="bible", T=T, L=L, H=H, C=128, F=352, steps=steps, lr=2e-3, wd=0.1, seed=seed,
+                name=f"{group}-s{seed}", group=group)
     if kind == "swat":
-        return dict(base, name=f"bible-swat-s{seed}", group="bible-swat", attn="sigmoid", alibi="2:2", rope="on",
-                    w=32, stream_windows=[32])
-    w = 32 if kind == "sliding-rope" else 128
-    return dict(base, name=f"bible-{kind}-s{seed}", group=f"bible-{kind}", attn="softmax", alibi="0:0",
-                rope="off" if kind == "softmax-nope" else "on", w=w, stream_windows=sorted({32, w}))
+        return dict(base, attn="sigmoid", alibi=f"{H // 2}:{H // 2}", rope="on", w=32, stream_windows=[32])
+    w = 32 if kind == "sliding-rope" else T
+    return dict(base, attn="softmax", alibi="0:0", rope="off" if kind == "softmax-nope" else "on", w=w,
+                stream_windows=sorted({32, w}))
 
 
 MODES = {
@@ -120,7 +127,11 @@ MODES = {
                  + [bb_run(k, 2, s, 3000) for k in ("sliding-nope", "sliding-rope") for s in (1, 2, 3, 4, 5)]
                  + [bible_run("sliding-rope", s, 2000) for s in (1, 2)]
                  # seeds 3-5 on the Bible, issue 23 (a committed seed measured on fewer streams is trained again)
-                 + [bible_run(k, s, 2000) for k in ("softmax-rope", "sliding-rope", "swat") for s in (3, 4, 5)],
+                 + [bible_run(k, s, 2000) for k in ("softmax-rope", "sliding-rope", "swat") for s in (3, 4, 5)]
+                 # issue 23, item 3: the sink given time to finish forming (within 0.01 of the optimum)
+                 + [bb_run("softmax-nope", 2, s, 10000, "-10k") for s in (1, 2, 3)]
+                 # issue 23, item 5: deeper and longer, dense softmax with RoPE beside SWAT
+                 + [bible_run(k, s, 2000, deep=True) for s in (1, 2) for k in ("softmax-rope", "swat")],
                  bb_streams=32, bible_streams=32, stream_len=1024, gu_chains=32),
 }
 # Bigram-Backcopy data: one data set (seed 1) for every model; the model seeds differ
@@ -714,6 +725,48 @@ def table_follows(groups, evals):
     return md
 
 
+FINISHED = "bb-softmax-nope-L2-10k"  # issue 23, item 3: the sink given time to finish forming
+
+
+def bb_val_optimum_first(data, chains):
+    """The Bayes-optimal loss of the first `chains` val chains: what the trainer's in-training
+    validation (--val-chunks 64, the first chunks) is measured against."""
+    meta = data["bb"]["meta"]
+    val = read_tokens(data["bb"]["val"])[:-1].reshape(-1, meta["length"])[:chains]
+    return float(np.mean([bb_optimal_losses(c, meta).mean() for c in val]))
+
+
+def first_within(val, optimum, margin=0.01):
+    """The first step whose validation loss is within margin of optimum, or None."""
+    return next((k for k in sorted(val) if val[k] - optimum < margin), None)
+
+
+def table_finished(groups, evals, data, out):
+    """Issue 23, item 3: per seed of the long runs, how close each came to the optimum, and the
+    sink it has then."""
+    rs = [r for r in groups.get(FINISHED, []) if evals.get(r["name"], {}).get("streams")]
+    if not rs:
+        return []
+    opt, opt64 = bb_val_optimum(data), bb_val_optimum_first(data, 64)
+    md = ["### Trained to the optimum (issue 23, item 3)", "",
+          f"{FINISHED}: softmax without positions, {rs[0]['steps']} steps. Above the optimum: the final val "
+          f"loss (512 chains) minus {opt:.4f}; within 0.01 from: the first validation during training (every "
+          f"{max(1, rs[0]['steps'] // 20)} steps, the first 64 chains, their optimum {opt64:.4f}) within 0.01 of it. "
+          "Largest share: the trainer's `sink` line at the end (all queries); weight: the largest "
+          "non-trigger weight on the start token; damage: window 16 minus window 16 with --keep-first 1, "
+          "positions >= 16 of the streams. Figure: sink_finish.png.", "",
+          "| run | above the optimum | within 0.01 from step | largest share | sink ratio | weight | damage |",
+          "|---|--:|--:|--:|--:|--:|--:|"]
+    for r in rs:
+        e = evals[r["name"]]
+        log = parse_log(os.path.join(out, "runs", r["name"], "log.txt"))
+        md.append(f"| {r['name']} | {e['sinks']['val_loss'] - opt:.4f} | {first_within(log['val'], opt64) or '-'} | "
+                  f"{max(log['sinks'][max(log['sinks'])]):.3f} | {e['gu']['sink_ratio']:.2f} | "
+                  f"{largest_bos_weight(e):.3f} | "
+                  f"{e['streams']['W16_ge_W'] - e['streams']['W16+keep1_ge_W']:.3f} |")
+    return md
+
+
 def table_streams(groups, evals, dataset, label):
     md = [f"### Streaming loss, {label}", "",
           "One stream = one long text with the start token once at its beginning. Loss (nats/token) at "
@@ -882,12 +935,15 @@ CHAPTER_GROUPS = {
            ("bb-sliding-rope-L2", "softmax, RoPE, sliding (w = 16)"),
            ("bb-swat-L2", "SWAT (w = 16)")],
     "bb-more": [("bb-softmax-nope-L2-6k", "softmax, no positions, dense, 6000 steps"),
+                (FINISHED, "softmax, no positions, dense, 10000 steps"),
                 ("bb-softmax-nope-L3", "softmax, no positions, dense, 3 layers"),
                 ("bb-swat-L3", "SWAT (w = 16), 3 layers")],
     "bible": [("bible-softmax-rope", "softmax, RoPE, dense (w = T = 128)"),
               ("bible-softmax-nope", "softmax, no positions, dense (w = T = 128)"),
               ("bible-sliding-rope", "softmax, RoPE, sliding (w = 32)"),
-              ("bible-swat", "SWAT (w = 32)")],
+              ("bible-swat", "SWAT (w = 32)"),
+              ("bible-deep-softmax-rope", "softmax, RoPE, dense, 6 layers x 8 heads (w = T = 256)"),
+              ("bible-deep-swat", "SWAT (w = 32), 6 layers x 8 heads, T = 256")],
 }
 
 
@@ -1211,6 +1267,40 @@ def plot_formation(groups, out, path):
     plt.close(fig)
 
 
+def plot_finish(groups, data, out, path):
+    """Issue 23, item 3: the long runs' validation loss above the optimum (left) and the largest
+    share of a head on the start token (right) against the step, one colour per seed."""
+    rs = groups.get(FINISHED, [])
+    logs = [(r, parse_log(os.path.join(out, "runs", r["name"], "log.txt"))) for r in rs]
+    logs = [(r, l) for r, l in logs if l["val"] and l["sinks"]]
+    if not logs:
+        return
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    opt64 = bb_val_optimum_first(data, 64)
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for r, log in logs:
+        steps = sorted(log["val"])
+        line, = ax0.plot(steps, [log["val"][k] - opt64 for k in steps], lw=1.5, label=f"seed {r['seed']}")
+        steps = sorted(log["sinks"])
+        ax1.plot(steps, [max(log["sinks"][k]) for k in steps], lw=1.5, color=line.get_color(),
+                 label=f"seed {r['seed']}")
+    ax0.axhline(0.01, color="k", alpha=0.4, lw=1)
+    ax0.set(yscale="log", xlabel="training step", ylabel="val loss above the optimum (nats)",
+            title="validation (first 64 chains) above their Bayes optimum; line: 0.01")
+    ax1.axhline(SINK_T, color="k", alpha=0.3, lw=1)
+    ax1.set(ylim=(0, 1.02), xlabel="training step", ylabel="largest share of a head on the start token",
+            title=f"the sink (all queries; line: {SINK_T})")
+    for ax in (ax0, ax1):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Bigram-Backcopy, softmax without positions, {logs[0][0]['steps']} steps", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_attention(pairs, args, path, title, npos=48, triggers=()):
     """For each (label, run, rdir, text, layers): every head of those layers over the first npos
     positions. Models side by side (layers as rows) when they show several layers, one model per
@@ -1257,11 +1347,14 @@ def report(runs, evals, data, out, args):
           f"`/usr/bin/python3 dev/sink.py --mode {args.mode}`. Every model has a start token "
           "(`--vocab 257 --bos 256`). Numbers are `mean (min-max)` over the seeds of a model. "
           "What they say, and what was tried before these settings: NOTES.md. Figures: bb_streams.png, "
-          "bb_split.png, bb_attention.png, bible_streams.png, bible_attention.png, sink_formation.png.", "",
+          "bb_split.png, bb_attention.png, bible_streams.png, bible_attention.png, sink_formation.png, "
+          "sink_finish.png.", "",
           "## Bigram-Backcopy", ""]
     md += table_rows_bb(groups, evals, data) + [""]
     md += table_streams(groups, evals, "bb", "Bigram-Backcopy") + [""]
     md += table_follows(groups, evals) + [""]
+    finished = table_finished(groups, evals, data, out)
+    md += finished + [""] * bool(finished)
     md += table_split(groups, evals) + [""]
     md += table_chunks(groups, evals) + [""]
     md += table_ablations(groups, evals) + [""]
@@ -1279,7 +1372,7 @@ def report(runs, evals, data, out, args):
     for r in runs:
         md.append(f"| {r['name']} | {r['data']} | {r['attn']} | {r['alibi']} | {r['w']} | {r['T']} | {r['L']} | {r['H']} | "
                   f"{r['C']} | {r['F']} | {r['steps']} | {r['lr']} | {r['wd']} | {r['seed']} |")
-    md += ["", "Batches of 4096 tokens (32 x 128), warmup 50, AdamW defaults, shuffled chains.", ""]
+    md += ["", "Batches of 4096 tokens (32 x 128; T = 256: 16 x 256), warmup 50, AdamW defaults, shuffled chains.", ""]
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write("\n".join(md))
     write_json(os.path.join(out, "results.json"), {r["name"]: dict(settings=r, evals=evals.get(r["name"], {})) for r in runs})
@@ -1287,6 +1380,7 @@ def report(runs, evals, data, out, args):
     plot_streams(groups, out, "bb", os.path.join(out, "bb_streams.png"), "Bigram-Backcopy: streaming loss", 48)
     plot_streams(groups, out, "bible", os.path.join(out, "bible_streams.png"), "The Bible: streaming loss", 40, shared=False)
     plot_formation(groups, out, os.path.join(out, "sink_formation.png"))
+    plot_finish(groups, data, out, os.path.join(out, "sink_finish.png"))
     plot_split(groups, evals, os.path.join(out, "bb_split.png"))
     plot_eviction(groups, out, os.path.join(out, "bb_eviction.png"))
     if args.plots_only and not os.path.exists(args.bin):
