@@ -68,6 +68,7 @@ from runs import (REPO, Failure, call as call_trainer, fail, other_settings, par
 
 BIBLE = dict(train="data/bible/train.bin", val="data/bible/val.bin")
 BOS = ["--vocab", "257", "--bos", "256"]
+VAL_CHUNKS = 64  # val chains of each validation during training (the first ones)
 SINK_T = 0.3  # Gu et al.'s threshold on the mean weight on the first token
 
 
@@ -243,7 +244,7 @@ def train_args(run, data):
 
 
 def periodic_args(run, threads):
-    return ["--val-every", max(1, run["steps"] // 20), "--val-chunks", 64, "--final-val-chunks", 512, "--sample-every", 0,
+    return ["--val-every", max(1, run["steps"] // 20), "--val-chunks", VAL_CHUNKS, "--final-val-chunks", 512, "--sample-every", 0,
             "--save-every", max(1, run["steps"] // 5), "--threads", threads]
 
 
@@ -636,10 +637,11 @@ def groups_of(runs):
     return g
 
 
-def bb_val_optimum(data):
-    """The Bayes-optimal loss on the val chains (chunks of 128 with the start token)."""
+def bb_val_optimum(data, chains=None):
+    """The Bayes-optimal loss on the val chains (chunks of 128 with the start token), or on the
+    first `chains` of them (what the in-training validation, VAL_CHUNKS, is measured on)."""
     meta = data["bb"]["meta"]
-    val = read_tokens(data["bb"]["val"])[:-1].reshape(-1, meta["length"])
+    val = read_tokens(data["bb"]["val"])[:-1].reshape(-1, meta["length"])[:chains]
     return float(np.mean([bb_optimal_losses(c, meta).mean() for c in val]))
 
 
@@ -741,14 +743,6 @@ def table_follows(groups, evals):
 FINISHED = "bb-softmax-nope-L2-10k"  # issue 23, item 3: the sink given time to finish forming
 
 
-def bb_val_optimum_first(data, chains):
-    """The Bayes-optimal loss of the first `chains` val chains: what the trainer's in-training
-    validation (--val-chunks 64, the first chunks) is measured against."""
-    meta = data["bb"]["meta"]
-    val = read_tokens(data["bb"]["val"])[:-1].reshape(-1, meta["length"])[:chains]
-    return float(np.mean([bb_optimal_losses(c, meta).mean() for c in val]))
-
-
 def first_within(val, optimum, margin=0.01):
     """The first step whose validation loss is within margin of optimum, or None."""
     return next((k for k in sorted(val) if val[k] - optimum < margin), None)
@@ -760,11 +754,11 @@ def table_finished(groups, evals, data, out):
     rs = [r for r in groups.get(FINISHED, []) if evals.get(r["name"], {}).get("streams")]
     if not rs:
         return []
-    opt, opt64 = bb_val_optimum(data), bb_val_optimum_first(data, 64)
+    opt, opt64 = bb_val_optimum(data), bb_val_optimum(data, VAL_CHUNKS)
     md = ["### Trained to the optimum (issue 23, item 3)", "",
           f"{FINISHED}: softmax without positions, {rs[0]['steps']} steps. Above the optimum: the final val "
           f"loss (512 chains) minus {opt:.4f}; within 0.01 from: the first validation during training (every "
-          f"{max(1, rs[0]['steps'] // 20)} steps, the first 64 chains, their optimum {opt64:.4f}) within 0.01 of it. "
+          f"{max(1, rs[0]['steps'] // 20)} steps, the first {VAL_CHUNKS} chains, their optimum {opt64:.4f}) within 0.01 of it. "
           "Largest share: the trainer's `sink` line at the end (all queries); weight: the largest "
           "non-trigger weight on the start token; damage: window 16 minus window 16 with --keep-first 1, "
           "positions >= 16 of the streams. Figure: sink_finish.png.", "",
@@ -1291,7 +1285,7 @@ def plot_finish(groups, data, out, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    opt64 = bb_val_optimum_first(data, 64)
+    opt64 = bb_val_optimum(data, VAL_CHUNKS)
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.2))
     for r, log in logs:
         steps = sorted(log["val"])
